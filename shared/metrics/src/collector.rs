@@ -1,0 +1,507 @@
+//! The Redis-backed Prometheus collector: on each scrape it reads the series
+//! named by the families' index sets in two pipelined round trips (index
+//! sets and replica list, then every series and every heartbeat) — never
+//! `KEYS`, never `SCAN` — and renders them through prometheus-client together
+//! with process-local metrics. With Redis unreachable a scrape answers at
+//! once with the local metrics and `{prefix}_redis_up 0`.
+
+use crate::conn::RedisConn;
+use crate::family::{bucket_field, Family, Kind};
+use crate::keys;
+use crate::process::ProcessCollector;
+use crate::recorder::Recorder;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// Content type of [`MetricsEndpoint::render`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// How one stored family is shown on `/metrics`. Names are the full
+/// exposed names (counters ending in `_total`).
+#[derive(Debug)]
+pub enum Render {
+    /// Each series as a counter, value × `scale`.
+    Counter {
+        name: &'static str,
+        help: &'static str,
+        family: &'static Family,
+        scale: f64,
+    },
+    /// Each series as a gauge, value × `scale` (per-replica gauges: the sum
+    /// over live replicas).
+    Gauge {
+        name: &'static str,
+        help: &'static str,
+        family: &'static Family,
+        scale: f64,
+    },
+    /// A histogram family; bounds and sum × `scale`.
+    Histogram {
+        name: &'static str,
+        help: &'static str,
+        family: &'static Family,
+        scale: f64,
+    },
+    /// A gauge `sum / count × scale` for series with equal labels (a mean,
+    /// e.g. average response time); 0 when count is 0.
+    Mean {
+        name: &'static str,
+        help: &'static str,
+        sum: &'static Family,
+        count: &'static Family,
+        scale: f64,
+    },
+}
+
+impl Render {
+    fn families(&self) -> Vec<&'static Family> {
+        match self {
+            Render::Counter { family, .. }
+            | Render::Gauge { family, .. }
+            | Render::Histogram { family, .. } => vec![family],
+            Render::Mean { sum, count, .. } => vec![sum, count],
+        }
+    }
+}
+
+/// What a service shows on `/metrics`.
+#[derive(Debug)]
+pub struct Exposition {
+    /// Prefix of the service's own metrics, e.g. `ai_gateway`: gives
+    /// `{prefix}_uptime_seconds`, `{prefix}_redis_up`, ….
+    pub prefix: &'static str,
+    pub renders: &'static [Render],
+}
+
+#[derive(Debug, Clone)]
+enum Value {
+    Counter(f64),
+    Gauge(f64),
+    Histogram {
+        sum: f64,
+        count: u64,
+        buckets: Vec<(f64, u64)>,
+    },
+}
+
+#[derive(Debug)]
+struct Rendered {
+    name: String,
+    help: &'static str,
+    series: Vec<(Vec<(String, String)>, Value)>,
+}
+
+/// Raw values read from Redis for one scrape.
+#[derive(Debug, Default)]
+struct Raw {
+    /// key → string value (counters, max, set, summed gauges).
+    strings: HashMap<String, Option<i64>>,
+    /// key → hash (histograms, per-replica gauges).
+    hashes: HashMap<String, HashMap<String, i64>>,
+    /// index members per family name.
+    members: HashMap<&'static str, Vec<String>>,
+    live_replicas: HashSet<String>,
+}
+
+/// Renders a service's `/metrics`.
+#[derive(Clone)]
+pub struct MetricsEndpoint {
+    inner: std::sync::Arc<EndpointInner>,
+}
+
+struct EndpointInner {
+    redis: RedisConn,
+    exposition: &'static Exposition,
+    recorder: Option<Recorder>,
+    process: ProcessCollector,
+    timeout: Duration,
+    round_trips: std::sync::atomic::AtomicU64,
+}
+
+impl MetricsEndpoint {
+    pub fn new(redis: RedisConn, exposition: &'static Exposition, recorder: Option<Recorder>) -> Self {
+        MetricsEndpoint {
+            inner: std::sync::Arc::new(EndpointInner {
+                redis,
+                exposition,
+                recorder,
+                process: ProcessCollector::new(exposition.prefix),
+                timeout: Duration::from_millis(1500),
+                round_trips: std::sync::atomic::AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Redis round trips made by scrapes so far (for tests of the bound).
+    pub fn round_trips(&self) -> u64 {
+        self.inner.round_trips.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The whole exposition text. `extra` registers service-local metrics.
+    pub async fn render(&self, extra: Option<&Registry>) -> String {
+        let started = Instant::now();
+        let raw = tokio::time::timeout(self.inner.timeout, self.fetch()).await;
+        let (rendered, redis_up) = match raw {
+            Ok(Ok(raw)) => (self.build(&raw), true),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "metrics scrape: redis unreachable");
+                (Vec::new(), false)
+            }
+            Err(_) => (Vec::new(), false),
+        };
+        let mut reg = Registry::default();
+        reg.register_collector(Box::new(RedisSeries(rendered)));
+        let prefix = self.inner.exposition.prefix;
+        let mut local = LocalMetrics {
+            gauges: vec![
+                (
+                    format!("{prefix}_redis_up"),
+                    "Whether the last scrape could read Redis (1) or not (0).",
+                    if redis_up { 1.0 } else { 0.0 },
+                ),
+                (
+                    format!("{prefix}_scrape_duration_seconds"),
+                    "Time spent reading Redis for this scrape.",
+                    started.elapsed().as_secs_f64(),
+                ),
+            ],
+            counters: Vec::new(),
+        };
+        if let Some(r) = &self.inner.recorder {
+            let (ok, failed) = r.flush_stats();
+            local.counters.push((
+                format!("{prefix}_metrics_flushes_total"),
+                "Metric flushes applied to Redis.",
+                ok as f64,
+            ));
+            local.counters.push((
+                format!("{prefix}_metrics_flush_failures_total"),
+                "Metric flush attempts that failed (the deltas are kept and retried).",
+                failed as f64,
+            ));
+            local.gauges.push((
+                format!("{prefix}_metrics_queued_records"),
+                "Usage records queued in memory, not yet written to Redis.",
+                r.queued_records() as f64,
+            ));
+            local.counters.push((
+                format!("{prefix}_metrics_dropped_records_total"),
+                "Usage records dropped because the in-memory queue was full.",
+                r.dropped_records() as f64,
+            ));
+        }
+        reg.register_collector(Box::new(local));
+        reg.register_collector(Box::new(self.inner.process.clone()));
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode_registry(&mut out, &reg).is_err() {
+            out.clear();
+        }
+        if let Some(extra) = extra {
+            let _ = prometheus_client::encoding::text::encode_registry(&mut out, extra);
+        }
+        prometheus_client::encoding::text::encode_eof(&mut out).ok();
+        out
+    }
+
+    async fn fetch(&self) -> redis::RedisResult<Raw> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut conn = self.inner.redis.get().await?;
+        let families: Vec<&'static Family> = self
+            .inner
+            .exposition
+            .renders
+            .iter()
+            .flat_map(Render::families)
+            .collect();
+        // Round trip 1: index sets and replicas.
+        let indexed: Vec<&'static Family> = families.iter().copied().filter(|f| f.is_indexed()).collect();
+        let mut p = redis::pipe();
+        for f in &indexed {
+            p.smembers(keys::index(f.name));
+        }
+        p.smembers(keys::REPLICAS);
+        self.inner.round_trips.fetch_add(1, Relaxed);
+        let mut sets: Vec<Vec<String>> = p.query_async(&mut conn).await?;
+        let replicas = sets.pop().unwrap_or_default();
+        let mut raw = Raw::default();
+        for (f, m) in indexed.iter().zip(sets) {
+            raw.members.insert(f.name, m);
+        }
+        // Round trip 2: every series and every heartbeat.
+        let mut p = redis::pipe();
+        let mut plan: Vec<(String, bool)> = Vec::new();
+        let mut seen = HashSet::new();
+        for f in &families {
+            let label_sets: Vec<Vec<&str>> = if f.is_indexed() {
+                raw.members
+                    .get(f.name)
+                    .map(|ms| ms.iter().map(|m| Family::parse_member(m)).collect())
+                    .unwrap_or_default()
+            } else {
+                vec![vec![]]
+            };
+            for labels in label_sets {
+                if labels.len() != f.labels.len() {
+                    continue;
+                }
+                let key = f.key_for(&labels);
+                if !seen.insert(key.clone()) {
+                    continue;
+                }
+                match f.kind {
+                    Kind::Histogram(_) => {
+                        p.hgetall(&key);
+                        plan.push((key, true));
+                    }
+                    Kind::Gauge => {
+                        p.hgetall(keys::gauge_replicas(&key));
+                        plan.push((key, true));
+                    }
+                    _ => {
+                        p.get(&key);
+                        plan.push((key, false));
+                    }
+                }
+            }
+        }
+        for r in &replicas {
+            p.exists(keys::replica_heartbeat(r));
+        }
+        self.inner.round_trips.fetch_add(1, Relaxed);
+        let values: Vec<redis::Value> = p.query_async(&mut conn).await?;
+        let mut it = values.into_iter();
+        for (key, is_hash) in plan {
+            let v = it.next().unwrap_or(redis::Value::Nil);
+            if is_hash {
+                let h: HashMap<String, i64> = redis::from_redis_value(&v).unwrap_or_default();
+                raw.hashes.insert(key, h);
+            } else {
+                let s: Option<i64> = redis::from_redis_value(&v).unwrap_or(None);
+                raw.strings.insert(key, s);
+            }
+        }
+        for r in replicas {
+            let alive: bool = it
+                .next()
+                .map(|v| redis::from_redis_value(&v).unwrap_or(false))
+                .unwrap_or(false);
+            if alive {
+                raw.live_replicas.insert(r);
+            }
+        }
+        Ok(raw)
+    }
+
+    fn build(&self, raw: &Raw) -> Vec<Rendered> {
+        self.inner
+            .exposition
+            .renders
+            .iter()
+            .map(|r| render_one(r, raw))
+            .collect()
+    }
+}
+
+fn label_sets(f: &Family, raw: &Raw) -> Vec<Vec<String>> {
+    if !f.is_indexed() {
+        return vec![vec![]];
+    }
+    let mut v: Vec<Vec<String>> = raw
+        .members
+        .get(f.name)
+        .map(|ms| {
+            ms.iter()
+                .map(|m| Family::parse_member(m).into_iter().map(String::from).collect::<Vec<_>>())
+                .filter(|l| l.len() == f.labels.len())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn labelled(f: &Family, values: &[String]) -> Vec<(String, String)> {
+    f.labels
+        .iter()
+        .zip(values)
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect()
+}
+
+fn scalar(f: &Family, values: &[String], raw: &Raw) -> f64 {
+    let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+    let key = f.key_for(&refs);
+    if f.kind == Kind::Gauge {
+        return raw
+            .hashes
+            .get(&key)
+            .map(|h| {
+                h.iter()
+                    .filter(|(r, _)| raw.live_replicas.contains(*r))
+                    .map(|(_, v)| *v)
+                    .sum::<i64>()
+            })
+            .unwrap_or(0) as f64;
+    }
+    raw.strings.get(&key).copied().flatten().unwrap_or(0) as f64
+}
+
+fn render_one(r: &Render, raw: &Raw) -> Rendered {
+    match r {
+        Render::Counter {
+            name,
+            help,
+            family,
+            scale,
+        } => Rendered {
+            name: name.trim_end_matches("_total").to_string(),
+            help,
+            series: label_sets(family, raw)
+                .into_iter()
+                .map(|l| {
+                    let v = scalar(family, &l, raw) * scale;
+                    (labelled(family, &l), Value::Counter(v))
+                })
+                .collect(),
+        },
+        Render::Gauge {
+            name,
+            help,
+            family,
+            scale,
+        } => Rendered {
+            name: name.to_string(),
+            help,
+            series: label_sets(family, raw)
+                .into_iter()
+                .map(|l| {
+                    let v = scalar(family, &l, raw) * scale;
+                    (labelled(family, &l), Value::Gauge(v))
+                })
+                .collect(),
+        },
+        Render::Mean {
+            name,
+            help,
+            sum,
+            count,
+            scale,
+        } => Rendered {
+            name: name.to_string(),
+            help,
+            series: label_sets(count, raw)
+                .into_iter()
+                .map(|l| {
+                    let c = scalar(count, &l, raw);
+                    let s = scalar(sum, &l, raw);
+                    let v = if c > 0.0 { s / c * scale } else { 0.0 };
+                    (labelled(count, &l), Value::Gauge(v))
+                })
+                .collect(),
+        },
+        Render::Histogram {
+            name,
+            help,
+            family,
+            scale,
+        } => {
+            let Kind::Histogram(bounds) = family.kind else {
+                return Rendered {
+                    name: name.to_string(),
+                    help,
+                    series: vec![],
+                };
+            };
+            let series = label_sets(family, raw)
+                .into_iter()
+                .filter_map(|l| {
+                    let refs: Vec<&str> = l.iter().map(String::as_str).collect();
+                    let h = raw.hashes.get(&family.key_for(&refs))?;
+                    let mut cum = 0u64;
+                    let mut buckets = Vec::with_capacity(bounds.len() + 1);
+                    for (i, b) in bounds.iter().enumerate() {
+                        cum += h.get(&bucket_field(Some(*b))).copied().unwrap_or(0).max(0) as u64;
+                        let _ = i;
+                        buckets.push((*b as f64 * scale, cum));
+                    }
+                    cum += h.get(&bucket_field(None)).copied().unwrap_or(0).max(0) as u64;
+                    buckets.push((f64::INFINITY, cum));
+                    let count = h.get("count").copied().unwrap_or(0).max(0) as u64;
+                    let sum = h.get("sum").copied().unwrap_or(0) as f64 * scale;
+                    Some((labelled(family, &l), Value::Histogram { sum, count, buckets }))
+                })
+                .collect();
+            Rendered {
+                name: name.to_string(),
+                help,
+                series,
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RedisSeries(Vec<Rendered>);
+
+impl Collector for RedisSeries {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for fam in &self.0 {
+            let Some((_, first)) = fam.series.first() else {
+                continue;
+            };
+            let ty = match first {
+                Value::Counter(_) => MetricType::Counter,
+                Value::Gauge(_) => MetricType::Gauge,
+                Value::Histogram { .. } => MetricType::Histogram,
+            };
+            let mut me = encoder.encode_descriptor(&fam.name, fam.help, None, ty)?;
+            for (labels, v) in &fam.series {
+                let fe = me.encode_family(labels)?;
+                match v {
+                    Value::Counter(x) => ConstCounter::new(*x).encode(fe)?,
+                    Value::Gauge(x) => ConstGauge::new(*x).encode(fe)?,
+                    Value::Histogram {
+                        sum,
+                        count,
+                        buckets,
+                    } => {
+                        let mut fe = fe;
+                        fe.encode_histogram::<Vec<(String, String)>>(*sum, *count, buckets, None)?
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug)]
+struct LocalMetrics {
+    gauges: Vec<(String, &'static str, f64)>,
+    counters: Vec<(String, &'static str, f64)>,
+}
+
+impl Collector for LocalMetrics {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for (name, help, v) in &self.gauges {
+            let me = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            ConstGauge::new(*v).encode(me)?;
+        }
+        for (name, help, v) in &self.counters {
+            let me = encoder.encode_descriptor(
+                name.trim_end_matches("_total"),
+                help,
+                None,
+                MetricType::Counter,
+            )?;
+            ConstCounter::new(*v).encode(me)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,5 @@
+//! Series written by the config-center.
+
+use crate::family::Family;
+
+pub static ALL: &[&Family] = &[];

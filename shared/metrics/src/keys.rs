@@ -1,0 +1,139 @@
+//! The Redis key schema: every key any service reads or writes, in one place.
+//!
+//! # Units
+//! - Counters are integers (`INCRBY`).
+//! - Durations are stored as integer **microseconds** (`total_response_time`,
+//!   histogram sums); they are rendered in seconds.
+//! - `metrics:global:last_request_time` is unix **milliseconds**.
+//! - Money is stored as integer **nano-USD** (1e-9 USD) and rendered in USD.
+//!
+//! # Series keys (the product specification's names, exact)
+//! | key | type | meaning |
+//! |---|---|---|
+//! | `metrics:global:total_requests` | string, counter | all requests |
+//! | `metrics:global:total_errors` | string, counter | status ≥ 400 or upstream failure |
+//! | `metrics:global:total_response_time` | string, counter, µs | sum of response times |
+//! | `metrics:global:last_request_time` | string, max, unix ms | last request |
+//! | `metrics:ns:{ns}:total_requests` | string, counter | |
+//! | `metrics:ns:{ns}:successful_requests` | string, counter | |
+//! | `metrics:ns:{ns}:failed_requests` | string, counter | |
+//! | `metrics:ns:{ns}:total_response_time` | string, counter, µs | |
+//! | `metrics:ns:{ns}:concurrent_requests` | string, gauge | sum over live replicas |
+//! | `metrics:ns:{ns}:status:{code}` | string, counter | per status code |
+//! | `metrics:instance:{instance_id}:{ns}` | string, 1 healthy / 0 unhealthy | |
+//!
+//! Other series are defined as [`Family`] constants in the services'
+//! `metrics` modules using the helpers here; every family's key template
+//! starts with `metrics:`.
+//!
+//! # Bookkeeping keys
+//! | key | type | meaning |
+//! |---|---|---|
+//! | `metrics:index:{family}` | set | label values (joined by U+001F) of every series of a family |
+//! | `{gauge key}:replicas` | hash | replica id → that replica's value of a per-replica gauge |
+//! | `metrics:gauges` | set | every per-replica gauge key, so any flush can recompute sums |
+//! | `metrics:replicas` | set | every replica id that has written per-replica gauges |
+//! | `metrics:replica:{replica}` | string with TTL | liveness: present while the replica flushes |
+//! | `metrics:flush:{replica}:{seq}` | string with TTL | a flush that was applied (exactly-once marker) |
+//! | `metrics:once:{scope}:{id}` | string with TTL | a record that was applied (idempotence marker) |
+//!
+//! # Config and usage
+//! | key | type | meaning |
+//! |---|---|---|
+//! | `config:snapshot` | string, JSON | the whole `aigw_types::ConfigSnapshot` at one version, written atomically |
+//! | `config:version` | string, integer | version of `config:snapshot` |
+//! | `config:updates` | pub/sub channel | the new version, published after each write |
+//! | `usage:stream` | stream | entries with field `records`: a JSON array of usage records |
+//! | consumer group `token-service` on `usage:stream` | | |
+
+/// Separator between label values in index-set members.
+pub const LABEL_SEP: char = '\u{1f}';
+
+pub const GLOBAL_TOTAL_REQUESTS: &str = "metrics:global:total_requests";
+pub const GLOBAL_TOTAL_ERRORS: &str = "metrics:global:total_errors";
+pub const GLOBAL_TOTAL_RESPONSE_TIME: &str = "metrics:global:total_response_time";
+pub const GLOBAL_LAST_REQUEST_TIME: &str = "metrics:global:last_request_time";
+
+pub fn ns_total_requests(ns: &str) -> String {
+    format!("metrics:ns:{ns}:total_requests")
+}
+pub fn ns_successful_requests(ns: &str) -> String {
+    format!("metrics:ns:{ns}:successful_requests")
+}
+pub fn ns_failed_requests(ns: &str) -> String {
+    format!("metrics:ns:{ns}:failed_requests")
+}
+pub fn ns_total_response_time(ns: &str) -> String {
+    format!("metrics:ns:{ns}:total_response_time")
+}
+pub fn ns_concurrent_requests(ns: &str) -> String {
+    format!("metrics:ns:{ns}:concurrent_requests")
+}
+pub fn ns_status(ns: &str, status_code: u16) -> String {
+    format!("metrics:ns:{ns}:status:{status_code}")
+}
+pub fn instance_health(instance_id: &str, ns: &str) -> String {
+    format!("metrics:instance:{instance_id}:{ns}")
+}
+
+/// Index set of a family.
+pub fn index(family: &str) -> String {
+    format!("metrics:index:{family}")
+}
+/// Per-replica values of a per-replica gauge.
+pub fn gauge_replicas(gauge_key: &str) -> String {
+    format!("{gauge_key}:replicas")
+}
+pub const GAUGES: &str = "metrics:gauges";
+pub const REPLICAS: &str = "metrics:replicas";
+pub const REPLICA_PREFIX: &str = "metrics:replica:";
+pub fn replica_heartbeat(replica: &str) -> String {
+    format!("{REPLICA_PREFIX}{replica}")
+}
+pub fn flush_marker(replica: &str, seq: u64) -> String {
+    format!("metrics:flush:{replica}:{seq}")
+}
+pub fn once_marker(scope: &str, id: &str) -> String {
+    format!("metrics:once:{scope}:{id}")
+}
+
+pub const CONFIG_SNAPSHOT: &str = "config:snapshot";
+pub const CONFIG_VERSION: &str = "config:version";
+pub const CONFIG_CHANNEL: &str = "config:updates";
+
+pub const USAGE_STREAM: &str = "usage:stream";
+pub const USAGE_GROUP: &str = "token-service";
+/// Field of a usage stream entry holding the JSON array of records.
+pub const USAGE_FIELD: &str = "records";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn product_spec_names_are_exact() {
+        assert_eq!(GLOBAL_TOTAL_REQUESTS, "metrics:global:total_requests");
+        assert_eq!(GLOBAL_TOTAL_ERRORS, "metrics:global:total_errors");
+        assert_eq!(
+            GLOBAL_TOTAL_RESPONSE_TIME,
+            "metrics:global:total_response_time"
+        );
+        assert_eq!(GLOBAL_LAST_REQUEST_TIME, "metrics:global:last_request_time");
+        assert_eq!(ns_total_requests("a"), "metrics:ns:a:total_requests");
+        assert_eq!(
+            ns_successful_requests("a"),
+            "metrics:ns:a:successful_requests"
+        );
+        assert_eq!(ns_failed_requests("a"), "metrics:ns:a:failed_requests");
+        assert_eq!(
+            ns_total_response_time("a"),
+            "metrics:ns:a:total_response_time"
+        );
+        assert_eq!(
+            ns_concurrent_requests("a"),
+            "metrics:ns:a:concurrent_requests"
+        );
+        assert_eq!(ns_status("a", 429), "metrics:ns:a:status:429");
+        assert_eq!(instance_health("i-1", "a"), "metrics:instance:i-1:a");
+    }
+}

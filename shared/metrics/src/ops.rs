@@ -1,0 +1,347 @@
+//! Redis write operations encoded for the apply scripts, and the two scripts
+//! that make writes exactly-once: one keyed by a flush id (the batched
+//! writer), one keyed by record id (consumers of at-least-once streams).
+
+use crate::family::{bucket_field, Family, Kind};
+use crate::keys;
+use redis::Script;
+use std::sync::LazyLock;
+
+/// A list of writes, applied atomically by one script call.
+#[derive(Debug, Default, Clone)]
+pub struct Ops {
+    pub(crate) args: Vec<String>,
+    pub(crate) count: usize,
+}
+
+/// Histogram changes: per-bucket counts (same order as the family's bounds,
+/// plus one for `+Inf`), sum and count.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistDelta {
+    pub buckets: Vec<u64>,
+    pub sum: u64,
+    pub count: u64,
+}
+
+impl HistDelta {
+    pub fn new(bounds: &[u64]) -> Self {
+        HistDelta {
+            buckets: vec![0; bounds.len() + 1],
+            sum: 0,
+            count: 0,
+        }
+    }
+
+    /// Records one observation of `v`.
+    pub fn observe(&mut self, bounds: &[u64], v: u64) {
+        let i = bucket_index(bounds, v);
+        self.buckets[i] += 1;
+        self.sum += v;
+        self.count += 1;
+    }
+}
+
+/// The bucket an observation falls into (`bounds.len()` is `+Inf`).
+pub fn bucket_index(bounds: &[u64], v: u64) -> usize {
+    bounds.partition_point(|&b| b < v)
+}
+
+impl Ops {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Number of operations.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    fn push(&mut self, parts: &[&str]) {
+        self.args.extend(parts.iter().map(|s| s.to_string()));
+        self.count += 1;
+    }
+
+    pub fn incr(&mut self, key: &str, by: i64) {
+        self.push(&["c", key, &by.to_string()]);
+    }
+    pub fn hincr(&mut self, key: &str, field: &str, by: i64) {
+        self.push(&["h", key, field, &by.to_string()]);
+    }
+    pub fn set_max(&mut self, key: &str, v: i64) {
+        self.push(&["x", key, &v.to_string()]);
+    }
+    pub fn set(&mut self, key: &str, v: i64) {
+        self.push(&["s", key, &v.to_string()]);
+    }
+    pub fn sadd(&mut self, key: &str, member: &str) {
+        self.push(&["i", key, member]);
+    }
+    /// This replica's absolute value of a per-replica gauge.
+    pub fn replica_gauge(&mut self, key: &str, replica: &str, v: i64) {
+        self.push(&["g", key, replica, &v.to_string()]);
+    }
+    /// Appends a stream entry with one field.
+    pub fn xadd(&mut self, stream: &str, field: &str, payload: &str) {
+        self.push(&["a", stream, field, payload]);
+    }
+
+    fn index(&mut self, family: &Family, labels: &[&str]) {
+        if family.is_indexed() {
+            self.sadd(&keys::index(family.name), &Family::index_member(labels));
+        }
+    }
+
+    /// Adds `by` to a counter series (and names it in the family's index).
+    pub fn counter(&mut self, family: &Family, labels: &[&str], by: i64) {
+        debug_assert_eq!(family.kind, Kind::Counter, "{}", family.name);
+        self.incr(&family.key_for(labels), by);
+        self.index(family, labels);
+    }
+
+    /// Sets a last-writer-wins series.
+    pub fn value(&mut self, family: &Family, labels: &[&str], v: i64) {
+        self.set(&family.key_for(labels), v);
+        self.index(family, labels);
+    }
+
+    /// Raises a max series to at least `v`.
+    pub fn max(&mut self, family: &Family, labels: &[&str], v: i64) {
+        self.set_max(&family.key_for(labels), v);
+        self.index(family, labels);
+    }
+
+    /// Applies histogram changes to a histogram series.
+    pub fn histogram(&mut self, family: &Family, labels: &[&str], d: &HistDelta) {
+        let Kind::Histogram(bounds) = family.kind else {
+            debug_assert!(false, "{} is not a histogram", family.name);
+            return;
+        };
+        if d.count == 0 {
+            return;
+        }
+        let key = family.key_for(labels);
+        for (i, n) in d.buckets.iter().enumerate() {
+            if *n > 0 {
+                self.hincr(&key, &bucket_field(bounds.get(i).copied()), *n as i64);
+            }
+        }
+        self.hincr(&key, "sum", d.sum as i64);
+        self.hincr(&key, "count", d.count as i64);
+        self.index(family, labels);
+    }
+
+    /// Records one observation in a histogram series.
+    pub fn observe(&mut self, family: &Family, labels: &[&str], v: u64) {
+        if let Kind::Histogram(bounds) = family.kind {
+            let mut d = HistDelta::new(bounds);
+            d.observe(bounds, v);
+            self.histogram(family, labels, &d);
+        }
+    }
+
+    /// This replica's value of a per-replica gauge series.
+    pub fn gauge(&mut self, family: &Family, labels: &[&str], replica: &str, v: i64) {
+        self.replica_gauge(&family.key_for(labels), replica, v);
+        self.index(family, labels);
+    }
+}
+
+/// The Lua body shared by both scripts: applies ops from ARGV starting at
+/// index `i`, `n` of them; returns the next index.
+const APPLY_FN: &str = r#"
+local function apply(i, n)
+  for _ = 1, n do
+    local op = ARGV[i]
+    if op == 'c' then
+      redis.call('INCRBY', ARGV[i+1], ARGV[i+2]); i = i + 3
+    elseif op == 'h' then
+      redis.call('HINCRBY', ARGV[i+1], ARGV[i+2], ARGV[i+3]); i = i + 4
+    elseif op == 'x' then
+      local cur = tonumber(redis.call('GET', ARGV[i+1]) or '-1')
+      if tonumber(ARGV[i+2]) > cur then redis.call('SET', ARGV[i+1], ARGV[i+2]) end
+      i = i + 3
+    elseif op == 's' then
+      redis.call('SET', ARGV[i+1], ARGV[i+2]); i = i + 3
+    elseif op == 'i' then
+      redis.call('SADD', ARGV[i+1], ARGV[i+2]); i = i + 3
+    elseif op == 'g' then
+      redis.call('HSET', ARGV[i+1] .. ':replicas', ARGV[i+2], ARGV[i+3])
+      redis.call('SADD', 'metrics:gauges', ARGV[i+1])
+      redis.call('SADD', 'metrics:replicas', ARGV[i+2])
+      i = i + 4
+    elseif op == 'a' then
+      redis.call('XADD', ARGV[i+1], '*', ARGV[i+2], ARGV[i+3]); i = i + 4
+    else
+      return redis.error_reply('unknown op ' .. tostring(op))
+    end
+  end
+  return i
+end
+"#;
+
+/// Recomputes every per-replica gauge from live replicas and drops the
+/// contributions of replicas whose heartbeat expired.
+const RECOMPUTE_FN: &str = r#"
+local function recompute()
+  local live = {}
+  for _, r in ipairs(redis.call('SMEMBERS', 'metrics:replicas')) do
+    live[r] = redis.call('EXISTS', 'metrics:replica:' .. r) == 1
+  end
+  for _, g in ipairs(redis.call('SMEMBERS', 'metrics:gauges')) do
+    local h = redis.call('HGETALL', g .. ':replicas')
+    local sum = 0
+    for j = 1, #h, 2 do
+      if live[h[j]] then sum = sum + tonumber(h[j+1]) else redis.call('HDEL', g .. ':replicas', h[j]) end
+    end
+    redis.call('SET', g, sum)
+  end
+  for r, alive in pairs(live) do
+    if not alive then redis.call('SREM', 'metrics:replicas', r) end
+  end
+end
+"#;
+
+/// KEYS[1] flush marker. ARGV: marker ttl s, replica, heartbeat ttl ms (0 = none),
+/// op count, ops... Returns 1 when applied now, 0 when it had been applied before.
+static FLUSH_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{APPLY_FN}{RECOMPUTE_FN}
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) == false then
+  return 0
+end
+local hb = tonumber(ARGV[3])
+if hb > 0 then redis.call('SET', 'metrics:replica:' .. ARGV[2], '1', 'PX', hb) end
+if hb < 0 then redis.call('DEL', 'metrics:replica:' .. ARGV[2]) end
+apply(5, tonumber(ARGV[4]))
+recompute()
+return 1
+"#
+    ))
+});
+
+/// ARGV: marker ttl s, record count, then per record: marker key, op count, ops...
+/// Returns how many records were applied now (the others had been before).
+static ONCE_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{APPLY_FN}
+local ttl = ARGV[1]
+local i = 3
+local applied = 0
+for _ = 1, tonumber(ARGV[2]) do
+  local marker = ARGV[i]
+  local n = tonumber(ARGV[i+1])
+  i = i + 2
+  if redis.call('SET', marker, '1', 'NX', 'EX', ttl) then
+    i = apply(i, n)
+    applied = applied + 1
+  else
+    for _ = 1, n do
+      local op = ARGV[i]
+      if op == 'c' or op == 'x' or op == 's' or op == 'i' then i = i + 3 else i = i + 4 end
+    end
+  end
+end
+return applied
+"#
+    ))
+});
+
+/// How a flush's liveness signal should change.
+#[derive(Debug, Clone, Copy)]
+pub enum Heartbeat {
+    /// Leave it as is.
+    None,
+    /// Mark the replica alive for this long.
+    Alive(std::time::Duration),
+    /// The replica is shutting down: remove its heartbeat.
+    Retire,
+}
+
+/// Applies `ops` exactly once under `marker`: if a script with the same
+/// marker already ran (e.g. the reply to an earlier attempt was lost), nothing
+/// is applied again. Returns whether this call applied it.
+pub async fn apply_flush<C: redis::aio::ConnectionLike>(
+    conn: &mut C,
+    marker: &str,
+    marker_ttl_s: u64,
+    replica: &str,
+    heartbeat: Heartbeat,
+    ops: &Ops,
+) -> redis::RedisResult<bool> {
+    let hb: i64 = match heartbeat {
+        Heartbeat::None => 0,
+        Heartbeat::Alive(d) => d.as_millis().max(1) as i64,
+        Heartbeat::Retire => -1,
+    };
+    let mut inv = FLUSH_SCRIPT.key(marker);
+    inv.arg(marker_ttl_s).arg(replica).arg(hb).arg(ops.count);
+    for a in &ops.args {
+        inv.arg(a);
+    }
+    let applied: i64 = inv.invoke_async(conn).await?;
+    Ok(applied == 1)
+}
+
+/// Writes applied at most once per record id, for consumers of an
+/// at-least-once stream: a redelivered record changes nothing.
+#[derive(Debug, Default, Clone)]
+pub struct OnceBatch {
+    records: Vec<(String, Ops)>,
+}
+
+impl OnceBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the writes of one record, identified by `scope` and `id`.
+    pub fn push(&mut self, scope: &str, id: &str, ops: Ops) {
+        self.records.push((keys::once_marker(scope, id), ops));
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Applies every record not applied before, atomically; returns how many
+    /// were applied by this call.
+    pub async fn apply<C: redis::aio::ConnectionLike>(
+        &self,
+        conn: &mut C,
+        marker_ttl_s: u64,
+    ) -> redis::RedisResult<usize> {
+        let mut inv = ONCE_SCRIPT.prepare_invoke();
+        inv.arg(marker_ttl_s).arg(self.records.len());
+        for (marker, ops) in &self.records {
+            inv.arg(marker).arg(ops.count);
+            for a in &ops.args {
+                inv.arg(a);
+            }
+        }
+        let n: i64 = inv.invoke_async(conn).await?;
+        Ok(n as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets() {
+        let b = &[10, 20, 30];
+        assert_eq!(bucket_index(b, 0), 0);
+        assert_eq!(bucket_index(b, 10), 0);
+        assert_eq!(bucket_index(b, 11), 1);
+        assert_eq!(bucket_index(b, 30), 2);
+        assert_eq!(bucket_index(b, 31), 3);
+    }
+}

@@ -1,0 +1,449 @@
+//! The in-process side of the batched writer. Recording a metric is a map
+//! lookup and an atomic add; a background flusher turns the accumulated
+//! deltas (and queued stream records) into one exactly-once script call per
+//! interval.
+//!
+//! Exactly once: every flush carries an id `{replica}:{seq}` checked and set
+//! inside the script. A flush whose reply was lost is retried with the same
+//! id until Redis confirms it; new deltas keep merging into the atomic cells
+//! meanwhile and go out in the next flush. So memory is bounded by the number
+//! of series (plus the bounded record queue), not by the number of requests.
+
+use crate::family::{bucket_field, Family, Kind};
+use crate::ops::{apply_flush, bucket_index, Heartbeat, Ops};
+use dashmap::DashMap;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One series' in-process state.
+#[derive(Debug)]
+pub struct Cell {
+    family: &'static Family,
+    labels: Box<[String]>,
+    data: CellData,
+}
+
+#[derive(Debug)]
+enum CellData {
+    /// Delta not yet flushed.
+    Counter(AtomicI64),
+    /// Largest value since the last flush (`i64::MIN` = none).
+    Max(AtomicI64),
+    /// Last value and whether it changed since the last flush.
+    Set(AtomicI64, AtomicBool),
+    /// This replica's absolute value.
+    Gauge(AtomicI64),
+    /// Per-bucket deltas (last is `+Inf`), sum and count deltas.
+    Histogram(Box<[AtomicU64]>, AtomicU64, AtomicU64),
+}
+
+/// A handle to one series; cheap to clone, and recording through it does no
+/// map lookup.
+#[derive(Debug, Clone)]
+pub struct Series(Arc<Cell>);
+
+impl Series {
+    /// Adds to a counter, or moves a gauge by `v`.
+    pub fn add(&self, v: i64) {
+        match &self.0.data {
+            CellData::Counter(a) | CellData::Gauge(a) => {
+                a.fetch_add(v, Relaxed);
+            }
+            _ => debug_assert!(false, "add on {}", self.0.family.name),
+        }
+    }
+
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    /// Sets a last-writer-wins series or a gauge, or raises a max series.
+    pub fn set(&self, v: i64) {
+        match &self.0.data {
+            CellData::Set(a, dirty) => {
+                a.store(v, Relaxed);
+                dirty.store(true, Relaxed);
+            }
+            CellData::Max(a) => {
+                a.fetch_max(v, Relaxed);
+            }
+            CellData::Gauge(a) => a.store(v, Relaxed),
+            _ => debug_assert!(false, "set on {}", self.0.family.name),
+        }
+    }
+
+    /// Records one observation in a histogram.
+    pub fn observe(&self, v: u64) {
+        if let (CellData::Histogram(b, sum, count), Kind::Histogram(bounds)) =
+            (&self.0.data, self.0.family.kind)
+        {
+            b[bucket_index(bounds, v)].fetch_add(1, Relaxed);
+            sum.fetch_add(v, Relaxed);
+            count.fetch_add(1, Relaxed);
+        } else {
+            debug_assert!(false, "observe on {}", self.0.family.name);
+        }
+    }
+
+    /// Current in-process value of a gauge or last-writer-wins series.
+    pub fn get(&self) -> i64 {
+        match &self.0.data {
+            CellData::Gauge(a) | CellData::Set(a, _) | CellData::Counter(a) | CellData::Max(a) => {
+                a.load(Relaxed)
+            }
+            CellData::Histogram(_, _, c) => c.load(Relaxed) as i64,
+        }
+    }
+}
+
+impl Cell {
+    fn new(family: &'static Family, labels: &[&str]) -> Cell {
+        let data = match family.kind {
+            Kind::Counter => CellData::Counter(AtomicI64::new(0)),
+            Kind::Max => CellData::Max(AtomicI64::new(i64::MIN)),
+            Kind::Set => CellData::Set(AtomicI64::new(0), AtomicBool::new(false)),
+            Kind::Gauge => CellData::Gauge(AtomicI64::new(0)),
+            Kind::Histogram(bounds) => CellData::Histogram(
+                (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+                AtomicU64::new(0),
+                AtomicU64::new(0),
+            ),
+        };
+        Cell {
+            family,
+            labels: labels.iter().map(|s| s.to_string()).collect(),
+            data,
+        }
+    }
+
+    /// Moves this cell's pending changes into `ops`.
+    fn drain_into(&self, ops: &mut Ops, replica: &str) {
+        let labels: Vec<&str> = self.labels.iter().map(String::as_str).collect();
+        let f = self.family;
+        match &self.data {
+            CellData::Counter(a) => {
+                let d = a.swap(0, Relaxed);
+                if d != 0 {
+                    ops.counter(f, &labels, d);
+                }
+            }
+            CellData::Max(a) => {
+                let v = a.swap(i64::MIN, Relaxed);
+                if v != i64::MIN {
+                    ops.max(f, &labels, v);
+                }
+            }
+            CellData::Set(a, dirty) => {
+                if dirty.swap(false, Relaxed) {
+                    ops.value(f, &labels, a.load(Relaxed));
+                }
+            }
+            CellData::Gauge(a) => ops.gauge(f, &labels, replica, a.load(Relaxed)),
+            CellData::Histogram(b, sum, count) => {
+                let Kind::Histogram(bounds) = f.kind else {
+                    return;
+                };
+                let n = count.swap(0, Relaxed);
+                if n == 0 {
+                    return;
+                }
+                let key = f.key_for(&labels);
+                for (i, cell) in b.iter().enumerate() {
+                    let c = cell.swap(0, Relaxed);
+                    if c > 0 {
+                        ops.hincr(&key, &bucket_field(bounds.get(i).copied()), c as i64);
+                    }
+                }
+                ops.hincr(&key, "sum", sum.swap(0, Relaxed) as i64);
+                ops.hincr(&key, "count", n as i64);
+                if f.is_indexed() {
+                    ops.sadd(
+                        &crate::keys::index(f.name),
+                        &Family::index_member(&labels),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Settings of the batched writer.
+#[derive(Debug, Clone)]
+pub struct RecorderConfig {
+    /// Replica id: unique per process, used for flush ids and per-replica gauges.
+    pub replica: String,
+    /// Stream the queued records go to.
+    pub stream: String,
+    /// Field of each stream entry holding the JSON array of records.
+    pub stream_field: String,
+    /// Records kept in memory at most while Redis is unreachable; beyond
+    /// that new records are dropped and counted.
+    pub max_queued_records: usize,
+    /// Records per stream entry at most.
+    pub records_per_entry: usize,
+}
+
+impl RecorderConfig {
+    /// A config with a fresh replica id `{service}-{uuid}`.
+    pub fn for_service(service: &str) -> Self {
+        RecorderConfig {
+            replica: format!("{service}-{}", uuid::Uuid::new_v4().simple()),
+            stream: crate::keys::USAGE_STREAM.to_string(),
+            stream_field: crate::keys::USAGE_FIELD.to_string(),
+            max_queued_records: 200_000,
+            records_per_entry: 256,
+        }
+    }
+}
+
+struct Pending {
+    seq: u64,
+    ops: Ops,
+}
+
+struct Inner {
+    cfg: RecorderConfig,
+    cells: DashMap<String, Series>,
+    records: Mutex<VecDeque<String>>,
+    dropped_records: AtomicU64,
+    next_seq: AtomicU64,
+    pending: tokio::sync::Mutex<Option<Pending>>,
+    flushes: AtomicU64,
+    flush_failures: AtomicU64,
+    has_gauges: AtomicBool,
+}
+
+/// The process-wide metrics recorder. Clone it freely.
+#[derive(Clone)]
+pub struct Recorder {
+    inner: Arc<Inner>,
+}
+
+/// What one call to [`Recorder::flush`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushOutcome {
+    /// Nothing to write.
+    Idle,
+    /// Written now (`ops` operations).
+    Applied { ops: usize },
+    /// The flush had already been applied by an earlier attempt whose reply
+    /// was lost; it was not applied again.
+    AlreadyApplied,
+}
+
+impl Recorder {
+    pub fn new(cfg: RecorderConfig) -> Self {
+        Recorder {
+            inner: Arc::new(Inner {
+                cfg,
+                cells: DashMap::new(),
+                records: Mutex::new(VecDeque::new()),
+                dropped_records: AtomicU64::new(0),
+                next_seq: AtomicU64::new(1),
+                pending: tokio::sync::Mutex::new(None),
+                flushes: AtomicU64::new(0),
+                flush_failures: AtomicU64::new(0),
+                has_gauges: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn replica(&self) -> &str {
+        &self.inner.cfg.replica
+    }
+
+    /// The handle of a series, created on first use. Callers on hot paths
+    /// keep the handle; this lookup costs a key format and a map read.
+    pub fn series(&self, family: &'static Family, labels: &[&str]) -> Series {
+        let key = family.key_for(labels);
+        if let Some(s) = self.inner.cells.get(&key) {
+            return s.clone();
+        }
+        if family.kind == Kind::Gauge {
+            self.inner.has_gauges.store(true, Relaxed);
+        }
+        self.inner
+            .cells
+            .entry(key)
+            .or_insert_with(|| Series(Arc::new(Cell::new(family, labels))))
+            .clone()
+    }
+
+    /// Adds `v` to a counter (or moves a gauge).
+    pub fn add(&self, family: &'static Family, labels: &[&str], v: i64) {
+        self.series(family, labels).add(v);
+    }
+
+    pub fn set(&self, family: &'static Family, labels: &[&str], v: i64) {
+        self.series(family, labels).set(v);
+    }
+
+    pub fn observe(&self, family: &'static Family, labels: &[&str], v: u64) {
+        self.series(family, labels).observe(v);
+    }
+
+    /// Queues one record (a JSON value) for the stream. Returns false, and
+    /// counts it, when the queue is full.
+    pub fn push_record(&self, json: String) -> bool {
+        let mut q = self.inner.records.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= self.inner.cfg.max_queued_records {
+            drop(q);
+            self.inner.dropped_records.fetch_add(1, Relaxed);
+            return false;
+        }
+        q.push_back(json);
+        true
+    }
+
+    /// Records queued and not yet confirmed written.
+    pub fn queued_records(&self) -> usize {
+        self.inner
+            .records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    /// Records dropped because the queue was full.
+    pub fn dropped_records(&self) -> u64 {
+        self.inner.dropped_records.load(Relaxed)
+    }
+
+    /// Number of series known in process.
+    pub fn series_count(&self) -> usize {
+        self.inner.cells.len()
+    }
+
+    /// Flushes applied, and failed flush attempts, since start.
+    pub fn flush_stats(&self) -> (u64, u64) {
+        (
+            self.inner.flushes.load(Relaxed),
+            self.inner.flush_failures.load(Relaxed),
+        )
+    }
+
+    fn build_batch(&self) -> Pending {
+        let mut ops = Ops::new();
+        let replica = self.inner.cfg.replica.as_str();
+        for entry in self.inner.cells.iter() {
+            entry.value().0.drain_into(&mut ops, replica);
+        }
+        let records: Vec<String> = {
+            let mut q = self.inner.records.lock().unwrap_or_else(|e| e.into_inner());
+            let n = q.len();
+            q.drain(..n).collect()
+        };
+        for chunk in records.chunks(self.inner.cfg.records_per_entry.max(1)) {
+            let mut payload = String::with_capacity(chunk.iter().map(|r| r.len() + 1).sum::<usize>() + 2);
+            payload.push('[');
+            for (i, r) in chunk.iter().enumerate() {
+                if i > 0 {
+                    payload.push(',');
+                }
+                payload.push_str(r);
+            }
+            payload.push(']');
+            ops.xadd(&self.inner.cfg.stream, &self.inner.cfg.stream_field, &payload);
+        }
+        Pending {
+            seq: self.inner.next_seq.fetch_add(1, Relaxed),
+            ops,
+        }
+    }
+
+    /// Writes everything recorded since the last successful flush, exactly
+    /// once. On error the batch is kept and the next call retries it first
+    /// with the same flush id.
+    pub async fn flush<C: redis::aio::ConnectionLike>(
+        &self,
+        conn: &mut C,
+        heartbeat: Heartbeat,
+    ) -> redis::RedisResult<FlushOutcome> {
+        let mut pending = self.inner.pending.lock().await;
+        let mut outcome = FlushOutcome::Idle;
+        // Retry the unconfirmed batch first, then send what accumulated since.
+        for _ in 0..2 {
+            if pending.is_none() {
+                let batch = self.build_batch();
+                let needs_heartbeat = !matches!(heartbeat, Heartbeat::None)
+                    && self.inner.has_gauges.load(Relaxed);
+                if batch.ops.is_empty() && !needs_heartbeat {
+                    return Ok(outcome);
+                }
+                *pending = Some(batch);
+            }
+            let Some(batch) = pending.as_ref() else {
+                break;
+            };
+            let marker = crate::keys::flush_marker(&self.inner.cfg.replica, batch.seq);
+            match apply_flush(
+                conn,
+                &marker,
+                MARKER_TTL_S,
+                &self.inner.cfg.replica,
+                heartbeat,
+                &batch.ops,
+            )
+            .await
+            {
+                Ok(applied) => {
+                    let n = batch.ops.len();
+                    *pending = None;
+                    self.inner.flushes.fetch_add(1, Relaxed);
+                    outcome = if applied {
+                        FlushOutcome::Applied { ops: n }
+                    } else {
+                        FlushOutcome::AlreadyApplied
+                    };
+                    if matches!(outcome, FlushOutcome::AlreadyApplied) {
+                        continue;
+                    }
+                    // Anything recorded during the round trip goes out next time.
+                    return Ok(outcome);
+                }
+                Err(e) => {
+                    self.inner.flush_failures.fetch_add(1, Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Whether a batch is waiting for confirmation.
+    pub async fn has_pending(&self) -> bool {
+        self.inner.pending.lock().await.is_some()
+    }
+}
+
+/// Flush markers live this long: far longer than any retry of one flush.
+pub const MARKER_TTL_S: u64 = 24 * 3600;
+
+/// Heartbeat lifetime for a flush interval: a replica that misses three
+/// flushes is considered gone.
+pub fn heartbeat_ttl(interval: Duration) -> Duration {
+    interval * 3 + Duration::from_millis(250)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::families::gateway;
+
+    #[test]
+    fn series_are_shared_and_batched() {
+        let r = Recorder::new(RecorderConfig::for_service("t"));
+        r.add(&gateway::NS_REQUESTS, &["a"], 2);
+        r.add(&gateway::NS_REQUESTS, &["a"], 3);
+        r.observe(&gateway::NS_LATENCY, &["a"], 7_000);
+        assert_eq!(r.series_count(), 2);
+        let b = r.build_batch();
+        let joined = b.ops.args.join(" ");
+        assert!(joined.contains("c metrics:ns:a:total_requests 5"), "{joined}");
+        assert!(joined.contains("h metrics:ns:a:latency_us 10000 1"), "{joined}");
+        // Drained: the next batch is empty.
+        assert!(r.build_batch().ops.is_empty());
+    }
+}

@@ -1,0 +1,44 @@
+//! Test support shared by every crate's tests: a private `redis-server` on a
+//! free port (stoppable and restartable for outage tests), fresh PostgreSQL
+//! databases, free ports and workspace binaries run as child processes.
+
+mod postgres;
+mod process;
+mod redis_server;
+
+pub use postgres::PgDatabase;
+pub use process::{bin_path, wait_http_ok, Proc};
+pub use redis_server::RedisServer;
+
+use std::path::PathBuf;
+
+/// A TCP port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+/// A fresh private temporary directory, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("aigw-{tag}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("AIGW_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! Types shared by the services: the routing config snapshot the config-center
+//! publishes and the gateway and token-service read, and the usage record the
+//! gateway produces and the token-service consumes.
+//!
+//! Both are JSON on the wire (Redis). Writers and readers use these very types,
+//! so what one side writes is exactly what the other deserializes.
+
+pub mod snapshot;
+pub mod usage;
+
+pub use snapshot::{
+    hash_api_key, ApiKeyConfig, ConfigSnapshot, HealthCheckConfig, InstanceConfig, Limits,
+    ModelConfig, NamespaceConfig, API_KEY_PREFIX,
+};
+pub use usage::{CountText, TokenSource, UsageRecord};

@@ -1,0 +1,227 @@
+//! The versioned routing config snapshot: everything the gateway and the
+//! token-service need, written whole by the config-center.
+
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Prefix of every API key the config-center issues; makes leaked keys easy to
+/// recognise and grep for.
+pub const API_KEY_PREFIX: &str = "sk-aigw-";
+
+/// The hash stored for an API key: lowercase hex SHA-256 of the whole key.
+/// Keys carry 256 bits of randomness, so a fast unsalted hash is sufficient
+/// and lets the gateway look a key up in a map without any round trip.
+pub fn hash_api_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// The whole routing configuration at one version.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConfigSnapshot {
+    /// Strictly increasing with every published change.
+    pub version: u64,
+    /// When the config-center built this snapshot, unix milliseconds.
+    pub generated_at_ms: i64,
+    pub namespaces: Vec<NamespaceConfig>,
+    pub api_keys: Vec<ApiKeyConfig>,
+    pub models: Vec<ModelConfig>,
+    pub instances: Vec<InstanceConfig>,
+}
+
+impl ConfigSnapshot {
+    pub fn namespace(&self, code: &str) -> Option<&NamespaceConfig> {
+        self.namespaces.iter().find(|n| n.code == code)
+    }
+
+    pub fn model(&self, name: &str) -> Option<&ModelConfig> {
+        self.models.iter().find(|m| m.name == name)
+    }
+}
+
+/// Per-namespace limits; `None` means unlimited.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrency: Option<u32>,
+    /// Requests per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpm: Option<u32>,
+    /// Tokens (prompt + completion) per minute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<u64>,
+}
+
+impl Limits {
+    pub fn is_unlimited(&self) -> bool {
+        self.max_concurrency.is_none() && self.rpm.is_none() && self.tpm.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NamespaceConfig {
+    pub code: String,
+    pub name: String,
+    pub enabled: bool,
+    #[serde(default)]
+    pub limits: Limits,
+    /// Monthly budget in USD; `None` means unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monthly_budget_usd: Option<Decimal>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyConfig {
+    pub id: String,
+    pub namespace_code: String,
+    /// [`hash_api_key`] of the key; the key itself is never stored.
+    pub key_hash: String,
+    /// The first characters of the key, safe to show and log.
+    pub prefix: String,
+    pub revoked: bool,
+    /// Unix milliseconds after which the key no longer works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<i64>,
+    /// Models this key may use; `None` means every model of its namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_models: Option<Vec<String>>,
+}
+
+impl ApiKeyConfig {
+    /// Whether the key may be used at `now_ms` (unix milliseconds).
+    pub fn is_active(&self, now_ms: i64) -> bool {
+        !self.revoked && self.expires_at_ms.is_none_or(|t| now_ms < t)
+    }
+
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.allowed_models
+            .as_ref()
+            .is_none_or(|m| m.iter().any(|x| x == model))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub name: String,
+    /// tiktoken encoding name, e.g. `o200k_base`.
+    pub encoding: String,
+    /// USD per million prompt tokens; `None` means no price is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_price_per_1m: Option<Decimal>,
+    /// USD per million completion tokens; `None` means no price is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_price_per_1m: Option<Decimal>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u32>,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheckConfig {
+    /// Path appended to the instance's base URL, e.g. `/models`.
+    pub path: String,
+    pub interval_s: u32,
+}
+
+/// An upstream OpenAI-compatible deployment of one model, owned by one namespace.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceConfig {
+    pub id: String,
+    pub namespace_code: String,
+    pub model: String,
+    /// Base URL including the version path, e.g. `https://api.example.com/v1`.
+    pub base_url: String,
+    /// Model name sent upstream in place of the client's.
+    pub upstream_model: String,
+    /// Secret sent upstream as `Authorization: Bearer`; never logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    pub weight: u32,
+    pub timeout_ms: u64,
+    pub enabled: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckConfig>,
+}
+
+// Hand-written so the upstream secret never reaches a log line.
+impl std::fmt::Debug for InstanceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstanceConfig")
+            .field("id", &self.id)
+            .field("namespace_code", &self.namespace_code)
+            .field("model", &self.model)
+            .field("base_url", &self.base_url)
+            .field("upstream_model", &self.upstream_model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("weight", &self.weight)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("enabled", &self.enabled)
+            .field("health_check", &self.health_check)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_hash_is_sha256_hex() {
+        assert_eq!(
+            hash_api_key("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn instance_debug_hides_secret() {
+        let i = InstanceConfig {
+            id: "i1".into(),
+            namespace_code: "ns".into(),
+            model: "m".into(),
+            base_url: "http://x/v1".into(),
+            upstream_model: "m".into(),
+            api_key: Some("sk-very-secret".into()),
+            weight: 1,
+            timeout_ms: 1000,
+            enabled: true,
+            health_check: None,
+        };
+        let s = format!("{i:?}");
+        assert!(!s.contains("sk-very-secret"), "{s}");
+        assert!(s.contains("<redacted>"));
+    }
+
+    #[test]
+    fn key_activity_and_models() {
+        let mut k = ApiKeyConfig {
+            id: "k".into(),
+            namespace_code: "ns".into(),
+            key_hash: String::new(),
+            prefix: "sk-aigw-ab".into(),
+            revoked: false,
+            expires_at_ms: Some(1000),
+            allowed_models: Some(vec!["a".into()]),
+        };
+        assert!(k.is_active(999));
+        assert!(!k.is_active(1000));
+        assert!(k.allows_model("a"));
+        assert!(!k.allows_model("b"));
+        k.revoked = true;
+        assert!(!k.is_active(0));
+    }
+
+    #[test]
+    fn prices_round_trip_exactly() {
+        let m: ModelConfig = serde_json::from_str(
+            r#"{"name":"m","encoding":"o200k_base","input_price_per_1m":"0.123456789012","enabled":true}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            m.input_price_per_1m.unwrap().to_string(),
+            "0.123456789012"
+        );
+        let back = serde_json::to_string(&m).unwrap();
+        assert!(back.contains(r#""input_price_per_1m":"0.123456789012""#), "{back}");
+    }
+}

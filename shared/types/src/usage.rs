@@ -1,0 +1,94 @@
+//! The usage record: one per request that reached a namespace and a model.
+//! The gateway queues them and its flusher appends them to the usage stream
+//! (several records per stream entry, as a JSON array in the field
+//! `records`); the token-service consumes them.
+
+use serde::{Deserialize, Serialize};
+
+/// Where the token counts of a record come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenSource {
+    /// The upstream reported `usage`.
+    Upstream,
+    /// The token-service counted them from [`UsageRecord::count_text`].
+    Counted,
+    /// No tokens to count (e.g. the request failed before reaching upstream).
+    None,
+}
+
+/// Text the token-service must count because the upstream did not report usage.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountText {
+    /// The prompt as the tokenizer should see it (for chat, the messages'
+    /// contents; the token-service applies the chat per-message accounting).
+    pub prompt: String,
+    pub completion: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageRecord {
+    /// The request id (also returned to the client as `x-request-id`);
+    /// consumers are idempotent on it.
+    pub id: String,
+    pub namespace_code: String,
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// `chat`, `completions` or `embeddings`.
+    pub endpoint: String,
+    /// HTTP status the client received (499 when the client went away).
+    pub status: u16,
+    /// Low-cardinality error name, e.g. `upstream_timeout`, `rate_limited`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<String>,
+    /// Unix milliseconds when the request arrived.
+    pub started_at_ms: i64,
+    /// Total duration in microseconds.
+    pub duration_us: u64,
+    /// Time to first byte of the answer, microseconds (streams and non-streams).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_us: Option<u64>,
+    pub stream: bool,
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+    pub token_source: TokenSource,
+    /// Present only when `token_source` is `counted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count_text: Option<CountText>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let r = UsageRecord {
+            id: "r1".into(),
+            namespace_code: "team-a".into(),
+            model: "gpt-4o-mini".into(),
+            instance_id: Some("i1".into()),
+            endpoint: "chat".into(),
+            status: 200,
+            error_kind: None,
+            started_at_ms: 1,
+            duration_us: 2,
+            ttft_us: Some(1),
+            stream: true,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            token_source: TokenSource::Counted,
+            count_text: Some(CountText {
+                prompt: "hi".into(),
+                completion: "hello".into(),
+            }),
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert!(s.contains(r#""token_source":"counted""#));
+        let back: UsageRecord = serde_json::from_str(&s).unwrap();
+        assert_eq!(back, r);
+    }
+}
