@@ -19,8 +19,43 @@ use prometheus_client::registry::Registry;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-/// Content type of [`MetricsEndpoint::render`]'s output.
+/// Content type of [`MetricsEndpoint::render`]'s output (OpenMetrics).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of the classic Prometheus text format.
+pub const CONTENT_TYPE_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Converts OpenMetrics text to the classic Prometheus text format (0.0.4):
+/// counter families are named with their `_total` suffix, and `# EOF` and
+/// `# UNIT` lines are dropped.
+pub fn openmetrics_to_text(om: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for l in om.lines() {
+        if let Some(rest) = l.strip_prefix("# TYPE ") {
+            if let Some(name) = rest.strip_suffix(" counter") {
+                counters.insert(name.to_string());
+            }
+        }
+    }
+    let mut out = String::with_capacity(om.len());
+    for l in om.lines() {
+        if l == "# EOF" || l.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = l.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{p}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(r) => out.push_str(&r),
+            None => out.push_str(l),
+        }
+        out.push('\n');
+    }
+    out
+}
 
 /// How one stored family is shown on `/metrics`. Names are the full
 /// exposed names (counters ending in `_total`).
@@ -81,13 +116,30 @@ pub struct Exposition {
 
 #[derive(Debug, Clone)]
 enum Value {
-    Counter(f64),
-    Gauge(f64),
+    Counter(Num),
+    Gauge(Num),
     Histogram {
         sum: f64,
         count: u64,
         buckets: Vec<(f64, u64)>,
     },
+}
+
+/// Integral values render as integers (`5`, not `5.0`).
+#[derive(Debug, Clone, Copy)]
+enum Num {
+    Int(i64),
+    Float(f64),
+}
+
+impl Num {
+    fn of(v: f64) -> Num {
+        if v.fract() == 0.0 && v.abs() < 9.0e15 {
+            Num::Int(v as i64)
+        } else {
+            Num::Float(v)
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -125,7 +177,11 @@ struct EndpointInner {
 }
 
 impl MetricsEndpoint {
-    pub fn new(redis: RedisConn, exposition: &'static Exposition, recorder: Option<Recorder>) -> Self {
+    pub fn new(
+        redis: RedisConn,
+        exposition: &'static Exposition,
+        recorder: Option<Recorder>,
+    ) -> Self {
         MetricsEndpoint {
             inner: std::sync::Arc::new(EndpointInner {
                 redis,
@@ -140,7 +196,9 @@ impl MetricsEndpoint {
 
     /// Redis round trips made by scrapes so far (for tests of the bound).
     pub fn round_trips(&self) -> u64 {
-        self.inner.round_trips.load(std::sync::atomic::Ordering::Relaxed)
+        self.inner
+            .round_trips
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The whole exposition text. `extra` registers service-local metrics.
@@ -209,6 +267,22 @@ impl MetricsEndpoint {
         out
     }
 
+    /// Renders in the format the scraper asked for: OpenMetrics when the
+    /// `Accept` header names it (as Prometheus does), the classic text format
+    /// otherwise. Returns the content type and the body.
+    pub async fn render_negotiated(
+        &self,
+        accept: Option<&str>,
+        extra: Option<&Registry>,
+    ) -> (&'static str, String) {
+        let om = self.render(extra).await;
+        if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
+            (CONTENT_TYPE, om)
+        } else {
+            (CONTENT_TYPE_TEXT, openmetrics_to_text(&om))
+        }
+    }
+
     async fn fetch(&self) -> redis::RedisResult<Raw> {
         use std::sync::atomic::Ordering::Relaxed;
         let mut conn = self.inner.redis.get().await?;
@@ -220,7 +294,11 @@ impl MetricsEndpoint {
             .flat_map(Render::families)
             .collect();
         // Round trip 1: index sets and replicas.
-        let indexed: Vec<&'static Family> = families.iter().copied().filter(|f| f.is_indexed()).collect();
+        let indexed: Vec<&'static Family> = families
+            .iter()
+            .copied()
+            .filter(|f| f.is_indexed())
+            .collect();
         let mut p = redis::pipe();
         for f in &indexed {
             p.smembers(keys::index(f.name));
@@ -308,6 +386,16 @@ impl MetricsEndpoint {
     }
 }
 
+/// `v × scale`, dividing by the inverse for sub-unit scales so that e.g.
+/// 25000 µs renders as `0.025`, not `0.024999999999999998`.
+fn scaled(v: f64, scale: f64) -> f64 {
+    if scale > 0.0 && scale < 1.0 {
+        v / (1.0 / scale).round()
+    } else {
+        v * scale
+    }
+}
+
 fn label_sets(f: &Family, raw: &Raw) -> Vec<Vec<String>> {
     if !f.is_indexed() {
         return vec![vec![]];
@@ -317,7 +405,12 @@ fn label_sets(f: &Family, raw: &Raw) -> Vec<Vec<String>> {
         .get(f.name)
         .map(|ms| {
             ms.iter()
-                .map(|m| Family::parse_member(m).into_iter().map(String::from).collect::<Vec<_>>())
+                .map(|m| {
+                    Family::parse_member(m)
+                        .into_iter()
+                        .map(String::from)
+                        .collect::<Vec<_>>()
+                })
                 .filter(|l| l.len() == f.labels.len())
                 .collect()
         })
@@ -365,8 +458,8 @@ fn render_one(r: &Render, raw: &Raw) -> Rendered {
             series: label_sets(family, raw)
                 .into_iter()
                 .map(|l| {
-                    let v = scalar(family, &l, raw) * scale;
-                    (labelled(family, &l), Value::Counter(v))
+                    let v = scaled(scalar(family, &l, raw), *scale);
+                    (labelled(family, &l), Value::Counter(Num::of(v)))
                 })
                 .collect(),
         },
@@ -381,8 +474,8 @@ fn render_one(r: &Render, raw: &Raw) -> Rendered {
             series: label_sets(family, raw)
                 .into_iter()
                 .map(|l| {
-                    let v = scalar(family, &l, raw) * scale;
-                    (labelled(family, &l), Value::Gauge(v))
+                    let v = scaled(scalar(family, &l, raw), *scale);
+                    (labelled(family, &l), Value::Gauge(Num::of(v)))
                 })
                 .collect(),
         },
@@ -400,8 +493,8 @@ fn render_one(r: &Render, raw: &Raw) -> Rendered {
                 .map(|l| {
                     let c = scalar(count, &l, raw);
                     let s = scalar(sum, &l, raw);
-                    let v = if c > 0.0 { s / c * scale } else { 0.0 };
-                    (labelled(count, &l), Value::Gauge(v))
+                    let v = if c > 0.0 { scaled(s / c, *scale) } else { 0.0 };
+                    (labelled(count, &l), Value::Gauge(Num::of(v)))
                 })
                 .collect(),
         },
@@ -423,18 +516,25 @@ fn render_one(r: &Render, raw: &Raw) -> Rendered {
                 .filter_map(|l| {
                     let refs: Vec<&str> = l.iter().map(String::as_str).collect();
                     let h = raw.hashes.get(&family.key_for(&refs))?;
-                    let mut cum = 0u64;
+                    // prometheus-client makes the buckets cumulative itself and
+                    // names the bucket bounded by f64::MAX `+Inf`.
                     let mut buckets = Vec::with_capacity(bounds.len() + 1);
-                    for (i, b) in bounds.iter().enumerate() {
-                        cum += h.get(&bucket_field(Some(*b))).copied().unwrap_or(0).max(0) as u64;
-                        let _ = i;
-                        buckets.push((*b as f64 * scale, cum));
+                    for b in bounds.iter() {
+                        let n = h.get(&bucket_field(Some(*b))).copied().unwrap_or(0).max(0) as u64;
+                        buckets.push((scaled(*b as f64, *scale), n));
                     }
-                    cum += h.get(&bucket_field(None)).copied().unwrap_or(0).max(0) as u64;
-                    buckets.push((f64::INFINITY, cum));
+                    let inf = h.get(&bucket_field(None)).copied().unwrap_or(0).max(0) as u64;
+                    buckets.push((f64::MAX, inf));
                     let count = h.get("count").copied().unwrap_or(0).max(0) as u64;
-                    let sum = h.get("sum").copied().unwrap_or(0) as f64 * scale;
-                    Some((labelled(family, &l), Value::Histogram { sum, count, buckets }))
+                    let sum = scaled(h.get("sum").copied().unwrap_or(0) as f64, *scale);
+                    Some((
+                        labelled(family, &l),
+                        Value::Histogram {
+                            sum,
+                            count,
+                            buckets,
+                        },
+                    ))
                 })
                 .collect();
             Rendered {
@@ -461,23 +561,34 @@ impl Collector for RedisSeries {
                 Value::Histogram { .. } => MetricType::Histogram,
             };
             let mut me = encoder.encode_descriptor(&fam.name, fam.help, None, ty)?;
-            for (labels, v) in &fam.series {
-                let fe = me.encode_family(labels)?;
-                match v {
-                    Value::Counter(x) => ConstCounter::new(*x).encode(fe)?,
-                    Value::Gauge(x) => ConstGauge::new(*x).encode(fe)?,
-                    Value::Histogram {
-                        sum,
-                        count,
-                        buckets,
-                    } => {
-                        let mut fe = fe;
-                        fe.encode_histogram::<Vec<(String, String)>>(*sum, *count, buckets, None)?
-                    }
+            if let [(labels, v)] = fam.series.as_slice() {
+                if labels.is_empty() {
+                    encode_value(v, me)?;
+                    continue;
                 }
+            }
+            for (labels, v) in &fam.series {
+                encode_value(v, me.encode_family(labels)?)?;
             }
         }
         Ok(())
+    }
+}
+
+fn encode_value(
+    v: &Value,
+    mut enc: prometheus_client::encoding::MetricEncoder<'_>,
+) -> Result<(), std::fmt::Error> {
+    match v {
+        Value::Counter(Num::Int(x)) => ConstCounter::new(*x as u64).encode(enc),
+        Value::Counter(Num::Float(x)) => ConstCounter::new(*x).encode(enc),
+        Value::Gauge(Num::Int(x)) => ConstGauge::new(*x).encode(enc),
+        Value::Gauge(Num::Float(x)) => ConstGauge::new(*x).encode(enc),
+        Value::Histogram {
+            sum,
+            count,
+            buckets,
+        } => enc.encode_histogram::<Vec<(String, String)>>(*sum, *count, buckets, None),
     }
 }
 
@@ -491,7 +602,10 @@ impl Collector for LocalMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for (name, help, v) in &self.gauges {
             let me = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
-            ConstGauge::new(*v).encode(me)?;
+            match Num::of(*v) {
+                Num::Int(i) => ConstGauge::new(i).encode(me)?,
+                Num::Float(f) => ConstGauge::new(f).encode(me)?,
+            }
         }
         for (name, help, v) in &self.counters {
             let me = encoder.encode_descriptor(
@@ -500,7 +614,7 @@ impl Collector for LocalMetrics {
                 None,
                 MetricType::Counter,
             )?;
-            ConstCounter::new(*v).encode(me)?;
+            ConstCounter::new(*v as u64).encode(me)?;
         }
         Ok(())
     }

@@ -23,7 +23,9 @@ pub mod process;
 pub mod recorder;
 pub mod writer;
 
-pub use collector::{Exposition, MetricsEndpoint, Render, CONTENT_TYPE};
+pub use collector::{
+    openmetrics_to_text, Exposition, MetricsEndpoint, Render, CONTENT_TYPE, CONTENT_TYPE_TEXT,
+};
 pub use conn::{RedisConn, RedisTimeouts};
 pub use family::{Family, Kind, FAST_BUCKETS_US, LATENCY_BUCKETS_US};
 pub use ops::{Heartbeat, HistDelta, OnceBatch, Ops};

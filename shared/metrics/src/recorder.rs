@@ -159,10 +159,7 @@ impl Cell {
                 ops.hincr(&key, "sum", sum.swap(0, Relaxed) as i64);
                 ops.hincr(&key, "count", n as i64);
                 if f.is_indexed() {
-                    ops.sadd(
-                        &crate::keys::index(f.name),
-                        &Family::index_member(&labels),
-                    );
+                    ops.sadd(&crate::keys::index(f.name), &Family::index_member(&labels));
                 }
             }
         }
@@ -336,7 +333,8 @@ impl Recorder {
             q.drain(..n).collect()
         };
         for chunk in records.chunks(self.inner.cfg.records_per_entry.max(1)) {
-            let mut payload = String::with_capacity(chunk.iter().map(|r| r.len() + 1).sum::<usize>() + 2);
+            let mut payload =
+                String::with_capacity(chunk.iter().map(|r| r.len() + 1).sum::<usize>() + 2);
             payload.push('[');
             for (i, r) in chunk.iter().enumerate() {
                 if i > 0 {
@@ -345,7 +343,11 @@ impl Recorder {
                 payload.push_str(r);
             }
             payload.push(']');
-            ops.xadd(&self.inner.cfg.stream, &self.inner.cfg.stream_field, &payload);
+            ops.xadd(
+                &self.inner.cfg.stream,
+                &self.inner.cfg.stream_field,
+                &payload,
+            );
         }
         Pending {
             seq: self.inner.next_seq.fetch_add(1, Relaxed),
@@ -362,54 +364,46 @@ impl Recorder {
         heartbeat: Heartbeat,
     ) -> redis::RedisResult<FlushOutcome> {
         let mut pending = self.inner.pending.lock().await;
-        let mut outcome = FlushOutcome::Idle;
-        // Retry the unconfirmed batch first, then send what accumulated since.
-        for _ in 0..2 {
-            if pending.is_none() {
-                let batch = self.build_batch();
-                let needs_heartbeat = !matches!(heartbeat, Heartbeat::None)
-                    && self.inner.has_gauges.load(Relaxed);
-                if batch.ops.is_empty() && !needs_heartbeat {
-                    return Ok(outcome);
-                }
-                *pending = Some(batch);
+        // An unconfirmed batch is retried first, under its original id;
+        // what accumulated since goes out in the next flush.
+        if pending.is_none() {
+            let batch = self.build_batch();
+            let needs_heartbeat =
+                !matches!(heartbeat, Heartbeat::None) && self.inner.has_gauges.load(Relaxed);
+            if batch.ops.is_empty() && !needs_heartbeat {
+                return Ok(FlushOutcome::Idle);
             }
-            let Some(batch) = pending.as_ref() else {
-                break;
-            };
-            let marker = crate::keys::flush_marker(&self.inner.cfg.replica, batch.seq);
-            match apply_flush(
-                conn,
-                &marker,
-                MARKER_TTL_S,
-                &self.inner.cfg.replica,
-                heartbeat,
-                &batch.ops,
-            )
-            .await
-            {
-                Ok(applied) => {
-                    let n = batch.ops.len();
-                    *pending = None;
-                    self.inner.flushes.fetch_add(1, Relaxed);
-                    outcome = if applied {
-                        FlushOutcome::Applied { ops: n }
-                    } else {
-                        FlushOutcome::AlreadyApplied
-                    };
-                    if matches!(outcome, FlushOutcome::AlreadyApplied) {
-                        continue;
-                    }
-                    // Anything recorded during the round trip goes out next time.
-                    return Ok(outcome);
-                }
-                Err(e) => {
-                    self.inner.flush_failures.fetch_add(1, Relaxed);
-                    return Err(e);
-                }
+            *pending = Some(batch);
+        }
+        let Some(batch) = pending.as_ref() else {
+            return Ok(FlushOutcome::Idle);
+        };
+        let marker = crate::keys::flush_marker(&self.inner.cfg.replica, batch.seq);
+        let result = apply_flush(
+            conn,
+            &marker,
+            MARKER_TTL_S,
+            &self.inner.cfg.replica,
+            heartbeat,
+            &batch.ops,
+        )
+        .await;
+        match result {
+            Ok(applied) => {
+                let n = batch.ops.len();
+                *pending = None;
+                self.inner.flushes.fetch_add(1, Relaxed);
+                Ok(if applied {
+                    FlushOutcome::Applied { ops: n }
+                } else {
+                    FlushOutcome::AlreadyApplied
+                })
+            }
+            Err(e) => {
+                self.inner.flush_failures.fetch_add(1, Relaxed);
+                Err(e)
             }
         }
-        Ok(outcome)
     }
 
     /// Whether a batch is waiting for confirmation.
@@ -441,8 +435,14 @@ mod tests {
         assert_eq!(r.series_count(), 2);
         let b = r.build_batch();
         let joined = b.ops.args.join(" ");
-        assert!(joined.contains("c metrics:ns:a:total_requests 5"), "{joined}");
-        assert!(joined.contains("h metrics:ns:a:latency_us 10000 1"), "{joined}");
+        assert!(
+            joined.contains("c metrics:ns:a:total_requests 5"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("h metrics:ns:a:latency_us 10000 1"),
+            "{joined}"
+        );
         // Drained: the next batch is empty.
         assert!(r.build_batch().ops.is_empty());
     }

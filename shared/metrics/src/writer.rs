@@ -3,7 +3,7 @@
 
 use crate::conn::RedisConn;
 use crate::ops::Heartbeat;
-use crate::recorder::{heartbeat_ttl, Recorder};
+use crate::recorder::{heartbeat_ttl, FlushOutcome, Recorder};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -29,7 +29,7 @@ pub fn spawn_flusher(
                 _ = cancel.cancelled() => break,
             }
             match flush_once(&recorder, &redis, alive).await {
-                Ok(()) => {
+                Ok(_) => {
                     if failing {
                         tracing::info!("metrics flush recovered");
                         failing = false;
@@ -43,19 +43,30 @@ pub fn spawn_flusher(
                 }
             }
         }
-        // Shutdown: drain, retrying until confirmed or out of time.
+        // Shutdown: drain until a flush finds nothing left, then retire the
+        // replica's heartbeat so its gauge contributions vanish at once.
         let deadline = tokio::time::Instant::now() + shutdown_grace;
-        loop {
-            match flush_once(&recorder, &redis, Heartbeat::Retire).await {
-                Ok(()) if !recorder.has_pending().await && recorder.queued_records() == 0 => break,
-                Ok(()) => {}
-                Err(e) => tracing::warn!(error = %e, "final metrics flush failed"),
-            }
-            if tokio::time::Instant::now() >= deadline {
-                tracing::error!("metrics not fully flushed before shutdown deadline");
-                break;
+        let mut drained = false;
+        while tokio::time::Instant::now() < deadline {
+            match flush_once(&recorder, &redis, Heartbeat::None).await {
+                Ok(FlushOutcome::Idle) => {
+                    drained = true;
+                    break;
+                }
+                Ok(_) => continue,
+                Err(e) => tracing::warn!(error = %e, "final metrics flush failed; retrying"),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if drained {
+            if let Err(e) = flush_once(&recorder, &redis, Heartbeat::Retire).await {
+                tracing::warn!(error = %e, "could not retire replica heartbeat");
+            }
+        } else {
+            tracing::error!(
+                queued_records = recorder.queued_records(),
+                "metrics not fully flushed before the shutdown deadline"
+            );
         }
     })
 }
@@ -64,7 +75,7 @@ async fn flush_once(
     recorder: &Recorder,
     redis: &RedisConn,
     heartbeat: Heartbeat,
-) -> redis::RedisResult<()> {
+) -> redis::RedisResult<FlushOutcome> {
     let mut conn = redis.get().await?;
-    recorder.flush(&mut conn, heartbeat).await.map(|_| ())
+    recorder.flush(&mut conn, heartbeat).await
 }

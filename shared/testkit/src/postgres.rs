@@ -47,7 +47,10 @@ impl Drop for PgDatabase {
                 rt.block_on(async {
                     if let Ok(mut c) = PgConnection::connect(&admin).await {
                         let _ = c
-                            .execute(format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#).as_str())
+                            .execute(
+                                format!(r#"DROP DATABASE IF EXISTS "{name}" WITH (FORCE)"#)
+                                    .as_str(),
+                            )
                             .await;
                     }
                 });

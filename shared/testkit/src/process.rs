@@ -13,7 +13,13 @@ pub fn bin_path(name: &str) -> PathBuf {
     // target/<profile>/deps/test-binary → target/<profile>/
     let dir = exe
         .parent()
-        .and_then(|p| if p.ends_with("deps") { p.parent() } else { Some(p) })
+        .and_then(|p| {
+            if p.ends_with("deps") {
+                p.parent()
+            } else {
+                Some(p)
+            }
+        })
         .expect("target dir");
     let p = dir.join(name);
     assert!(
@@ -108,7 +114,11 @@ impl Proc {
     pub async fn wait_ready(&mut self, url: &str) {
         for _ in 0..600 {
             if let Some(code) = self.try_exit_code() {
-                panic!("{} exited ({code:?}) before ready:\n{}", self.name, self.logs());
+                panic!(
+                    "{} exited ({code:?}) before ready:\n{}",
+                    self.name,
+                    self.logs()
+                );
             }
             if wait_http_ok(url, Duration::from_millis(200)).await {
                 return;

@@ -217,11 +217,11 @@ mod tests {
             r#"{"name":"m","encoding":"o200k_base","input_price_per_1m":"0.123456789012","enabled":true}"#,
         )
         .unwrap();
-        assert_eq!(
-            m.input_price_per_1m.unwrap().to_string(),
-            "0.123456789012"
-        );
+        assert_eq!(m.input_price_per_1m.unwrap().to_string(), "0.123456789012");
         let back = serde_json::to_string(&m).unwrap();
-        assert!(back.contains(r#""input_price_per_1m":"0.123456789012""#), "{back}");
+        assert!(
+            back.contains(r#""input_price_per_1m":"0.123456789012""#),
+            "{back}"
+        );
     }
 }

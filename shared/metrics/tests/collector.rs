@@ -1,0 +1,337 @@
+//! The Redis-backed `/metrics` rendering against a real Redis: valid
+//! exposition text, bounded round trips, no KEYS/SCAN, and a quick answer
+//! while Redis is down.
+
+use aigw_metrics::families::gateway::{
+    GLOBAL_REQUESTS, GLOBAL_RESPONSE_TIME, INSTANCE_HEALTH, NS_CONCURRENT, NS_LATENCY, NS_REQUESTS,
+    NS_STATUS,
+};
+use aigw_metrics::{
+    Exposition, Heartbeat, MetricsEndpoint, OnceBatch, Ops, Recorder, RecorderConfig, RedisConn,
+    RedisTimeouts, Render,
+};
+use aigw_testkit::{RedisServer, TempDir};
+use redis::AsyncCommands;
+use std::process::Command;
+use std::time::Duration;
+
+static EXPOSITION: Exposition = Exposition {
+    prefix: "test_svc",
+    renders: &[
+        Render::Counter {
+            name: "test_requests_total",
+            help: "All requests.",
+            family: &GLOBAL_REQUESTS,
+            scale: 1.0,
+        },
+        Render::Mean {
+            name: "test_response_time_seconds",
+            help: "Mean response time.",
+            sum: &GLOBAL_RESPONSE_TIME,
+            count: &GLOBAL_REQUESTS,
+            scale: 1e-6,
+        },
+        Render::Counter {
+            name: "test_namespace_requests_total",
+            help: "Requests per namespace.",
+            family: &NS_REQUESTS,
+            scale: 1.0,
+        },
+        Render::Counter {
+            name: "test_namespace_status_codes_total",
+            help: "Requests per namespace and status code.",
+            family: &NS_STATUS,
+            scale: 1.0,
+        },
+        Render::Gauge {
+            name: "test_namespace_concurrent_requests",
+            help: "In-flight requests per namespace.",
+            family: &NS_CONCURRENT,
+            scale: 1.0,
+        },
+        Render::Gauge {
+            name: "test_instance_healthy",
+            help: "Instance health.",
+            family: &INSTANCE_HEALTH,
+            scale: 1.0,
+        },
+        Render::Histogram {
+            name: "test_request_duration_seconds",
+            help: "Request latency.",
+            family: &NS_LATENCY,
+            scale: 1e-6,
+        },
+    ],
+};
+
+async fn populated(redis: &RedisServer, namespaces: usize, statuses: usize) -> Recorder {
+    let rec = Recorder::new(RecorderConfig::for_service("test"));
+    for n in 0..namespaces {
+        let ns = format!("ns-{n}");
+        for s in 0..statuses {
+            let code = (200 + s).to_string();
+            rec.add(&NS_STATUS, &[&ns, &code], 1);
+        }
+        rec.add(&NS_REQUESTS, &[&ns], statuses as i64);
+        rec.observe(&NS_LATENCY, &[&ns], 30_000);
+        rec.observe(&NS_LATENCY, &[&ns], 3_000_000);
+        rec.series(&NS_CONCURRENT, &[&ns]).add(1);
+    }
+    rec.set(&INSTANCE_HEALTH, &["inst-1", "ns-0"], 1);
+    rec.add(&GLOBAL_REQUESTS, &[], (namespaces * statuses) as i64);
+    rec.add(
+        &GLOBAL_RESPONSE_TIME,
+        &[],
+        (namespaces * statuses) as i64 * 250_000,
+    );
+    let mut c = RedisConn::new(&redis.url()).unwrap().get().await.unwrap();
+    rec.flush(&mut c, Heartbeat::Alive(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    rec
+}
+
+fn value_of<'a>(text: &'a str, series: &str) -> Option<&'a str> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .map(|l| l[series.len() + 1..].trim())
+}
+
+#[tokio::test]
+async fn renders_exact_values_with_types_and_help() {
+    let redis = RedisServer::start().await;
+    let rec = populated(&redis, 3, 2).await;
+    let ep = MetricsEndpoint::new(
+        RedisConn::new(&redis.url()).unwrap(),
+        &EXPOSITION,
+        Some(rec),
+    );
+    let text = ep.render(None).await;
+    assert!(text.contains("# TYPE test_requests counter"), "{text}");
+    assert!(
+        text.contains("# HELP test_requests All requests."),
+        "{text}"
+    );
+    assert_eq!(value_of(&text, "test_requests_total"), Some("6"));
+    assert_eq!(value_of(&text, "test_response_time_seconds"), Some("0.25"));
+    assert_eq!(
+        value_of(
+            &text,
+            r#"test_namespace_status_codes_total{namespace_code="ns-1",status_code="201"}"#
+        ),
+        Some("1")
+    );
+    assert_eq!(
+        value_of(
+            &text,
+            r#"test_namespace_concurrent_requests{namespace_code="ns-2"}"#
+        ),
+        Some("1")
+    );
+    assert_eq!(
+        value_of(
+            &text,
+            r#"test_instance_healthy{instance_id="inst-1",namespace_code="ns-0"}"#
+        ),
+        Some("1")
+    );
+    assert!(text.contains("# TYPE test_request_duration_seconds histogram"));
+    assert_eq!(
+        value_of(
+            &text,
+            r#"test_request_duration_seconds_bucket{le="0.05",namespace_code="ns-0"}"#
+        ),
+        Some("1"),
+        "{text}"
+    );
+    assert_eq!(
+        value_of(
+            &text,
+            r#"test_request_duration_seconds_bucket{le="+Inf",namespace_code="ns-0"}"#
+        ),
+        Some("2")
+    );
+    assert_eq!(
+        value_of(
+            &text,
+            r#"test_request_duration_seconds_count{namespace_code="ns-0"}"#
+        ),
+        Some("2")
+    );
+    assert_eq!(
+        value_of(
+            &text,
+            r#"test_request_duration_seconds_sum{namespace_code="ns-0"}"#
+        ),
+        Some("3.03")
+    );
+    assert_eq!(value_of(&text, "test_svc_redis_up"), Some("1"));
+    assert!(value_of(&text, "test_svc_uptime_seconds").is_some());
+    assert!(value_of(&text, "process_resident_memory_bytes").is_some());
+    assert!(value_of(&text, "process_cpu_seconds_total").is_some());
+    assert!(value_of(&text, "process_open_fds").is_some());
+    assert!(text.trim_end().ends_with("# EOF"));
+
+    check_with_promtool(&aigw_metrics::openmetrics_to_text(&text));
+    let (ct, classic) = ep.render_negotiated(Some("text/plain"), None).await;
+    assert_eq!(ct, aigw_metrics::CONTENT_TYPE_TEXT);
+    assert!(classic.contains("# TYPE test_requests_total counter"));
+    assert!(!classic.contains("# EOF"));
+    check_with_promtool(&classic);
+    let (ct, _) = ep
+        .render_negotiated(
+            Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5"),
+            None,
+        )
+        .await;
+    assert_eq!(ct, aigw_metrics::CONTENT_TYPE);
+    parse_with_python(&text);
+}
+
+/// `promtool check metrics` reads the text from stdin; it must report no
+/// problem. promtool is installed by scripts/test.sh.
+fn check_with_promtool(text: &str) {
+    let Ok(mut child) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        if std::env::var_os("CI").is_some() {
+            panic!("promtool missing in CI");
+        }
+        eprintln!("skipping promtool check: promtool not installed");
+        return;
+    };
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Parses the text with the official Python client's OpenMetrics parser.
+fn parse_with_python(text: &str) {
+    let py = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+    if !py.exists() {
+        if std::env::var_os("CI").is_some() {
+            panic!("python venv missing in CI");
+        }
+        eprintln!("skipping parser check: no .venv (run scripts/test.sh)");
+        return;
+    }
+    let dir = TempDir::new("metrics-text");
+    let f = dir.path().join("m.txt");
+    std::fs::write(&f, text).unwrap();
+    let script = r#"
+import sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+fams = list(text_string_to_metric_families(open(sys.argv[1]).read()))
+types = {f.name: f.type for f in fams}
+assert types["test_requests"] == "counter", types
+assert types["test_request_duration_seconds"] == "histogram", types
+assert types["test_namespace_concurrent_requests"] == "gauge", types
+print(len(fams))
+"#;
+    let out = Command::new(py)
+        .args(["-c", script, f.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "OpenMetrics parser rejected the text:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn a_scrape_of_10k_series_uses_two_round_trips_and_no_keys_or_scan() {
+    let redis = RedisServer::start().await;
+    let rec = populated(&redis, 1000, 10).await;
+    redis.reset_stats().await;
+    let ep = MetricsEndpoint::new(
+        RedisConn::new(&redis.url()).unwrap(),
+        &EXPOSITION,
+        Some(rec),
+    );
+    let text = ep.render(None).await;
+    assert_eq!(
+        value_of(
+            &text,
+            r#"test_namespace_status_codes_total{namespace_code="ns-999",status_code="209"}"#
+        ),
+        Some("1")
+    );
+    let samples = text
+        .lines()
+        .filter(|l| l.starts_with("test_namespace_status_codes_total{"))
+        .count();
+    assert_eq!(samples, 10_000);
+    assert_eq!(ep.round_trips(), 2);
+    assert_eq!(redis.command_calls("keys").await, 0);
+    assert_eq!(redis.command_calls("scan").await, 0);
+    let stats = redis.command_stats().await;
+    assert!(
+        stats
+            .iter()
+            .all(|(c, _)| !c.contains("scan") && c != "keys"),
+        "{stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_scrape_while_redis_is_down_answers_with_local_metrics() {
+    let mut redis = RedisServer::start().await;
+    let conn = RedisConn::with_timeouts(
+        &redis.url(),
+        RedisTimeouts {
+            connect: Duration::from_millis(200),
+            response: Duration::from_millis(500),
+        },
+    )
+    .unwrap();
+    let ep = MetricsEndpoint::new(conn, &EXPOSITION, None);
+    assert_eq!(
+        value_of(&ep.render(None).await, "test_svc_redis_up"),
+        Some("1")
+    );
+    redis.stop().await;
+    let text = tokio::time::timeout(Duration::from_secs(5), ep.render(None))
+        .await
+        .expect("scrape hung while redis was down");
+    assert_eq!(value_of(&text, "test_svc_redis_up"), Some("0"));
+    assert!(value_of(&text, "process_resident_memory_bytes").is_some());
+    assert!(!text.contains("test_requests_total"));
+}
+
+#[tokio::test]
+async fn once_batches_apply_each_record_once() {
+    let redis = RedisServer::start().await;
+    let mut c = redis.conn().await;
+    let mut batch = OnceBatch::new();
+    for id in ["r1", "r2", "r1"] {
+        let mut ops = Ops::new();
+        ops.counter(&NS_REQUESTS, &["a"], 1);
+        ops.observe(&NS_LATENCY, &["a"], 1000);
+        batch.push("test", id, ops);
+    }
+    assert_eq!(batch.apply(&mut c, 3600).await.unwrap(), 2);
+    // Redelivery of the same records changes nothing.
+    assert_eq!(batch.apply(&mut c, 3600).await.unwrap(), 0);
+    let v: i64 = c.get("metrics:ns:a:total_requests").await.unwrap();
+    assert_eq!(v, 2);
+    let n: i64 = c.hget("metrics:ns:a:latency_us", "count").await.unwrap();
+    assert_eq!(n, 2);
+    let idx: Vec<String> = c.smembers("metrics:index:ns_total_requests").await.unwrap();
+    assert_eq!(idx, vec!["a".to_string()]);
+}
