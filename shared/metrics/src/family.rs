@@ -101,6 +101,33 @@ pub const LATENCY_BUCKETS_US: &[u64] = &[
     300_000_000,
 ];
 
+/// Bucket bounds for LLM request latencies (whole request or time to first
+/// token), in microseconds: 50 ms to 5 min, dense where P95s of chat
+/// completions usually fall (1-60 s).
+pub const LLM_LATENCY_BUCKETS_US: &[u64] = &[
+    50_000,
+    100_000,
+    250_000,
+    500_000,
+    750_000,
+    1_000_000,
+    1_500_000,
+    2_000_000,
+    3_000_000,
+    5_000_000,
+    7_500_000,
+    10_000_000,
+    15_000_000,
+    20_000_000,
+    30_000_000,
+    45_000_000,
+    60_000_000,
+    90_000_000,
+    120_000_000,
+    180_000_000,
+    300_000_000,
+];
+
 /// Bucket bounds for fast internal operations, in microseconds: 100 µs to 10 s.
 pub const FAST_BUCKETS_US: &[u64] = &[
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,

@@ -12,6 +12,29 @@
 //!
 //! Only this crate talks to prometheus-client; it is re-exported for
 //! services that register local metrics.
+//!
+//! # Guarantees
+//! - **Exactly once.** Each flush carries an id checked and set inside the
+//!   same Lua script that applies it; a flush whose reply was lost is retried
+//!   under the same id and recognised (`tests/writer.rs` cuts connections at
+//!   random, swallows a reply through a proxy, and kills Redis mid-load).
+//! - **Nothing lost while Redis is down.** Deltas merge into the same atomic
+//!   cells (memory bounded by the number of series); usage records queue up
+//!   to `RecorderConfig::max_queued_records` and beyond that are counted as
+//!   dropped.
+//! - **No drift of in-flight gauges.** Each replica writes its own absolute
+//!   value with a heartbeat; every flush recomputes the sums over live
+//!   replicas, and scrapes sum only live ones.
+//! - **Bounded scrapes.** Two pipelined round trips, no `KEYS`, no `SCAN`.
+//!
+//! # Cost (`scripts/bench-metrics.sh`, 2026-11-26, 2 cores, other builds running)
+//! | what | result |
+//! |---|---|
+//! | record one request's 11 series, cached handles, 2 threads contending | 29 ns |
+//! | the same by family + labels lookup (key format + map read per series) | 1,290 ns |
+//! | one flush of 10,000 changed series (one script call) | 45 ms |
+//!
+//! Hot paths keep [`Series`] handles; the lookup path is for rare series.
 
 pub mod collector;
 pub mod conn;
@@ -27,7 +50,7 @@ pub use collector::{
     openmetrics_to_text, Exposition, MetricsEndpoint, Render, CONTENT_TYPE, CONTENT_TYPE_TEXT,
 };
 pub use conn::{RedisConn, RedisTimeouts};
-pub use family::{Family, Kind, FAST_BUCKETS_US, LATENCY_BUCKETS_US};
+pub use family::{Family, Kind, FAST_BUCKETS_US, LATENCY_BUCKETS_US, LLM_LATENCY_BUCKETS_US};
 pub use ops::{Heartbeat, HistDelta, OnceBatch, Ops};
 pub use prometheus_client;
 pub use recorder::{FlushOutcome, Recorder, RecorderConfig, Series};
