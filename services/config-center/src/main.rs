@@ -1,1 +1,18 @@
-fn main() {}
+//! The config-center binary: reads its config from the environment and runs
+//! the [`config_center::Application`] until SIGTERM or SIGINT.
+
+use config_center::{telemetry, Application, Config};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init();
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid configuration");
+            std::process::exit(2);
+        }
+    };
+    let app = Application::build(config).await?;
+    app.run_until_stopped().await
+}

@@ -1,0 +1,26 @@
+//! The config-center: the admin side of the AI gateway. Operators manage
+//! namespaces, API keys, models and upstream instances over a JSON API;
+//! SQL (SQLite by default, PostgreSQL) holds the truth, and every committed
+//! change is published to Redis as a versioned snapshot that the gateway
+//! and the token-service read.
+//!
+//! - [`startup`]: [`Application`] — build, serve, shut down.
+//! - [`config`]: typed configuration from the environment.
+//! - [`routes`]: handlers; [`domain`]: input parsing; [`storage`]: SQL.
+//! - [`publisher`]: the background publication to Redis.
+//! - [`metrics`], [`auth`], [`error`], [`openapi`], [`telemetry`].
+
+pub mod auth;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod metrics;
+pub mod openapi;
+pub mod publisher;
+pub mod routes;
+pub mod startup;
+pub mod storage;
+pub mod telemetry;
+
+pub use config::{AdminToken, Config};
+pub use startup::Application;

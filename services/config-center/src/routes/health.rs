@@ -1,0 +1,84 @@
+//! Liveness, readiness and `/metrics` (no auth on these).
+
+use super::AppState;
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
+use std::time::Duration;
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` when the database answers; Redis being down does not make
+    /// the service unready (changes still commit and publish later).
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    pub database: bool,
+    pub redis: bool,
+    /// Version committed in SQL (null when the database is unreachable).
+    pub committed_version: Option<u64>,
+    /// Highest version this process knows to be in Redis.
+    pub published_version: u64,
+}
+
+#[utoipa::path(
+    get, operation_id = "health", path = "/health", tag = "operations", security(()),
+    responses((status = 200, description = "The process is up", body = Health))
+)]
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+#[utoipa::path(
+    get, operation_id = "ready", path = "/ready", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "Ready to take changes", body = Readiness),
+        (status = 503, description = "Database unreachable", body = Readiness),
+    )
+)]
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let committed_version = state.store.version().await.ok();
+    let database = committed_version.is_some();
+    // Bounded: a probe must answer quickly even while Redis hangs.
+    let ping = async {
+        let mut c = state.redis.get().await.ok()?;
+        redis::cmd("PING").query_async::<String>(&mut c).await.ok()
+    };
+    let redis = matches!(
+        tokio::time::timeout(Duration::from_millis(500), ping).await,
+        Ok(Some(_))
+    );
+    let body = Readiness {
+        status: if database { "ready" } else { "not_ready" },
+        database,
+        redis,
+        committed_version,
+        published_version: state.publisher.published_version(),
+    };
+    if database {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+#[utoipa::path(
+    get, operation_id = "metrics", path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "Prometheus exposition (text, or OpenMetrics when asked for)", content_type = "text/plain", body = String))
+)]
+pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let (content_type, body) = state.metrics.render_negotiated(accept, None).await;
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, content_type))
+        .body(body)
+}

@@ -1,0 +1,178 @@
+//! Building and running the service: shared state is built once (pool,
+//! Redis handle, recorder, publisher), then the HTTP server; shutdown stops
+//! accepting, drains in-flight requests within a bound, stops the
+//! publisher and lets the metrics flusher drain.
+
+use crate::config::Config;
+use crate::publisher::Publisher;
+use crate::routes::{self, AppState};
+use crate::storage::Store;
+use crate::{auth, metrics, openapi};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use aigw_metrics::{MetricsEndpoint, Recorder, RecorderConfig, RedisConn};
+use anyhow::Context;
+use std::future::Future;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    store: Store,
+    /// Stops the background tasks (publisher); the flusher has its own
+    /// token, cancelled after the publisher ended so its last metrics go out.
+    cancel: CancellationToken,
+    flush_cancel: CancellationToken,
+    publisher_task: JoinHandle<()>,
+    flusher_task: JoinHandle<()>,
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    /// Connects to the database (running migrations), prepares Redis
+    /// (lazily: Redis may be down) and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        if config.admin_token_generated {
+            // Dev mode: the one place the token is shown.
+            println!(
+                "config-center dev mode: generated ADMIN_TOKEN={}",
+                config.admin_token.expose()
+            );
+            tracing::warn!("dev mode: using a generated admin token (printed once on stdout)");
+        }
+        let store = Store::connect(&config.database_url, config.db_max_connections).await?;
+        tracing::info!(backend = ?store.backend(), "database ready");
+        let redis = RedisConn::new(&config.redis_url).context("REDIS_URL")?;
+        let recorder = Recorder::new(RecorderConfig::for_service("config-center"));
+        let publisher = Publisher::new(
+            store.clone(),
+            redis.clone(),
+            recorder.clone(),
+            config.publish_retry,
+            config.publish_resync,
+        );
+        let cancel = CancellationToken::new();
+        let flush_cancel = CancellationToken::new();
+        let publisher_task = publisher.spawn(cancel.clone());
+        let flusher_task = aigw_metrics::spawn_flusher(
+            recorder.clone(),
+            redis.clone(),
+            config.metrics_flush_interval,
+            config.shutdown_timeout,
+            flush_cancel.clone(),
+        );
+
+        let state = web::Data::new(AppState {
+            store: store.clone(),
+            publisher,
+            metrics: MetricsEndpoint::new(
+                redis.clone(),
+                &metrics::EXPOSITION,
+                Some(recorder.clone()),
+            ),
+            redis,
+            recorder,
+            admin_token_hash: auth::token_hash(config.admin_token.expose()),
+            publish_wait: config.publish_wait,
+            openapi_json: openapi::json(),
+        });
+
+        let listener = std::net::TcpListener::bind((config.bind_addr.as_str(), config.port))
+            .with_context(|| format!("binding {}:{}", config.bind_addr, config.port))?;
+        let port = listener.local_addr()?.port();
+        let max_body = config.max_body_bytes;
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .configure(routes::configure(max_body))
+                .wrap(from_fn(metrics::track))
+        })
+        .workers(config.workers)
+        .disable_signals()
+        .shutdown_timeout(config.shutdown_timeout.as_secs().max(1))
+        .listen(listener)?
+        .run();
+        tracing::info!(addr = %config.bind_addr, port, "config-center listening");
+
+        Ok(Application {
+            port,
+            server,
+            store,
+            cancel,
+            flush_cancel,
+            publisher_task,
+            flusher_task,
+            shutdown_timeout: config.shutdown_timeout,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server from outside (tests).
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `stop` completes (or the server is stopped through
+    /// [`Application::handle`]), then shuts down gracefully.
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let handle = self.server.handle();
+        let stopper = tokio::spawn(async move {
+            stop.await;
+            tracing::info!("shutting down: draining in-flight requests");
+            handle.stop(true).await;
+        });
+        let served = self.server.await;
+        stopper.abort();
+        self.cancel.cancel();
+        let bound = self.shutdown_timeout + Duration::from_secs(1);
+        if tokio::time::timeout(bound, self.publisher_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("publisher did not stop in time");
+        }
+        self.flush_cancel.cancel();
+        if tokio::time::timeout(bound, self.flusher_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("metrics flusher did not finish in time");
+        }
+        self.store.close().await;
+        tracing::info!("config-center stopped");
+        served.context("http server")
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            // Without signal handlers, only Ctrl-C through tokio's fallback.
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

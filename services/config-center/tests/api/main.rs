@@ -1,0 +1,11 @@
+//! Black-box tests of the config-center: the real application against a
+//! private redis-server, each on SQLite and on PostgreSQL.
+
+mod helpers;
+
+mod auth_openapi;
+mod crud;
+mod errors;
+mod lifecycle;
+mod pagination;
+mod publication;
