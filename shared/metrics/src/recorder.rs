@@ -33,8 +33,8 @@ enum CellData {
     Max(AtomicI64),
     /// Last value and whether it changed since the last flush.
     Set(AtomicI64, AtomicBool),
-    /// This replica's absolute value.
-    Gauge(AtomicI64),
+    /// This replica's absolute value, and the value last put in a batch.
+    Gauge(AtomicI64, AtomicI64),
     /// Per-bucket deltas (last is `+Inf`), sum and count deltas.
     Histogram(Box<[AtomicU64]>, AtomicU64, AtomicU64),
 }
@@ -48,7 +48,7 @@ impl Series {
     /// Adds to a counter, or moves a gauge by `v`.
     pub fn add(&self, v: i64) {
         match &self.0.data {
-            CellData::Counter(a) | CellData::Gauge(a) => {
+            CellData::Counter(a) | CellData::Gauge(a, _) => {
                 a.fetch_add(v, Relaxed);
             }
             _ => debug_assert!(false, "add on {}", self.0.family.name),
@@ -69,7 +69,7 @@ impl Series {
             CellData::Max(a) => {
                 a.fetch_max(v, Relaxed);
             }
-            CellData::Gauge(a) => a.store(v, Relaxed),
+            CellData::Gauge(a, _) => a.store(v, Relaxed),
             _ => debug_assert!(false, "set on {}", self.0.family.name),
         }
     }
@@ -90,9 +90,10 @@ impl Series {
     /// Current in-process value of a gauge or last-writer-wins series.
     pub fn get(&self) -> i64 {
         match &self.0.data {
-            CellData::Gauge(a) | CellData::Set(a, _) | CellData::Counter(a) | CellData::Max(a) => {
-                a.load(Relaxed)
-            }
+            CellData::Gauge(a, _)
+            | CellData::Set(a, _)
+            | CellData::Counter(a)
+            | CellData::Max(a) => a.load(Relaxed),
             CellData::Histogram(_, _, c) => c.load(Relaxed) as i64,
         }
     }
@@ -104,7 +105,7 @@ impl Cell {
             Kind::Counter => CellData::Counter(AtomicI64::new(0)),
             Kind::Max => CellData::Max(AtomicI64::new(i64::MIN)),
             Kind::Set => CellData::Set(AtomicI64::new(0), AtomicBool::new(false)),
-            Kind::Gauge => CellData::Gauge(AtomicI64::new(0)),
+            Kind::Gauge => CellData::Gauge(AtomicI64::new(0), AtomicI64::new(i64::MIN)),
             Kind::Histogram(bounds) => CellData::Histogram(
                 (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
                 AtomicU64::new(0),
@@ -118,8 +119,10 @@ impl Cell {
         }
     }
 
-    /// Moves this cell's pending changes into `ops`.
-    fn drain_into(&self, ops: &mut Ops, replica: &str) {
+    /// Moves this cell's pending changes into `ops`. Per-replica gauges go
+    /// out when they changed, and always when `all_gauges` (periodic flushes
+    /// restate them, which heals a Redis that lost them).
+    fn drain_into(&self, ops: &mut Ops, replica: &str, all_gauges: bool) {
         let labels: Vec<&str> = self.labels.iter().map(String::as_str).collect();
         let f = self.family;
         match &self.data {
@@ -140,7 +143,13 @@ impl Cell {
                     ops.value(f, &labels, a.load(Relaxed));
                 }
             }
-            CellData::Gauge(a) => ops.gauge(f, &labels, replica, a.load(Relaxed)),
+            CellData::Gauge(a, sent) => {
+                let v = a.load(Relaxed);
+                if all_gauges || sent.swap(v, Relaxed) != v {
+                    sent.store(v, Relaxed);
+                    ops.gauge(f, &labels, replica, v);
+                }
+            }
             CellData::Histogram(b, sum, count) => {
                 let Kind::Histogram(bounds) = f.kind else {
                     return;
@@ -321,11 +330,11 @@ impl Recorder {
         )
     }
 
-    fn build_batch(&self) -> Pending {
+    fn build_batch(&self, all_gauges: bool) -> Pending {
         let mut ops = Ops::new();
         let replica = self.inner.cfg.replica.as_str();
         for entry in self.inner.cells.iter() {
-            entry.value().0.drain_into(&mut ops, replica);
+            entry.value().0.drain_into(&mut ops, replica, all_gauges);
         }
         let records: Vec<String> = {
             let mut q = self.inner.records.lock().unwrap_or_else(|e| e.into_inner());
@@ -367,7 +376,8 @@ impl Recorder {
         // An unconfirmed batch is retried first, under its original id;
         // what accumulated since goes out in the next flush.
         if pending.is_none() {
-            let batch = self.build_batch();
+            let alive = matches!(heartbeat, Heartbeat::Alive(_));
+            let batch = self.build_batch(alive);
             let needs_heartbeat =
                 !matches!(heartbeat, Heartbeat::None) && self.inner.has_gauges.load(Relaxed);
             if batch.ops.is_empty() && !needs_heartbeat {
@@ -433,7 +443,7 @@ mod tests {
         r.add(&gateway::NS_REQUESTS, &["a"], 3);
         r.observe(&gateway::NS_LATENCY, &["a"], 7_000);
         assert_eq!(r.series_count(), 2);
-        let b = r.build_batch();
+        let b = r.build_batch(true);
         let joined = b.ops.args.join(" ");
         assert!(
             joined.contains("c metrics:ns:a:total_requests 5"),
@@ -444,6 +454,6 @@ mod tests {
             "{joined}"
         );
         // Drained: the next batch is empty.
-        assert!(r.build_batch().ops.is_empty());
+        assert!(r.build_batch(false).ops.is_empty());
     }
 }

@@ -394,3 +394,49 @@ async fn a_dead_replicas_in_flight_count_disappears() {
     assert_eq!(fields.get(live.replica()), Some(&2));
     cancel_live.cancel();
 }
+
+#[tokio::test]
+async fn shutdown_drains_and_retires_the_replica() {
+    let redis = RedisServer::start().await;
+    let conn = RedisConn::new(&redis.url()).unwrap();
+    let rec = Recorder::new(RecorderConfig::for_service("stopping"));
+    let cancel = CancellationToken::new();
+    let grace = Duration::from_secs(60);
+    let task = spawn_flusher(
+        rec.clone(),
+        conn,
+        Duration::from_millis(50),
+        grace,
+        cancel.clone(),
+    );
+    let g = rec.series(&NS_CONCURRENT, &["a"]);
+    g.add(1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut c = redis.conn().await;
+    let hb: bool = c
+        .exists(format!("metrics:replica:{}", rec.replica()))
+        .await
+        .unwrap();
+    assert!(hb, "heartbeat while running");
+    g.add(-1);
+    rec.add(&NS_REQUESTS, &["a"], 3);
+    assert!(rec.push_record(r#"{"id":"r1"}"#.to_string()));
+    cancel.cancel();
+    // Draining ends on its own once everything is written, well before the
+    // grace period would cut it off.
+    tokio::time::timeout(grace / 2, task)
+        .await
+        .expect("flusher kept draining until the deadline")
+        .unwrap();
+    let v: i64 = c.get("metrics:ns:a:total_requests").await.unwrap();
+    assert_eq!(v, 3);
+    let conc: i64 = c.get("metrics:ns:a:concurrent_requests").await.unwrap();
+    assert_eq!(conc, 0);
+    let hb: bool = c
+        .exists(format!("metrics:replica:{}", rec.replica()))
+        .await
+        .unwrap();
+    assert!(!hb, "heartbeat left behind");
+    let len: i64 = c.xlen("usage:stream").await.unwrap();
+    assert_eq!(len, 1);
+}
