@@ -1,0 +1,33 @@
+# syntax=docker/dockerfile:1
+# One image with every binary of the workspace; docker-compose.dev.yml picks
+# the service with `command:`.
+
+# --- build: compile all binaries once, in release -----------------------------
+FROM rust:1-slim-bookworm AS build
+WORKDIR /src
+COPY . .
+# The cache mounts keep the registry and target directory between builds, so
+# a code change recompiles only the workspace crates.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked \
+        --bin gateway --bin config-center --bin token-service --bin mock-upstream \
+ && mkdir -p /out \
+ && for b in gateway config-center token-service mock-upstream; do cp "target/release/$b" /out/; done
+
+# --- runtime: a small Debian with the binaries and curl for healthchecks ------
+FROM debian:bookworm-slim AS runtime
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates curl \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin aigw \
+ && mkdir -p /app/data \
+ && chown aigw:aigw /app/data
+COPY --from=build /out/ /usr/local/bin/
+WORKDIR /app
+USER aigw
+ENV RUST_LOG=info BIND_ADDR=0.0.0.0
+# The config-center keeps its SQLite file in /app/data (a volume in compose).
+VOLUME ["/app/data"]
+EXPOSE 8080 8000 9000
+CMD ["gateway"]
