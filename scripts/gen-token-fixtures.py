@@ -134,6 +134,10 @@ def fixed_texts():
     add("whitespace", "trailing\n\n\n\n")
     add("whitespace", "\r\n\r\n\r\n")
     add("whitespace", "  \u3000 \u00a0 x")
+    # Trailing whitespace with line breaks inside (cl100k's `\s++$` before `\s*[\r\n]`).
+    add("whitespace", "x  \n  ")
+    add("whitespace", "end \r\n \t")
+    add("whitespace", "a.\n\n  \n ")
     add("whitespace", " ", 64)
     add("whitespace", " ", 65, "x")
     add("whitespace", "\n", 200)
@@ -145,6 +149,10 @@ def fixed_texts():
     add("whitespace", " ", 100_001)
     add("whitespace", "\n", 50_000, "y")
     add("whitespace", " \t", 30_000, " z")
+    # Close to the ~1M run where tiktoken's regex overflows (the service is
+    # tested beyond it against an independent implementation).
+    add("whitespace", " ", 900_000, "x")
+    add("whitespace", "\n \t", 250_000, "y")
     # Long uniform and repeated runs
     add("repeat", "a", 1000)
     add("repeat", "a", 10_000)
@@ -156,6 +164,8 @@ def fixed_texts():
     add("repeat", "!", 10_000)
     add("repeat", "The end. ", 500)
     add("repeat", "x", 65536, " y")
+    # The 8 MiB single-letter run of the robustness tests (seconds per encoding here).
+    add("repeat", "a", 8 * 1024 * 1024)
     return t
 
 
@@ -181,6 +191,91 @@ def random_texts(seed: int, n: int):
     return out
 
 
+def cookbook_message_tokens(enc, model, messages):
+    """num_tokens_from_messages from the OpenAI cookbook ("How to count tokens
+    with tiktoken"), extended only to list-of-text-parts content."""
+    if model == "gpt-3.5-turbo-0301":
+        per_message, per_name = 4, -1
+    else:
+        per_message, per_name = 3, 1
+    n = 0
+    for m in messages:
+        n += per_message
+        for key, value in m.items():
+            if isinstance(value, list):
+                n += sum(len(enc.encode_ordinary(p["text"])) for p in value)
+            else:
+                n += len(enc.encode_ordinary(value))
+            if key == "name":
+                n += per_name
+    return n + 3
+
+
+def cookbook_tools_tokens(enc, model, tools):
+    """num_tokens_for_tools from the OpenAI cookbook (function-calling estimate)."""
+    func_init = 7 if model.startswith(("gpt-4o", "gpt-4.1", "gpt-5", "o1", "o3", "o4")) else 10
+    prop_init, prop_key, enum_init, enum_item, func_end = 3, 3, -3, 3, 12
+    n = 0
+    for t in tools:
+        f = t["function"]
+        n += func_init
+        desc = f.get("description", "")
+        if desc.endswith("."):
+            desc = desc[:-1]
+        n += len(enc.encode_ordinary(f["name"] + ":" + desc))
+        props = f.get("parameters", {}).get("properties", {})
+        if props:
+            n += prop_init
+            for key, p in props.items():
+                n += prop_key
+                if "enum" in p:
+                    n += enum_init
+                    for item in p["enum"]:
+                        n += enum_item
+                        n += len(enc.encode_ordinary(item))
+                pdesc = p.get("description", "")
+                if pdesc.endswith("."):
+                    pdesc = pdesc[:-1]
+                n += len(enc.encode_ordinary(f"{key}:{p['type']}:{pdesc}"))
+    return n + func_end
+
+
+def chat_vectors(tiktoken):
+    conv = [
+        {"role": "system", "content": "You are a helpful, pattern-following assistant that translates corporate jargon into plain English."},
+        {"role": "system", "name": "example_user", "content": "New synergies will help drive top-line growth."},
+        {"role": "system", "name": "example_assistant", "content": "Things working well together will increase revenue."},
+        {"role": "user", "content": "This late pivot means we don't have time to boil the ocean for the client deliverable."},
+    ]
+    tools = [{"type": "function", "function": {
+        "name": "get_current_weather",
+        "description": "Get the current weather in a given location.",
+        "parameters": {"type": "object", "properties": {
+            "location": {"type": "string", "description": "The city and state, e.g. San Francisco, CA"},
+            "unit": {"type": "string", "description": "The unit of temperature.", "enum": ["celsius", "fahrenheit"]},
+        }, "required": ["location"]}}}]
+    cases = [
+        ("gpt-4o-mini", conv, None),
+        ("gpt-4o", conv, None),
+        ("gpt-4", conv, None),
+        ("gpt-3.5-turbo-0301", conv, None),
+        ("gpt-4o", [{"role": "user", "content": "你好！😀 <|endoftext|>"}], None),
+        ("gpt-4o", [{"role": "user", "content": [{"type": "text", "text": "part one"}, {"type": "text", "text": " and two"}]}], None),
+        ("gpt-4o-mini", [{"role": "user", "content": "What's the weather like in San Francisco?"}], tools),
+        ("gpt-3.5-turbo", [{"role": "user", "content": "What's the weather like in San Francisco?"}], tools),
+    ]
+    out = []
+    for model, messages, t in cases:
+        enc = tiktoken.encoding_for_model(model)
+        n = cookbook_message_tokens(enc, model, messages)
+        req = {"model": model, "messages": messages}
+        if t:
+            n += cookbook_tools_tokens(enc, model, t)
+            req["tools"] = t
+        out.append({"request": req, "tokens": n, "approximate": bool(t)})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="services/token-service/tests/fixtures/tiktoken_vectors.jsonl")
@@ -202,6 +297,10 @@ def main() -> None:
                        "suffix": suffix, "tokens": tokens}
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
                 n += 1
+    chat_out = os.path.join(os.path.dirname(args.out), "chat_vectors.jsonl")
+    with open(chat_out, "w", encoding="utf-8") as f:
+        for row in chat_vectors(tiktoken):
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
     shutil.rmtree(cache, ignore_errors=True)
     print(f"wrote {n} vectors ({len(texts)} texts x {len(ENCODINGS)} encodings) to {args.out}"
           f" with tiktoken {tiktoken.__version__}")

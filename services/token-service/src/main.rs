@@ -1,1 +1,10 @@
-fn main() {}
+//! The `token-service` binary: configuration from the environment, then the
+//! library's [`token_service::Application`].
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    token_service::telemetry::init();
+    let config = token_service::Config::from_env()?;
+    let app = token_service::Application::build(config).await?;
+    app.run_until_stopped().await
+}

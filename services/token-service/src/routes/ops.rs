@@ -1,0 +1,101 @@
+//! Health, readiness, metrics and the OpenAPI document.
+
+use crate::metrics::{scrape_registry, ScrapeGauges};
+use crate::startup::AppState;
+use crate::usage::consumer::{stream_backlog, ConsumerState};
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use utoipa::OpenApi;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok` while the process serves.
+    pub status: &'static str,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    /// `ready`, or `shutting_down` while draining.
+    pub status: &'static str,
+    /// Encoders are loaded before the service listens: always true.
+    pub encoders: bool,
+    /// Whether Redis answered a PING just now (only usage accounting and
+    /// metrics need it; counting works without).
+    pub redis: bool,
+    /// Version of the config snapshot in use, if one was loaded.
+    pub snapshot_version: Option<u64>,
+    /// `disabled`, `starting`, `waiting_for_snapshot`, `running`,
+    /// `redis_unavailable` or `stopped`.
+    pub consumer: &'static str,
+}
+
+/// Liveness: answers while the process serves, whatever Redis does.
+#[utoipa::path(get, path = "/health", tag = "ops",
+    responses((status = 200, description = "Alive", body = Health)))]
+pub async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(Health { status: "ok" })
+}
+
+/// Readiness: 200 when the counting API can serve (it needs no Redis), 503
+/// while shutting down. The body tells the state of usage accounting.
+#[utoipa::path(get, path = "/ready", tag = "ops",
+    responses(
+        (status = 200, description = "Ready to count", body = Readiness),
+        (status = 503, description = "Shutting down", body = Readiness),
+    ))]
+pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let redis_ok = async {
+        let mut c = state.redis.get().await.ok()?;
+        redis::cmd("PING").query_async::<String>(&mut c).await.ok()
+    };
+    let redis = tokio::time::timeout(Duration::from_millis(500), redis_ok)
+        .await
+        .ok()
+        .flatten()
+        .is_some();
+    let shutting_down = state.shutting_down.load(Ordering::Relaxed);
+    let body = Readiness {
+        status: if shutting_down {
+            "shutting_down"
+        } else {
+            "ready"
+        },
+        encoders: true,
+        redis,
+        snapshot_version: state.snapshot.version(),
+        consumer: state.consumer.get().as_str(),
+    };
+    if shutting_down {
+        HttpResponse::ServiceUnavailable().json(body)
+    } else {
+        HttpResponse::Ok().json(body)
+    }
+}
+
+/// Prometheus exposition (OpenMetrics text).
+#[utoipa::path(get, path = "/metrics", tag = "ops",
+    responses((status = 200, description = "Metrics", content_type = "application/openmetrics-text", body = String)))]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let backlog = stream_backlog(&state.redis).await;
+    let gauges = ScrapeGauges {
+        stream_pending: backlog.map(|(p, _)| p),
+        stream_lag: backlog.and_then(|(_, l)| l),
+        count_jobs_in_flight: state.pool.in_flight(),
+        snapshot_version: state.snapshot.version().map(|v| v as i64),
+        consumer_running: state.consumer.get() == ConsumerState::Running,
+    };
+    let extra = scrape_registry(&gauges);
+    let body = state.metrics.render(Some(&extra)).await;
+    HttpResponse::Ok()
+        .content_type(aigw_metrics::CONTENT_TYPE)
+        .body(body)
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "ops",
+    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(super::ApiDoc::openapi())
+}

@@ -1,0 +1,18 @@
+//! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`);
+//! `LOG_FORMAT=json` for one JSON object per line.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs the global subscriber (once; later calls do nothing).
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}

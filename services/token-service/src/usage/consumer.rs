@@ -1,0 +1,528 @@
+//! The usage-stream consumer.
+//!
+//! Delivery is at least once, made exact by idempotence: each record's
+//! writes are applied by one script call together with a marker keyed by the
+//! record id ([`aigw_metrics::OnceBatch`]), and a stream entry is
+//! acknowledged (then deleted, so the stream does not grow) only after every
+//! record in it is applied. A consumer that dies mid-batch leaves its entries
+//! pending; any live consumer claims them once they have been idle for
+//! `USAGE_CLAIM_IDLE` (`XAUTOCLAIM`) and applies them again: records applied
+//! before the crash are skipped by their markers, the rest are applied now.
+//!
+//! Nothing is consumed before a config snapshot is loaded: pricing needs
+//! prices, and entries wait safely in the stream meanwhile.
+
+use super::{record_ops, ONCE_SCOPE};
+use crate::config::ConsumerConfig;
+use crate::pool::CountPool;
+use crate::snapshot::SnapshotStore;
+use crate::tokenize::Encoders;
+use aigw_metrics::families::token_service as f;
+use aigw_metrics::{keys, OnceBatch, Ops, Recorder, RedisConn};
+use aigw_types::{ConfigSnapshot, UsageRecord};
+use redis::aio::ConnectionManager;
+use redis::Value;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// What the consumer is doing, for `/ready` and `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ConsumerState {
+    Disabled = 0,
+    Starting = 1,
+    WaitingForSnapshot = 2,
+    Running = 3,
+    RedisUnavailable = 4,
+    Stopped = 5,
+}
+
+impl ConsumerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsumerState::Disabled => "disabled",
+            ConsumerState::Starting => "starting",
+            ConsumerState::WaitingForSnapshot => "waiting_for_snapshot",
+            ConsumerState::Running => "running",
+            ConsumerState::RedisUnavailable => "redis_unavailable",
+            ConsumerState::Stopped => "stopped",
+        }
+    }
+}
+
+/// Shared view of the consumer's state.
+#[derive(Debug)]
+pub struct ConsumerStatus(AtomicU8);
+
+impl ConsumerStatus {
+    pub fn new(s: ConsumerState) -> Self {
+        ConsumerStatus(AtomicU8::new(s as u8))
+    }
+
+    pub fn get(&self) -> ConsumerState {
+        match self.0.load(Ordering::Relaxed) {
+            0 => ConsumerState::Disabled,
+            1 => ConsumerState::Starting,
+            2 => ConsumerState::WaitingForSnapshot,
+            3 => ConsumerState::Running,
+            4 => ConsumerState::RedisUnavailable,
+            _ => ConsumerState::Stopped,
+        }
+    }
+
+    fn set(&self, s: ConsumerState) {
+        self.0.store(s as u8, Ordering::Relaxed);
+    }
+}
+
+/// One stream entry as read.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub id: String,
+    /// The `records` field; `None` when the entry has no such field.
+    pub records: Option<String>,
+    /// The entry was deleted from the stream while pending (nothing to apply).
+    pub deleted: bool,
+}
+
+/// The records of a batch of entries, ready to apply.
+struct Prepared {
+    ids: Vec<String>,
+    plans: Vec<(String, Ops)>,
+    malformed_entries: i64,
+    malformed_records: i64,
+}
+
+/// Record ids longer than this are treated as malformed (they become Redis
+/// key names).
+const MAX_RECORD_ID: usize = 256;
+
+fn prepare(entries: Vec<Entry>, snap: &ConfigSnapshot, enc: &Encoders) -> Prepared {
+    let mut p = Prepared {
+        ids: Vec::with_capacity(entries.len()),
+        plans: Vec::new(),
+        malformed_entries: 0,
+        malformed_records: 0,
+    };
+    for e in entries {
+        p.ids.push(e.id.clone());
+        if e.deleted {
+            continue;
+        }
+        let Some(raw) = e.records else {
+            p.malformed_entries += 1;
+            // The id is ours (Redis-generated); the payload is never logged.
+            tracing::warn!(entry = %e.id, "usage entry without a `records` field; skipped");
+            continue;
+        };
+        let items: Vec<serde_json::Value> = match serde_json::from_str(&raw) {
+            Ok(v) => v,
+            Err(err) => {
+                p.malformed_entries += 1;
+                tracing::warn!(entry = %e.id, error = %err.classify_name(), bytes = raw.len(),
+                    "usage entry is not a JSON array of records; skipped");
+                continue;
+            }
+        };
+        for (i, item) in items.into_iter().enumerate() {
+            match serde_json::from_value::<UsageRecord>(item) {
+                Ok(rec) if !rec.id.is_empty() && rec.id.len() <= MAX_RECORD_ID => {
+                    let plan = record_ops(&rec, snap, enc);
+                    p.plans.push((rec.id, plan.ops));
+                }
+                Ok(_) => {
+                    p.malformed_records += 1;
+                    tracing::warn!(entry = %e.id, index = i, "usage record with an empty or oversized id; skipped");
+                }
+                Err(err) => {
+                    p.malformed_records += 1;
+                    tracing::warn!(entry = %e.id, index = i, error = %err.classify_name(),
+                        "unreadable usage record; skipped");
+                }
+            }
+        }
+    }
+    p
+}
+
+trait ClassifyName {
+    fn classify_name(&self) -> &'static str;
+}
+
+impl ClassifyName for serde_json::Error {
+    // The error text may quote the payload; only its class is logged.
+    fn classify_name(&self) -> &'static str {
+        match self.classify() {
+            serde_json::error::Category::Io => "io",
+            serde_json::error::Category::Syntax => "syntax",
+            serde_json::error::Category::Data => "data",
+            serde_json::error::Category::Eof => "eof",
+        }
+    }
+}
+
+/// The consumer task.
+pub struct Consumer {
+    pub cfg: ConsumerConfig,
+    pub redis: RedisConn,
+    pub snapshot: SnapshotStore,
+    pub encoders: Arc<Encoders>,
+    pub pool: CountPool,
+    pub recorder: Recorder,
+    pub status: Arc<ConsumerStatus>,
+}
+
+struct LoopState {
+    reader: Option<redis::aio::MultiplexedConnection>,
+    group_ready: bool,
+    own_pending_done: bool,
+    last_claim: Option<Instant>,
+    failing: bool,
+}
+
+impl Consumer {
+    /// Runs until `cancel` fires; a batch being applied is always finished
+    /// (at most one blocking read, `USAGE_BLOCK`, is waited out).
+    pub fn spawn(self, cancel: CancellationToken) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            tracing::info!(consumer = %self.cfg.name, "usage consumer started");
+            let mut st = LoopState {
+                reader: None,
+                group_ready: false,
+                own_pending_done: false,
+                last_claim: None,
+                failing: false,
+            };
+            while !cancel.is_cancelled() {
+                match self.step(&mut st, &cancel).await {
+                    Ok(()) => {
+                        if st.failing {
+                            tracing::info!("usage consumer recovered");
+                            st.failing = false;
+                        }
+                    }
+                    Err(e) => {
+                        if !st.failing {
+                            tracing::warn!(error = %e, "usage consumer: redis error, retrying");
+                        }
+                        st.failing = true;
+                        st.reader = None;
+                        if e.downcast_ref::<redis::RedisError>().and_then(|r| r.code())
+                            == Some("NOGROUP")
+                        {
+                            st.group_ready = false;
+                        }
+                        self.status.set(ConsumerState::RedisUnavailable);
+                        tokio::select! {
+                            _ = cancel.cancelled() => {}
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                }
+            }
+            self.status.set(ConsumerState::Stopped);
+            tracing::info!("usage consumer stopped");
+        })
+    }
+
+    async fn step(&self, st: &mut LoopState, cancel: &CancellationToken) -> anyhow::Result<()> {
+        let mut conn = self.redis.get().await?;
+        if !st.group_ready {
+            ensure_group(&mut conn).await?;
+            st.group_ready = true;
+        }
+        let snap = match self.snapshot.current() {
+            Some(s) => s,
+            None => {
+                self.snapshot.reload(&self.redis).await?;
+                if self.snapshot.current().is_none() {
+                    self.status.set(ConsumerState::WaitingForSnapshot);
+                    tokio::select! {
+                        _ = cancel.cancelled() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                }
+                return Ok(());
+            }
+        };
+        self.status.set(ConsumerState::Running);
+        // Entries this consumer name was given before a restart.
+        if !st.own_pending_done {
+            loop {
+                let v = self.read_group(&mut conn, "0", None).await?;
+                let entries = parse_read_reply(&v);
+                if entries.is_empty() {
+                    break;
+                }
+                self.handle(&mut conn, entries, &snap).await?;
+            }
+            st.own_pending_done = true;
+        }
+        if st
+            .last_claim
+            .is_none_or(|t| t.elapsed() >= self.cfg.claim_interval)
+        {
+            self.claim_abandoned(&mut conn, &snap).await?;
+            st.last_claim = Some(Instant::now());
+        }
+        if st.reader.is_none() {
+            st.reader = Some(self.redis.dedicated().await?);
+        }
+        let reader = st.reader.as_mut().expect("reader just set");
+        let v = self.read_group(reader, ">", Some(self.cfg.block)).await?;
+        let entries = parse_read_reply(&v);
+        if !entries.is_empty() {
+            // Take the latest snapshot: a model may have been added meanwhile.
+            let snap = self.snapshot.current().unwrap_or(snap);
+            self.handle(&mut conn, entries, &snap).await?;
+        }
+        Ok(())
+    }
+
+    async fn read_group<C: redis::aio::ConnectionLike>(
+        &self,
+        conn: &mut C,
+        id: &str,
+        block: Option<Duration>,
+    ) -> redis::RedisResult<Value> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(keys::USAGE_GROUP)
+            .arg(&self.cfg.name)
+            .arg("COUNT")
+            .arg(self.cfg.batch_entries);
+        if let Some(b) = block {
+            cmd.arg("BLOCK").arg(b.as_millis().max(1) as u64);
+        }
+        cmd.arg("STREAMS").arg(keys::USAGE_STREAM).arg(id);
+        cmd.query_async(conn).await
+    }
+
+    /// Takes over entries left pending by consumers that went away.
+    async fn claim_abandoned(
+        &self,
+        conn: &mut ConnectionManager,
+        snap: &Arc<ConfigSnapshot>,
+    ) -> anyhow::Result<()> {
+        let mut cursor = "0-0".to_string();
+        // Bounded per round so new entries are not starved by a huge backlog.
+        for _ in 0..64 {
+            let v: Value = redis::cmd("XAUTOCLAIM")
+                .arg(keys::USAGE_STREAM)
+                .arg(keys::USAGE_GROUP)
+                .arg(&self.cfg.name)
+                .arg(self.cfg.claim_idle.as_millis() as u64)
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(self.cfg.batch_entries)
+                .query_async(conn)
+                .await?;
+            let (next, entries) = parse_autoclaim_reply(&v);
+            if !entries.is_empty() {
+                tracing::info!(
+                    entries = entries.len(),
+                    "claimed usage entries abandoned by another consumer"
+                );
+                self.handle(conn, entries, snap).await?;
+            }
+            if next == "0-0" || next.is_empty() {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(())
+    }
+
+    /// Applies a batch of entries exactly once, then acknowledges and
+    /// deletes them.
+    async fn handle(
+        &self,
+        conn: &mut ConnectionManager,
+        entries: Vec<Entry>,
+        snap: &Arc<ConfigSnapshot>,
+    ) -> anyhow::Result<()> {
+        let bytes: usize = entries
+            .iter()
+            .map(|e| e.records.as_ref().map_or(0, String::len))
+            .sum();
+        let (snap, enc) = (snap.clone(), self.encoders.clone());
+        let prepared = self
+            .pool
+            .run(bytes, move || prepare(entries, &snap, &enc))
+            .await?;
+        let ttl_s = self.cfg.dedup_ttl.as_secs().max(1);
+        let mut duplicates = 0usize;
+        let mut plans = prepared.plans.into_iter().peekable();
+        while plans.peek().is_some() {
+            let mut batch = OnceBatch::new();
+            for (id, ops) in plans.by_ref().take(self.cfg.apply_chunk) {
+                batch.push(ONCE_SCOPE, &id, ops);
+            }
+            let applied = batch.apply(conn, ttl_s).await?;
+            duplicates += batch.len() - applied;
+        }
+        if duplicates > 0 {
+            self.recorder
+                .add(&f::USAGE_DUPLICATES, &[], duplicates as i64);
+        }
+        if prepared.malformed_entries > 0 {
+            self.recorder
+                .add(&f::USAGE_MALFORMED, &["entry"], prepared.malformed_entries);
+        }
+        if prepared.malformed_records > 0 {
+            self.recorder
+                .add(&f::USAGE_MALFORMED, &["record"], prepared.malformed_records);
+        }
+        let mut p = redis::pipe();
+        p.cmd("XACK")
+            .arg(keys::USAGE_STREAM)
+            .arg(keys::USAGE_GROUP)
+            .arg(&prepared.ids)
+            .ignore();
+        p.cmd("XDEL")
+            .arg(keys::USAGE_STREAM)
+            .arg(&prepared.ids)
+            .ignore();
+        p.query_async::<()>(conn).await?;
+        Ok(())
+    }
+}
+
+/// Creates the consumer group (and the stream) if missing. Starts at the
+/// beginning of the stream, so records written before the first
+/// token-service started are counted too.
+pub async fn ensure_group<C: redis::aio::ConnectionLike>(conn: &mut C) -> redis::RedisResult<()> {
+    let r: redis::RedisResult<()> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(keys::USAGE_STREAM)
+        .arg(keys::USAGE_GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(conn)
+        .await;
+    match r {
+        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+        other => other,
+    }
+}
+
+/// Pending and undelivered entries of the group (`XINFO GROUPS`).
+pub async fn stream_backlog(redis: &RedisConn) -> Option<(i64, Option<i64>)> {
+    let fut = async {
+        let mut conn = redis.get().await.ok()?;
+        let v: Value = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(keys::USAGE_STREAM)
+            .query_async(&mut conn)
+            .await
+            .ok()?;
+        let groups = as_seq(&v)?;
+        for g in groups {
+            let fields = as_pairs(g);
+            let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
+            if get("name").and_then(as_string).as_deref() != Some(keys::USAGE_GROUP) {
+                continue;
+            }
+            let pending = get("pending").and_then(as_int).unwrap_or(0);
+            let lag = get("lag").and_then(as_int);
+            return Some((pending, lag));
+        }
+        None
+    };
+    tokio::time::timeout(Duration::from_millis(1000), fut)
+        .await
+        .ok()
+        .flatten()
+}
+
+fn as_seq(v: &Value) -> Option<&[Value]> {
+    match v {
+        Value::Array(a) | Value::Set(a) => Some(a),
+        _ => None,
+    }
+}
+
+fn as_string(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        _ => None,
+    }
+}
+
+fn as_int(v: &Value) -> Option<i64> {
+    match v {
+        Value::Int(i) => Some(*i),
+        other => as_string(other).and_then(|s| s.parse().ok()),
+    }
+}
+
+/// Field/value pairs of a RESP2 flat array or a RESP3 map.
+fn as_pairs(v: &Value) -> Vec<(String, &Value)> {
+    match v {
+        Value::Map(m) => m
+            .iter()
+            .filter_map(|(k, v)| Some((as_string(k)?, v)))
+            .collect(),
+        Value::Array(a) => a
+            .chunks(2)
+            .filter_map(|c| match c {
+                [k, v] => Some((as_string(k)?, v)),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Entries of an `[[id, fields-or-nil], ...]` list.
+fn parse_entries(v: &Value) -> Vec<Entry> {
+    as_seq(v)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| {
+            let parts = as_seq(e)?;
+            let id = as_string(parts.first()?)?;
+            let deleted = matches!(parts.get(1), None | Some(Value::Nil));
+            let records = parts.get(1).and_then(|fields| {
+                as_pairs(fields)
+                    .into_iter()
+                    .find(|(k, _)| k == keys::USAGE_FIELD)
+                    .and_then(|(_, v)| as_string(v))
+            });
+            Some(Entry {
+                id,
+                records,
+                deleted,
+            })
+        })
+        .collect()
+}
+
+/// Entries of an `XREADGROUP` reply (nil on timeout).
+pub fn parse_read_reply(v: &Value) -> Vec<Entry> {
+    match v {
+        Value::Nil => Vec::new(),
+        Value::Map(m) => m.iter().flat_map(|(_, e)| parse_entries(e)).collect(),
+        Value::Array(streams) => streams
+            .iter()
+            .filter_map(|s| as_seq(s).and_then(|p| p.get(1)))
+            .flat_map(parse_entries)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The next cursor and the claimed entries of an `XAUTOCLAIM` reply.
+pub fn parse_autoclaim_reply(v: &Value) -> (String, Vec<Entry>) {
+    let Some(parts) = as_seq(v) else {
+        return (String::new(), Vec::new());
+    };
+    let next = parts.first().and_then(as_string).unwrap_or_default();
+    let entries = parts.get(1).map(parse_entries).unwrap_or_default();
+    (next, entries)
+}

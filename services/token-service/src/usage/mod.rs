@@ -1,0 +1,149 @@
+//! Usage accounting: turns the gateway's usage records into model metrics.
+//!
+//! [`consumer`] reads the usage stream; this module decides what one record
+//! writes ([`record_ops`]): tokens (counted here when the upstream reported
+//! none), cost from the snapshot's prices ([`pricing`]), and the model
+//! series, all as one idempotent unit keyed by the record id.
+//!
+//! Labels stay bounded: a model or namespace missing from the snapshot is
+//! recorded as `other` (the gateway only forwards configured models, so this
+//! only happens for records of models deleted since).
+
+pub mod consumer;
+pub mod pricing;
+
+use crate::chat::{count_chat, ChatCountRequest, ChatMessage};
+use crate::tokenize::{models, Encoders, Encoding};
+use aigw_metrics::families::token_service as f;
+use aigw_metrics::Ops;
+use aigw_types::{ConfigSnapshot, TokenSource, UsageRecord};
+
+/// Scope of the idempotence markers (`metrics:once:usage:{record id}`).
+pub const ONCE_SCOPE: &str = "usage";
+
+/// Label value for models and namespaces not in the snapshot.
+pub const OTHER: &str = "other";
+
+/// What one record writes, and how it was computed.
+#[derive(Debug, Clone)]
+pub struct RecordPlan {
+    pub ops: Ops,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cost_nano_usd: u64,
+    pub counted: bool,
+    pub unpriced: bool,
+}
+
+/// Tokens of a record's text when the upstream did not report usage.
+///
+/// The prompt of a chat record may be the messages as JSON (an array of
+/// messages, or an object with `messages` and `tools`): then the chat
+/// per-message accounting applies. Anything else is counted as plain text.
+pub fn count_record_text(enc: &Encoders, e: Encoding, rec: &UsageRecord) -> Option<(u64, u64)> {
+    let t = rec.count_text.as_ref()?;
+    let prompt = chat_prompt_tokens(enc, e, &rec.model, &rec.endpoint, &t.prompt)
+        .unwrap_or_else(|| enc.count(e, &t.prompt) as u64);
+    Some((prompt, enc.count(e, &t.completion) as u64))
+}
+
+fn chat_prompt_tokens(
+    enc: &Encoders,
+    e: Encoding,
+    model: &str,
+    endpoint: &str,
+    prompt: &str,
+) -> Option<u64> {
+    if endpoint != "chat" {
+        return None;
+    }
+    let trimmed = prompt.trim_start();
+    let req: ChatCountRequest = if trimmed.starts_with('[') {
+        let messages: Vec<ChatMessage> = serde_json::from_str(prompt).ok()?;
+        ChatCountRequest {
+            model: model.to_string(),
+            encoding: None,
+            messages,
+            tools: None,
+            functions: None,
+        }
+    } else if trimmed.starts_with('{') {
+        let mut v: serde_json::Value = serde_json::from_str(prompt).ok()?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("model".into(), serde_json::Value::String(model.to_string()));
+        }
+        serde_json::from_value(v).ok()?
+    } else {
+        return None;
+    };
+    count_chat(enc, e, &req).ok().map(|c| c.tokens)
+}
+
+fn clamp(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The writes of one usage record, priced with `snap`.
+pub fn record_ops(rec: &UsageRecord, snap: &ConfigSnapshot, enc: &Encoders) -> RecordPlan {
+    let model_cfg = snap.model(&rec.model);
+    let model = if model_cfg.is_some() {
+        rec.model.as_str()
+    } else {
+        OTHER
+    };
+    let ns = if snap.namespace(&rec.namespace_code).is_some() {
+        rec.namespace_code.as_str()
+    } else {
+        OTHER
+    };
+    let labels = [model, ns];
+
+    let mut counted = false;
+    let (mut prompt, mut completion) = (rec.prompt_tokens, rec.completion_tokens);
+    if rec.token_source == TokenSource::Counted {
+        let e = models::resolve(Some(snap), &rec.model)
+            .map(|(e, _)| e)
+            .unwrap_or(Encoding::O200kBase);
+        if let Some((p, c)) = count_record_text(enc, e, rec) {
+            (prompt, completion) = (p, c);
+            counted = true;
+        }
+    }
+    let c = pricing::cost(
+        prompt,
+        completion,
+        model_cfg.and_then(|m| m.input_price_per_1m),
+        model_cfg.and_then(|m| m.output_price_per_1m),
+    );
+    let is_error = rec.status >= 400 || rec.error_kind.is_some();
+
+    let mut ops = Ops::new();
+    ops.counter(&f::MODEL_REQUESTS, &labels, 1);
+    ops.counter(&f::MODEL_ERRORS, &labels, i64::from(is_error));
+    ops.counter(&f::MODEL_TOKENS_IN, &labels, clamp(prompt));
+    ops.counter(&f::MODEL_TOKENS_OUT, &labels, clamp(completion));
+    ops.counter(&f::MODEL_COST, &labels, clamp(c.nano_usd));
+    ops.observe(&f::MODEL_DURATION, &labels, rec.duration_us);
+    if let Some(t) = rec.ttft_us {
+        ops.observe(&f::MODEL_TTFT, &labels, t);
+    }
+    if c.nano_usd > 0 {
+        let month = pricing::month_label(rec.started_at_ms);
+        ops.counter(&f::NS_MONTH_COST, &[ns, &month], clamp(c.nano_usd));
+    }
+    ops.counter(&f::USAGE_PROCESSED, &[], 1);
+    if counted {
+        ops.counter(&f::USAGE_COUNTED, &[], 1);
+    }
+    if c.unpriced {
+        ops.counter(&f::USAGE_UNPRICED, &[model], 1);
+    }
+    RecordPlan {
+        ops,
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        cost_nano_usd: c.nano_usd,
+        counted,
+        unpriced: c.unpriced,
+    }
+}

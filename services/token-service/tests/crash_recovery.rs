@@ -1,0 +1,355 @@
+//! 10,000 usage records through real `token-service` processes that die:
+//! a consumer that crashed after applying part of its batch (left pending
+//! in the group), a consumer process SIGKILLed in the middle of a batch and
+//! restarted under the same name, and a second consumer that claims what the
+//! dead one left. Every total must come out exact.
+
+mod common;
+
+use aigw_metrics::families::token_service as fam;
+use aigw_metrics::{keys, OnceBatch, LLM_LATENCY_BUCKETS_US};
+use aigw_testkit::{free_port, Proc, RedisServer};
+use aigw_types::{CountText, TokenSource, UsageRecord};
+use common::*;
+use rust_decimal::{Decimal, RoundingStrategy};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+use token_service::tokenize::Encoders;
+use token_service::usage::{consumer::ensure_group, record_ops, ONCE_SCOPE};
+
+const RECORDS: usize = 10_000;
+const PER_ENTRY: usize = 100;
+
+fn make_records() -> Vec<UsageRecord> {
+    let namespaces = ["team-a", "team-b", "team-gone"];
+    let models = ["gpt-4o-mini", "precise", "free-llama", "retired-model"];
+    (0..RECORDS)
+        .map(|i| {
+            let mut r = record(
+                &format!("rec-{i:05}"),
+                namespaces[i % 3],
+                models[(i / 3) % 4],
+            );
+            r.started_at_ms = 1_764_000_000_000 + (i as i64) * 1000;
+            r.duration_us = ((i as u64) * 7919) % 200_000_000 + 10_000;
+            r.ttft_us = (i % 2 == 0).then_some(((i as u64) * 131) % 5_000_000);
+            r.prompt_tokens = (i as u64 * 37) % 5000;
+            r.completion_tokens = (i as u64 * 11) % 777;
+            if i % 7 == 0 {
+                r.status = 500;
+                r.error_kind = Some("upstream_error".into());
+            } else if i % 13 == 0 {
+                r.status = 429;
+            }
+            if i % 10 == 0 {
+                r.endpoint = "completions".into();
+                r.token_source = TokenSource::Counted;
+                r.prompt_tokens = 0;
+                r.completion_tokens = 0;
+                r.count_text = Some(CountText {
+                    prompt: "Hello, world!".into(),
+                    completion: "The quick brown fox jumps over the lazy dog.".into(),
+                });
+            }
+            r
+        })
+        .collect()
+}
+
+/// Expected totals per (model label, namespace label), computed here
+/// independently of the service's code.
+#[derive(Default, Debug, PartialEq)]
+struct Totals {
+    requests: i64,
+    errors: i64,
+    tokens_in: i64,
+    tokens_out: i64,
+    cost_nano: i64,
+    buckets: BTreeMap<String, i64>,
+    duration_sum: i64,
+    ttft_count: i64,
+}
+
+fn expected(records: &[UsageRecord]) -> (HashMap<(String, String), Totals>, HashMap<String, i64>) {
+    let snap = snapshot(1);
+    let mut by_series: HashMap<(String, String), Totals> = HashMap::new();
+    let mut month_cost: HashMap<String, i64> = HashMap::new();
+    for r in records {
+        let model_cfg = snap.models.iter().find(|m| m.name == r.model);
+        let model = model_cfg.map_or("other".to_string(), |m| m.name.clone());
+        let ns = if r.namespace_code == "team-gone" {
+            "other"
+        } else {
+            r.namespace_code.as_str()
+        };
+        let (p, c) = if r.token_source == TokenSource::Counted {
+            // Python tiktoken's counts (both texts count the same in o200k and cl100k).
+            let e = if r.model == "precise" {
+                "cl100k_base"
+            } else {
+                "o200k_base"
+            };
+            (
+                python_count(e, "Hello, world!", 1, ""),
+                python_count(e, "The quick brown fox jumps over the lazy dog.", 1, ""),
+            )
+        } else {
+            (r.prompt_tokens, r.completion_tokens)
+        };
+        let price = |x: Option<Decimal>| x.unwrap_or(Decimal::ZERO);
+        let usd_per_m = Decimal::from(p) * price(model_cfg.and_then(|m| m.input_price_per_1m))
+            + Decimal::from(c) * price(model_cfg.and_then(|m| m.output_price_per_1m));
+        let nano: i64 = (usd_per_m * Decimal::from(1000))
+            .round_dp_with_strategy(0, RoundingStrategy::MidpointAwayFromZero)
+            .try_into()
+            .unwrap();
+        let t = by_series.entry((model, ns.to_string())).or_default();
+        t.requests += 1;
+        t.errors += i64::from(r.status >= 400 || r.error_kind.is_some());
+        t.tokens_in += p as i64;
+        t.tokens_out += c as i64;
+        t.cost_nano += nano;
+        let bucket = LLM_LATENCY_BUCKETS_US
+            .iter()
+            .find(|&&b| r.duration_us <= b)
+            .map_or("+Inf".to_string(), |b| b.to_string());
+        *t.buckets.entry(bucket).or_default() += 1;
+        t.duration_sum += r.duration_us as i64;
+        t.ttft_count += i64::from(r.ttft_us.is_some());
+        if nano > 0 {
+            *month_cost.entry(ns.to_string()).or_default() += nano;
+        }
+    }
+    (by_series, month_cost)
+}
+
+async fn pending_of(redis: &RedisServer, consumer: &str) -> i64 {
+    let mut c = redis.conn().await;
+    let v: redis::Value = redis::cmd("XPENDING")
+        .arg(keys::USAGE_STREAM)
+        .arg(keys::USAGE_GROUP)
+        .arg("-")
+        .arg("+")
+        .arg(100_000)
+        .arg(consumer)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    match v {
+        redis::Value::Array(a) => a.len() as i64,
+        _ => 0,
+    }
+}
+
+async fn processed(redis: &RedisServer) -> i64 {
+    get_i64(redis, fam::USAGE_PROCESSED.key).await
+}
+
+fn spawn_service(redis: &RedisServer, name: &str, claim_idle: &str, chunk: &str) -> (Proc, u16) {
+    let port = free_port();
+    let p = Proc::spawn(
+        "token-service",
+        &[
+            ("REDIS_URL", redis.url()),
+            ("TOKEN_SERVICE_PORT", port.to_string()),
+            ("BIND_ADDR", "127.0.0.1".into()),
+            ("USAGE_CONSUMER_NAME", name.into()),
+            ("USAGE_BATCH_ENTRIES", "2".into()),
+            ("USAGE_APPLY_CHUNK", chunk.into()),
+            ("USAGE_CLAIM_IDLE", claim_idle.into()),
+            ("USAGE_CLAIM_INTERVAL", "300ms".into()),
+            ("USAGE_BLOCK", "200ms".into()),
+            ("METRICS_FLUSH_INTERVAL", "100ms".into()),
+            ("RUST_LOG", "info".into()),
+        ],
+    );
+    (p, port)
+}
+
+#[tokio::test]
+async fn ten_thousand_records_are_exact_across_crashes() {
+    let redis = RedisServer::start().await;
+    let snap = snapshot(1);
+    publish_snapshot(&redis, &snap).await;
+    let records = make_records();
+    for chunk in records.chunks(PER_ENTRY) {
+        push_records(&redis, chunk).await;
+    }
+    assert_eq!(xlen(&redis).await, (RECORDS / PER_ENTRY) as i64);
+
+    // A consumer "ghost" takes three entries, applies the first 40 records
+    // of the first one, and dies before acknowledging anything.
+    let mut conn = redis.conn().await;
+    ensure_group(&mut conn).await.unwrap();
+    let v: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(keys::USAGE_GROUP)
+        .arg("ghost")
+        .arg("COUNT")
+        .arg(3)
+        .arg("STREAMS")
+        .arg(keys::USAGE_STREAM)
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let ghost_entries = token_service::usage::consumer::parse_read_reply(&v);
+    assert_eq!(ghost_entries.len(), 3);
+    let first: Vec<UsageRecord> =
+        serde_json::from_str(ghost_entries[0].records.as_deref().unwrap()).unwrap();
+    let encoders = Encoders::load().unwrap();
+    let mut partial = OnceBatch::new();
+    for r in first.iter().take(40) {
+        partial.push(ONCE_SCOPE, &r.id, record_ops(r, &snap, &encoders).ops);
+    }
+    assert_eq!(partial.apply(&mut conn, 3600).await.unwrap(), 40);
+    assert_eq!(pending_of(&redis, "ghost").await, 3);
+
+    // Consumer A (small script calls, so a batch takes a while) is killed
+    // while it holds a batch it has not acknowledged.
+    let (mut a, port_a) = spawn_service(&redis, "consumer-a", "1h", "5");
+    a.wait_ready(&format!("http://127.0.0.1:{port_a}/health"))
+        .await;
+    wait_for(Duration::from_secs(120), "consumer-a mid-batch", || async {
+        processed(&redis).await >= 2000 && pending_of(&redis, "consumer-a").await > 0
+    })
+    .await;
+    a.kill().await;
+    let applied_when_killed = processed(&redis).await;
+    let a_pending = pending_of(&redis, "consumer-a").await;
+    assert!(
+        a_pending > 0,
+        "consumer-a acknowledged its batch before the kill"
+    );
+    assert!(applied_when_killed < RECORDS as i64);
+
+    // A restarts under the same name (it finishes its own pending entries
+    // first) and B joins; B takes over the ghost's entries once idle.
+    let (mut a2, port_a2) = spawn_service(&redis, "consumer-a", "1h", "500");
+    let (mut b, port_b) = spawn_service(&redis, "consumer-b", "1s", "500");
+    a2.wait_ready(&format!("http://127.0.0.1:{port_a2}/health"))
+        .await;
+    b.wait_ready(&format!("http://127.0.0.1:{port_b}/health"))
+        .await;
+    wait_for(Duration::from_secs(120), "every entry consumed", || async {
+        xlen(&redis).await == 0
+            && pending_of(&redis, "ghost").await == 0
+            && pending_of(&redis, "consumer-a").await == 0
+            && pending_of(&redis, "consumer-b").await == 0
+    })
+    .await;
+    assert_eq!(
+        processed(&redis).await,
+        RECORDS as i64,
+        "each record exactly once"
+    );
+
+    // Every series, exactly.
+    let (want, want_month) = expected(&records);
+    assert_eq!(
+        want.len(),
+        4 * 3,
+        "series: 3 priced or unpriced models + other, × 2 namespaces + other"
+    );
+    for ((model, ns), t) in &want {
+        let k = |suffix: &str| format!("metrics:model:{model}:{ns}:{suffix}");
+        assert_eq!(
+            get_i64(&redis, &k("requests")).await,
+            t.requests,
+            "{model}/{ns} requests"
+        );
+        assert_eq!(
+            get_i64(&redis, &k("errors")).await,
+            t.errors,
+            "{model}/{ns} errors"
+        );
+        assert_eq!(
+            get_i64(&redis, &k("tokens_in")).await,
+            t.tokens_in,
+            "{model}/{ns} in"
+        );
+        assert_eq!(
+            get_i64(&redis, &k("tokens_out")).await,
+            t.tokens_out,
+            "{model}/{ns} out"
+        );
+        assert_eq!(
+            get_i64(&redis, &k("cost_nusd")).await,
+            t.cost_nano,
+            "{model}/{ns} cost"
+        );
+        let h = k("duration_us");
+        assert_eq!(
+            hget_i64(&redis, &h, "count").await,
+            t.requests,
+            "{model}/{ns} count"
+        );
+        assert_eq!(
+            hget_i64(&redis, &h, "sum").await,
+            t.duration_sum,
+            "{model}/{ns} sum"
+        );
+        for (bucket, n) in &t.buckets {
+            assert_eq!(
+                hget_i64(&redis, &h, bucket).await,
+                *n,
+                "{model}/{ns} le {bucket}"
+            );
+        }
+        assert_eq!(hget_i64(&redis, &k("ttft_us"), "count").await, t.ttft_count);
+    }
+    for (ns, nano) in &want_month {
+        let key = format!("metrics:cost:ns:{ns}:month:2025-11");
+        assert_eq!(get_i64(&redis, &key).await, *nano, "{key}");
+    }
+    let total_requests: i64 = want.values().map(|t| t.requests).sum();
+    assert_eq!(total_requests, RECORDS as i64);
+
+    // And as rendered by the surviving service.
+    let m = reqwest::get(format!("http://127.0.0.1:{port_b}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for ((model, ns), t) in &want {
+        let l = [("model", model.as_str()), ("namespace_code", ns.as_str())];
+        assert_eq!(
+            sample(&m, "model_requests_total", &l),
+            Some(t.requests as f64),
+            "{model}/{ns}"
+        );
+        assert_eq!(sample(&m, "model_errors_total", &l), Some(t.errors as f64));
+        assert_eq!(
+            sample(&m, "model_tokens_input_total", &l),
+            Some(t.tokens_in as f64)
+        );
+        assert_eq!(
+            sample(&m, "model_request_duration_seconds_count", &l),
+            Some(t.requests as f64)
+        );
+        let cost = sample(&m, "model_cost_usd_total", &l).unwrap();
+        assert!(
+            (cost - t.cost_nano as f64 * 1e-9).abs() < 1e-9,
+            "{model}/{ns}: {cost}"
+        );
+    }
+    assert_eq!(
+        sample(&m, "token_service_usage_records_processed_total", &[]),
+        Some(RECORDS as f64)
+    );
+    assert_eq!(
+        sample(&m, "token_service_usage_records_counted_total", &[]),
+        Some((RECORDS / 10) as f64)
+    );
+
+    for p in [&mut a2, &mut b] {
+        assert_eq!(
+            p.terminate(Duration::from_secs(20)).await,
+            Some(0),
+            "{}",
+            p.logs()
+        );
+    }
+    assert!(b.logs().contains("claimed usage entries"), "{}", b.logs());
+}

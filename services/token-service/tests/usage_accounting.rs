@@ -1,0 +1,284 @@
+//! Usage accounting end to end in process: usage records on the real stream
+//! of a private redis-server, the service's consumer, and what lands in
+//! Redis and on `/metrics` — exact tokens, cost, errors and histograms.
+
+mod common;
+
+use aigw_metrics::keys;
+use aigw_types::{CountText, TokenSource};
+use common::*;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn processed(app: &TestApp) -> f64 {
+    sample(
+        &app.metrics().await,
+        "token_service_usage_records_processed_total",
+        &[],
+    )
+    .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn records_are_priced_and_rendered_exactly() {
+    let redis = aigw_testkit::RedisServer::start().await;
+    publish_snapshot(&redis, &snapshot(1)).await;
+    let app = TestApp::spawn_on(redis, |_| {}).await;
+
+    let mut r1 = record("r1", "team-a", "gpt-4o-mini");
+    r1.prompt_tokens = 1000;
+    r1.completion_tokens = 500;
+    r1.duration_us = 1_200_000;
+    r1.ttft_us = Some(300_000);
+    let mut r2 = record("r2", "team-a", "precise");
+    r2.prompt_tokens = 123_457;
+    r2.completion_tokens = 98_765;
+    r2.duration_us = 40_000;
+    let mut r3 = record("r3", "team-b", "free-llama");
+    r3.prompt_tokens = 10;
+    r3.completion_tokens = 20;
+    r3.status = 502;
+    r3.error_kind = Some("upstream_error".into());
+    let mut r4 = record("r4", "team-b", "gpt-4o-mini");
+    r4.endpoint = "completions".into();
+    r4.token_source = TokenSource::Counted;
+    r4.count_text = Some(CountText {
+        prompt: "Hello, world!".into(),
+        completion: "The quick brown fox jumps over the lazy dog.".into(),
+    });
+    let r5 = record("r5", "team-a", "ghost-model");
+    push_records(&app.redis, &[r1.clone(), r2, r3]).await;
+    push_records(&app.redis, &[r4, r5]).await;
+    // A redelivery of r1 (the gateway retried a flush): must not count again.
+    push_records(&app.redis, &[r1]).await;
+
+    wait_for(WAIT, "6 records consumed", || async {
+        processed(&app).await == 5.0 && xlen(&app.redis).await == 0
+    })
+    .await;
+    wait_for(WAIT, "duplicate counted", || async {
+        sample(
+            &app.metrics().await,
+            "token_service_usage_records_duplicate_total",
+            &[],
+        ) == Some(1.0)
+    })
+    .await;
+
+    // Costs by hand (nano-USD = tokens × USD-per-1M × 1000, rounded half-up):
+    // r1: 1000 × 0.15 + 500 × 0.60 = 450 USD/1M → 450_000.
+    // r2: 123457 × 0.123456789012 = 15241.604801054484
+    //     98765 × 3.333333333333 = 329216.666666633745
+    //     sum × 1000 = 344458271.467688229 → 344_458_271.
+    // r4: counted 4 + 10 tokens (Python tiktoken): 4 × 0.15 + 10 × 0.60 = 6.6 → 6_600.
+    let (c1, c2, c4) = (450_000i64, 344_458_271i64, 6_600i64);
+    let r = &app.redis;
+    assert_eq!(
+        get_i64(r, "metrics:model:gpt-4o-mini:team-a:cost_nusd").await,
+        c1
+    );
+    assert_eq!(
+        get_i64(r, "metrics:model:precise:team-a:cost_nusd").await,
+        c2
+    );
+    assert_eq!(
+        get_i64(r, "metrics:model:gpt-4o-mini:team-b:cost_nusd").await,
+        c4
+    );
+    assert_eq!(
+        get_i64(r, "metrics:model:free-llama:team-b:cost_nusd").await,
+        0
+    );
+    assert_eq!(
+        get_i64(r, "metrics:cost:ns:team-a:month:2025-11").await,
+        c1 + c2
+    );
+    assert_eq!(get_i64(r, "metrics:cost:ns:team-b:month:2025-11").await, c4);
+    assert_eq!(
+        get_i64(r, "metrics:model:gpt-4o-mini:team-b:tokens_in").await,
+        4
+    );
+    assert_eq!(
+        get_i64(r, "metrics:model:gpt-4o-mini:team-b:tokens_out").await,
+        10
+    );
+    assert_eq!(
+        get_i64(r, "metrics:model:gpt-4o-mini:team-a:requests").await,
+        1
+    );
+    assert_eq!(
+        get_i64(r, "metrics:model:free-llama:team-b:errors").await,
+        1
+    );
+    assert_eq!(get_i64(r, "metrics:model:other:team-a:requests").await, 1);
+    // The histogram: 1.2 s falls in the (1 s, 1.5 s] bucket.
+    let h = "metrics:model:gpt-4o-mini:team-a:duration_us";
+    assert_eq!(hget_i64(r, h, "1500000").await, 1);
+    assert_eq!(hget_i64(r, h, "count").await, 1);
+    assert_eq!(hget_i64(r, h, "sum").await, 1_200_000);
+
+    let m = app.metrics().await;
+    let l = |model, ns| [("model", model), ("namespace_code", ns)];
+    assert_eq!(
+        sample(&m, "model_requests_total", &l("gpt-4o-mini", "team-a")),
+        Some(1.0),
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, "model_tokens_input_total", &l("precise", "team-a")),
+        Some(123_457.0)
+    );
+    assert_eq!(
+        sample(&m, "model_tokens_output_total", &l("precise", "team-a")),
+        Some(98_765.0)
+    );
+    assert_eq!(
+        sample(&m, "model_cost_usd_total", &l("gpt-4o-mini", "team-a")),
+        Some(0.00045)
+    );
+    assert_eq!(
+        sample(&m, "model_cost_usd_total", &l("precise", "team-a")),
+        Some(0.344458271)
+    );
+    assert_eq!(
+        sample(&m, "model_errors_total", &l("free-llama", "team-b")),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "model_errors_total", &l("gpt-4o-mini", "team-a")),
+        Some(0.0)
+    );
+    let mut bucket = l("gpt-4o-mini", "team-a").to_vec();
+    bucket.push(("le", "1.0"));
+    assert_eq!(
+        sample(&m, "model_request_duration_seconds_bucket", &bucket),
+        Some(0.0)
+    );
+    bucket[2] = ("le", "1.5");
+    assert_eq!(
+        sample(&m, "model_request_duration_seconds_bucket", &bucket),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "model_time_to_first_token_seconds_count",
+            &l("gpt-4o-mini", "team-a")
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "token_service_usage_records_counted_total", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "token_service_usage_records_unpriced_total",
+            &[("model", "free-llama")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "token_service_usage_records_unpriced_total",
+            &[("model", "other")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&m, "token_service_usage_stream_pending", &[]),
+        Some(0.0)
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_entries_are_acknowledged_and_counted() {
+    let redis = aigw_testkit::RedisServer::start().await;
+    publish_snapshot(&redis, &snapshot(1)).await;
+    let app = TestApp::spawn_on(redis, |_| {}).await;
+    push_raw(&app.redis, "this is not json").await;
+    push_raw(&app.redis, "{\"records\": 1}").await;
+    {
+        let mut c = app.redis.conn().await;
+        let _: String = redis::cmd("XADD")
+            .arg(keys::USAGE_STREAM)
+            .arg("*")
+            .arg("something_else")
+            .arg("1")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+    }
+    let good = serde_json::to_value(record("good", "team-a", "gpt-4o-mini")).unwrap();
+    let payload = serde_json::json!([good, {"id": "half-a-record"}, 42, {"id": "", "namespace_code": "team-a"}]);
+    push_raw(&app.redis, &payload.to_string()).await;
+    wait_for(WAIT, "stream drained", || async {
+        xlen(&app.redis).await == 0 && processed(&app).await == 1.0
+    })
+    .await;
+    wait_for(WAIT, "malformed counted", || async {
+        let m = app.metrics().await;
+        sample(
+            &m,
+            "token_service_usage_malformed_total",
+            &[("reason", "entry")],
+        ) == Some(3.0)
+            && sample(
+                &m,
+                "token_service_usage_malformed_total",
+                &[("reason", "record")],
+            ) == Some(3.0)
+    })
+    .await;
+    assert_eq!(
+        get_i64(&app.redis, "metrics:model:gpt-4o-mini:team-a:requests").await,
+        1
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn waits_for_a_snapshot_and_follows_price_changes() {
+    let app = TestApp::spawn().await;
+    let mut r = record("before-snapshot", "team-a", "gpt-4o-mini");
+    r.prompt_tokens = 1_000_000;
+    push_records(&app.redis, &[r]).await;
+    wait_for(WAIT, "consumer waiting for a snapshot", || async {
+        app.get("/ready").await.1.contains("waiting_for_snapshot")
+    })
+    .await;
+    // Nothing is consumed without prices.
+    assert_eq!(xlen(&app.redis).await, 1);
+    assert_eq!(processed(&app).await, 0.0);
+
+    publish_snapshot(&app.redis, &snapshot(1)).await;
+    wait_for(WAIT, "first record", || async {
+        processed(&app).await == 1.0
+    })
+    .await;
+    // 1M tokens at $0.15/1M = $0.15.
+    let key = "metrics:model:gpt-4o-mini:team-a:cost_nusd";
+    assert_eq!(get_i64(&app.redis, key).await, 150_000_000);
+
+    // A price change, announced on the channel, applies to later records.
+    let mut snap = snapshot(2);
+    snap.models[0].input_price_per_1m = Some("2.5".parse().unwrap());
+    publish_snapshot(&app.redis, &snap).await;
+    wait_for(WAIT, "snapshot v2", || async {
+        app.get("/ready").await.1.contains("\"snapshot_version\":2")
+    })
+    .await;
+    let mut r = record("after-change", "team-a", "gpt-4o-mini");
+    r.prompt_tokens = 1_000_000;
+    push_records(&app.redis, &[r]).await;
+    wait_for(WAIT, "second record", || async {
+        processed(&app).await == 2.0
+    })
+    .await;
+    assert_eq!(get_i64(&app.redis, key).await, 150_000_000 + 2_500_000_000);
+    app.stop().await;
+}
