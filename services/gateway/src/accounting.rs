@@ -1,0 +1,467 @@
+//! Per-request accounting through the shared batched writer: the design
+//! brief's global and per-namespace series, latency and time-to-first-token
+//! histograms, and one usage record per request that reached a namespace and
+//! a model.
+//!
+//! A [`RequestGuard`] is created when a request arrives and accounts for it
+//! in its `Drop`, so success, error, limit rejection, upstream failure and
+//! client disconnect (the handler or body stream dropped unfinished: 499)
+//! are each counted exactly once. Nothing here touches Redis: series handles
+//! are atomics that the flusher drains.
+
+use crate::error::LimitReason;
+use crate::limits::TokenSink;
+use crate::routing::Endpoint;
+use crate::usage::{self, Usage};
+use aigw_metrics::families::gateway as fam;
+use aigw_metrics::{Recorder, Series};
+use aigw_types::{CountText, TokenSource, UsageRecord};
+use bytes::Bytes;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Why a request was retried on another instance (metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryReason {
+    Connect,
+    Timeout,
+    Status429,
+    Status5xx,
+}
+
+impl RetryReason {
+    const ALL: [RetryReason; 4] = [
+        RetryReason::Connect,
+        RetryReason::Timeout,
+        RetryReason::Status429,
+        RetryReason::Status5xx,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryReason::Connect => "connect_error",
+            RetryReason::Timeout => "timeout",
+            RetryReason::Status429 => "status_429",
+            RetryReason::Status5xx => "status_5xx",
+        }
+    }
+}
+
+/// Why a request was refused before a namespace was known (metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    MissingKey,
+    InvalidKey,
+    RevokedKey,
+    ExpiredKey,
+}
+
+impl AuthFailure {
+    const ALL: [AuthFailure; 4] = [
+        AuthFailure::MissingKey,
+        AuthFailure::InvalidKey,
+        AuthFailure::RevokedKey,
+        AuthFailure::ExpiredKey,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthFailure::MissingKey => "missing_key",
+            AuthFailure::InvalidKey => "invalid_key",
+            AuthFailure::RevokedKey => "revoked_key",
+            AuthFailure::ExpiredKey => "expired_key",
+        }
+    }
+}
+
+const STATUS_MIN: u16 = 100;
+const STATUS_MAX: u16 = 599;
+
+/// Per-namespace state that outlives config snapshots: metric handles (so
+/// the hot path never formats a key), the local in-flight count used by the
+/// concurrency limit, and the month-to-date cost read for the budget.
+pub struct NamespaceRuntime {
+    pub code: Arc<str>,
+    recorder: Recorder,
+    requests: Series,
+    successful: Series,
+    failed: Series,
+    response_time: Series,
+    concurrent: Series,
+    latency: Series,
+    ttft: Series,
+    status: Box<[OnceLock<Series>]>,
+    rejections: [Series; 4],
+    retries: [Series; 4],
+    /// Requests of this namespace in flight in this replica.
+    pub in_flight: AtomicU32,
+    /// Month-to-date cost in nano-USD, as last read from the token-service's
+    /// totals.
+    pub spent_nano_usd: AtomicI64,
+}
+
+impl NamespaceRuntime {
+    pub fn new(recorder: &Recorder, code: &str) -> Self {
+        let l = [code];
+        NamespaceRuntime {
+            code: Arc::from(code),
+            recorder: recorder.clone(),
+            requests: recorder.series(&fam::NS_REQUESTS, &l),
+            successful: recorder.series(&fam::NS_SUCCESSFUL, &l),
+            failed: recorder.series(&fam::NS_FAILED, &l),
+            response_time: recorder.series(&fam::NS_RESPONSE_TIME, &l),
+            concurrent: recorder.series(&fam::NS_CONCURRENT, &l),
+            latency: recorder.series(&fam::NS_LATENCY, &l),
+            ttft: recorder.series(&fam::NS_TTFT, &l),
+            status: (STATUS_MIN..=STATUS_MAX).map(|_| OnceLock::new()).collect(),
+            rejections: LimitReason::ALL
+                .map(|r| recorder.series(&fam::NS_REJECTIONS, &[code, r.as_str()])),
+            retries: RetryReason::ALL
+                .map(|r| recorder.series(&fam::NS_RETRIES, &[code, r.as_str()])),
+            in_flight: AtomicU32::new(0),
+            spent_nano_usd: AtomicI64::new(0),
+        }
+    }
+
+    fn status_series(&self, status: u16) -> Series {
+        let status = status.clamp(STATUS_MIN, STATUS_MAX);
+        self.status[(status - STATUS_MIN) as usize]
+            .get_or_init(|| {
+                self.recorder
+                    .series(&fam::NS_STATUS, &[&self.code, &status.to_string()])
+            })
+            .clone()
+    }
+
+    pub fn count_rejection(&self, reason: LimitReason) {
+        self.rejections[reason.index()].inc();
+    }
+
+    pub fn count_retry(&self, reason: RetryReason) {
+        self.retries[reason as usize].inc();
+    }
+}
+
+/// Process-wide accounting handles.
+pub struct Accounting {
+    pub recorder: Recorder,
+    global_requests: Series,
+    global_errors: Series,
+    global_response_time: Series,
+    global_last_request: Series,
+    auth_failures: [Series; 4],
+    usage_dropped: Series,
+    live: AtomicUsize,
+    tokens: Option<TokenSink>,
+}
+
+impl Accounting {
+    /// `tokens` receives (namespace, tokens) after each request of a
+    /// namespace with a TPM limit.
+    pub fn new(recorder: Recorder, tokens: Option<TokenSink>) -> Self {
+        Accounting {
+            global_requests: recorder.series(&fam::GLOBAL_REQUESTS, &[]),
+            global_errors: recorder.series(&fam::GLOBAL_ERRORS, &[]),
+            global_response_time: recorder.series(&fam::GLOBAL_RESPONSE_TIME, &[]),
+            global_last_request: recorder.series(&fam::GLOBAL_LAST_REQUEST_TIME, &[]),
+            auth_failures: AuthFailure::ALL
+                .map(|r| recorder.series(&fam::AUTH_FAILURES, &[r.as_str()])),
+            usage_dropped: recorder.series(&fam::USAGE_DROPPED, &[]),
+            recorder,
+            live: AtomicUsize::new(0),
+            tokens,
+        }
+    }
+
+    /// TPM additions not yet written to Redis.
+    pub fn pending_tokens(&self) -> usize {
+        self.tokens.as_ref().map(TokenSink::pending).unwrap_or(0)
+    }
+
+    /// Requests being handled right now (guards alive).
+    pub fn live_requests(&self) -> usize {
+        self.live.load(Relaxed)
+    }
+
+    pub fn count_auth_failure(&self, reason: AuthFailure) {
+        self.auth_failures[reason as usize].inc();
+    }
+
+    /// Starts accounting for one request.
+    pub fn start(self: &Arc<Self>, endpoint: Endpoint) -> RequestGuard {
+        self.live.fetch_add(1, Relaxed);
+        RequestGuard {
+            acc: self.clone(),
+            start: Instant::now(),
+            started_at_ms: unix_ms(),
+            record_id: uuid::Uuid::now_v7().to_string(),
+            endpoint,
+            ns: None,
+            model: None,
+            instance_id: None,
+            tpm_limited: false,
+            stream: false,
+            ttft_us: None,
+            usage: None,
+            upstream_answered: false,
+            request_body: None,
+            completion: Completion::None,
+            slot: None,
+            outcome: None,
+        }
+    }
+}
+
+/// What the upstream answered, kept only to count tokens when it reported
+/// no usage.
+pub enum Completion {
+    None,
+    /// A whole JSON answer.
+    Body(Bytes),
+    /// The `data:` payloads of a stream, in order.
+    Events(Vec<Bytes>),
+}
+
+/// Holds a namespace's concurrency slot; released on drop.
+pub struct ConcurrencySlot(pub Arc<NamespaceRuntime>);
+
+impl Drop for ConcurrencySlot {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Accounts for one request when dropped. See the module doc.
+pub struct RequestGuard {
+    acc: Arc<Accounting>,
+    start: Instant,
+    started_at_ms: i64,
+    /// Unique id of the usage record (uuid v7), also the `x-request-id`
+    /// unless the client sent its own.
+    pub record_id: String,
+    endpoint: Endpoint,
+    ns: Option<Arc<NamespaceRuntime>>,
+    model: Option<Arc<str>>,
+    instance_id: Option<Arc<str>>,
+    tpm_limited: bool,
+    stream: bool,
+    ttft_us: Option<u64>,
+    usage: Option<Usage>,
+    upstream_answered: bool,
+    request_body: Option<Bytes>,
+    completion: Completion,
+    slot: Option<ConcurrencySlot>,
+    outcome: Option<(u16, Option<&'static str>)>,
+}
+
+/// Cap on stream payload bytes kept for counting, so a huge answer without
+/// usage cannot grow memory without bound.
+const MAX_KEPT_COMPLETION: usize = 4 * 1024 * 1024;
+
+impl RequestGuard {
+    /// The request belongs to this namespace from now on.
+    pub fn set_namespace(&mut self, ns: Arc<NamespaceRuntime>) {
+        ns.concurrent.add(1);
+        self.ns = Some(ns);
+    }
+
+    pub fn namespace(&self) -> Option<&Arc<NamespaceRuntime>> {
+        self.ns.as_ref()
+    }
+
+    /// The configured model the request resolved to: a usage record will be
+    /// written.
+    pub fn set_model(&mut self, model: Arc<str>, stream: bool, body: Bytes, tpm_limited: bool) {
+        self.model = Some(model);
+        self.stream = stream;
+        self.request_body = Some(body);
+        self.tpm_limited = tpm_limited;
+    }
+
+    pub fn set_slot(&mut self, slot: ConcurrencySlot) {
+        self.slot = Some(slot);
+    }
+
+    pub fn set_instance(&mut self, id: Arc<str>) {
+        self.instance_id = Some(id);
+    }
+
+    /// The first byte of the answer arrived now.
+    pub fn mark_first_byte(&mut self) {
+        self.mark_first_byte_at(Instant::now());
+    }
+
+    /// The first byte of the answer arrived at `at`.
+    pub fn mark_first_byte_at(&mut self, at: Instant) {
+        if self.ttft_us.is_none() {
+            self.ttft_us = Some(at.saturating_duration_since(self.start).as_micros() as u64);
+        }
+    }
+
+    pub fn set_upstream_answered(&mut self) {
+        self.upstream_answered = true;
+    }
+
+    pub fn set_usage(&mut self, usage: Usage) {
+        self.usage = Some(usage);
+    }
+
+    pub fn has_usage(&self) -> bool {
+        self.usage.is_some()
+    }
+
+    pub fn set_completion_body(&mut self, body: Bytes) {
+        self.completion = Completion::Body(body);
+    }
+
+    /// Keeps one stream payload for counting (bounded).
+    pub fn keep_event(&mut self, payload: Bytes) {
+        if let Completion::None = self.completion {
+            self.completion = Completion::Events(Vec::new());
+        }
+        if let Completion::Events(v) = &mut self.completion {
+            let kept: usize = v.iter().map(Bytes::len).sum();
+            if kept + payload.len() <= MAX_KEPT_COMPLETION {
+                v.push(payload);
+            }
+        }
+    }
+
+    /// Whether a usage record will be written for this request.
+    pub fn has_model(&self) -> bool {
+        self.model.is_some()
+    }
+
+    /// The status and error kind the request ended with.
+    pub fn finish(&mut self, status: u16, error_kind: Option<&'static str>) {
+        self.outcome = Some((status, error_kind));
+    }
+
+    fn account(&mut self) {
+        let (status, kind) = self
+            .outcome
+            .take()
+            .unwrap_or((499, Some("client_disconnected")));
+        let dur_us = self.start.elapsed().as_micros() as u64;
+        let acc = Arc::clone(&self.acc);
+        let failed = status >= 400;
+        acc.global_requests.inc();
+        if failed {
+            acc.global_errors.inc();
+        }
+        acc.global_response_time.add(dur_us as i64);
+        acc.global_last_request.set(unix_ms());
+        if let Some(ns) = self.ns.take() {
+            ns.requests.inc();
+            if failed {
+                ns.failed.inc();
+            } else {
+                ns.successful.inc();
+            }
+            ns.response_time.add(dur_us as i64);
+            ns.status_series(status).inc();
+            ns.latency.observe(dur_us);
+            if let Some(t) = self.ttft_us {
+                ns.ttft.observe(t);
+            }
+            if let Some(model) = self.model.take() {
+                let record = self.usage_record(&ns.code, model, status, kind, dur_us);
+                if self.tpm_limited {
+                    let tokens = record.prompt_tokens
+                        + record.completion_tokens
+                        + record
+                            .count_text
+                            .as_ref()
+                            .map(usage::estimate_tokens)
+                            .unwrap_or(0);
+                    if tokens > 0 {
+                        if let Some(sink) = &acc.tokens {
+                            sink.add(ns.code.clone(), tokens);
+                        }
+                    }
+                }
+                match serde_json::to_string(&record) {
+                    Ok(json) => {
+                        if !acc.recorder.push_record(json) {
+                            acc.usage_dropped.inc();
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "usage record not serializable"),
+                }
+            }
+            ns.concurrent.add(-1);
+        }
+    }
+
+    fn usage_record(
+        &mut self,
+        ns: &str,
+        model: Arc<str>,
+        status: u16,
+        kind: Option<&'static str>,
+        dur_us: u64,
+    ) -> UsageRecord {
+        let (prompt_tokens, completion_tokens, token_source, count_text) = match &self.usage {
+            Some(u) => (
+                u.prompt_tokens,
+                u.completion_tokens,
+                TokenSource::Upstream,
+                None,
+            ),
+            None if self.upstream_answered => {
+                let prompt = self
+                    .request_body
+                    .as_deref()
+                    .map(|b| usage::prompt_text(self.endpoint, b))
+                    .unwrap_or_default();
+                let completion = match std::mem::replace(&mut self.completion, Completion::None) {
+                    Completion::None => String::new(),
+                    Completion::Body(b) => usage::completion_text(self.endpoint, &b),
+                    Completion::Events(ev) => usage::stream_completion_text(&ev),
+                };
+                (
+                    0,
+                    0,
+                    TokenSource::Counted,
+                    Some(CountText { prompt, completion }),
+                )
+            }
+            None => (0, 0, TokenSource::None, None),
+        };
+        UsageRecord {
+            id: std::mem::take(&mut self.record_id),
+            namespace_code: ns.to_string(),
+            model: model.to_string(),
+            instance_id: self.instance_id.as_deref().map(str::to_string),
+            endpoint: self.endpoint.as_str().to_string(),
+            status,
+            error_kind: kind.map(str::to_string),
+            started_at_ms: self.started_at_ms,
+            duration_us: dur_us,
+            ttft_us: self.ttft_us,
+            stream: self.stream,
+            prompt_tokens,
+            completion_tokens,
+            token_source,
+            count_text,
+        }
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        self.account();
+        // The slot goes before `live` drops so a test that waits for no live
+        // requests sees the concurrency count settled too.
+        self.slot = None;
+        self.acc.live.fetch_sub(1, Relaxed);
+    }
+}
+
+pub fn unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,333 @@
+//! Every error a client can see, mapped in one place to the HTTP status and
+//! the OpenAI error shape `{"error":{"message","type","param","code"}}`, each
+//! with a low-cardinality name for metrics and usage records.
+
+use actix_web::http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use std::sync::Arc;
+
+/// Which limit refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitReason {
+    Concurrency,
+    Rpm,
+    Tpm,
+    Budget,
+}
+
+impl LimitReason {
+    pub const ALL: [LimitReason; 4] = [
+        LimitReason::Concurrency,
+        LimitReason::Rpm,
+        LimitReason::Tpm,
+        LimitReason::Budget,
+    ];
+
+    /// Metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitReason::Concurrency => "concurrency",
+            LimitReason::Rpm => "rpm",
+            LimitReason::Tpm => "tpm",
+            LimitReason::Budget => "budget",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("The gateway has not loaded its routing configuration yet; retry shortly.")]
+    NotReady,
+    #[error("You didn't provide an API key. Send it as `Authorization: Bearer <key>`.")]
+    MissingKey,
+    #[error("Incorrect API key provided.")]
+    InvalidKey,
+    #[error("This API key has been revoked.")]
+    RevokedKey,
+    #[error("This API key has expired.")]
+    ExpiredKey,
+    #[error("The namespace `{0}` is disabled.")]
+    NamespaceDisabled(Arc<str>),
+    #[error("This API key is not allowed to use the model `{0}`.")]
+    ModelNotAllowed(Arc<str>),
+    /// Carries the client's model name, echoed (truncated) in the message
+    /// only; it never becomes a metric label.
+    #[error("The model `{0}` does not exist or you do not have access to it.")]
+    ModelNotFound(String),
+    #[error("We could not parse the JSON body of your request: {0}")]
+    InvalidJson(String),
+    #[error("You must provide a model parameter.")]
+    MissingModel,
+    #[error("The request body could not be read: {0}")]
+    BodyRead(String),
+    #[error("The request body is larger than the limit of {limit} bytes.")]
+    PayloadTooLarge { limit: usize },
+    #[error("{}", limit_message(*reason))]
+    RateLimited {
+        reason: LimitReason,
+        retry_after_s: u64,
+    },
+    #[error("No healthy instance of the model `{0}` is available right now.")]
+    NoHealthyInstance(Arc<str>),
+    #[error("The upstream instance could not be reached.")]
+    UpstreamUnreachable,
+    #[error("The upstream instance did not answer in time.")]
+    UpstreamTimeout,
+    #[error("Unknown request URL: {method} {path}.")]
+    RouteNotFound { method: String, path: String },
+    #[error("Method {method} is not allowed for {path}.")]
+    MethodNotAllowed { method: String, path: String },
+    #[error("An unexpected error occurred in the gateway.")]
+    Unexpected(#[source] anyhow::Error),
+}
+
+fn limit_message(reason: LimitReason) -> &'static str {
+    match reason {
+        LimitReason::Concurrency => {
+            "Too many concurrent requests for this namespace. Retry after the indicated time."
+        }
+        LimitReason::Rpm => {
+            "Rate limit reached for requests per minute in this namespace. Retry after the indicated time."
+        }
+        LimitReason::Tpm => {
+            "Rate limit reached for tokens per minute in this namespace. Retry after the indicated time."
+        }
+        LimitReason::Budget => {
+            "You exceeded the monthly budget of this namespace. Retry next month or raise the budget."
+        }
+    }
+}
+
+impl GatewayError {
+    /// Low-cardinality name, used as `error_kind` in usage records.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GatewayError::NotReady => "not_ready",
+            GatewayError::MissingKey => "missing_key",
+            GatewayError::InvalidKey => "invalid_key",
+            GatewayError::RevokedKey => "revoked_key",
+            GatewayError::ExpiredKey => "expired_key",
+            GatewayError::NamespaceDisabled(_) => "namespace_disabled",
+            GatewayError::ModelNotAllowed(_) => "model_not_allowed",
+            GatewayError::ModelNotFound(_) => "model_not_found",
+            GatewayError::InvalidJson(_) => "invalid_json",
+            GatewayError::MissingModel => "missing_model",
+            GatewayError::BodyRead(_) => "body_read_error",
+            GatewayError::PayloadTooLarge { .. } => "payload_too_large",
+            GatewayError::RateLimited { reason, .. } => match reason {
+                LimitReason::Concurrency => "concurrency_limited",
+                LimitReason::Rpm => "rpm_limited",
+                LimitReason::Tpm => "tpm_limited",
+                LimitReason::Budget => "budget_exceeded",
+            },
+            GatewayError::NoHealthyInstance(_) => "no_healthy_instance",
+            GatewayError::UpstreamUnreachable => "upstream_unreachable",
+            GatewayError::UpstreamTimeout => "upstream_timeout",
+            GatewayError::RouteNotFound { .. } => "route_not_found",
+            GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
+            GatewayError::Unexpected(_) => "internal_error",
+        }
+    }
+
+    /// OpenAI's `type` and `code`, and the offending `param`.
+    fn shape(&self) -> (&'static str, Option<&'static str>, Option<&'static str>) {
+        match self {
+            GatewayError::NotReady => ("server_error", Some("not_ready"), None),
+            GatewayError::MissingKey
+            | GatewayError::InvalidKey
+            | GatewayError::RevokedKey
+            | GatewayError::ExpiredKey => ("invalid_request_error", Some("invalid_api_key"), None),
+            GatewayError::NamespaceDisabled(_) => {
+                ("permission_error", Some("namespace_disabled"), None)
+            }
+            GatewayError::ModelNotAllowed(_) => {
+                ("permission_error", Some("model_not_allowed"), Some("model"))
+            }
+            GatewayError::ModelNotFound(_) => (
+                "invalid_request_error",
+                Some("model_not_found"),
+                Some("model"),
+            ),
+            GatewayError::InvalidJson(_) => ("invalid_request_error", Some("invalid_json"), None),
+            GatewayError::MissingModel => (
+                "invalid_request_error",
+                Some("missing_model"),
+                Some("model"),
+            ),
+            GatewayError::BodyRead(_) => ("invalid_request_error", Some("invalid_body"), None),
+            GatewayError::PayloadTooLarge { .. } => {
+                ("invalid_request_error", Some("request_too_large"), None)
+            }
+            GatewayError::RateLimited { reason, .. } => match reason {
+                LimitReason::Concurrency => ("requests", Some("concurrency_limit_exceeded"), None),
+                LimitReason::Rpm => ("requests", Some("rate_limit_exceeded"), None),
+                LimitReason::Tpm => ("tokens", Some("rate_limit_exceeded"), None),
+                LimitReason::Budget => ("insufficient_quota", Some("insufficient_quota"), None),
+            },
+            GatewayError::NoHealthyInstance(_) => {
+                ("server_error", Some("no_healthy_instance"), None)
+            }
+            GatewayError::UpstreamUnreachable => {
+                ("server_error", Some("upstream_unreachable"), None)
+            }
+            GatewayError::UpstreamTimeout => ("server_error", Some("upstream_timeout"), None),
+            GatewayError::RouteNotFound { .. } => {
+                ("invalid_request_error", Some("unknown_url"), None)
+            }
+            GatewayError::MethodNotAllowed { .. } => {
+                ("invalid_request_error", Some("method_not_allowed"), None)
+            }
+            GatewayError::Unexpected(_) => ("server_error", Some("internal_error"), None),
+        }
+    }
+}
+
+impl ResponseError for GatewayError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            GatewayError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::MissingKey
+            | GatewayError::InvalidKey
+            | GatewayError::RevokedKey
+            | GatewayError::ExpiredKey => StatusCode::UNAUTHORIZED,
+            GatewayError::NamespaceDisabled(_) | GatewayError::ModelNotAllowed(_) => {
+                StatusCode::FORBIDDEN
+            }
+            GatewayError::ModelNotFound(_) | GatewayError::RouteNotFound { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            GatewayError::InvalidJson(_)
+            | GatewayError::MissingModel
+            | GatewayError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::NoHealthyInstance(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
+            GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            GatewayError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let GatewayError::Unexpected(e) = self {
+            tracing::error!(error = ?e, "unexpected gateway error");
+        }
+        let (ty, code, param) = self.shape();
+        let body = serde_json::json!({
+            "error": {
+                "message": self.to_string(),
+                "type": ty,
+                "param": param,
+                "code": code,
+            }
+        });
+        let mut resp = HttpResponse::build(self.status_code());
+        resp.insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")));
+        if let GatewayError::RateLimited { retry_after_s, .. } = self {
+            resp.insert_header((RETRY_AFTER, (*retry_after_s).max(1).to_string()));
+        }
+        resp.body(body.to_string())
+    }
+}
+
+/// Truncates client-provided text echoed in an error message.
+pub fn echo(s: &str) -> String {
+    const MAX: usize = 128;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::MessageBody;
+
+    fn body_of(e: &GatewayError) -> serde_json::Value {
+        let resp = e.error_response();
+        let bytes = resp.into_body().try_into_bytes().unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn openai_shape_and_statuses() {
+        let cases: Vec<(GatewayError, u16, &str)> = vec![
+            (GatewayError::MissingKey, 401, "invalid_api_key"),
+            (GatewayError::InvalidKey, 401, "invalid_api_key"),
+            (
+                GatewayError::NamespaceDisabled("a".into()),
+                403,
+                "namespace_disabled",
+            ),
+            (
+                GatewayError::ModelNotFound("x".into()),
+                404,
+                "model_not_found",
+            ),
+            (GatewayError::MissingModel, 400, "missing_model"),
+            (
+                GatewayError::PayloadTooLarge { limit: 1 },
+                413,
+                "request_too_large",
+            ),
+            (
+                GatewayError::RateLimited {
+                    reason: LimitReason::Rpm,
+                    retry_after_s: 7,
+                },
+                429,
+                "rate_limit_exceeded",
+            ),
+            (
+                GatewayError::UpstreamUnreachable,
+                502,
+                "upstream_unreachable",
+            ),
+            (
+                GatewayError::NoHealthyInstance("m".into()),
+                503,
+                "no_healthy_instance",
+            ),
+            (GatewayError::UpstreamTimeout, 504, "upstream_timeout"),
+        ];
+        for (e, status, code) in cases {
+            assert_eq!(e.status_code().as_u16(), status, "{e:?}");
+            let b = body_of(&e);
+            let err = &b["error"];
+            assert_eq!(err["code"], code, "{b}");
+            assert!(err["message"].as_str().is_some_and(|m| !m.is_empty()));
+            assert!(err["type"].is_string());
+            assert!(err.get("param").is_some());
+        }
+    }
+
+    #[test]
+    fn rate_limit_carries_retry_after() {
+        let e = GatewayError::RateLimited {
+            reason: LimitReason::Budget,
+            retry_after_s: 42,
+        };
+        let resp = e.error_response();
+        assert_eq!(resp.headers().get(RETRY_AFTER).unwrap(), "42");
+        assert_eq!(body_of(&e)["error"]["type"], "insufficient_quota");
+    }
+
+    #[test]
+    fn echo_truncates_on_char_boundary() {
+        let s = "é".repeat(200);
+        let e = echo(&s);
+        assert!(e.len() <= 132);
+        assert!(e.ends_with('…'));
+    }
+}

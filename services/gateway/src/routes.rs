@@ -1,0 +1,125 @@
+//! HTTP routes: the OpenAI-compatible API under `/v1`, and `/health`,
+//! `/ready`, `/metrics`. Unknown routes and wrong methods answer in the
+//! OpenAI error shape too.
+
+use crate::error::GatewayError;
+use crate::proxy::{self, Input};
+use crate::routing::Endpoint;
+use crate::startup::AppState;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/v1/chat/completions")
+            .route(web::post().to(chat))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/completions")
+            .route(web::post().to(completions))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/embeddings")
+            .route(web::post().to(embeddings))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/models")
+            .route(web::get().to(models))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/v1/models/{model}")
+            .route(web::get().to(model))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/health")
+            .route(web::get().to(health))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/ready")
+            .route(web::get().to(ready))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/metrics")
+            .route(web::get().to(metrics))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+async fn chat(state: web::Data<AppState>, req: HttpRequest, body: web::Payload) -> HttpResponse {
+    proxy::handle(&state, Endpoint::Chat, &req, Input::Body(body)).await
+}
+
+async fn completions(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
+    proxy::handle(&state, Endpoint::Completions, &req, Input::Body(body)).await
+}
+
+async fn embeddings(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
+    proxy::handle(&state, Endpoint::Embeddings, &req, Input::Body(body)).await
+}
+
+async fn models(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    proxy::handle(&state, Endpoint::Models, &req, Input::ModelList).await
+}
+
+/// `GET /v1/models/{model}`: one entry of the caller's list, or 404.
+async fn model(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<String>,
+) -> HttpResponse {
+    let input = Input::Model(path.into_inner());
+    proxy::handle(&state, Endpoint::Models, &req, input).await
+}
+
+async fn health() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// Ready once a routing snapshot is loaded.
+async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    match state.store.version() {
+        Some(v) => HttpResponse::Ok().json(serde_json::json!({"status": "ready", "config_version": v})),
+        None => HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"status": "not_ready", "reason": "no routing configuration loaded yet"})),
+    }
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let text = state.metrics.render(None).await;
+    HttpResponse::Ok()
+        .insert_header((
+            actix_web::http::header::CONTENT_TYPE,
+            aigw_metrics::CONTENT_TYPE,
+        ))
+        .body(text)
+}
+
+pub async fn not_found(req: HttpRequest) -> HttpResponse {
+    GatewayError::RouteNotFound {
+        method: req.method().to_string(),
+        path: crate::error::echo(req.path()),
+    }
+    .error_response()
+}
+
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    GatewayError::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: crate::error::echo(req.path()),
+    }
+    .error_response()
+}

@@ -1,0 +1,526 @@
+//! The routing table: an immutable, precompiled view of one config snapshot
+//! (key hash → key and namespace, namespace → model → enabled instances),
+//! swapped atomically when a new snapshot arrives. Requests in flight keep
+//! the table they started with.
+//!
+//! Runtime state that must survive a swap — instance health and load,
+//! per-namespace metric handles and counters — lives in registries keyed by
+//! id and is shared by the old and the new table.
+
+use crate::accounting::NamespaceRuntime;
+use crate::health::{HealthPolicy, InstanceState};
+use aigw_metrics::families::gateway as fam;
+use aigw_metrics::Recorder;
+use aigw_types::{ConfigSnapshot, Limits};
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The proxied API endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Chat,
+    Completions,
+    Embeddings,
+    Models,
+}
+
+impl Endpoint {
+    /// Name in usage records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Chat => "chat",
+            Endpoint::Completions => "completions",
+            Endpoint::Embeddings => "embeddings",
+            Endpoint::Models => "models",
+        }
+    }
+
+    /// Whether streams of this endpoint carry usage on request.
+    pub fn streams_usage(self) -> bool {
+        matches!(self, Endpoint::Chat | Endpoint::Completions)
+    }
+}
+
+/// An API key as the gateway needs it.
+pub struct KeyEntry {
+    pub namespace: Arc<NamespaceRoute>,
+    pub revoked: bool,
+    pub expires_at_ms: Option<i64>,
+    pub allowed_models: Option<HashSet<String>>,
+}
+
+impl KeyEntry {
+    pub fn allows(&self, model: &str) -> bool {
+        self.allowed_models
+            .as_ref()
+            .is_none_or(|m| m.contains(model))
+    }
+}
+
+pub struct NamespaceRoute {
+    pub code: Arc<str>,
+    pub enabled: bool,
+    pub limits: Limits,
+    pub budget_nano_usd: Option<i64>,
+    /// Models this namespace can use: enabled, with at least one enabled
+    /// instance in this namespace.
+    pub models: HashMap<String, Arc<ModelRoute>>,
+    pub runtime: Arc<NamespaceRuntime>,
+    /// `GET /v1/models` for keys without a model restriction.
+    pub models_json: Bytes,
+    created_s: i64,
+}
+
+impl NamespaceRoute {
+    /// `GET /v1/models` as this key sees it.
+    pub fn models_json_for(&self, key: &KeyEntry) -> Bytes {
+        match &key.allowed_models {
+            None => self.models_json.clone(),
+            Some(allowed) => {
+                let names: Vec<&str> = self
+                    .sorted_models()
+                    .into_iter()
+                    .filter(|m| allowed.contains(*m))
+                    .collect();
+                models_list(&names, &self.code, self.created_s)
+            }
+        }
+    }
+
+    /// `GET /v1/models/{model}` for a model of this namespace.
+    pub fn model_json(&self, name: &str) -> Bytes {
+        Bytes::from(model_entry(name, &self.code, self.created_s).to_string())
+    }
+
+    fn sorted_models(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.models.keys().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+pub struct ModelRoute {
+    /// The configured model name: the only form of a model name that may
+    /// become a label or a usage record field.
+    pub name: Arc<str>,
+    pub instances: Vec<Arc<Instance>>,
+}
+
+pub struct HealthCheck {
+    pub url: reqwest::Url,
+    pub interval: Duration,
+}
+
+/// An enabled upstream instance with everything the request path needs
+/// precomputed.
+pub struct Instance {
+    pub id: Arc<str>,
+    pub namespace: Arc<str>,
+    /// `upstream_model` as a JSON string literal, spliced into bodies.
+    pub upstream_model_json: String,
+    /// `Bearer {api_key}`, marked sensitive so it never prints.
+    pub auth: Option<reqwest::header::HeaderValue>,
+    pub weight: u32,
+    /// Time allowed to the first byte of the answer, per attempt.
+    pub timeout: Duration,
+    pub health_check: Option<HealthCheck>,
+    pub state: Arc<InstanceState>,
+    chat_url: reqwest::Url,
+    completions_url: reqwest::Url,
+    embeddings_url: reqwest::Url,
+}
+
+impl Instance {
+    /// Parsed once per snapshot, not per request.
+    pub fn url(&self, endpoint: Endpoint) -> &reqwest::Url {
+        match endpoint {
+            Endpoint::Chat => &self.chat_url,
+            Endpoint::Completions => &self.completions_url,
+            Endpoint::Embeddings | Endpoint::Models => &self.embeddings_url,
+        }
+    }
+}
+
+/// One compiled snapshot.
+pub struct Routing {
+    pub version: u64,
+    keys: HashMap<String, KeyEntry>,
+    namespaces: HashMap<String, Arc<NamespaceRoute>>,
+    instances: Vec<Arc<Instance>>,
+}
+
+impl Routing {
+    /// The key whose hash is `key_hash`.
+    pub fn key(&self, key_hash: &str) -> Option<&KeyEntry> {
+        self.keys.get(key_hash)
+    }
+
+    pub fn namespace(&self, code: &str) -> Option<&Arc<NamespaceRoute>> {
+        self.namespaces.get(code)
+    }
+
+    pub fn namespaces(&self) -> impl Iterator<Item = &Arc<NamespaceRoute>> {
+        self.namespaces.values()
+    }
+
+    /// Every enabled instance.
+    pub fn instances(&self) -> &[Arc<Instance>] {
+        &self.instances
+    }
+}
+
+#[derive(Default)]
+struct Registry {
+    namespaces: HashMap<String, Arc<NamespaceRuntime>>,
+    instances: HashMap<(String, String), Arc<InstanceState>>,
+}
+
+/// The current routing table and the state that outlives it.
+pub struct RoutingStore {
+    current: ArcSwapOption<Routing>,
+    registry: Mutex<Registry>,
+    recorder: Recorder,
+    policy: HealthPolicy,
+}
+
+impl RoutingStore {
+    pub fn new(recorder: Recorder, policy: HealthPolicy) -> Self {
+        RoutingStore {
+            current: ArcSwapOption::empty(),
+            registry: Mutex::new(Registry::default()),
+            recorder,
+            policy,
+        }
+    }
+
+    /// The current table; `None` until a snapshot was loaded.
+    pub fn load(&self) -> Option<Arc<Routing>> {
+        self.current.load_full()
+    }
+
+    pub fn version(&self) -> Option<u64> {
+        self.current.load().as_ref().map(|r| r.version)
+    }
+
+    /// Compiles `snap` and makes it current.
+    pub fn apply(&self, snap: &ConfigSnapshot) {
+        let routing = self.compile(snap);
+        self.current.store(Some(Arc::new(routing)));
+    }
+
+    fn compile(&self, snap: &ConfigSnapshot) -> Routing {
+        let mut reg = self.registry.lock().unwrap_or_else(|e| e.into_inner());
+        let created_s = snap.generated_at_ms / 1000;
+        let enabled_models: HashMap<&str, &aigw_types::ModelConfig> = snap
+            .models
+            .iter()
+            .filter(|m| m.enabled)
+            .map(|m| (m.name.as_str(), m))
+            .collect();
+
+        // Instances, grouped by (namespace, model); state reused by id.
+        let mut live_instances = HashMap::new();
+        let mut by_ns_model: HashMap<(&str, &str), Vec<Arc<Instance>>> = HashMap::new();
+        let mut instances = Vec::new();
+        for ic in snap.instances.iter().filter(|i| i.enabled) {
+            if !enabled_models.contains_key(ic.model.as_str()) {
+                continue;
+            }
+            let rid = (ic.id.clone(), ic.namespace_code.clone());
+            let state = reg.instances.get(&rid).cloned().unwrap_or_else(|| {
+                Arc::new(InstanceState::new(
+                    self.recorder
+                        .series(&fam::INSTANCE_HEALTH, &[&ic.id, &ic.namespace_code]),
+                    self.policy,
+                    ic.id.clone(),
+                ))
+            });
+            live_instances.insert(rid, state.clone());
+            let base = ic.base_url.trim_end_matches('/');
+            let urls = (
+                reqwest::Url::parse(&format!("{base}/chat/completions")),
+                reqwest::Url::parse(&format!("{base}/completions")),
+                reqwest::Url::parse(&format!("{base}/embeddings")),
+            );
+            let (Ok(chat_url), Ok(completions_url), Ok(embeddings_url)) = urls else {
+                tracing::warn!(instance = %ic.id, "instance base_url is not a valid URL; instance skipped");
+                continue;
+            };
+            let health_check = ic.health_check.as_ref().and_then(|h| {
+                Some(HealthCheck {
+                    url: reqwest::Url::parse(&format!("{base}{}", h.path)).ok()?,
+                    interval: Duration::from_secs(u64::from(h.interval_s.max(1))),
+                })
+            });
+            let auth = ic.api_key.as_deref().and_then(|k| {
+                match reqwest::header::HeaderValue::from_str(&format!("Bearer {k}")) {
+                    Ok(mut v) => {
+                        v.set_sensitive(true);
+                        Some(v)
+                    }
+                    Err(_) => {
+                        tracing::warn!(instance = %ic.id, "instance key is not a valid header value; sending none");
+                        None
+                    }
+                }
+            });
+            let inst = Arc::new(Instance {
+                id: Arc::from(ic.id.as_str()),
+                namespace: Arc::from(ic.namespace_code.as_str()),
+                upstream_model_json: serde_json::to_string(&ic.upstream_model)
+                    .unwrap_or_else(|_| "\"\"".into()),
+                auth,
+                weight: ic.weight,
+                timeout: Duration::from_millis(ic.timeout_ms.max(1)),
+                health_check,
+                state,
+                chat_url,
+                completions_url,
+                embeddings_url,
+            });
+            by_ns_model
+                .entry((ic.namespace_code.as_str(), ic.model.as_str()))
+                .or_default()
+                .push(inst.clone());
+            instances.push(inst);
+        }
+        reg.instances = live_instances;
+
+        let mut live_ns = HashMap::new();
+        let mut namespaces = HashMap::new();
+        for nc in &snap.namespaces {
+            let runtime = reg
+                .namespaces
+                .get(&nc.code)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(NamespaceRuntime::new(&self.recorder, &nc.code)));
+            live_ns.insert(nc.code.clone(), runtime.clone());
+            let mut models = HashMap::new();
+            for (name, _) in enabled_models.iter() {
+                if let Some(list) = by_ns_model.get(&(nc.code.as_str(), *name)) {
+                    models.insert(
+                        name.to_string(),
+                        Arc::new(ModelRoute {
+                            name: Arc::from(*name),
+                            instances: list.clone(),
+                        }),
+                    );
+                }
+            }
+            let mut names: Vec<&str> = models.keys().map(String::as_str).collect();
+            names.sort_unstable();
+            let models_json = models_list(&names, &nc.code, created_s);
+            namespaces.insert(
+                nc.code.clone(),
+                Arc::new(NamespaceRoute {
+                    code: runtime.code.clone(),
+                    enabled: nc.enabled,
+                    limits: nc.limits.clone(),
+                    budget_nano_usd: nc.monthly_budget_usd.map(nano_usd),
+                    models,
+                    runtime,
+                    models_json,
+                    created_s,
+                }),
+            );
+        }
+        reg.namespaces = live_ns;
+
+        let mut keys = HashMap::new();
+        for k in &snap.api_keys {
+            let Some(ns) = namespaces.get(&k.namespace_code) else {
+                continue;
+            };
+            keys.insert(
+                k.key_hash.to_ascii_lowercase(),
+                KeyEntry {
+                    namespace: ns.clone(),
+                    revoked: k.revoked,
+                    expires_at_ms: k.expires_at_ms,
+                    allowed_models: k
+                        .allowed_models
+                        .as_ref()
+                        .map(|m| m.iter().cloned().collect()),
+                },
+            );
+        }
+        Routing {
+            version: snap.version,
+            keys,
+            namespaces,
+            instances,
+        }
+    }
+}
+
+/// USD → integer nano-USD (the unit of cost totals in Redis), saturating.
+pub fn nano_usd(usd: Decimal) -> i64 {
+    (usd * Decimal::from(1_000_000_000u64))
+        .trunc()
+        .to_i64()
+        .unwrap_or(i64::MAX)
+}
+
+fn model_entry(name: &str, owner: &str, created_s: i64) -> serde_json::Value {
+    serde_json::json!({"id": name, "object": "model", "created": created_s, "owned_by": owner})
+}
+
+fn models_list(names: &[&str], owner: &str, created_s: i64) -> Bytes {
+    let data: Vec<serde_json::Value> = names
+        .iter()
+        .map(|n| model_entry(n, owner, created_s))
+        .collect();
+    Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string())
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// A bare instance for unit tests of selection.
+    pub fn instance(id: &str, weight: u32, state: Arc<InstanceState>) -> Instance {
+        Instance {
+            id: Arc::from(id),
+            namespace: Arc::from("ns"),
+            upstream_model_json: "\"m\"".into(),
+            auth: None,
+            weight,
+            timeout: Duration::from_secs(1),
+            health_check: None,
+            state,
+            chat_url: reqwest::Url::parse("http://up/v1/chat/completions").unwrap(),
+            completions_url: reqwest::Url::parse("http://up/v1/completions").unwrap(),
+            embeddings_url: reqwest::Url::parse("http://up/v1/embeddings").unwrap(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aigw_metrics::RecorderConfig;
+    use aigw_types::*;
+
+    fn snap() -> ConfigSnapshot {
+        let inst = |id: &str, ns: &str, model: &str, enabled: bool| InstanceConfig {
+            id: id.into(),
+            namespace_code: ns.into(),
+            model: model.into(),
+            base_url: "http://up/v1/".into(),
+            upstream_model: format!("up-{model}"),
+            api_key: Some("sk-up".into()),
+            weight: 1,
+            timeout_ms: 1000,
+            enabled,
+            health_check: None,
+        };
+        ConfigSnapshot {
+            version: 3,
+            generated_at_ms: 1_700_000_000_000,
+            namespaces: vec![
+                NamespaceConfig {
+                    code: "a".into(),
+                    name: "A".into(),
+                    enabled: true,
+                    limits: Limits::default(),
+                    monthly_budget_usd: Some("1.5".parse().unwrap()),
+                },
+                NamespaceConfig {
+                    code: "b".into(),
+                    name: "B".into(),
+                    enabled: true,
+                    limits: Limits::default(),
+                    monthly_budget_usd: None,
+                },
+            ],
+            api_keys: vec![ApiKeyConfig {
+                id: "k".into(),
+                namespace_code: "a".into(),
+                key_hash: hash_api_key("sk-aigw-a"),
+                prefix: "sk-aigw-a".into(),
+                revoked: false,
+                expires_at_ms: None,
+                allowed_models: None,
+            }],
+            models: vec![
+                ModelConfig {
+                    name: "m1".into(),
+                    encoding: "o200k_base".into(),
+                    input_price_per_1m: None,
+                    output_price_per_1m: None,
+                    context_window: None,
+                    enabled: true,
+                },
+                ModelConfig {
+                    name: "m2".into(),
+                    encoding: "o200k_base".into(),
+                    input_price_per_1m: None,
+                    output_price_per_1m: None,
+                    context_window: None,
+                    enabled: false,
+                },
+            ],
+            instances: vec![
+                inst("i1", "a", "m1", true),
+                inst("i2", "a", "m1", false),
+                inst("i3", "a", "m2", true),
+                inst("i4", "b", "m1", true),
+            ],
+        }
+    }
+
+    #[test]
+    fn compiles_only_usable_routes() {
+        let store = RoutingStore::new(
+            Recorder::new(RecorderConfig::for_service("t")),
+            HealthPolicy {
+                failure_threshold: 3,
+                cooldown: Duration::from_secs(1),
+                probe_failures: 1,
+            },
+        );
+        assert!(store.load().is_none());
+        store.apply(&snap());
+        let r = store.load().unwrap();
+        assert_eq!(r.version, 3);
+        let key = r.key(&hash_api_key("sk-aigw-a")).unwrap();
+        let a = &key.namespace;
+        assert_eq!(&*a.code, "a");
+        assert_eq!(a.budget_nano_usd, Some(1_500_000_000));
+        // Disabled model m2 and disabled instance i2 are not routable; b's
+        // instance never appears in a.
+        assert_eq!(a.models.len(), 1);
+        let m1 = &a.models["m1"];
+        let ids: Vec<&str> = m1.instances.iter().map(|i| &*i.id).collect();
+        assert_eq!(ids, vec!["i1"]);
+        assert_eq!(
+            m1.instances[0].url(Endpoint::Chat).as_str(),
+            "http://up/v1/chat/completions"
+        );
+        assert_eq!(m1.instances[0].upstream_model_json, "\"up-m1\"");
+        assert!(!format!("{:?}", m1.instances[0].auth).contains("sk-up"));
+        let list: serde_json::Value = serde_json::from_slice(&a.models_json).unwrap();
+        assert_eq!(list["data"][0]["id"], "m1");
+        assert_eq!(list["data"].as_array().unwrap().len(), 1);
+
+        // A new snapshot keeps instance state (same Arc).
+        let before = m1.instances[0].state.clone();
+        let mut s2 = snap();
+        s2.version = 4;
+        store.apply(&s2);
+        let r2 = store.load().unwrap();
+        let after = &r2.namespace("a").unwrap().models["m1"].instances[0].state;
+        assert!(Arc::ptr_eq(&before, after));
+    }
+
+    #[test]
+    fn nano_usd_conversion() {
+        assert_eq!(nano_usd("0.000000001".parse().unwrap()), 1);
+        assert_eq!(nano_usd("12.5".parse().unwrap()), 12_500_000_000);
+    }
+}

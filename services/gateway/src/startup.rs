@@ -1,0 +1,261 @@
+//! Building and running the gateway: shared state built once, background
+//! tasks under one cancellation token, the HTTP server, and graceful
+//! shutdown (stop accepting → drain in-flight requests within
+//! `SHUTDOWN_GRACE` → stop background tasks → flush metrics and usage).
+
+use crate::accounting::Accounting;
+use crate::config::Settings;
+use crate::exposition::EXPOSITION;
+use crate::health::HealthPolicy;
+use crate::limits::Limiter;
+use crate::routing::RoutingStore;
+use crate::{config_watch, health, limits, routes};
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::{web, App, HttpServer};
+use aigw_metrics::{MetricsEndpoint, Recorder, RecorderConfig, RedisConn};
+use anyhow::Context;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Shared state of the request handlers.
+pub struct AppState {
+    pub store: Arc<RoutingStore>,
+    pub accounting: Arc<Accounting>,
+    pub limiter: Limiter,
+    pub client: reqwest::Client,
+    pub metrics: MetricsEndpoint,
+    pub max_body_bytes: usize,
+    pub max_attempts: u32,
+    pub total_timeout: Duration,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    handle: AppHandle,
+    tasks: Vec<JoinHandle<()>>,
+    flusher: JoinHandle<()>,
+    cancel: CancellationToken,
+    flush_cancel: CancellationToken,
+}
+
+/// A handle to a running application, for tests and embedding.
+#[derive(Clone)]
+pub struct AppHandle {
+    server: ServerHandle,
+    state: web::Data<AppState>,
+}
+
+impl AppHandle {
+    /// Stops the server; `graceful` lets in-flight requests finish first.
+    pub async fn stop(&self, graceful: bool) {
+        self.server.stop(graceful).await;
+    }
+
+    /// Requests being handled right now.
+    pub fn live_requests(&self) -> usize {
+        self.state.accounting.live_requests()
+    }
+
+    /// TPM additions not yet written to Redis.
+    pub fn pending_tokens(&self) -> usize {
+        self.state.accounting.pending_tokens()
+    }
+
+    /// Version of the loaded routing snapshot.
+    pub fn config_version(&self) -> Option<u64> {
+        self.state.store.version()
+    }
+
+    pub fn recorder(&self) -> &Recorder {
+        &self.state.accounting.recorder
+    }
+
+    /// The month-to-date cost last read for a namespace, nano-USD.
+    pub fn namespace_spent_nano_usd(&self, ns: &str) -> Option<i64> {
+        let r = self.state.store.load()?;
+        Some(
+            r.namespace(ns)?
+                .runtime
+                .spent_nano_usd
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+}
+
+impl Application {
+    /// Binds the port and starts background work; does not need Redis to be
+    /// up (the gateway serves `/health` and reports not ready until a
+    /// snapshot is loaded).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let listener = std::net::TcpListener::bind((settings.bind_addr.as_str(), settings.port))
+            .with_context(|| format!("binding {}:{}", settings.bind_addr, settings.port))?;
+        let port = listener.local_addr()?.port();
+        let url = settings.redis_url.expose();
+        // Separate handles: background tasks run on this runtime, request
+        // handlers and scrapes on the HTTP workers' runtimes, and a Redis
+        // connection's driver lives on the runtime that opened it.
+        let bg_redis = RedisConn::new(url).context("REDIS_URL")?;
+        let request_redis = RedisConn::new(url).context("REDIS_URL")?;
+        let scrape_redis = RedisConn::new(url).context("REDIS_URL")?;
+
+        let recorder = Recorder::new(RecorderConfig::for_service("gateway"));
+        let cancel = CancellationToken::new();
+        let flush_cancel = CancellationToken::new();
+        let (token_sink, token_task) = limits::spawn_token_writer(bg_redis.clone(), cancel.clone());
+        let accounting = Arc::new(Accounting::new(recorder.clone(), Some(token_sink)));
+        let store = Arc::new(RoutingStore::new(
+            recorder.clone(),
+            HealthPolicy {
+                failure_threshold: settings.passive_failure_threshold,
+                cooldown: settings.passive_cooldown,
+                probe_failures: settings.health_check_failures,
+            },
+        ));
+        let client = upstream_client(&settings)?;
+        let probe_client = upstream_client(&settings)?;
+        let state = web::Data::new(AppState {
+            store: store.clone(),
+            accounting,
+            limiter: Limiter::new(request_redis, settings.rate_limit_timeout),
+            client,
+            metrics: MetricsEndpoint::new(scrape_redis, &EXPOSITION, Some(recorder.clone())),
+            max_body_bytes: settings.max_body_bytes,
+            max_attempts: settings.upstream_max_attempts,
+            total_timeout: settings.upstream_total_timeout,
+        });
+
+        let tasks = vec![
+            tokio::spawn(config_watch::watch(
+                store.clone(),
+                bg_redis.clone(),
+                settings.config_poll_interval,
+                cancel.clone(),
+            )),
+            tokio::spawn(health::run_active_checks(
+                store.clone(),
+                probe_client,
+                cancel.clone(),
+            )),
+            tokio::spawn(limits::run_budget_poller(
+                store.clone(),
+                bg_redis.clone(),
+                settings.budget_poll_interval,
+                cancel.clone(),
+            )),
+            token_task,
+        ];
+        let flusher = aigw_metrics::spawn_flusher(
+            recorder,
+            bg_redis,
+            settings.metrics_flush_interval,
+            settings.shutdown_grace.min(Duration::from_secs(10)),
+            flush_cancel.clone(),
+        );
+
+        let data = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .configure(routes::configure)
+                .default_service(web::to(routes::not_found))
+        })
+        .disable_signals()
+        // A client that closes its side is gone: drop its response at once so
+        // the upstream request is cancelled instead of generating unread tokens.
+        .h1_allow_half_closed(false)
+        // Stream chunks are small writes: without this, Nagle's algorithm
+        // holds each one until the client's delayed ACK (tens of ms).
+        .tcp_nodelay(true)
+        .shutdown_timeout(settings.shutdown_grace.as_secs().max(1));
+        if let Some(w) = settings.workers {
+            server = server.workers(w);
+        }
+        let server = server.listen(listener)?.run();
+        let handle = AppHandle {
+            server: server.handle(),
+            state,
+        };
+        tracing::info!(port, "gateway listening");
+        Ok(Application {
+            port,
+            server,
+            handle,
+            tasks,
+            flusher,
+            cancel,
+            flush_cancel,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> AppHandle {
+        self.handle.clone()
+    }
+
+    /// Serves until SIGTERM/SIGINT (or [`AppHandle::stop`]), then drains and
+    /// flushes.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let server_handle = self.server.handle();
+        let signals = tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutdown signal received; draining in-flight requests");
+            server_handle.stop(true).await;
+        });
+        let result = self.server.await;
+        signals.abort();
+        tracing::info!("http server stopped; stopping background tasks");
+        self.cancel.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        // Last: every request has been accounted and every TPM addition
+        // written, so the final flush carries everything.
+        self.flush_cancel.cancel();
+        let _ = self.flusher.await;
+        tracing::info!("metrics flushed; bye");
+        result.context("http server")
+    }
+}
+
+fn upstream_client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(settings.upstream_connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(512)
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("building the upstream HTTP client")
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,334 @@
+//! Reading token usage from upstream answers, and the text the token-service
+//! must count when an upstream reports none. Parsing is targeted: only the
+//! fields needed are deserialized, the rest is skipped.
+
+use crate::routing::Endpoint;
+use aigw_types::CountText;
+use bytes::Bytes;
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+/// Token usage as OpenAI-compatible upstreams report it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: u64,
+    #[serde(default)]
+    pub completion_tokens: u64,
+}
+
+#[derive(Deserialize)]
+struct UsageOnly {
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+/// `usage` of a whole JSON answer, if present.
+pub fn usage_of_body(body: &[u8]) -> Option<Usage> {
+    serde_json::from_slice::<UsageOnly>(body).ok()?.usage
+}
+
+/// What one SSE `data:` payload means for accounting.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct EventInfo {
+    pub usage: Option<Usage>,
+    /// The payload is a usage-only chunk (`choices` empty or absent).
+    pub usage_only: bool,
+}
+
+#[derive(Deserialize)]
+struct ChunkProbe {
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    choices: Option<Vec<IgnoredAny>>,
+}
+
+/// Inspects a stream payload. Cheap for the common case: only a payload
+/// whose `"usage"` is an object is parsed.
+pub fn inspect_event(payload: &[u8]) -> EventInfo {
+    if !has_usage_object(payload) {
+        return EventInfo::default();
+    }
+    match serde_json::from_slice::<ChunkProbe>(payload) {
+        Ok(p) => EventInfo {
+            usage_only: p.usage.is_some() && p.choices.as_ref().is_none_or(|c| c.is_empty()),
+            usage: p.usage,
+        },
+        Err(_) => EventInfo::default(),
+    }
+}
+
+/// Whether `"usage"` appears followed by `:` and an object (not `null`).
+fn has_usage_object(p: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"\"usage\"";
+    let mut i = 0;
+    while i + NEEDLE.len() <= p.len() {
+        if &p[i..i + NEEDLE.len()] == NEEDLE {
+            let mut j = i + NEEDLE.len();
+            while j < p.len() && p[j].is_ascii_whitespace() {
+                j += 1;
+            }
+            if j < p.len() && p[j] == b':' {
+                j += 1;
+                while j < p.len() && p[j].is_ascii_whitespace() {
+                    j += 1;
+                }
+                if j < p.len() && p[j] == b'{' {
+                    return true;
+                }
+            }
+            i = j.max(i + 1);
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
+// ---- text for counting -------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+    Other(IgnoredAny),
+}
+
+#[derive(Deserialize)]
+struct Part {
+    #[serde(default)]
+    text: Option<String>,
+}
+
+impl Content {
+    fn push_to(&self, out: &mut String) {
+        match self {
+            Content::Text(s) => push_line(out, s),
+            Content::Parts(parts) => {
+                for p in parts {
+                    if let Some(t) = &p.text {
+                        push_line(out, t);
+                    }
+                }
+            }
+            Content::Other(_) => {}
+        }
+    }
+}
+
+fn push_line(out: &mut String, s: &str) {
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(s);
+}
+
+#[derive(Deserialize)]
+struct ChatRequest {
+    #[serde(default)]
+    messages: Vec<Message>,
+}
+
+#[derive(Deserialize)]
+struct Message {
+    #[serde(default)]
+    content: Option<Content>,
+}
+
+/// The prompt as text: chat message contents one per line; a completion
+/// prompt or embedding input (string or list of strings).
+pub fn prompt_text(endpoint: Endpoint, body: &[u8]) -> String {
+    let mut out = String::new();
+    match endpoint {
+        Endpoint::Chat => {
+            if let Ok(r) = serde_json::from_slice::<ChatRequest>(body) {
+                for m in &r.messages {
+                    if let Some(c) = &m.content {
+                        c.push_to(&mut out);
+                    }
+                }
+            }
+        }
+        Endpoint::Completions | Endpoint::Embeddings => {
+            if let Ok(v) = serde_json::from_slice::<PromptList>(body) {
+                for s in v.items() {
+                    push_line(&mut out, s);
+                }
+            }
+        }
+        Endpoint::Models => {}
+    }
+    out
+}
+
+#[derive(Deserialize)]
+struct PromptList {
+    #[serde(default)]
+    prompt: Option<StringOrList>,
+    #[serde(default)]
+    input: Option<StringOrList>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StringOrList {
+    One(String),
+    Many(Vec<serde_json::Value>),
+}
+
+impl PromptList {
+    fn items(&self) -> Vec<&str> {
+        let mut v = Vec::new();
+        for x in [&self.prompt, &self.input].into_iter().flatten() {
+            match x {
+                StringOrList::One(s) => v.push(s.as_str()),
+                StringOrList::Many(items) => v.extend(items.iter().filter_map(|i| i.as_str())),
+            }
+        }
+        v
+    }
+}
+
+#[derive(Deserialize)]
+struct AnswerProbe {
+    #[serde(default)]
+    choices: Vec<ChoiceProbe>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceProbe {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    message: Option<MessageProbe>,
+    #[serde(default)]
+    delta: Option<MessageProbe>,
+}
+
+#[derive(Deserialize)]
+struct MessageProbe {
+    #[serde(default)]
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<ToolCallProbe>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallProbe {
+    #[serde(default)]
+    function: Option<FunctionProbe>,
+}
+
+#[derive(Deserialize)]
+struct FunctionProbe {
+    #[serde(default)]
+    arguments: Option<String>,
+}
+
+fn push_choice_text(out: &mut String, c: &ChoiceProbe) {
+    if let Some(t) = &c.text {
+        out.push_str(t);
+    }
+    for m in [&c.message, &c.delta].into_iter().flatten() {
+        if let Some(t) = &m.content {
+            out.push_str(t);
+        }
+        for tc in m.tool_calls.iter().flatten() {
+            if let Some(a) = tc.function.as_ref().and_then(|f| f.arguments.as_ref()) {
+                out.push_str(a);
+            }
+        }
+    }
+}
+
+/// The generated text of a whole answer (embeddings have none).
+pub fn completion_text(endpoint: Endpoint, body: &[u8]) -> String {
+    let mut out = String::new();
+    if endpoint == Endpoint::Embeddings {
+        return out;
+    }
+    if let Ok(a) = serde_json::from_slice::<AnswerProbe>(body) {
+        for c in &a.choices {
+            push_choice_text(&mut out, c);
+        }
+    }
+    out
+}
+
+/// The generated text of a stream, from its `data:` payloads.
+pub fn stream_completion_text(payloads: &[Bytes]) -> String {
+    let mut out = String::new();
+    for p in payloads {
+        if let Ok(a) = serde_json::from_slice::<AnswerProbe>(p) {
+            for c in &a.choices {
+                push_choice_text(&mut out, c);
+            }
+        }
+    }
+    out
+}
+
+/// A rough token estimate (4 bytes per token) for TPM accounting when the
+/// upstream reported no usage; the token-service counts exactly later.
+pub fn estimate_tokens(t: &CountText) -> u64 {
+    ((t.prompt.len() + t.completion.len()) as u64).div_ceil(4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_chunks_are_recognised() {
+        let final_chunk = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}}"#;
+        let info = inspect_event(final_chunk);
+        assert_eq!(
+            info.usage,
+            Some(Usage {
+                prompt_tokens: 5,
+                completion_tokens: 7
+            })
+        );
+        assert!(info.usage_only);
+        let normal = br#"{"id":"x","choices":[{"delta":{"content":"hi"}}],"usage":null}"#;
+        assert_eq!(inspect_event(normal), EventInfo::default());
+        let both = br#"{"choices":[{"delta":{"content":"hi"}}],"usage" : {"prompt_tokens":1}}"#;
+        let info = inspect_event(both);
+        assert!(info.usage.is_some());
+        assert!(!info.usage_only);
+    }
+
+    #[test]
+    fn prompt_and_completion_text() {
+        let chat = br#"{"model":"m","messages":[{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hello"}]}]}"#;
+        assert_eq!(prompt_text(Endpoint::Chat, chat), "be brief\nhello");
+        let comp = br#"{"model":"m","prompt":["a","b"]}"#;
+        assert_eq!(prompt_text(Endpoint::Completions, comp), "a\nb");
+        let emb = br#"{"model":"m","input":"text to embed"}"#;
+        assert_eq!(prompt_text(Endpoint::Embeddings, emb), "text to embed");
+        let answer = br#"{"choices":[{"message":{"role":"assistant","content":"Hi there"}}]}"#;
+        assert_eq!(completion_text(Endpoint::Chat, answer), "Hi there");
+        let events = vec![
+            Bytes::from_static(br#"{"choices":[{"delta":{"role":"assistant"}}]}"#),
+            Bytes::from_static(br#"{"choices":[{"delta":{"content":"Hel"}}]}"#),
+            Bytes::from_static(br#"{"choices":[{"delta":{"content":"lo"}}]}"#),
+        ];
+        assert_eq!(stream_completion_text(&events), "Hello");
+    }
+
+    #[test]
+    fn body_usage() {
+        let b = br#"{"object":"list","data":[],"usage":{"prompt_tokens":3,"total_tokens":3}}"#;
+        assert_eq!(
+            usage_of_body(b),
+            Some(Usage {
+                prompt_tokens: 3,
+                completion_tokens: 0
+            })
+        );
+        assert_eq!(usage_of_body(b"{}"), None);
+        assert_eq!(usage_of_body(b"not json"), None);
+    }
+}

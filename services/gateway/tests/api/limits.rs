@@ -1,0 +1,289 @@
+//! Namespace limits: each one refuses with 429 + Retry-After at the right
+//! count, and RPM holds across two gateway processes.
+
+use crate::helpers::*;
+use crate::mock::MockUpstream;
+use aigw_testkit::{free_port, Proc, RedisServer};
+use aigw_types::Limits;
+use serde_json::Value;
+use std::time::Duration;
+
+fn limited(base_url: &str, limits: Limits) -> aigw_types::ConfigSnapshot {
+    let mut snap = one_instance(base_url);
+    snap.namespaces[0].limits = limits;
+    snap
+}
+
+async fn assert_429(resp: reqwest::Response, ty: &str, code: &str) -> u64 {
+    assert_eq!(resp.status(), 429);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["type"], ty, "{v}");
+    assert_eq!(v["error"]["code"], code, "{v}");
+    retry
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrency_limit_refuses_the_request_over_the_limit() {
+    let up = MockUpstream::start("a1").await;
+    up.set(|b| {
+        b.gated = true;
+        b.chunks = 2;
+    });
+    let snap = limited(
+        &up.base_url(),
+        Limits {
+            max_concurrency: Some(2),
+            ..Default::default()
+        },
+    );
+    let app = TestApp::spawn(&snap).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut r = app.chat(KEY_A, chat_body(true)).await;
+        let mut t = String::new();
+        read_until(&mut r, &mut t, "\"c1\"").await;
+        held.push(r);
+    }
+    let retry = assert_429(
+        app.chat(KEY_A, chat_body(false)).await,
+        "requests",
+        "concurrency_limit_exceeded",
+    )
+    .await;
+    assert_eq!(retry, 1);
+    up.release(2);
+    for r in held {
+        assert!(r.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+    }
+    app.settle().await;
+    assert_eq!(app.chat(KEY_A, chat_body(false)).await.status(), 200);
+    app.settle().await;
+    assert_eq!(
+        app.get_i64("metrics:ns:team-a:rejections:concurrency")
+            .await,
+        1
+    );
+    assert_eq!(app.get_i64("metrics:ns:team-a:status:429").await, 1);
+    assert_eq!(app.get_i64("metrics:ns:team-a:status:200").await, 3);
+    let m = app.metrics().await;
+    assert_eq!(
+        m.value("ai_gateway_rejections_total{namespace_code=\"team-a\",reason=\"concurrency\"}"),
+        1.0
+    );
+    assert_eq!(up.request_count(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpm_limit_refuses_at_the_exact_count_and_unlimited_namespaces_skip_redis() {
+    let up = MockUpstream::start("a1").await;
+    let mut snap = limited(
+        &up.base_url(),
+        Limits {
+            rpm: Some(3),
+            ..Default::default()
+        },
+    );
+    snap.namespaces.push(ns("free"));
+    snap.api_keys.push(key("free", KEY_B));
+    snap.instances
+        .push(instance("f1", "free", MODEL, &up.base_url()));
+    let app = TestApp::spawn(&snap).await;
+
+    // A namespace without limits never makes the gateway call Redis' TIME
+    // (which only the limit scripts use).
+    app.redis.reset_stats().await;
+    for _ in 0..5 {
+        assert_eq!(app.chat(KEY_B, chat_body(false)).await.status(), 200);
+    }
+    assert_eq!(app.redis.command_calls("time").await, 0);
+
+    for i in 0..3 {
+        assert_eq!(
+            app.chat(KEY_A, chat_body(false)).await.status(),
+            200,
+            "request {i}"
+        );
+    }
+    let retry = assert_429(
+        app.chat(KEY_A, chat_body(false)).await,
+        "requests",
+        "rate_limit_exceeded",
+    )
+    .await;
+    assert!(retry <= 60);
+    assert_eq!(app.redis.command_calls("time").await, 4);
+    assert_eq!(up.request_count(), 8);
+    app.settle().await;
+    assert_eq!(app.get_i64("metrics:ns:team-a:rejections:rpm").await, 1);
+    assert_eq!(app.get("metrics:ns:free:rejections:rpm").await, None);
+    let recs = app.usage_records().await;
+    let rejected: Vec<_> = recs.iter().filter(|r| r.status == 429).collect();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].error_kind.as_deref(), Some("rpm_limited"));
+    assert_eq!(rejected[0].instance_id, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tpm_limit_refuses_once_the_window_holds_enough_tokens() {
+    let up = MockUpstream::start("a1").await;
+    // 11 + 7 = 18 tokens per request.
+    let snap = limited(
+        &up.base_url(),
+        Limits {
+            tpm: Some(30),
+            ..Default::default()
+        },
+    );
+    let app = TestApp::spawn(&snap).await;
+    assert_eq!(app.chat(KEY_A, chat_body(false)).await.status(), 200);
+    app.settle().await;
+    // 18 < 30: allowed. The stream's usage counts as well.
+    let text = app.chat(KEY_A, chat_body(true)).await.text().await.unwrap();
+    assert!(text.contains("[DONE]"));
+    app.settle().await;
+    assert_429(
+        app.chat(KEY_A, chat_body(false)).await,
+        "tokens",
+        "rate_limit_exceeded",
+    )
+    .await;
+    assert_eq!(up.request_count(), 2);
+    app.settle().await;
+    assert_eq!(app.get_i64("metrics:ns:team-a:rejections:tpm").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monthly_budget_refuses_once_the_cost_reaches_it() {
+    let up = MockUpstream::start("a1").await;
+    let mut snap = one_instance(&up.base_url());
+    snap.namespaces[0].monthly_budget_usd = Some("1".parse().unwrap());
+    let app = TestApp::spawn(&snap).await;
+    let month = gateway::limits::month_of(gateway::limits::unix_s());
+    let cost_key = format!("metrics:cost:ns:team-a:month:{month}");
+    let set_cost = |v: i64| {
+        let redis = &app.redis;
+        let cost_key = cost_key.clone();
+        async move {
+            let mut c = redis.conn().await;
+            let _: () = redis::cmd("SET")
+                .arg(&cost_key)
+                .arg(v)
+                .query_async(&mut c)
+                .await
+                .unwrap();
+        }
+    };
+    assert_eq!(app.chat(KEY_A, chat_body(false)).await.status(), 200);
+    set_cost(999_999_999).await;
+    eventually("cost read", || async {
+        app.gw.handle.namespace_spent_nano_usd("team-a") == Some(999_999_999)
+    })
+    .await;
+    assert_eq!(app.chat(KEY_A, chat_body(false)).await.status(), 200);
+    set_cost(1_000_000_000).await;
+    eventually("cost read", || async {
+        app.gw.handle.namespace_spent_nano_usd("team-a") == Some(1_000_000_000)
+    })
+    .await;
+    let retry = assert_429(
+        app.chat(KEY_A, chat_body(false)).await,
+        "insufficient_quota",
+        "insufficient_quota",
+    )
+    .await;
+    assert!(retry <= 31 * 86_400);
+    assert_eq!(up.request_count(), 2);
+    app.settle().await;
+    assert_eq!(app.get_i64("metrics:ns:team-a:rejections:budget").await, 1);
+}
+
+async fn spawn_binary(redis: &RedisServer) -> (Proc, String) {
+    let port = free_port();
+    let mut p = Proc::spawn_path(
+        std::path::Path::new(env!("CARGO_BIN_EXE_gateway")),
+        "gateway",
+        &[
+            ("GATEWAY_PORT", port.to_string()),
+            ("BIND_ADDR", "127.0.0.1".into()),
+            ("REDIS_URL", redis.url()),
+            ("GATEWAY_WORKERS", "1".into()),
+            ("METRICS_FLUSH_INTERVAL", "100ms".into()),
+            ("SHUTDOWN_GRACE", "5s".into()),
+            ("RUST_LOG", "info".into()),
+        ],
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    p.wait_ready(&format!("{base}/ready")).await;
+    (p, base)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpm_is_shared_by_two_gateway_processes() {
+    let up = MockUpstream::start("a1").await;
+    let redis = RedisServer::start().await;
+    let snap = limited(
+        &up.base_url(),
+        Limits {
+            rpm: Some(4),
+            ..Default::default()
+        },
+    );
+    publish(&redis, &snap).await;
+    let (mut g1, url1) = spawn_binary(&redis).await;
+    let (mut g2, url2) = spawn_binary(&redis).await;
+    let c = client();
+    let send = |base: &str| {
+        let c = c.clone();
+        let url = format!("{base}/v1/chat/completions");
+        async move {
+            c.post(url)
+                .bearer_auth(KEY_A)
+                .json(&chat_body(false))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for (i, base) in [&url1, &url2, &url1, &url2].iter().enumerate() {
+        assert_eq!(send(base).await.status(), 200, "request {i}");
+    }
+    assert_eq!(send(&url1).await.status(), 429);
+    assert_eq!(send(&url2).await.status(), 429);
+    assert_eq!(up.request_count(), 4);
+
+    // SIGTERM: both drain, flush and exit 0.
+    assert_eq!(
+        g1.terminate(Duration::from_secs(15)).await,
+        Some(0),
+        "{}",
+        g1.logs()
+    );
+    assert_eq!(
+        g2.terminate(Duration::from_secs(15)).await,
+        Some(0),
+        "{}",
+        g2.logs()
+    );
+    let mut conn = redis.conn().await;
+    let total: i64 = redis::cmd("GET")
+        .arg("metrics:global:total_requests")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(total, 6);
+    let rejected: i64 = redis::cmd("GET")
+        .arg("metrics:ns:team-a:rejections:rpm")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rejected, 2);
+    for p in [&g1, &g2] {
+        assert!(!p.logs().contains("sk-upstream-secret"), "secret in logs");
+    }
+}
