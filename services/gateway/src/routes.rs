@@ -98,13 +98,16 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let text = state.metrics.render(None).await;
+/// Prometheus exposition: OpenMetrics when asked for (as Prometheus does),
+/// the classic text format otherwise.
+async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let accept = req
+        .headers()
+        .get(actix_web::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let (content_type, text) = state.metrics.render_negotiated(accept, None).await;
     HttpResponse::Ok()
-        .insert_header((
-            actix_web::http::header::CONTENT_TYPE,
-            aigw_metrics::CONTENT_TYPE,
-        ))
+        .insert_header((actix_web::http::header::CONTENT_TYPE, content_type))
         .body(text)
 }
 

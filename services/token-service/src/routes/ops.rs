@@ -74,10 +74,11 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Prometheus exposition (OpenMetrics text).
+/// Prometheus exposition: OpenMetrics when asked for (as Prometheus does),
+/// the classic text format otherwise.
 #[utoipa::path(get, path = "/metrics", tag = "ops",
     responses((status = 200, description = "Metrics", content_type = "application/openmetrics-text", body = String)))]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let backlog = stream_backlog(&state.redis).await;
     let gauges = ScrapeGauges {
         stream_pending: backlog.map(|(p, _)| p),
@@ -87,10 +88,12 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         consumer_running: state.consumer.get() == ConsumerState::Running,
     };
     let extra = scrape_registry(&gauges);
-    let body = state.metrics.render(Some(&extra)).await;
-    HttpResponse::Ok()
-        .content_type(aigw_metrics::CONTENT_TYPE)
-        .body(body)
+    let accept = req
+        .headers()
+        .get(actix_web::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let (content_type, body) = state.metrics.render_negotiated(accept, Some(&extra)).await;
+    HttpResponse::Ok().content_type(content_type).body(body)
 }
 
 /// This document.
