@@ -8,7 +8,7 @@
 //! - [`config`]: typed configuration from the environment.
 //! - [`routes`]: handlers; [`domain`]: input parsing; [`storage`]: SQL.
 //! - [`publisher`]: the background publication to Redis.
-//! - [`metrics`], [`auth`], [`error`], [`openapi`], [`telemetry`].
+//! - [`metrics`], [`auth`], [`error`], [`openapi`].
 
 pub mod auth;
 pub mod config;
@@ -20,7 +20,6 @@ pub mod publisher;
 pub mod routes;
 pub mod startup;
 pub mod storage;
-pub mod telemetry;
 
 pub use config::{AdminToken, Config};
 pub use startup::Application;

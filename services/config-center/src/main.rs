@@ -1,11 +1,11 @@
 //! The config-center binary: reads its config from the environment and runs
 //! the [`config_center::Application`] until SIGTERM or SIGINT.
 
-use config_center::{telemetry, Application, Config};
+use config_center::{Application, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init();
+    aigw_service::init_tracing();
     let config = match Config::from_env() {
         Ok(c) => c,
         Err(e) => {

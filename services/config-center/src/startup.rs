@@ -120,7 +120,7 @@ impl Application {
 
     /// Serves until SIGTERM or SIGINT, then shuts down gracefully.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.run_until(shutdown_signal()).await
+        self.run_until(aigw_service::shutdown_signal()).await
     }
 
     /// Serves until `stop` completes (or the server is stopped through
@@ -155,24 +155,5 @@ impl Application {
         self.store.close().await;
         tracing::info!("config-center stopped");
         served.context("http server")
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            // Without signal handlers, only Ctrl-C through tokio's fallback.
-            let _ = tokio::signal::ctrl_c().await;
-        }
     }
 }

@@ -22,7 +22,6 @@ pub mod pool;
 pub mod routes;
 pub mod snapshot;
 pub mod startup;
-pub mod telemetry;
 pub mod tokenize;
 pub mod usage;
 

@@ -3,7 +3,7 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    token_service::telemetry::init();
+    aigw_service::init_tracing();
     let config = token_service::Config::from_env()?;
     let app = token_service::Application::build(config).await?;
     app.run_until_stopped().await
