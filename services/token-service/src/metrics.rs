@@ -142,6 +142,9 @@ pub struct ScrapeGauges {
     pub count_jobs_in_flight: i64,
     pub snapshot_version: Option<i64>,
     pub consumer_running: bool,
+    /// Cost of the current UTC month per namespace of the snapshot, in USD
+    /// (from `NS_MONTH_COST`); empty when Redis could not be read.
+    pub month_cost_usd: Vec<(String, f64)>,
 }
 
 /// A registry holding the scrape-time gauges.
@@ -181,5 +184,20 @@ pub fn scrape_registry(g: &ScrapeGauges) -> Registry {
         "Whether this replica's usage consumer is reading the stream (1) or not (0).",
         i64::from(g.consumer_running),
     );
+    if !g.month_cost_usd.is_empty() {
+        let fam = aigw_metrics::prometheus_client::metrics::family::Family::<
+            Vec<(&'static str, String)>,
+            Gauge<f64, std::sync::atomic::AtomicU64>,
+        >::default();
+        for (ns, usd) in &g.month_cost_usd {
+            fam.get_or_create(&vec![("namespace_code", ns.clone())])
+                .set(*usd);
+        }
+        reg.register(
+            "token_service_namespace_month_cost_usd",
+            "Cost of the current UTC calendar month per namespace, USD (what monthly budgets are checked against).",
+            fam,
+        );
+    }
     reg
 }

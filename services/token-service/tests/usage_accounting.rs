@@ -282,3 +282,45 @@ async fn waits_for_a_snapshot_and_follows_price_changes() {
     assert_eq!(get_i64(&app.redis, key).await, 150_000_000 + 2_500_000_000);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn this_months_cost_per_namespace_is_exported_for_budgets() {
+    let redis = aigw_testkit::RedisServer::start().await;
+    publish_snapshot(&redis, &snapshot(1)).await;
+    let app = TestApp::spawn_on(redis, |_| {}).await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let mut now = record("m1", "team-a", "gpt-4o-mini");
+    now.started_at_ms = now_ms;
+    now.prompt_tokens = 1000;
+    now.completion_tokens = 500;
+    // An older month must not count toward this month's spend.
+    let mut old = record("m2", "team-a", "gpt-4o-mini");
+    old.started_at_ms = now_ms - 62 * 24 * 3600 * 1000;
+    old.prompt_tokens = 1_000_000;
+    push_records(&app.redis, &[now, old]).await;
+    wait_for(WAIT, "2 records consumed", || async {
+        processed(&app).await == 2.0
+    })
+    .await;
+    let m = app.metrics().await;
+    assert_eq!(
+        sample(
+            &m,
+            "token_service_namespace_month_cost_usd",
+            &[("namespace_code", "team-a")]
+        ),
+        Some(0.00045),
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            "token_service_namespace_month_cost_usd",
+            &[("namespace_code", "team-b")]
+        ),
+        Some(0.0)
+    );
+}

@@ -31,6 +31,37 @@ pub struct Readiness {
     pub consumer: &'static str,
 }
 
+/// This UTC month's cost per namespace of the snapshot, in USD: one
+/// pipelined read of the `NS_MONTH_COST` series.
+async fn month_costs(state: &AppState) -> Vec<(String, f64)> {
+    let Some(snap) = state.snapshot.current() else {
+        return Vec::new();
+    };
+    let month = crate::usage::pricing::month_label(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0),
+    );
+    let codes: Vec<&str> = snap.namespaces.iter().map(|n| n.code.as_str()).collect();
+    let fut = async {
+        let mut conn = state.redis.get().await.ok()?;
+        let mut p = redis::pipe();
+        for ns in &codes {
+            p.get(aigw_metrics::families::token_service::NS_MONTH_COST.key_for(&[ns, &month]));
+        }
+        p.query_async::<Vec<Option<i64>>>(&mut conn).await.ok()
+    };
+    match tokio::time::timeout(Duration::from_millis(1000), fut).await {
+        Ok(Some(values)) => codes
+            .iter()
+            .zip(values)
+            .map(|(ns, v)| (ns.to_string(), v.unwrap_or(0) as f64 / 1e9))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// Liveness: answers while the process serves, whatever Redis does.
 #[utoipa::path(get, path = "/health", tag = "ops",
     responses((status = 200, description = "Alive", body = Health)))]
@@ -80,12 +111,14 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     responses((status = 200, description = "Metrics", content_type = "application/openmetrics-text", body = String)))]
 pub async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let backlog = stream_backlog(&state.redis).await;
+    let month_cost_usd = month_costs(&state).await;
     let gauges = ScrapeGauges {
         stream_pending: backlog.map(|(p, _)| p),
         stream_lag: backlog.and_then(|(_, l)| l),
         count_jobs_in_flight: state.pool.in_flight(),
         snapshot_version: state.snapshot.version().map(|v| v as i64),
         consumer_running: state.consumer.get() == ConsumerState::Running,
+        month_cost_usd,
     };
     let extra = scrape_registry(&gauges);
     let accept = req
