@@ -35,6 +35,7 @@ impl Application {
     /// Connects to the database (running migrations), prepares Redis
     /// (lazily: Redis may be down) and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let body_timeout = aigw_service::body_timeout_from_env().map_err(anyhow::Error::msg)?;
         if config.admin_token_generated {
             // Dev mode: the one place the token is shown.
             println!(
@@ -89,6 +90,7 @@ impl Application {
                 .app_data(state.clone())
                 .configure(routes::configure(max_body))
                 .wrap(from_fn(metrics::track))
+                .wrap(aigw_service::BodyDeadline(body_timeout))
         })
         .workers(config.workers)
         .disable_signals()

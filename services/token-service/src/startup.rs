@@ -41,6 +41,7 @@ impl Application {
     /// Loads the encoders, binds the listener and prepares the server.
     /// Does not need Redis.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let body_timeout = aigw_service::body_timeout_from_env().map_err(anyhow::Error::msg)?;
         config.validate()?;
         let started = std::time::Instant::now();
         let encoders = Arc::new(
@@ -77,6 +78,7 @@ impl Application {
             App::new()
                 .app_data(app_state.clone())
                 .configure(crate::routes::configure)
+                .wrap(aigw_service::BodyDeadline(body_timeout))
         })
         .workers(config.http_workers)
         .shutdown_timeout(config.shutdown_timeout.as_secs().max(1))
