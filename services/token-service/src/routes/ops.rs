@@ -108,7 +108,8 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 /// Prometheus exposition: OpenMetrics when asked for (as Prometheus does),
 /// the classic text format otherwise.
 #[utoipa::path(get, path = "/metrics", tag = "ops",
-    responses((status = 200, description = "Metrics", content_type = "application/openmetrics-text", body = String)))]
+    responses((status = 200, description = "Metrics (classic text, or OpenMetrics when the Accept header asks for it)",
+        content((String = "text/plain"), (String = "application/openmetrics-text")))))]
 pub async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let backlog = stream_backlog(&state.redis).await;
     let month_cost_usd = month_costs(&state).await;
