@@ -57,6 +57,8 @@ impl Application {
         })
         // Streams in flight get this long to finish on SIGTERM.
         .shutdown_timeout(5)
+        // SSE chunks must leave at once, not wait for Nagle's delayed ACK.
+        .tcp_nodelay(true)
         .listen(listener)?;
         if let Some(w) = workers {
             server = server.workers(w);
