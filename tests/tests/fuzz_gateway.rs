@@ -488,16 +488,10 @@ fn sse_streams_pass_through_exactly_whatever_the_chunking() {
     );
 }
 
-/// FINDING (issue 8, found by the property above): with `"stream": true,
-/// "stream_options": null` the gateway does not replace the `null` but adds
-/// a second `stream_options` key, so the upstream gets a JSON object with a
-/// duplicate key (`{"model":…,"stream_options":{"include_usage":true},
-/// "stream":true,"stream_options":null}`); most parsers keep the last one,
-/// so no usage is reported and the tokens are estimated instead. Cause:
-/// `Probe::stream_options` is `Option<&RawValue>`, which serde fills with
-/// `None` for a JSON `null`. Ignored until the gateway's owner fixes it.
+/// Found by the property above: with `"stream": true, "stream_options":
+/// null` the gateway must replace the `null` (the upstream once received a
+/// duplicate `stream_options` key and, keeping the last, reported no usage).
 #[test]
-#[ignore = "finding: stream_options null is duplicated, not replaced (see doc comment)"]
 fn stream_options_null_is_replaced_not_duplicated() {
     let f = fixture();
     f.script.lock().unwrap().sse = Some(vec![b"data: [DONE]\n\n".to_vec()]);
