@@ -191,11 +191,12 @@ impl Accounting {
     /// Starts accounting for one request.
     pub fn start(self: &Arc<Self>, endpoint: Endpoint) -> RequestGuard {
         self.live.fetch_add(1, Relaxed);
+        let started_at_ms = unix_ms();
         RequestGuard {
             acc: self.clone(),
             start: Instant::now(),
-            started_at_ms: unix_ms(),
-            record_id: uuid::Uuid::now_v7().to_string(),
+            started_at_ms,
+            record_id: new_record_id(started_at_ms),
             endpoint,
             ns: None,
             model: None,
@@ -207,6 +208,7 @@ impl Accounting {
             upstream_answered: false,
             request_body: None,
             completion: Completion::None,
+            kept_bytes: 0,
             slot: None,
             outcome: None,
         }
@@ -251,6 +253,9 @@ pub struct RequestGuard {
     upstream_answered: bool,
     request_body: Option<Bytes>,
     completion: Completion,
+    /// Bytes held in `completion` (kept as a running total: a long stream
+    /// must not re-sum its events on every new one).
+    kept_bytes: usize,
     slot: Option<ConcurrencySlot>,
     outcome: Option<(u16, Option<&'static str>)>,
 }
@@ -321,8 +326,8 @@ impl RequestGuard {
             self.completion = Completion::Events(Vec::new());
         }
         if let Completion::Events(v) = &mut self.completion {
-            let kept: usize = v.iter().map(Bytes::len).sum();
-            if kept + payload.len() <= MAX_KEPT_COMPLETION {
+            if self.kept_bytes + payload.len() <= MAX_KEPT_COMPLETION {
+                self.kept_bytes += payload.len();
                 v.push(payload);
             }
         }
@@ -381,8 +386,12 @@ impl RequestGuard {
                         }
                     }
                 }
-                match serde_json::to_string(&record) {
-                    Ok(json) => {
+                // Sized for a typical record, so serializing does not regrow.
+                let mut json = Vec::with_capacity(512);
+                match serde_json::to_writer(&mut json, &record) {
+                    Ok(()) => {
+                        // serde_json writes UTF-8 only.
+                        let json = String::from_utf8(json).unwrap_or_default();
                         if !acc.recorder.push_record(json) {
                             acc.usage_dropped.inc();
                         }
@@ -459,9 +468,40 @@ impl Drop for RequestGuard {
     }
 }
 
+/// A fresh UUID v7 for `now_ms`, its random part from the thread's RNG.
+/// (`Uuid::now_v7` reads the OS RNG per id — a syscall — behind a
+/// process-wide lock that the HTTP workers contend for.) Ids only need to be
+/// unique, not ordered within a millisecond.
+pub fn new_record_id(now_ms: i64) -> String {
+    let mut random = [0u8; 10];
+    rand::Rng::fill(&mut rand::thread_rng(), &mut random);
+    uuid::Builder::from_unix_timestamp_millis(now_ms.max(0) as u64, &random)
+        .into_uuid()
+        .to_string()
+}
+
 pub fn unix_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_ids_are_unique_uuid_v7_of_the_given_time() {
+        let now = 1_700_000_000_123;
+        let a = new_record_id(now);
+        let b = new_record_id(now);
+        assert_ne!(a, b, "same millisecond, different ids");
+        for id in [&a, &b] {
+            let u = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(u.get_version_num(), 7);
+            let (secs, nanos) = u.get_timestamp().unwrap().to_unix();
+            assert_eq!(secs * 1000 + u64::from(nanos) / 1_000_000, now as u64);
+        }
+    }
 }

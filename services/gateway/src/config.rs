@@ -69,6 +69,11 @@ pub struct Settings {
     /// `SHUTDOWN_GRACE`: how long in-flight requests may take to finish after
     /// SIGTERM, default 30s.
     pub shutdown_grace: Duration,
+    /// Plain-HTTP instances use the direct hyper client (see
+    /// [`crate::upstream`]). Not a variable of its own: false when
+    /// `HTTP_PROXY`/`ALL_PROXY` (or lower case) is set, so that reqwest applies
+    /// the proxy as before.
+    pub upstream_direct: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +108,7 @@ impl Default for Settings {
             budget_poll_interval: Duration::from_secs(10),
             rate_limit_timeout: Duration::from_millis(250),
             shutdown_grace: Duration::from_secs(30),
+            upstream_direct: true,
         }
     }
 }
@@ -164,6 +170,7 @@ impl Settings {
             budget_poll_interval: parse_dur(&get, "BUDGET_POLL_INTERVAL", d.budget_poll_interval)?,
             rate_limit_timeout: parse_dur(&get, "RATE_LIMIT_TIMEOUT", d.rate_limit_timeout)?,
             shutdown_grace: parse_dur(&get, "SHUTDOWN_GRACE", d.shutdown_grace)?,
+            upstream_direct: !crate::upstream::http_proxy_configured(&get),
         };
         s.validate()?;
         Ok(s)
@@ -303,6 +310,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("METRICS_FLUSH_INTERVAL"), "{e}");
+    }
+
+    #[test]
+    fn an_http_proxy_switches_the_direct_upstream_client_off() {
+        assert!(from(&[]).unwrap().upstream_direct);
+        assert!(
+            !from(&[("HTTP_PROXY", "http://proxy:3128")])
+                .unwrap()
+                .upstream_direct
+        );
+        assert!(
+            !from(&[("all_proxy", "socks5://proxy:1080")])
+                .unwrap()
+                .upstream_direct
+        );
+        // HTTPS_PROXY concerns HTTPS instances, which use reqwest anyway.
+        assert!(
+            from(&[("HTTPS_PROXY", "http://proxy:3128")])
+                .unwrap()
+                .upstream_direct
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //!   [`config_watch`] which keeps it current from Redis.
 //! - [`routes`]: HTTP handlers; [`proxy`] the request path (auth → namespace
 //!   → model → limits → instance → forward), [`stream`] the SSE pass-through.
+//! - [`upstream`]: the HTTP client of the request path (hyper direct for
+//!   plain-HTTP instances, reqwest for HTTPS and proxies).
 //! - [`balance`] instance selection, [`health`] active and passive health,
 //!   [`limits`] concurrency / RPM / TPM / budget.
 //! - [`accounting`]: per-request metrics and usage records through the shared
@@ -36,6 +38,7 @@ pub mod routing;
 pub mod startup;
 pub mod stream;
 pub mod telemetry;
+pub mod upstream;
 pub mod usage;
 
 pub use config::Settings;

@@ -9,7 +9,8 @@ use crate::health::{now_ms, AttemptGuard};
 use crate::limits::Limiter;
 use crate::routing::{Endpoint, KeyEntry, ModelRoute, Routing};
 use crate::startup::AppState;
-use crate::stream::ProxyStream;
+use crate::stream::{self as sse, Ended, ProxyStream};
+use crate::upstream::{UpstreamBody, UpstreamClient, UpstreamError};
 use crate::usage;
 use actix_web::http::header as ah;
 use actix_web::http::StatusCode;
@@ -38,13 +39,23 @@ pub enum Input {
 /// Handles one API request: a proxied endpoint or the models list.
 pub async fn handle(
     state: &AppState,
+    upstream: &UpstreamClient,
     endpoint: Endpoint,
     req: &HttpRequest,
     input: Input,
 ) -> HttpResponse {
     let mut guard = state.accounting.start(endpoint);
     let request_id = client_request_id(req).unwrap_or_else(|| guard.record_id.clone());
-    let outcome = run(state, endpoint, req, input, &mut guard, &request_id).await;
+    let outcome = run(
+        state,
+        upstream,
+        endpoint,
+        req,
+        input,
+        &mut guard,
+        &request_id,
+    )
+    .await;
     let mut resp = match outcome {
         Ok(Reply::Json(body)) => {
             guard.finish(200, None);
@@ -68,6 +79,7 @@ pub async fn handle(
             headers,
             upstream,
             first,
+            ended,
             attempt,
             hide_usage,
             deadline,
@@ -75,7 +87,7 @@ pub async fn handle(
             let mut b = HttpResponse::build(status_code(status));
             copy_response_headers(&headers, &mut b);
             b.streaming(ProxyStream::new(
-                upstream, first, guard, attempt, status, hide_usage, deadline,
+                upstream, first, ended, guard, attempt, status, hide_usage, deadline,
             ))
         }
         Err(e) => {
@@ -96,16 +108,17 @@ enum Reply {
     /// An upstream answer relayed whole.
     Full {
         status: u16,
-        headers: reqwest::header::HeaderMap,
+        headers: http::HeaderMap,
         body: Bytes,
         kind: Option<&'static str>,
     },
     /// An upstream stream, its first chunk already read.
     Stream {
         status: u16,
-        headers: reqwest::header::HeaderMap,
-        upstream: futures_util::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+        headers: http::HeaderMap,
+        upstream: UpstreamBody,
         first: Bytes,
+        ended: Option<Ended>,
         attempt: AttemptGuard,
         hide_usage: bool,
         deadline: Instant,
@@ -114,6 +127,7 @@ enum Reply {
 
 async fn run(
     state: &AppState,
+    upstream: &UpstreamClient,
     endpoint: Endpoint,
     req: &HttpRequest,
     input: Input,
@@ -159,7 +173,7 @@ async fn run(
     }
     state.limiter.check_rate(&ns).await?;
     forward(
-        state, endpoint, req, route, &parsed, &body, guard, request_id,
+        state, upstream, endpoint, req, route, &parsed, &body, guard, request_id,
     )
     .await
 }
@@ -243,8 +257,17 @@ struct Probe<'a> {
     model: Option<&'a RawValue>,
     #[serde(borrow, default)]
     stream: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    /// `null` is kept as `Some("null")`, so the rewrite replaces it rather
+    /// than appending a second `stream_options` key.
+    #[serde(borrow, default, deserialize_with = "raw_keep_null")]
     stream_options: Option<&'a RawValue>,
+}
+
+fn raw_keep_null<'de, D>(d: D) -> Result<Option<&'de RawValue>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    <&'de RawValue as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 /// A validated request body and how to rewrite it for an instance.
@@ -367,7 +390,7 @@ impl Failure {
     }
 }
 
-fn classify(e: &reqwest::Error) -> Failure {
+fn classify(e: &UpstreamError) -> Failure {
     if e.is_timeout() {
         Failure::Timeout
     } else {
@@ -378,6 +401,7 @@ fn classify(e: &reqwest::Error) -> Failure {
 #[allow(clippy::too_many_arguments)]
 async fn forward(
     state: &AppState,
+    upstream: &UpstreamClient,
     endpoint: Endpoint,
     req: &HttpRequest,
     route: &Arc<ModelRoute>,
@@ -386,7 +410,6 @@ async fn forward(
     guard: &mut RequestGuard,
     request_id: &str,
 ) -> Result<Reply, GatewayError> {
-    let headers = forward_headers(req.headers(), request_id);
     let candidates = &route.instances;
     let ns = guard.namespace().cloned();
     let mut tried: Vec<usize> = Vec::with_capacity(2);
@@ -404,16 +427,18 @@ async fn forward(
         let mut att = AttemptGuard::new(inst.state.clone(), pick.trial);
         let started = Instant::now();
         let first_byte_by = started + inst.timeout;
-        let mut rb = state
-            .client
-            .post(inst.url(endpoint).clone())
-            .headers(headers.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(parsed.rewrite(body, &inst.upstream_model_json));
+        // Built per attempt: the common single attempt moves it, no clone.
+        let mut headers = forward_headers(req.headers(), request_id);
         if let Some(auth) = &inst.auth {
-            rb = rb.header(reqwest::header::AUTHORIZATION, auth.clone());
+            headers.insert(http::header::AUTHORIZATION, auth.clone());
         }
-        let mut resp = match tokio::time::timeout_at(first_byte_by, rb.send()).await {
+        let send = upstream.send(
+            inst,
+            endpoint,
+            headers,
+            parsed.rewrite(body, &inst.upstream_model_json),
+        );
+        let resp = match tokio::time::timeout_at(first_byte_by, send).await {
             Err(_) => {
                 att.failure();
                 tracing::warn!(instance = %inst.id, "upstream did not answer in time");
@@ -422,13 +447,13 @@ async fn forward(
             }
             Ok(Err(e)) => {
                 att.failure();
-                tracing::warn!(instance = %inst.id, error = %crate::health::without_url(&e), "upstream request failed");
+                tracing::warn!(instance = %inst.id, error = %e, "upstream request failed");
                 last = Some(classify(&e));
                 continue;
             }
             Ok(Ok(resp)) => resp,
         };
-        let status = resp.status().as_u16();
+        let status = resp.status;
         let total_by = started + state.total_timeout;
         if status == 429 || status >= 500 {
             if status == 429 {
@@ -446,8 +471,8 @@ async fn forward(
             }
             // Out of attempts: the client sees the upstream's own answer.
             guard.mark_first_byte();
-            let headers = std::mem::take(resp.headers_mut());
-            let body = read_whole(resp, total_by).await.unwrap_or_default();
+            let body = read_whole(resp.body, total_by).await.unwrap_or_default();
+            let headers = resp.headers;
             return Ok(Reply::Full {
                 status,
                 headers,
@@ -461,11 +486,11 @@ async fn forward(
         }
         let ok = (200..300).contains(&status);
         if parsed.stream && ok {
-            let headers = std::mem::take(resp.headers_mut());
-            let mut upstream = resp.bytes_stream().boxed();
+            let headers = resp.headers;
+            let mut upstream = resp.body;
             // Commit to this instance only once its first chunk is here, so
             // a stream that dies before its first byte still fails over.
-            let first = match tokio::time::timeout_at(first_byte_by, upstream.next()).await {
+            let first = match tokio::time::timeout_at(first_byte_by, upstream.chunk()).await {
                 Err(_) => {
                     att.failure();
                     last = Some(Failure::Timeout);
@@ -482,11 +507,13 @@ async fn forward(
             att.success();
             guard.mark_first_byte();
             guard.set_upstream_answered();
+            let (first, ended) = sse::gather_burst(first, &mut upstream).await;
             return Ok(Reply::Stream {
                 status,
                 headers,
                 upstream,
                 first,
+                ended,
                 attempt: att,
                 hide_usage: parsed.hide_usage,
                 deadline: total_by,
@@ -495,8 +522,8 @@ async fn forward(
         // The answer's first byte came with its headers; counted only once
         // the whole answer arrived (a broken body still fails over).
         let headers_at = std::time::Instant::now();
-        let headers = std::mem::take(resp.headers_mut());
-        let body = match read_whole(resp, total_by).await {
+        let headers = resp.headers;
+        let body = match read_whole(resp.body, total_by).await {
             Ok(b) => b,
             Err(f) => {
                 att.failure();
@@ -527,8 +554,8 @@ async fn forward(
     })
 }
 
-async fn read_whole(resp: reqwest::Response, by: Instant) -> Result<Bytes, Failure> {
-    match tokio::time::timeout_at(by, resp.bytes()).await {
+async fn read_whole(body: UpstreamBody, by: Instant) -> Result<Bytes, Failure> {
+    match tokio::time::timeout_at(by, body.collect()).await {
         Err(_) => Err(Failure::Timeout),
         Ok(Err(e)) => Err(classify(&e)),
         Ok(Ok(b)) => Ok(b),
@@ -593,8 +620,10 @@ fn strip_response_header(name: &str) -> bool {
     )
 }
 
-fn forward_headers(src: &ah::HeaderMap, request_id: &str) -> reqwest::header::HeaderMap {
-    use reqwest::header::{HeaderName, HeaderValue};
+/// The headers sent upstream: the client's, filtered, with the request id
+/// and the JSON content type (the instance key is added per attempt).
+fn forward_headers(src: &ah::HeaderMap, request_id: &str) -> http::HeaderMap {
+    use http::header::{HeaderName, HeaderValue};
     // Headers named in `Connection` are hop-by-hop too.
     let listed: Vec<String> = src
         .get_all(ah::CONNECTION)
@@ -602,7 +631,7 @@ fn forward_headers(src: &ah::HeaderMap, request_id: &str) -> reqwest::header::He
         .flat_map(|v| v.split(','))
         .map(|s| s.trim().to_ascii_lowercase())
         .collect();
-    let mut out = reqwest::header::HeaderMap::with_capacity(src.len() + 2);
+    let mut out = http::HeaderMap::with_capacity(src.len() + 4);
     for (name, value) in src.iter() {
         let n = name.as_str();
         if strip_request_header(n) || listed.iter().any(|l| l == n) {
@@ -618,13 +647,14 @@ fn forward_headers(src: &ah::HeaderMap, request_id: &str) -> reqwest::header::He
     if let Ok(v) = HeaderValue::from_str(request_id) {
         out.insert(HeaderName::from_static(REQUEST_ID), v);
     }
+    out.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     out
 }
 
-fn copy_response_headers(
-    src: &reqwest::header::HeaderMap,
-    dst: &mut actix_web::HttpResponseBuilder,
-) {
+fn copy_response_headers(src: &http::HeaderMap, dst: &mut actix_web::HttpResponseBuilder) {
     for (name, value) in src.iter() {
         let n = name.as_str();
         if strip_response_header(n) {

@@ -6,6 +6,7 @@ use crate::error::GatewayError;
 use crate::proxy::{self, Input};
 use crate::routing::Endpoint;
 use crate::startup::AppState;
+use crate::upstream::UpstreamClient;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -51,38 +52,49 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-async fn chat(state: web::Data<AppState>, req: HttpRequest, body: web::Payload) -> HttpResponse {
-    proxy::handle(&state, Endpoint::Chat, &req, Input::Body(body)).await
+/// This worker's upstream client (registered per worker in `startup`).
+type Upstream = web::Data<UpstreamClient>;
+
+async fn chat(
+    state: web::Data<AppState>,
+    up: Upstream,
+    req: HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
+    proxy::handle(&state, &up, Endpoint::Chat, &req, Input::Body(body)).await
 }
 
 async fn completions(
     state: web::Data<AppState>,
+    up: Upstream,
     req: HttpRequest,
     body: web::Payload,
 ) -> HttpResponse {
-    proxy::handle(&state, Endpoint::Completions, &req, Input::Body(body)).await
+    proxy::handle(&state, &up, Endpoint::Completions, &req, Input::Body(body)).await
 }
 
 async fn embeddings(
     state: web::Data<AppState>,
+    up: Upstream,
     req: HttpRequest,
     body: web::Payload,
 ) -> HttpResponse {
-    proxy::handle(&state, Endpoint::Embeddings, &req, Input::Body(body)).await
+    proxy::handle(&state, &up, Endpoint::Embeddings, &req, Input::Body(body)).await
 }
 
-async fn models(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    proxy::handle(&state, Endpoint::Models, &req, Input::ModelList).await
+async fn models(state: web::Data<AppState>, up: Upstream, req: HttpRequest) -> HttpResponse {
+    proxy::handle(&state, &up, Endpoint::Models, &req, Input::ModelList).await
 }
 
 /// `GET /v1/models/{model}`: one entry of the caller's list, or 404.
 async fn model(
     state: web::Data<AppState>,
+    up: Upstream,
     req: HttpRequest,
     path: web::Path<String>,
 ) -> HttpResponse {
     let input = Input::Model(path.into_inner());
-    proxy::handle(&state, Endpoint::Models, &req, input).await
+    proxy::handle(&state, &up, Endpoint::Models, &req, input).await
 }
 
 async fn health() -> HttpResponse {
@@ -105,10 +117,41 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
         .headers()
         .get(actix_web::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok());
-    let (content_type, text) = state.metrics.render_negotiated(accept, None).await;
+    let budgets = budget_registry(&state);
+    let (content_type, text) = state
+        .metrics
+        .render_negotiated(accept, Some(&budgets))
+        .await;
     HttpResponse::Ok()
         .insert_header((actix_web::http::header::CONTENT_TYPE, content_type))
         .body(text)
+}
+
+/// `ai_gateway_namespace_budget_usd{namespace_code}` from the routing
+/// snapshot, for the budget alerts and panels (spend is the token-service's
+/// `token_service_namespace_month_cost_usd`).
+fn budget_registry(state: &AppState) -> aigw_metrics::prometheus_client::registry::Registry {
+    use aigw_metrics::prometheus_client::metrics::{family::Family, gauge::Gauge};
+    let mut reg = aigw_metrics::prometheus_client::registry::Registry::default();
+    let Some(routing) = state.store.load() else {
+        return reg;
+    };
+    let fam =
+        Family::<Vec<(&'static str, String)>, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+    let mut any = false;
+    for (ns, nano) in routing.budgets() {
+        fam.get_or_create(&vec![("namespace_code", ns.to_string())])
+            .set(nano as f64 / 1e9);
+        any = true;
+    }
+    if any {
+        reg.register(
+            "ai_gateway_namespace_budget_usd",
+            "Monthly budget per namespace from the config snapshot, USD.",
+            fam,
+        );
+    }
+    reg
 }
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {

@@ -130,9 +130,53 @@ pub struct Instance {
     pub timeout: Duration,
     pub health_check: Option<HealthCheck>,
     pub state: Arc<InstanceState>,
+    /// Set for plain-HTTP instances: the direct path's prebuilt targets.
+    pub direct: Option<DirectTarget>,
     chat_url: reqwest::Url,
     completions_url: reqwest::Url,
     embeddings_url: reqwest::Url,
+}
+
+/// Request targets of a plain-HTTP instance for the direct upstream path
+/// ([`crate::upstream`]), built once per snapshot.
+pub struct DirectTarget {
+    /// `host[:port]` as reqwest would send it (port only when not 80).
+    pub host: http::HeaderValue,
+    chat: http::Uri,
+    completions: http::Uri,
+    embeddings: http::Uri,
+}
+
+impl DirectTarget {
+    /// `None` unless every URL is plain HTTP without userinfo (reqwest turns
+    /// userinfo into basic auth; such instances keep the general path).
+    fn new(
+        chat: &reqwest::Url,
+        completions: &reqwest::Url,
+        embeddings: &reqwest::Url,
+    ) -> Option<Self> {
+        if chat.scheme() != "http" || !chat.username().is_empty() || chat.password().is_some() {
+            return None;
+        }
+        let host = match chat.port() {
+            Some(p) => format!("{}:{p}", chat.host_str()?),
+            None => chat.host_str()?.to_string(),
+        };
+        Some(DirectTarget {
+            host: http::HeaderValue::from_str(&host).ok()?,
+            chat: chat.as_str().parse().ok()?,
+            completions: completions.as_str().parse().ok()?,
+            embeddings: embeddings.as_str().parse().ok()?,
+        })
+    }
+
+    pub fn uri(&self, endpoint: Endpoint) -> &http::Uri {
+        match endpoint {
+            Endpoint::Chat => &self.chat,
+            Endpoint::Completions => &self.completions,
+            Endpoint::Embeddings | Endpoint::Models => &self.embeddings,
+        }
+    }
 }
 
 impl Instance {
@@ -158,6 +202,13 @@ impl Routing {
     /// The key whose hash is `key_hash`.
     pub fn key(&self, key_hash: &str) -> Option<&KeyEntry> {
         self.keys.get(key_hash)
+    }
+
+    /// Monthly budgets in nano-USD of the namespaces that have one.
+    pub fn budgets(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.namespaces
+            .values()
+            .filter_map(|n| n.budget_nano_usd.map(|b| (&*n.code, b)))
     }
 
     pub fn namespace(&self, code: &str) -> Option<&Arc<NamespaceRoute>> {
@@ -279,6 +330,7 @@ impl RoutingStore {
                 timeout: Duration::from_millis(ic.timeout_ms.max(1)),
                 health_check,
                 state,
+                direct: DirectTarget::new(&chat_url, &completions_url, &embeddings_url),
                 chat_url,
                 completions_url,
                 embeddings_url,
@@ -393,6 +445,7 @@ pub(crate) mod tests_support {
             timeout: Duration::from_secs(1),
             health_check: None,
             state,
+            direct: None,
             chat_url: reqwest::Url::parse("http://up/v1/chat/completions").unwrap(),
             completions_url: reqwest::Url::parse("http://up/v1/completions").unwrap(),
             embeddings_url: reqwest::Url::parse("http://up/v1/embeddings").unwrap(),
@@ -516,6 +569,31 @@ mod tests {
         let r2 = store.load().unwrap();
         let after = &r2.namespace("a").unwrap().models["m1"].instances[0].state;
         assert!(Arc::ptr_eq(&before, after));
+    }
+
+    #[test]
+    fn plain_http_instances_get_prebuilt_direct_targets() {
+        let url = |s: &str| reqwest::Url::parse(s).unwrap();
+        let target = |base: &str| {
+            DirectTarget::new(
+                &url(&format!("{base}/chat/completions")),
+                &url(&format!("{base}/completions")),
+                &url(&format!("{base}/embeddings")),
+            )
+        };
+        let t = target("http://Upstream.Example:8081/v1").unwrap();
+        assert_eq!(t.host, "upstream.example:8081");
+        assert_eq!(
+            t.uri(Endpoint::Chat).to_string(),
+            "http://upstream.example:8081/v1/chat/completions"
+        );
+        assert_eq!(t.uri(Endpoint::Completions).path(), "/v1/completions");
+        assert_eq!(t.uri(Endpoint::Embeddings).path(), "/v1/embeddings");
+        // The default port is not repeated, as reqwest does not.
+        assert_eq!(target("http://up:80/v1").unwrap().host, "up");
+        // HTTPS and URLs with credentials keep the general (reqwest) path.
+        assert!(target("https://up/v1").is_none());
+        assert!(target("http://user:pw@up/v1").is_none());
     }
 
     #[test]

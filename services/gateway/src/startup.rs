@@ -9,6 +9,7 @@ use crate::exposition::EXPOSITION;
 use crate::health::HealthPolicy;
 use crate::limits::Limiter;
 use crate::routing::RoutingStore;
+use crate::upstream::{self, UpstreamClient, UpstreamConfig};
 use crate::{config_watch, health, limits, routes};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
@@ -24,7 +25,6 @@ pub struct AppState {
     pub store: Arc<RoutingStore>,
     pub accounting: Arc<Accounting>,
     pub limiter: Limiter,
-    pub client: reqwest::Client,
     pub metrics: MetricsEndpoint,
     pub max_body_bytes: usize,
     pub max_attempts: u32,
@@ -91,6 +91,7 @@ impl Application {
     /// snapshot is loaded).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.validate()?;
+        let body_timeout = aigw_service::body_timeout_from_env().map_err(anyhow::Error::msg)?;
         let listener = std::net::TcpListener::bind((settings.bind_addr.as_str(), settings.port))
             .with_context(|| format!("binding {}:{}", settings.bind_addr, settings.port))?;
         let port = listener.local_addr()?.port();
@@ -115,13 +116,18 @@ impl Application {
                 probe_failures: settings.health_check_failures,
             },
         ));
-        let client = upstream_client(&settings)?;
-        let probe_client = upstream_client(&settings)?;
+        let up_config = UpstreamConfig {
+            connect_timeout: settings.upstream_connect_timeout,
+            direct: settings.upstream_direct,
+        };
+        let general = upstream::general_client(settings.upstream_connect_timeout)
+            .context("building the upstream HTTP client")?;
+        let probe_client = upstream::general_client(settings.upstream_connect_timeout)
+            .context("building the health-check HTTP client")?;
         let state = web::Data::new(AppState {
             store: store.clone(),
             accounting,
             limiter: Limiter::new(request_redis, settings.rate_limit_timeout),
-            client,
             metrics: MetricsEndpoint::new(scrape_redis, &EXPOSITION, Some(recorder.clone())),
             max_body_bytes: settings.max_body_bytes,
             max_attempts: settings.upstream_max_attempts,
@@ -158,10 +164,15 @@ impl Application {
 
         let data = state.clone();
         let mut server = HttpServer::new(move || {
+            // Runs on each worker thread: the upstream client's direct path
+            // belongs to this worker (see `upstream`).
+            let client = UpstreamClient::for_worker(&up_config, general.clone());
             App::new()
                 .app_data(data.clone())
+                .app_data(web::Data::new(client))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))
+                .wrap(aigw_service::BodyDeadline(body_timeout))
         })
         .disable_signals()
         // A client that closes its side is gone: drop its response at once so
@@ -222,17 +233,6 @@ impl Application {
         tracing::info!("metrics flushed; bye");
         result.context("http server")
     }
-}
-
-fn upstream_client(settings: &Settings) -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .connect_timeout(settings.upstream_connect_timeout)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(512)
-        .tcp_nodelay(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .context("building the upstream HTTP client")
 }
 
 async fn shutdown_signal() {

@@ -10,16 +10,16 @@
 
 use crate::accounting::RequestGuard;
 use crate::health::AttemptGuard;
+use crate::upstream::{UpstreamBody, UpstreamError};
 use crate::usage;
 use bytes::{Bytes, BytesMut};
-use futures_util::stream::BoxStream;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 pub struct ProxyStream {
-    upstream: Option<BoxStream<'static, reqwest::Result<Bytes>>>,
+    upstream: Option<UpstreamBody>,
     first: Option<Bytes>,
     guard: RequestGuard,
     attempt: Option<AttemptGuard>,
@@ -28,12 +28,65 @@ pub struct ProxyStream {
     buf: BytesMut,
     deadline: Pin<Box<tokio::time::Sleep>>,
     done: bool,
+    held: Held,
+    /// Scheduler turns taken for the output held now.
+    turns: u8,
+    /// How the upstream ended, when [`gather_burst`] already saw it.
+    ended: Option<Ended>,
+}
+
+/// The end of an upstream body, seen ahead of time.
+pub enum Ended {
+    Clean,
+    Broken(UpstreamError),
+}
+
+/// Gathers what the upstream connection already holds after the first
+/// chunk of a stream, before the response head is written: the head and a
+/// burst of events (or a whole short stream) then leave in one write. Each
+/// round gives the connection task one scheduler turn; a round that brings
+/// nothing (the connection waits on the network) ends the gathering, so
+/// nothing is held for the upstream.
+pub async fn gather_burst(first: Bytes, upstream: &mut UpstreamBody) -> (Bytes, Option<Ended>) {
+    let mut held = Held::default();
+    held.push(first);
+    let mut ended = None;
+    for _ in 0..MAX_GATHER_TURNS {
+        if held.len() >= MAX_HELD_BYTES {
+            break;
+        }
+        let mut yielded = false;
+        let next = std::future::poll_fn(|cx| {
+            if !yielded {
+                yielded = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Poll::Ready(upstream.poll_chunk(cx))
+        })
+        .await;
+        match next {
+            Poll::Ready(Some(Ok(chunk))) => held.push(chunk),
+            Poll::Ready(Some(Err(e))) => {
+                ended = Some(Ended::Broken(e));
+                break;
+            }
+            Poll::Ready(None) => {
+                ended = Some(Ended::Clean);
+                break;
+            }
+            Poll::Pending => break,
+        }
+    }
+    (held.take().unwrap_or_default(), ended)
 }
 
 impl ProxyStream {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
-        upstream: BoxStream<'static, reqwest::Result<Bytes>>,
+        upstream: UpstreamBody,
         first: Bytes,
+        ended: Option<Ended>,
         guard: RequestGuard,
         attempt: AttemptGuard,
         status: u16,
@@ -50,6 +103,9 @@ impl ProxyStream {
             buf: BytesMut::new(),
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
             done: false,
+            held: Held::default(),
+            turns: 0,
+            ended,
         }
     }
 
@@ -121,20 +177,34 @@ impl ProxyStream {
     }
 }
 
+/// Bound on output held back while the connection still has events
+/// buffered (see [`ProxyStream::poll_next`]).
+const MAX_HELD_BYTES: usize = 64 * 1024;
+/// Bound on scheduler turns taken to gather one write.
+const MAX_GATHER_TURNS: u8 = 32;
+
 impl Stream for ProxyStream {
     type Item = Result<Bytes, actix_web::Error>;
 
+    /// Forwards events as they arrive, with one refinement: hyper hands over
+    /// one HTTP chunk per poll (its connection task must run again to decode
+    /// the next one from its buffer), and the server writes whenever this
+    /// stream is pending. Events the upstream sent together would so leave
+    /// in one write each. After an event, the stream therefore gives the
+    /// connection task one scheduler turn (wakes itself, returns pending)
+    /// before writing; when that turn brings nothing new — the connection is
+    /// waiting on the network — what was gathered goes out at once. An event
+    /// is thus never held for the upstream, only for work already queued on
+    /// this thread.
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if this.done {
-            return Poll::Ready(None);
-        }
         loop {
+            if this.done {
+                return Poll::Ready(this.held.take().map(Ok));
+            }
             if let Some(first) = this.first.take() {
                 let out = this.process(&first);
-                if !out.is_empty() {
-                    return Poll::Ready(Some(Ok(out)));
-                }
+                this.held.push(out);
                 continue;
             }
             if this.deadline.as_mut().poll(cx).is_ready() {
@@ -144,59 +214,124 @@ impl Stream for ProxyStream {
                     "upstream_timeout",
                     "The upstream stream exceeded the gateway's total time limit.",
                 );
-                return Poll::Ready(Some(Ok(ev)));
+                this.held.push(ev);
+                continue;
             }
-            let Some(up) = this.upstream.as_mut() else {
-                return Poll::Ready(None);
+            let next = match this.ended.take() {
+                Some(Ended::Clean) => Poll::Ready(None),
+                Some(Ended::Broken(e)) => Poll::Ready(Some(Err(e))),
+                None => match this.upstream.as_mut() {
+                    Some(up) => up.poll_chunk(cx),
+                    None => {
+                        this.done = true;
+                        continue;
+                    }
+                },
             };
-            match up.poll_next_unpin(cx) {
+            match next {
                 Poll::Ready(Some(Ok(chunk))) => {
                     let out = this.process(&chunk);
-                    if !out.is_empty() {
+                    this.held.push(out);
+                    if !this.held.is_empty()
+                        && this.held.len() < MAX_HELD_BYTES
+                        && this.turns < MAX_GATHER_TURNS
+                    {
+                        this.turns += 1;
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
+                    if let Some(out) = this.held.take() {
+                        this.turns = 0;
                         return Poll::Ready(Some(Ok(out)));
                     }
                 }
                 Poll::Ready(Some(Err(e))) => {
-                    tracing::warn!(error = %crate::health::without_url(&e), "upstream stream broke");
+                    tracing::warn!(error = %e, "upstream stream broke");
                     let ev = this.fail(
                         502,
                         "upstream_stream_error",
                         "The upstream stream ended unexpectedly.",
                     );
-                    return Poll::Ready(Some(Ok(ev)));
+                    this.held.push(ev);
                 }
                 Poll::Ready(None) => {
                     this.done = true;
                     this.upstream = None;
                     // A final event without its blank line still counts.
                     let rest = this.buf.split().freeze();
-                    let keep = !rest.is_empty() && this.inspect(&rest);
+                    if !rest.is_empty() && this.inspect(&rest) {
+                        this.held.push(rest);
+                    }
                     if let Some(a) = this.attempt.as_mut() {
                         a.success();
                     }
                     let status = this.status;
                     this.guard.finish(status, None);
-                    return Poll::Ready(if keep { Some(Ok(rest)) } else { None });
                 }
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    this.turns = 0;
+                    return match this.held.take() {
+                        Some(out) => Poll::Ready(Some(Ok(out))),
+                        None => Poll::Pending,
+                    };
+                }
             }
         }
     }
 }
 
+/// Output gathered for the next write; one piece is kept without copying.
+#[derive(Default)]
+struct Held {
+    one: Option<Bytes>,
+    more: BytesMut,
+}
+
+impl Held {
+    fn push(&mut self, b: Bytes) {
+        if b.is_empty() {
+            return;
+        }
+        if self.one.is_none() && self.more.is_empty() {
+            self.one = Some(b);
+            return;
+        }
+        if let Some(one) = self.one.take() {
+            self.more.reserve(one.len() + b.len());
+            self.more.extend_from_slice(&one);
+        }
+        self.more.extend_from_slice(&b);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.one.is_none() && self.more.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.one.as_ref().map_or(self.more.len(), Bytes::len)
+    }
+
+    fn take(&mut self) -> Option<Bytes> {
+        if let Some(one) = self.one.take() {
+            return Some(one);
+        }
+        (!self.more.is_empty()).then(|| self.more.split().freeze())
+    }
+}
+
 /// Length of the first event in `b` including its blank-line terminator.
 fn next_event_len(b: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\n' {
-            if b.get(i + 1) == Some(&b'\n') {
-                return Some(i + 2);
-            }
-            if b.get(i + 1) == Some(&b'\r') && b.get(i + 2) == Some(&b'\n') {
-                return Some(i + 3);
-            }
+    // Every terminator starts at a newline: jump from one to the next.
+    let mut from = 0;
+    while let Some(off) = memchr::memchr(b'\n', &b[from..]) {
+        let i = from + off;
+        if b.get(i + 1) == Some(&b'\n') {
+            return Some(i + 2);
         }
-        i += 1;
+        if b.get(i + 1) == Some(&b'\r') && b.get(i + 2) == Some(&b'\n') {
+            return Some(i + 3);
+        }
+        from = i + 1;
     }
     None
 }
@@ -266,5 +401,124 @@ mod tests {
         let e = Bytes::from_static(b"data:one\r\ndata: two\r\n\r\n");
         assert_eq!(data_payload(&e).unwrap().as_ref(), b"one\ntwo");
         assert!(data_payload(&Bytes::from_static(b": comment\n\n")).is_none());
+    }
+
+    // ---- gathering: events that arrived together leave together, and
+    // nothing is ever held while the upstream is silent.
+
+    use crate::accounting::Accounting;
+    use crate::health::{HealthPolicy, InstanceState};
+    use crate::routing::Endpoint;
+    use aigw_metrics::families::gateway as fam;
+    use aigw_metrics::{Recorder, RecorderConfig};
+    use std::sync::Arc;
+    use tokio::sync::mpsc;
+
+    fn event(n: usize) -> Bytes {
+        Bytes::from(format!("data: {{\"n\":{n}}}\n\n"))
+    }
+
+    /// An upstream body fed by the test through a channel.
+    fn upstream() -> (mpsc::UnboundedSender<Bytes>, UpstreamBody) {
+        let (tx, rx) = mpsc::unbounded_channel::<Bytes>();
+        let s = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+        });
+        (tx, UpstreamBody::General(reqwest::Body::wrap_stream(s)))
+    }
+
+    fn proxy_stream(body: UpstreamBody, first: Bytes, ended: Option<Ended>) -> ProxyStream {
+        let recorder = Recorder::new(RecorderConfig::for_service("t"));
+        let acc = Arc::new(Accounting::new(recorder.clone(), None));
+        let state = Arc::new(InstanceState::new(
+            recorder.series(&fam::INSTANCE_HEALTH, &["i", "ns"]),
+            HealthPolicy {
+                failure_threshold: 3,
+                cooldown: std::time::Duration::from_secs(1),
+                probe_failures: 1,
+            },
+            "i".into(),
+        ));
+        ProxyStream::new(
+            body,
+            first,
+            ended,
+            acc.start(Endpoint::Chat),
+            AttemptGuard::new(state, false),
+            200,
+            false,
+            tokio::time::Instant::now() + std::time::Duration::from_secs(60),
+        )
+    }
+
+    /// Polls until the stream yields (or ends), counting the scheduler
+    /// turns it asked for on the way.
+    fn next_item(s: &mut ProxyStream) -> (Option<Bytes>, usize) {
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        for turns in 0..1000 {
+            match Pin::new(&mut *s).poll_next(&mut cx) {
+                Poll::Ready(item) => return (item.map(|r| r.unwrap()), turns),
+                Poll::Pending => {}
+            }
+        }
+        panic!("the stream never yielded");
+    }
+
+    #[tokio::test]
+    async fn events_that_arrived_together_leave_in_one_write() {
+        let (tx, body) = upstream();
+        for n in 1..=3 {
+            tx.send(event(n)).unwrap();
+        }
+        let mut s = proxy_stream(body, event(0), None);
+        let (out, turns) = next_item(&mut s);
+        let expected: Vec<u8> = (0..=3).flat_map(|n| event(n).to_vec()).collect();
+        assert_eq!(out.unwrap(), expected);
+        assert!(turns >= 3, "one turn per gathered event, got {turns}");
+    }
+
+    #[tokio::test]
+    async fn nothing_is_held_while_the_upstream_is_silent() {
+        let (tx, body) = upstream();
+        let mut s = proxy_stream(body, event(0), None);
+        // The upstream stays open and sends nothing more: the first event
+        // goes out anyway.
+        assert_eq!(next_item(&mut s).0.unwrap(), event(0));
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        assert!(Pin::new(&mut s).poll_next(&mut cx).is_pending());
+        tx.send(event(1)).unwrap();
+        assert_eq!(next_item(&mut s).0.unwrap(), event(1));
+        drop(tx);
+        assert_eq!(next_item(&mut s).0, None);
+    }
+
+    #[tokio::test]
+    async fn a_short_stream_is_gathered_whole_before_the_head_is_written() {
+        let (tx, mut body) = upstream();
+        for n in 1..=2 {
+            tx.send(event(n)).unwrap();
+        }
+        tx.send(Bytes::from_static(b"data: [DONE]\n\n")).unwrap();
+        drop(tx);
+        let (first, ended) = gather_burst(event(0), &mut body).await;
+        let mut expected: Vec<u8> = (0..=2).flat_map(|n| event(n).to_vec()).collect();
+        expected.extend_from_slice(b"data: [DONE]\n\n");
+        assert_eq!(first, expected);
+        assert!(matches!(ended, Some(Ended::Clean)));
+        // The stream then forwards it in one piece and ends.
+        let mut s = proxy_stream(body, first, ended);
+        assert_eq!(next_item(&mut s).0.unwrap(), expected);
+        assert_eq!(next_item(&mut s).0, None);
+    }
+
+    #[tokio::test]
+    async fn gathering_stops_at_a_silent_upstream() {
+        let (tx, mut body) = upstream();
+        tx.send(event(1)).unwrap();
+        let (first, ended) = gather_burst(event(0), &mut body).await;
+        let expected: Vec<u8> = (0..=1).flat_map(|n| event(n).to_vec()).collect();
+        assert_eq!(first, expected);
+        assert!(ended.is_none(), "the upstream is still open");
+        drop(tx);
     }
 }

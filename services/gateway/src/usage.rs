@@ -62,28 +62,11 @@ pub fn inspect_event(payload: &[u8]) -> EventInfo {
 /// Whether `"usage"` appears followed by `:` and an object (not `null`).
 fn has_usage_object(p: &[u8]) -> bool {
     const NEEDLE: &[u8] = b"\"usage\"";
-    let mut i = 0;
-    while i + NEEDLE.len() <= p.len() {
-        if &p[i..i + NEEDLE.len()] == NEEDLE {
-            let mut j = i + NEEDLE.len();
-            while j < p.len() && p[j].is_ascii_whitespace() {
-                j += 1;
-            }
-            if j < p.len() && p[j] == b':' {
-                j += 1;
-                while j < p.len() && p[j].is_ascii_whitespace() {
-                    j += 1;
-                }
-                if j < p.len() && p[j] == b'{' {
-                    return true;
-                }
-            }
-            i = j.max(i + 1);
-        } else {
-            i += 1;
-        }
-    }
-    false
+    memchr::memmem::find_iter(p, NEEDLE).any(|i| {
+        let rest = &p[i + NEEDLE.len()..];
+        let mut it = rest.iter().copied().skip_while(u8::is_ascii_whitespace);
+        it.next() == Some(b':') && it.find(|c| !c.is_ascii_whitespace()) == Some(b'{')
+    })
 }
 
 // ---- text for counting -------------------------------------------------

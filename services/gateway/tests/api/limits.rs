@@ -201,6 +201,13 @@ async fn monthly_budget_refuses_once_the_cost_reaches_it() {
     assert_eq!(up.request_count(), 2);
     app.settle().await;
     assert_eq!(app.get_i64("metrics:ns:team-a:rejections:budget").await, 1);
+    // The budget is exported for the budget alerts and panels.
+    assert_eq!(
+        app.metrics()
+            .await
+            .value(r#"ai_gateway_namespace_budget_usd{namespace_code="team-a"}"#),
+        1.0
+    );
 }
 
 async fn spawn_binary(redis: &RedisServer) -> (Proc, String) {

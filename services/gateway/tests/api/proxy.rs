@@ -6,8 +6,22 @@ use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_is_forwarded_with_upstream_model_and_instance_key_only() {
+    forwarded_chat(true).await;
+}
+
+/// The same through reqwest, the client of HTTPS instances and of plain-HTTP
+/// ones when an HTTP proxy is configured: both paths send the same request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_general_upstream_client_forwards_the_same_request() {
+    forwarded_chat(false).await;
+}
+
+async fn forwarded_chat(direct: bool) {
     let up = MockUpstream::start("a1").await;
-    let app = TestApp::spawn(&one_instance(&up.base_url())).await;
+    let app = TestApp::spawn_with(&one_instance(&up.base_url()), |s| {
+        s.upstream_direct = direct;
+    })
+    .await;
     let body = json!({
         "model": MODEL,
         "messages": [{"role": "user", "content": "Say hello"}],
@@ -46,6 +60,13 @@ async fn chat_is_forwarded_with_upstream_model_and_instance_key_only() {
     assert_eq!(r.header("x-request-id"), Some("client-rid-1"));
     assert_eq!(r.header("cookie"), None);
     assert_eq!(r.header("x-api-key"), None);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.header("accept"), Some("*/*"));
+    let authority = up
+        .base_url()
+        .trim_start_matches("http://")
+        .replace("/v1", "");
+    assert_eq!(r.header("host"), Some(authority.as_str()));
     // Only `model` changed.
     let mut expected = body.clone();
     expected["model"] = json!("gpt-4o-mini-upstream-a1");
@@ -58,6 +79,19 @@ async fn chat_is_forwarded_with_upstream_model_and_instance_key_only() {
     let parsed = uuid::Uuid::parse_str(&rid).expect("uuid request id");
     assert_eq!(parsed.get_version_num(), 7);
     assert_eq!(up.requests()[1].header("x-request-id"), Some(rid.as_str()));
+
+    // A stream passes through whole, its usage chunk hidden and accounted.
+    let resp = app.chat(KEY_A, chat_body(true)).await;
+    assert_eq!(resp.status(), 200);
+    let text = resp.text().await.unwrap();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    assert!(!text.contains("prompt_tokens"), "{text}");
+    app.settle().await;
+    let records = app.usage_records().await;
+    assert_eq!(records.len(), 3);
+    assert!(records[2].stream);
+    assert_eq!(records[2].prompt_tokens, 11);
+    assert_eq!(records[2].completion_tokens, 7);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,213 @@
+#!/usr/bin/env bash
+# CPU per proxied request of the gateway (issue 7 target: <= 40 us, <= 2x an
+# nginx proxy_pass hop), measured the same way for every target, interleaved.
+#
+# Starts a private redis-server, the workspace's mock-upstream, one gateway
+# per binary given (default: target/release/gateway) with a routing snapshot
+# written straight into Redis (no limits: authentication, routing, body
+# rewrite and accounting on), and nginx as a reference hop when installed.
+# Then, ROUNDS times, runs the same closed-loop load against each target in
+# turn and reads the target's CPU (utime+stime from /proc, 10 ms ticks) over
+# the run through loadgen's --watch: CPU per request = CPU delta / requests.
+# After the runs the gateways' Redis request counter must equal the number
+# of responses loadgen got (accounting stays exact under load).
+#
+# Usage: services/gateway/benches/cpu_per_request.sh [GATEWAY_BIN ...]
+#   e.g. compare a saved build with the current one:
+#   services/gateway/benches/cpu_per_request.sh /tmp/gateway-before target/release/gateway
+# Knobs (environment): REQUESTS per run (100000), CONNS (64), ROUNDS (3),
+#   STREAM (1: also streamed chat, MOCK_CHUNKS chunks), MOCK_CHUNKS (5),
+#   NGINX (1 when installed), BUILD (1: cargo build --release first),
+#   GW_RUST_LOG (warn), GATEWAY_WORKERS (unset: one per core).
+# Output: one line per run, then medians per target; raw loadgen JSON in
+# target/bench-cpu/.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+root=$(pwd)
+bin=$root/target/release
+
+REQUESTS=${REQUESTS:-100000}
+CONNS=${CONNS:-64}
+ROUNDS=${ROUNDS:-3}
+STREAM=${STREAM:-1}
+MOCK_CHUNKS=${MOCK_CHUNKS:-5}
+BUILD=${BUILD:-1}
+GW_RUST_LOG=${GW_RUST_LOG:-warn}
+NGINX=${NGINX:-1}
+command -v nginx >/dev/null || NGINX=0
+for t in redis-server redis-cli jq curl sha256sum; do
+  command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 1; }
+done
+
+if [ "$BUILD" = 1 ]; then
+  cargo build --release -q -p gateway -p mock-upstream -p loadgen
+fi
+gateways=("$@")
+[ ${#gateways[@]} -gt 0 ] || gateways=("$bin/gateway")
+
+out=$root/target/bench-cpu
+rm -rf "$out"; mkdir -p "$out"
+work=$(mktemp -d /tmp/gw-cpu.XXXXXX)
+pids=()
+cleanup() {
+  local i
+  for (( i = ${#pids[@]} - 1; i >= 0; i-- )); do
+    kill -TERM "${pids[i]}" 2>/dev/null || true
+  done
+  for (( i = ${#pids[@]} - 1; i >= 0; i-- )); do
+    wait "${pids[i]}" 2>/dev/null || true
+  done
+  cp "$work"/*.log "$out/" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  local p
+  while :; do
+    p=$(( (RANDOM % 12000) + 20000 ))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+wait_http() {
+  local i
+  for i in $(seq 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
+  echo "not up: $1" >&2; return 1
+}
+
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
+  >"$work/redis.log" 2>&1 &
+pids+=($!)
+rcli() { redis-cli -p "$redis_port" "$@"; }
+for _ in $(seq 50); do rcli ping >/dev/null 2>&1 && break; sleep 0.1; done
+
+mock_port=$(free_port)
+MOCK_PORT=$mock_port BIND_ADDR=127.0.0.1 MOCK_CHUNKS=$MOCK_CHUNKS RUST_LOG=warn \
+  "$bin/mock-upstream" >"$work/mock.log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$mock_port/health"
+
+key="sk-aigw-cpu-bench-000000000000000000000000000000000"
+hash=$(printf '%s' "$key" | sha256sum | cut -d' ' -f1)
+model=gpt-4o-mini
+snapshot=$(cat <<EOF
+{"version":1,"generated_at_ms":0,
+ "namespaces":[{"code":"bench","name":"Bench","enabled":true,"limits":{}}],
+ "api_keys":[{"id":"k1","namespace_code":"bench","key_hash":"$hash","prefix":"sk-aigw-cpu","revoked":false}],
+ "models":[{"name":"$model","encoding":"o200k_base","input_price_per_1m":"0.15","output_price_per_1m":"0.60","enabled":true}],
+ "instances":[{"id":"mock","namespace_code":"bench","model":"$model","base_url":"http://127.0.0.1:$mock_port/v1","upstream_model":"$model-upstream","api_key":"sk-upstream-bench","weight":1,"timeout_ms":60000,"enabled":true}]}
+EOF
+)
+rcli SET config:snapshot "$snapshot" >/dev/null
+rcli SET config:version 1 >/dev/null
+
+declare -A url pid
+targets=()
+i=0
+for g in "${gateways[@]}"; do
+  i=$((i + 1))
+  name="gw$i"
+  port=$(free_port)
+  env ${GATEWAY_WORKERS:+GATEWAY_WORKERS=$GATEWAY_WORKERS} GATEWAY_PORT="$port" BIND_ADDR=127.0.0.1 \
+    REDIS_URL="redis://127.0.0.1:$redis_port" RUST_LOG="$GW_RUST_LOG" "$g" >"$work/$name.log" 2>&1 &
+  pids+=($!)
+  pid[$name]=$!
+  url[$name]="http://127.0.0.1:$port/v1/chat/completions"
+  wait_http "http://127.0.0.1:$port/ready"
+  echo "$name = $g"
+  targets+=("$name")
+done
+
+if [ "$NGINX" = 1 ]; then
+  ng_port=$(free_port)
+  mkdir -p "$work/nginx/tmp"
+  user_line=""; [ "$(id -u)" = 0 ] && user_line="user root;"
+  cat >"$work/nginx/nginx.conf" <<EOF
+$user_line
+worker_processes $(nproc);
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/tmp/body;
+  proxy_temp_path $work/nginx/tmp/proxy;
+  fastcgi_temp_path $work/nginx/tmp/fastcgi;
+  uwsgi_temp_path $work/nginx/tmp/uwsgi;
+  scgi_temp_path $work/nginx/tmp/scgi;
+  keepalive_requests 1000000;
+  upstream mock { server 127.0.0.1:$mock_port; keepalive 512; keepalive_requests 1000000; }
+  server {
+    listen 127.0.0.1:$ng_port backlog=4096;
+    location / {
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+EOF
+  nginx -p "$work/nginx" -e "$work/nginx/error.log" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
+  pids+=($!)
+  ng_master=$!
+  wait_http "http://127.0.0.1:$ng_port/health"
+  pid[nginx]=$(ps -o pid= --ppid "$ng_master" | tr -d ' ' | paste -sd, -)
+  url[nginx]="http://127.0.0.1:$ng_port/v1/chat/completions"
+  echo "nginx = reference proxy_pass hop"
+  targets=(nginx "${targets[@]}")
+fi
+
+body='{"model":"'$model'","messages":[{"role":"system","content":"You are a terse assistant."},{"role":"user","content":"Say hello to the benchmark in a few words."}]}'
+printf '%s' "$body" >"$work/chat.json"
+printf '%s' "${body%\}},\"stream\":true}" >"$work/stream.json"
+modes=(chat); [ "$STREAM" = 1 ] && modes+=(stream)
+
+gw_responses=0
+# `run NAME MODE TARGET [-n N]`: one loadgen run; prints the CPU per request.
+run() {
+  local name=$1 mode=$2 t=$3; shift 3
+  local args=(-q -t 2 -c "$CONNS" --json "$out/$name.json" --watch "$t=${pid[$t]}")
+  [ "$t" = nginx ] || args+=(-H "Authorization: Bearer $key")
+  if [ "$mode" = stream ]; then args+=(--stream --body-file "$work/stream.json"); else args+=(--body-file "$work/chat.json"); fi
+  "$bin/loadgen" "${args[@]}" "$@" "${url[$t]}"
+  local j=$out/$name.json
+  [ "$t" = nginx ] || gw_responses=$(( gw_responses + $(jq .requests "$j") ))
+  printf '%-22s %-7s %-6s %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  errors %s  CPU %6.1f us/request\n' \
+    "$name" "$mode" "$t" "$(jq .rps "$j")" "$(jq .latency_ms.p50 "$j")" "$(jq .latency_ms.p99 "$j")" \
+    "$(jq .errors "$j")" "$(jq '.watch[0].cpu_us_per_request' "$j")"
+}
+
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"
+echo "warm-up"
+for t in "${targets[@]}"; do run "warmup-$t" chat "$t" -n 20000 >/dev/null; done
+for r in $(seq "$ROUNDS"); do
+  for m in "${modes[@]}"; do
+    for t in "${targets[@]}"; do run "$m-$t-r$r" "$m" "$t" -n "$REQUESTS"; done
+  done
+done
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+echo
+echo "medians over $ROUNDS rounds ($REQUESTS requests, $CONNS connections):"
+for m in "${modes[@]}"; do
+  for t in "${targets[@]}"; do
+    jq -s --arg t "$t" --arg m "$m" '
+      def med: sort | .[(length / 2 | floor)];
+      "\($m) \($t): CPU \(map(.watch[0].cpu_us_per_request) | med | . * 10 | round / 10) us/request, \(map(.rps) | med | round) req/s, p50 \(map(.latency_ms.p50) | med) ms"' \
+      -r "$out/$m-$t"-r*.json
+  done
+done
+
+# Accounting stays exact: every response loadgen got is counted once.
+expected=$gw_responses
+got=0
+for _ in $(seq 50); do
+  got=$(rcli --raw GET metrics:global:total_requests); got=${got:-0}
+  [ "$got" = "$expected" ] && break
+  sleep 0.2
+done
+echo "accounting: metrics:global:total_requests = $got, responses through the gateways = $expected"
+[ "$got" = "$expected" ] || { echo "ACCOUNTING MISMATCH" >&2; exit 1; }

@@ -1,0 +1,330 @@
+//! The HTTP client of the request path.
+//!
+//! Plain-HTTP instances go through hyper's pooled HTTP/1.1 client directly
+//! ("direct" path): URIs and `Host` values are prebuilt per instance when a
+//! snapshot is compiled, nothing is parsed or formatted per request. There
+//! is one such client per HTTP worker thread, and its connection tasks run
+//! on that worker's local task set: the request handler and the task driving
+//! its upstream connection then wake each other through the local run queue.
+//! (With connection tasks on the tokio scheduler, as reqwest spawns them,
+//! every wake-up from the connection into the handler crossed an eventfd
+//! write and an extra poll of the event loop — measurable per request.)
+//!
+//! HTTPS instances, and every instance when an HTTP proxy is configured in
+//! the environment (`HTTP_PROXY`/`ALL_PROXY`, which reqwest honours), go
+//! through reqwest ("general" path: rustls, proxy variables). Both paths
+//! answer with the same [`UpstreamResponse`].
+
+use crate::routing::{Endpoint, Instance};
+use bytes::Bytes;
+use http::header::{ACCEPT, HOST};
+use http::{HeaderMap, HeaderValue, Method, Request};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioTimer;
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+/// Idle upstream connections are closed after this long.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle connections kept per upstream host (per worker on the direct path).
+const POOL_MAX_IDLE_PER_HOST: usize = 512;
+
+/// What both paths are built from.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    pub connect_timeout: Duration,
+    /// Plain-HTTP instances use the direct path; false when an HTTP proxy is
+    /// configured, so that reqwest applies it as before.
+    pub direct: bool,
+}
+
+/// Whether reqwest would send plain-HTTP requests through a proxy (it reads
+/// these variables; `HTTPS_PROXY` only concerns HTTPS instances, which take
+/// the general path anyway).
+pub fn http_proxy_configured(get: impl Fn(&str) -> Option<String>) -> bool {
+    ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+        .iter()
+        .any(|k| get(k).is_some_and(|v| !v.is_empty()))
+}
+
+/// The general client (reqwest), shared by all workers and used by the
+/// active health checks too.
+pub fn general_client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
+/// Spawns hyper's connection tasks on the current thread's local task set.
+#[derive(Clone, Copy)]
+struct LocalExec;
+
+impl<F> hyper::rt::Executor<F> for LocalExec
+where
+    F: Future<Output = ()> + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::task::spawn_local(fut);
+    }
+}
+
+type DirectClient = Client<HttpConnector, Full<Bytes>>;
+
+/// One HTTP worker's upstream client. Build it on the worker thread (in the
+/// app factory) and use it only there: the direct path spawns onto that
+/// thread's local task set.
+pub struct UpstreamClient {
+    direct: Option<DirectClient>,
+    general: reqwest::Client,
+}
+
+impl UpstreamClient {
+    pub fn for_worker(cfg: &UpstreamConfig, general: reqwest::Client) -> Self {
+        let direct = cfg.direct.then(|| {
+            let mut conn = HttpConnector::new();
+            conn.set_connect_timeout(Some(cfg.connect_timeout));
+            conn.set_nodelay(true);
+            conn.set_keepalive(Some(Duration::from_secs(15)));
+            Client::builder(LocalExec)
+                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+                .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+                .pool_timer(TokioTimer::new())
+                // The `Host` header comes prebuilt with the instance.
+                .set_host(false)
+                .build(conn)
+        });
+        UpstreamClient { direct, general }
+    }
+
+    /// Sends `POST {instance}{endpoint}` with `headers` (already filtered,
+    /// with content type and credentials) and `body`; resolves once the
+    /// answer's head arrived.
+    pub async fn send(
+        &self,
+        inst: &Instance,
+        endpoint: Endpoint,
+        mut headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        if let (Some(client), Some(target)) = (&self.direct, inst.direct.as_ref()) {
+            headers.insert(HOST, target.host.clone());
+            // What reqwest sends by default; upstreams saw it before.
+            headers
+                .entry(ACCEPT)
+                .or_insert(HeaderValue::from_static("*/*"));
+            let mut req = Request::new(Full::new(body));
+            *req.method_mut() = Method::POST;
+            *req.uri_mut() = target.uri(endpoint).clone();
+            *req.headers_mut() = headers;
+            let resp = client.request(req).await.map_err(UpstreamError::Direct)?;
+            let (parts, body) = resp.into_parts();
+            return Ok(UpstreamResponse {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body: UpstreamBody::Direct(body),
+            });
+        }
+        let resp = self
+            .general
+            .post(inst.url(endpoint).clone())
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+            .map_err(UpstreamError::General)?;
+        let (parts, body) = http::Response::from(resp).into_parts();
+        Ok(UpstreamResponse {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body: UpstreamBody::General(body),
+        })
+    }
+}
+
+/// An upstream answer whose head arrived.
+pub struct UpstreamResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: UpstreamBody,
+}
+
+/// The body of an upstream answer, read chunk by chunk as it arrives.
+/// Dropping it before the end closes the upstream connection (cancelling
+/// the request upstream).
+pub enum UpstreamBody {
+    Direct(Incoming),
+    General(reqwest::Body),
+}
+
+impl UpstreamBody {
+    /// The next data chunk; `None` at the end. Trailers are skipped.
+    pub fn poll_chunk(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, UpstreamError>>> {
+        loop {
+            let frame = match self {
+                UpstreamBody::Direct(b) => match Pin::new(b).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(f))) => f,
+                    Poll::Ready(Some(Err(e))) => {
+                        return Poll::Ready(Some(Err(UpstreamError::Body(e))))
+                    }
+                    Poll::Ready(None) => return Poll::Ready(None),
+                    Poll::Pending => return Poll::Pending,
+                },
+                UpstreamBody::General(b) => match Pin::new(b).poll_frame(cx) {
+                    Poll::Ready(Some(Ok(f))) => f,
+                    Poll::Ready(Some(Err(e))) => {
+                        return Poll::Ready(Some(Err(UpstreamError::General(e))))
+                    }
+                    Poll::Ready(None) => return Poll::Ready(None),
+                    Poll::Pending => return Poll::Pending,
+                },
+            };
+            if let Ok(data) = frame.into_data() {
+                return Poll::Ready(Some(Ok(data)));
+            }
+        }
+    }
+
+    /// The next data chunk; `None` at the end.
+    pub async fn chunk(&mut self) -> Option<Result<Bytes, UpstreamError>> {
+        std::future::poll_fn(|cx| self.poll_chunk(cx)).await
+    }
+
+    /// The whole body (one chunk is returned without copying).
+    pub async fn collect(self) -> Result<Bytes, UpstreamError> {
+        match self {
+            UpstreamBody::Direct(b) => b
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .map_err(UpstreamError::Body),
+            UpstreamBody::General(b) => b
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .map_err(UpstreamError::General),
+        }
+    }
+}
+
+/// A failed exchange with an upstream. Its text never carries the URL
+/// (whose userinfo may hold credentials) or a header.
+pub enum UpstreamError {
+    /// Sending the request or reading the answer's head (direct path).
+    Direct(hyper_util::client::legacy::Error),
+    /// Reading the body (direct path).
+    Body(hyper::Error),
+    General(reqwest::Error),
+}
+
+impl UpstreamError {
+    /// A timeout (connect timeout included), as opposed to a refused or
+    /// broken connection.
+    pub fn is_timeout(&self) -> bool {
+        match self {
+            UpstreamError::General(e) => e.is_timeout(),
+            UpstreamError::Direct(e) => chain_has_timeout(e),
+            UpstreamError::Body(e) => e.is_timeout() || chain_has_timeout(e),
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            _ if self.is_timeout() => "timeout",
+            UpstreamError::Direct(e) if e.is_connect() => "connect error",
+            UpstreamError::General(e) if e.is_connect() => "connect error",
+            UpstreamError::Body(_) => "body error",
+            UpstreamError::General(e) if e.is_body() || e.is_decode() => "body error",
+            _ => "request error",
+        }
+    }
+}
+
+fn chain_has_timeout(e: &(dyn StdError + 'static)) -> bool {
+    let mut src: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        src = s.source();
+    }
+    false
+}
+
+impl fmt::Display for UpstreamError {
+    /// The kind and the innermost cause (e.g. `connect error: Connection
+    /// refused (os error 111)`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let top: &(dyn StdError + 'static) = match self {
+            UpstreamError::Direct(e) => e,
+            UpstreamError::Body(e) => e,
+            UpstreamError::General(e) => e,
+        };
+        let mut src = top.source();
+        let mut detail = None;
+        while let Some(s) = src {
+            detail = Some(s);
+            src = s.source();
+        }
+        match detail {
+            Some(d) => write!(f, "{}: {d}", self.kind()),
+            None => f.write_str(self.kind()),
+        }
+    }
+}
+
+impl fmt::Debug for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_proxy_variables_switch_the_direct_path_off() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert!(!http_proxy_configured(env(&[])));
+        assert!(!http_proxy_configured(env(&[(
+            "HTTPS_PROXY",
+            "http://p:3128"
+        )])));
+        assert!(!http_proxy_configured(env(&[("HTTP_PROXY", "")])));
+        assert!(http_proxy_configured(env(&[(
+            "HTTP_PROXY",
+            "http://p:3128"
+        )])));
+        assert!(http_proxy_configured(env(&[(
+            "http_proxy",
+            "http://p:3128"
+        )])));
+        assert!(http_proxy_configured(env(&[(
+            "ALL_PROXY",
+            "socks5://p:1080"
+        )])));
+    }
+}
