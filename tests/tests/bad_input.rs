@@ -756,6 +756,10 @@ async fn slow_clients(trickle: bool) {
     // Meanwhile every service serves normal requests.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let in_flight_gauge = s.int("metrics:ns:bad:concurrent_requests").await;
+    if trickle {
+        // A client still sending its body is not in flight yet.
+        assert_eq!(in_flight_gauge, 0, "slow senders counted as in flight");
+    }
     for _ in 0..5 {
         let o = send(&s.http, &s.gw(0), &key, &chat_body(MODEL, false, None)).await;
         assert_eq!(

@@ -211,6 +211,7 @@ impl Accounting {
             kept_bytes: 0,
             slot: None,
             outcome: None,
+            in_flight: false,
         }
     }
 }
@@ -258,6 +259,9 @@ pub struct RequestGuard {
     kept_bytes: usize,
     slot: Option<ConcurrencySlot>,
     outcome: Option<(u16, Option<&'static str>)>,
+    /// Counted in the namespace's in-flight gauge (from when its body was
+    /// read: a client still sending is not in flight yet).
+    in_flight: bool,
 }
 
 /// Cap on stream payload bytes kept for counting, so a huge answer without
@@ -267,8 +271,16 @@ const MAX_KEPT_COMPLETION: usize = 4 * 1024 * 1024;
 impl RequestGuard {
     /// The request belongs to this namespace from now on.
     pub fn set_namespace(&mut self, ns: Arc<NamespaceRuntime>) {
-        ns.concurrent.add(1);
         self.ns = Some(ns);
+    }
+
+    /// The request is in flight: its body has arrived (or it has none) and
+    /// it goes on to routing and the upstream.
+    pub fn enter_in_flight(&mut self) {
+        if let (Some(ns), false) = (&self.ns, self.in_flight) {
+            ns.concurrent.add(1);
+            self.in_flight = true;
+        }
     }
 
     pub fn namespace(&self) -> Option<&Arc<NamespaceRuntime>> {
@@ -399,7 +411,9 @@ impl RequestGuard {
                     Err(e) => tracing::error!(error = %e, "usage record not serializable"),
                 }
             }
-            ns.concurrent.add(-1);
+            if self.in_flight {
+                ns.concurrent.add(-1);
+            }
         }
     }
 

@@ -146,15 +146,20 @@ async fn run(
     }
     let payload = match input {
         Input::Body(p) => p,
-        Input::ModelList => return Ok(Reply::Json(ns.models_json_for(key))),
+        Input::ModelList => {
+            guard.enter_in_flight();
+            return Ok(Reply::Json(ns.models_json_for(key)));
+        }
         Input::Model(name) => {
+            guard.enter_in_flight();
             return match ns.models.get(&name) {
                 Some(m) if key.allows(&m.name) => Ok(Reply::Json(ns.model_json(&m.name))),
                 _ => Err(GatewayError::ModelNotFound(echo(&name))),
-            }
+            };
         }
     };
     let body = read_body(payload, req, state.max_body_bytes).await?;
+    guard.enter_in_flight();
     let parsed = ParsedBody::parse(&body, endpoint)?;
     let Some(route) = ns.models.get(parsed.model.as_ref()) else {
         return Err(GatewayError::ModelNotFound(echo(&parsed.model)));
