@@ -140,11 +140,13 @@ pub struct Instance {
 /// Request targets of a plain-HTTP instance for the direct upstream path
 /// ([`crate::upstream`]), built once per snapshot.
 pub struct DirectTarget {
-    /// `host[:port]` as reqwest would send it (port only when not 80).
+    /// `host:port` to connect to (port 80 when the URL names none).
+    pub addr: Arc<str>,
+    /// `host[:port]` as the `Host` header carries it (port only when not 80).
     pub host: http::HeaderValue,
-    chat: http::Uri,
-    completions: http::Uri,
-    embeddings: http::Uri,
+    chat: Box<[u8]>,
+    completions: Box<[u8]>,
+    embeddings: Box<[u8]>,
 }
 
 impl DirectTarget {
@@ -158,19 +160,37 @@ impl DirectTarget {
         if chat.scheme() != "http" || !chat.username().is_empty() || chat.password().is_some() {
             return None;
         }
+        let name = chat.host_str()?;
         let host = match chat.port() {
-            Some(p) => format!("{}:{p}", chat.host_str()?),
-            None => chat.host_str()?.to_string(),
+            Some(p) => format!("{name}:{p}"),
+            None => name.to_string(),
+        };
+        let host = http::HeaderValue::from_str(&host).ok()?;
+        let prefix = |u: &reqwest::Url| -> Option<Box<[u8]>> {
+            if u.scheme() != "http" || u.host_str() != Some(name) || u.port() != chat.port() {
+                return None;
+            }
+            let mut target = u.path().to_string();
+            if let Some(q) = u.query() {
+                target.push('?');
+                target.push_str(q);
+            }
+            let mut line = format!("POST {target} HTTP/1.1\r\nhost: ").into_bytes();
+            line.extend_from_slice(host.as_bytes());
+            line.extend_from_slice(b"\r\n");
+            Some(line.into_boxed_slice())
         };
         Some(DirectTarget {
-            host: http::HeaderValue::from_str(&host).ok()?,
-            chat: chat.as_str().parse().ok()?,
-            completions: completions.as_str().parse().ok()?,
-            embeddings: embeddings.as_str().parse().ok()?,
+            addr: format!("{name}:{}", chat.port_or_known_default()?).into(),
+            chat: prefix(chat)?,
+            completions: prefix(completions)?,
+            embeddings: prefix(embeddings)?,
+            host,
         })
     }
 
-    pub fn uri(&self, endpoint: Endpoint) -> &http::Uri {
+    /// The request line and `Host` header for `endpoint`, CRLF-terminated.
+    pub fn head_prefix(&self, endpoint: Endpoint) -> &[u8] {
         match endpoint {
             Endpoint::Chat => &self.chat,
             Endpoint::Completions => &self.completions,
@@ -581,16 +601,32 @@ mod tests {
                 &url(&format!("{base}/embeddings")),
             )
         };
+        let line = |t: &DirectTarget, e| String::from_utf8(t.head_prefix(e).to_vec()).unwrap();
         let t = target("http://Upstream.Example:8081/v1").unwrap();
         assert_eq!(t.host, "upstream.example:8081");
+        assert_eq!(&*t.addr, "upstream.example:8081");
         assert_eq!(
-            t.uri(Endpoint::Chat).to_string(),
-            "http://upstream.example:8081/v1/chat/completions"
+            line(&t, Endpoint::Chat),
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: upstream.example:8081\r\n"
         );
-        assert_eq!(t.uri(Endpoint::Completions).path(), "/v1/completions");
-        assert_eq!(t.uri(Endpoint::Embeddings).path(), "/v1/embeddings");
-        // The default port is not repeated, as reqwest does not.
-        assert_eq!(target("http://up:80/v1").unwrap().host, "up");
+        assert_eq!(
+            line(&t, Endpoint::Completions),
+            "POST /v1/completions HTTP/1.1\r\nhost: upstream.example:8081\r\n"
+        );
+        assert_eq!(
+            line(&t, Endpoint::Embeddings),
+            "POST /v1/embeddings HTTP/1.1\r\nhost: upstream.example:8081\r\n"
+        );
+        // The default port is not repeated in `Host`, as reqwest does not,
+        // but is where the connection goes.
+        let t = target("http://up:80/v1").unwrap();
+        assert_eq!((t.host.to_str().unwrap(), &*t.addr), ("up", "up:80"));
+        let t = target("http://[::1]/v1").unwrap();
+        assert_eq!(&*t.addr, "[::1]:80");
+        assert_eq!(
+            line(&t, Endpoint::Chat),
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: [::1]\r\n"
+        );
         // HTTPS and URLs with credentials keep the general (reqwest) path.
         assert!(target("https://up/v1").is_none());
         assert!(target("http://user:pw@up/v1").is_none());

@@ -46,12 +46,18 @@ pub enum Ended {
 /// burst of events (or a whole short stream) then leave in one write. Each
 /// round gives the connection task one scheduler turn; a round that brings
 /// nothing (the connection waits on the network) ends the gathering, so
-/// nothing is held for the upstream.
+/// nothing is held for the upstream. A direct-path body handed over all it
+/// had with the first chunk already: no turns are taken for it.
 pub async fn gather_burst(first: Bytes, upstream: &mut UpstreamBody) -> (Bytes, Option<Ended>) {
     let mut held = Held::default();
     held.push(first);
     let mut ended = None;
-    for _ in 0..MAX_GATHER_TURNS {
+    let turns = if upstream.hands_over_all() {
+        0
+    } else {
+        MAX_GATHER_TURNS
+    };
+    for _ in 0..turns {
         if held.len() >= MAX_HELD_BYTES {
             break;
         }
@@ -186,7 +192,8 @@ const MAX_GATHER_TURNS: u8 = 32;
 impl Stream for ProxyStream {
     type Item = Result<Bytes, actix_web::Error>;
 
-    /// Forwards events as they arrive, with one refinement: hyper hands over
+    /// Forwards events as they arrive, with one refinement for the general
+    /// (reqwest) path: hyper hands over
     /// one HTTP chunk per poll (its connection task must run again to decode
     /// the next one from its buffer), and the server writes whenever this
     /// stream is pending. Events the upstream sent together would so leave
@@ -195,7 +202,8 @@ impl Stream for ProxyStream {
     /// before writing; when that turn brings nothing new — the connection is
     /// waiting on the network — what was gathered goes out at once. An event
     /// is thus never held for the upstream, only for work already queued on
-    /// this thread.
+    /// this thread. The direct path's body hands over everything the socket
+    /// received in one poll, so its output is written at once.
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         loop {
@@ -233,6 +241,10 @@ impl Stream for ProxyStream {
                     let out = this.process(&chunk);
                     this.held.push(out);
                     if !this.held.is_empty()
+                        && !this
+                            .upstream
+                            .as_ref()
+                            .is_some_and(UpstreamBody::hands_over_all)
                         && this.held.len() < MAX_HELD_BYTES
                         && this.turns < MAX_GATHER_TURNS
                     {

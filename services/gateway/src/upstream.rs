@@ -1,32 +1,26 @@
 //! The HTTP client of the request path.
 //!
-//! Plain-HTTP instances go through hyper's pooled HTTP/1.1 client directly
-//! ("direct" path): URIs and `Host` values are prebuilt per instance when a
-//! snapshot is compiled, nothing is parsed or formatted per request. There
-//! is one such client per HTTP worker thread, and its connection tasks run
-//! on that worker's local task set: the request handler and the task driving
-//! its upstream connection then wake each other through the local run queue.
-//! (With connection tasks on the tokio scheduler, as reqwest spawns them,
-//! every wake-up from the connection into the handler crossed an eventfd
-//! write and an extra poll of the event loop — measurable per request.)
+//! Plain-HTTP instances go through the gateway's own HTTP/1.1 client
+//! ([`crate::h1`], the "direct" path): one keep-alive pool per HTTP worker
+//! thread, driven by the request handler itself, with the request line and
+//! `Host` prebuilt per instance when a snapshot is compiled. No connection
+//! task sits between the socket and the handler, and a body read hands over
+//! everything the socket received so far.
 //!
 //! HTTPS instances, and every instance when an HTTP proxy is configured in
 //! the environment (`HTTP_PROXY`/`ALL_PROXY`, which reqwest honours), go
 //! through reqwest ("general" path: rustls, proxy variables). Both paths
 //! answer with the same [`UpstreamResponse`].
 
+use crate::h1;
 use crate::routing::{Endpoint, Instance};
 use bytes::Bytes;
-use http::header::{ACCEPT, HOST};
-use http::{HeaderMap, HeaderValue, Method, Request};
-use http_body_util::{BodyExt, Full};
-use hyper::body::{Body, Incoming};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioTimer;
+use http::header::ACCEPT;
+use http::{HeaderMap, HeaderValue};
+use http_body_util::BodyExt;
+use hyper::body::Body;
 use std::error::Error as StdError;
 use std::fmt;
-use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -35,6 +29,8 @@ use std::time::Duration;
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Idle connections kept per upstream host (per worker on the direct path).
 const POOL_MAX_IDLE_PER_HOST: usize = 512;
+/// TCP keep-alive probes on upstream connections after this much silence.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// What both paths are built from.
 #[derive(Debug, Clone)]
@@ -66,43 +62,23 @@ pub fn general_client(connect_timeout: Duration) -> reqwest::Result<reqwest::Cli
         .build()
 }
 
-/// Spawns hyper's connection tasks on the current thread's local task set.
-#[derive(Clone, Copy)]
-struct LocalExec;
-
-impl<F> hyper::rt::Executor<F> for LocalExec
-where
-    F: Future<Output = ()> + 'static,
-{
-    fn execute(&self, fut: F) {
-        tokio::task::spawn_local(fut);
-    }
-}
-
-type DirectClient = Client<HttpConnector, Full<Bytes>>;
-
 /// One HTTP worker's upstream client. Build it on the worker thread (in the
-/// app factory) and use it only there: the direct path spawns onto that
-/// thread's local task set.
+/// app factory) and use it only there: the direct path's pool belongs to
+/// that thread.
 pub struct UpstreamClient {
-    direct: Option<DirectClient>,
+    direct: Option<h1::Pool>,
     general: reqwest::Client,
 }
 
 impl UpstreamClient {
     pub fn for_worker(cfg: &UpstreamConfig, general: reqwest::Client) -> Self {
         let direct = cfg.direct.then(|| {
-            let mut conn = HttpConnector::new();
-            conn.set_connect_timeout(Some(cfg.connect_timeout));
-            conn.set_nodelay(true);
-            conn.set_keepalive(Some(Duration::from_secs(15)));
-            Client::builder(LocalExec)
-                .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-                .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
-                .pool_timer(TokioTimer::new())
-                // The `Host` header comes prebuilt with the instance.
-                .set_host(false)
-                .build(conn)
+            h1::Pool::new(h1::PoolConfig {
+                connect_timeout: cfg.connect_timeout,
+                idle_timeout: POOL_IDLE_TIMEOUT,
+                max_idle_per_host: POOL_MAX_IDLE_PER_HOST,
+                tcp_keepalive: Some(TCP_KEEPALIVE),
+            })
         });
         UpstreamClient { direct, general }
     }
@@ -117,22 +93,24 @@ impl UpstreamClient {
         mut headers: HeaderMap,
         body: Bytes,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        if let (Some(client), Some(target)) = (&self.direct, inst.direct.as_ref()) {
-            headers.insert(HOST, target.host.clone());
+        if let (Some(pool), Some(target)) = (&self.direct, inst.direct.as_ref()) {
             // What reqwest sends by default; upstreams saw it before.
             headers
                 .entry(ACCEPT)
                 .or_insert(HeaderValue::from_static("*/*"));
-            let mut req = Request::new(Full::new(body));
-            *req.method_mut() = Method::POST;
-            *req.uri_mut() = target.uri(endpoint).clone();
-            *req.headers_mut() = headers;
-            let resp = client.request(req).await.map_err(UpstreamError::Direct)?;
-            let (parts, body) = resp.into_parts();
+            let resp = pool
+                .send(h1::Request {
+                    addr: &target.addr,
+                    head_prefix: target.head_prefix(endpoint),
+                    headers: &headers,
+                    body: &body,
+                })
+                .await
+                .map_err(UpstreamError::Direct)?;
             return Ok(UpstreamResponse {
-                status: parts.status.as_u16(),
-                headers: parts.headers,
-                body: UpstreamBody::Direct(body),
+                status: resp.status,
+                headers: resp.headers,
+                body: UpstreamBody::Direct(resp.body),
             });
         }
         let resp = self
@@ -163,26 +141,25 @@ pub struct UpstreamResponse {
 /// Dropping it before the end closes the upstream connection (cancelling
 /// the request upstream).
 pub enum UpstreamBody {
-    Direct(Incoming),
+    Direct(h1::Body),
     General(reqwest::Body),
 }
 
 impl UpstreamBody {
-    /// The next data chunk; `None` at the end. Trailers are skipped.
+    /// The next data chunk; `None` at the end. Trailers are skipped. The
+    /// direct path hands over everything received so far in one chunk; the
+    /// general path one HTTP chunk at a time.
     pub fn poll_chunk(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Bytes, UpstreamError>>> {
         loop {
             let frame = match self {
-                UpstreamBody::Direct(b) => match Pin::new(b).poll_frame(cx) {
-                    Poll::Ready(Some(Ok(f))) => f,
-                    Poll::Ready(Some(Err(e))) => {
-                        return Poll::Ready(Some(Err(UpstreamError::Body(e))))
-                    }
-                    Poll::Ready(None) => return Poll::Ready(None),
-                    Poll::Pending => return Poll::Pending,
-                },
+                UpstreamBody::Direct(b) => {
+                    return b
+                        .poll_chunk(cx)
+                        .map(|c| c.map(|r| r.map_err(UpstreamError::Direct)))
+                }
                 UpstreamBody::General(b) => match Pin::new(b).poll_frame(cx) {
                     Poll::Ready(Some(Ok(f))) => f,
                     Poll::Ready(Some(Err(e))) => {
@@ -198,6 +175,13 @@ impl UpstreamBody {
         }
     }
 
+    /// Whether one [`poll_chunk`](Self::poll_chunk) hands over everything
+    /// received so far (the direct path), so that waiting a scheduler turn
+    /// for more cannot gather anything.
+    pub fn hands_over_all(&self) -> bool {
+        matches!(self, UpstreamBody::Direct(_))
+    }
+
     /// The next data chunk; `None` at the end.
     pub async fn chunk(&mut self) -> Option<Result<Bytes, UpstreamError>> {
         std::future::poll_fn(|cx| self.poll_chunk(cx)).await
@@ -206,11 +190,7 @@ impl UpstreamBody {
     /// The whole body (one chunk is returned without copying).
     pub async fn collect(self) -> Result<Bytes, UpstreamError> {
         match self {
-            UpstreamBody::Direct(b) => b
-                .collect()
-                .await
-                .map(|c| c.to_bytes())
-                .map_err(UpstreamError::Body),
+            UpstreamBody::Direct(b) => b.collect().await.map_err(UpstreamError::Direct),
             UpstreamBody::General(b) => b
                 .collect()
                 .await
@@ -223,10 +203,8 @@ impl UpstreamBody {
 /// A failed exchange with an upstream. Its text never carries the URL
 /// (whose userinfo may hold credentials) or a header.
 pub enum UpstreamError {
-    /// Sending the request or reading the answer's head (direct path).
-    Direct(hyper_util::client::legacy::Error),
-    /// Reading the body (direct path).
-    Body(hyper::Error),
+    /// Direct path.
+    Direct(h1::Error),
     General(reqwest::Error),
 }
 
@@ -236,8 +214,7 @@ impl UpstreamError {
     pub fn is_timeout(&self) -> bool {
         match self {
             UpstreamError::General(e) => e.is_timeout(),
-            UpstreamError::Direct(e) => chain_has_timeout(e),
-            UpstreamError::Body(e) => e.is_timeout() || chain_has_timeout(e),
+            UpstreamError::Direct(e) => e.is_timeout(),
         }
     }
 
@@ -246,24 +223,11 @@ impl UpstreamError {
             _ if self.is_timeout() => "timeout",
             UpstreamError::Direct(e) if e.is_connect() => "connect error",
             UpstreamError::General(e) if e.is_connect() => "connect error",
-            UpstreamError::Body(_) => "body error",
+            UpstreamError::Direct(e) if e.is_body() => "body error",
             UpstreamError::General(e) if e.is_body() || e.is_decode() => "body error",
             _ => "request error",
         }
     }
-}
-
-fn chain_has_timeout(e: &(dyn StdError + 'static)) -> bool {
-    let mut src: Option<&(dyn StdError + 'static)> = Some(e);
-    while let Some(s) = src {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::TimedOut {
-                return true;
-            }
-        }
-        src = s.source();
-    }
-    false
 }
 
 impl fmt::Display for UpstreamError {
@@ -271,8 +235,7 @@ impl fmt::Display for UpstreamError {
     /// refused (os error 111)`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let top: &(dyn StdError + 'static) = match self {
-            UpstreamError::Direct(e) => e,
-            UpstreamError::Body(e) => e,
+            UpstreamError::Direct(e) => return write!(f, "{}: {}", self.kind(), e.detail()),
             UpstreamError::General(e) => e,
         };
         let mut src = top.source();
