@@ -150,8 +150,9 @@ impl Ops {
     }
 }
 
-/// The Lua body shared by both scripts: applies ops from ARGV starting at
-/// index `i`, `n` of them; returns the next index.
+/// The flush script's Lua body: applies ops from ARGV starting at index `i`,
+/// `n` of them, one command each (a flush's ops are already merged per key
+/// in process); returns the next index.
 const APPLY_FN: &str = r#"
 local function apply(i, n)
   for _ = 1, n do
@@ -225,29 +226,98 @@ return 1
 
 /// ARGV: marker ttl s, record count, then per record: marker key, op count, ops...
 /// Returns how many records were applied now (the others had been before).
+///
+/// Records whose marker is new are not written op by op: their ops are
+/// first merged in Lua tables, then each key is written once — `INCRBY` of
+/// the summed deltas per counter key, `HINCRBY` per hash field, one `SADD`
+/// per set with its distinct members, and for `SET` / set-if-greater keys the
+/// value the ops would have left, in record order (an `x` after an `s` on one
+/// key compares with the value set). Per-replica gauges and stream appends are
+/// applied as they come, in record order. Sums are kept exact: an increment
+/// that would take a sum to 2^53 or beyond (where Lua numbers lose integer
+/// precision) is written by itself instead. Zero sums are still written, so
+/// a series' key exists once any record named it, as when ops were applied
+/// one by one.
+///
+/// The merge reorders ops of different kinds; this is exact because a key is
+/// only ever written by one kind of op (a family has one kind).
 static ONCE_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        r#"{APPLY_FN}
+    Script::new(
+        r#"
 local ttl = ARGV[1]
+local WIDTH = {c = 3, h = 4, x = 3, s = 3, i = 3, g = 4, a = 4}
+local EXACT = 9007199254740992
+local incr, hincr, members, values = {}, {}, {}, {}
+-- Adds v to t[k] when the sum stays an exact integer; false otherwise.
+local function add(t, k, v)
+  local d = tonumber(v)
+  local s = (t[k] or 0) + d
+  if math.abs(d) < EXACT and math.abs(s) < EXACT then
+    t[k] = s
+    return true
+  end
+  return false
+end
 local i = 3
 local applied = 0
 for _ = 1, tonumber(ARGV[2]) do
-  local marker = ARGV[i]
+  local new = redis.call('SET', ARGV[i], '1', 'NX', 'EX', ttl)
   local n = tonumber(ARGV[i+1])
   i = i + 2
-  if redis.call('SET', marker, '1', 'NX', 'EX', ttl) then
-    i = apply(i, n)
-    applied = applied + 1
-  else
-    for _ = 1, n do
-      local op = ARGV[i]
-      if op == 'c' or op == 'x' or op == 's' or op == 'i' then i = i + 3 else i = i + 4 end
+  if new then applied = applied + 1 end
+  for _ = 1, n do
+    local op, k = ARGV[i], ARGV[i+1]
+    local w = WIDTH[op]
+    if w == nil then return redis.error_reply('unknown op ' .. tostring(op)) end
+    if new then
+      if op == 'c' then
+        if not add(incr, k, ARGV[i+2]) then redis.call('INCRBY', k, ARGV[i+2]) end
+      elseif op == 'h' then
+        local f = hincr[k]
+        if f == nil then f = {}; hincr[k] = f end
+        if not add(f, ARGV[i+2], ARGV[i+3]) then redis.call('HINCRBY', k, ARGV[i+2], ARGV[i+3]) end
+      elseif op == 'i' then
+        local m = members[k]
+        if m == nil then m = {}; members[k] = m end
+        m[ARGV[i+2]] = true
+      elseif op == 's' then
+        values[k] = {set = true, v = ARGV[i+2], n = tonumber(ARGV[i+2])}
+      elseif op == 'x' then
+        local v, e = tonumber(ARGV[i+2]), values[k]
+        if e == nil then
+          values[k] = {set = false, v = ARGV[i+2], n = v}
+        elseif v > e.n then
+          e.v = ARGV[i+2]; e.n = v
+        end
+      elseif op == 'g' then
+        redis.call('HSET', k .. ':replicas', ARGV[i+2], ARGV[i+3])
+        redis.call('SADD', 'metrics:gauges', k)
+        redis.call('SADD', 'metrics:replicas', ARGV[i+2])
+      else
+        redis.call('XADD', k, '*', ARGV[i+2], ARGV[i+3])
+      end
     end
+    i = i + w
   end
 end
+for k, s in pairs(incr) do redis.call('INCRBY', k, string.format('%.0f', s)) end
+for k, f in pairs(hincr) do
+  for field, s in pairs(f) do redis.call('HINCRBY', k, field, string.format('%.0f', s)) end
+end
+for k, m in pairs(members) do
+  local chunk = {}
+  for member in pairs(m) do
+    chunk[#chunk + 1] = member
+    if #chunk == 1000 then redis.call('SADD', k, unpack(chunk)); chunk = {} end
+  end
+  if #chunk > 0 then redis.call('SADD', k, unpack(chunk)) end
+end
+for k, e in pairs(values) do
+  if e.set or e.n > tonumber(redis.call('GET', k) or '-1') then redis.call('SET', k, e.v) end
+end
 return applied
-"#
-    ))
+"#,
+    )
 });
 
 /// How a flush's liveness signal should change.
@@ -313,6 +383,13 @@ impl OnceBatch {
 
     /// Applies every record not applied before, atomically; returns how many
     /// were applied by this call.
+    ///
+    /// One script call. Inside it Redis runs one `SET NX` per record (its
+    /// marker) and, for the records applied now, one write per distinct
+    /// counter key, hash field, set and value key over the whole batch (plus
+    /// one `GET` per set-if-greater key) rather than one per op; per-replica
+    /// gauges and stream appends are still written per op. Records of a batch
+    /// that hit the same series cost little more than their markers.
     pub async fn apply<C: redis::aio::ConnectionLike>(
         &self,
         conn: &mut C,
