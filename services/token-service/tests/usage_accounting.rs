@@ -324,3 +324,39 @@ async fn this_months_cost_per_namespace_is_exported_for_budgets() {
         Some(0.0)
     );
 }
+
+#[tokio::test]
+async fn an_implausible_token_count_is_capped_and_loses_nothing_else() {
+    let redis = aigw_testkit::RedisServer::start().await;
+    publish_snapshot(&redis, &snapshot(1)).await;
+    let app = TestApp::spawn_on(redis, |_| {}).await;
+    let mut huge = record("h1", "team-a", "gpt-4o-mini");
+    huge.prompt_tokens = u64::MAX;
+    huge.completion_tokens = u64::MAX / 2;
+    let mut normal = record("h2", "team-a", "gpt-4o-mini");
+    normal.prompt_tokens = 1000;
+    normal.completion_tokens = 500;
+    // Twice the huge one and the normal one in one batch: without the cap
+    // the second would overflow the token counter and fail the batch.
+    let mut huge2 = huge.clone();
+    huge2.id = "h3".into();
+    push_records(&app.redis, &[huge, huge2, normal]).await;
+    wait_for(WAIT, "3 records consumed", || async {
+        processed(&app).await == 3.0 && xlen(&app.redis).await == 0
+    })
+    .await;
+    let cap = token_service::usage::MAX_TOKENS_PER_RECORD as i64;
+    let r = &app.redis;
+    assert_eq!(
+        get_i64(r, "metrics:model:gpt-4o-mini:team-a:tokens_in").await,
+        2 * cap + 1000
+    );
+    assert_eq!(
+        get_i64(r, "metrics:model:gpt-4o-mini:team-a:tokens_out").await,
+        2 * cap + 500
+    );
+    assert_eq!(
+        get_i64(r, "metrics:model:gpt-4o-mini:team-a:requests").await,
+        3
+    );
+}

@@ -83,6 +83,22 @@ fn clamp(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// Most tokens one record may report per direction (2^32). Far above any
+/// real context window; a larger figure is an upstream's error, and left as
+/// it is it could overflow a Redis counter, which would fail the writes of
+/// the whole batch. Such counts are capped here and the cap is logged.
+pub const MAX_TOKENS_PER_RECORD: u64 = 1 << 32;
+
+fn cap_tokens(rec: &UsageRecord, what: &'static str, v: u64) -> u64 {
+    if v > MAX_TOKENS_PER_RECORD {
+        tracing::warn!(record = %rec.id, what, reported = v, cap = MAX_TOKENS_PER_RECORD,
+            "implausible token count in a usage record; capped");
+        MAX_TOKENS_PER_RECORD
+    } else {
+        v
+    }
+}
+
 /// The writes of one usage record, priced with `snap`.
 pub fn record_ops(rec: &UsageRecord, snap: &ConfigSnapshot, enc: &Encoders) -> RecordPlan {
     let model_cfg = snap.model(&rec.model);
@@ -99,7 +115,10 @@ pub fn record_ops(rec: &UsageRecord, snap: &ConfigSnapshot, enc: &Encoders) -> R
     let labels = [model, ns];
 
     let mut counted = false;
-    let (mut prompt, mut completion) = (rec.prompt_tokens, rec.completion_tokens);
+    let (mut prompt, mut completion) = (
+        cap_tokens(rec, "prompt_tokens", rec.prompt_tokens),
+        cap_tokens(rec, "completion_tokens", rec.completion_tokens),
+    );
     if rec.token_source == TokenSource::Counted {
         let e = models::resolve(Some(snap), &rec.model)
             .map(|(e, _)| e)
