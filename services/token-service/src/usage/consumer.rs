@@ -118,7 +118,8 @@ fn prepare(entries: Vec<Entry>, snap: &ConfigSnapshot, enc: &Encoders) -> Prepar
             tracing::warn!(entry = %e.id, "usage entry without a `records` field; skipped");
             continue;
         };
-        let items: Vec<serde_json::Value> = match serde_json::from_str(&raw) {
+        // Each record is parsed once, from its own slice of the entry.
+        let items: Vec<&serde_json::value::RawValue> = match serde_json::from_str(&raw) {
             Ok(v) => v,
             Err(err) => {
                 p.malformed_entries += 1;
@@ -128,7 +129,7 @@ fn prepare(entries: Vec<Entry>, snap: &ConfigSnapshot, enc: &Encoders) -> Prepar
             }
         };
         for (i, item) in items.into_iter().enumerate() {
-            match serde_json::from_value::<UsageRecord>(item) {
+            match serde_json::from_str::<UsageRecord>(item.get()) {
                 Ok(rec) if !rec.id.is_empty() && rec.id.len() <= MAX_RECORD_ID => {
                     let plan = record_ops(&rec, snap, enc);
                     p.plans.push((rec.id, plan.ops));
