@@ -368,7 +368,8 @@ impl RequestGuard {
             acc.global_errors.inc();
         }
         acc.global_response_time.add(dur_us as i64);
-        acc.global_last_request.set(unix_ms());
+        acc.global_last_request
+            .set(self.started_at_ms + (dur_us / 1000) as i64);
         if let Some(ns) = self.ns.take() {
             ns.requests.inc();
             if failed {
@@ -398,12 +399,9 @@ impl RequestGuard {
                         }
                     }
                 }
-                // Sized for a typical record, so serializing does not regrow.
-                let mut json = Vec::with_capacity(512);
-                match serde_json::to_writer(&mut json, &record) {
-                    Ok(()) => {
-                        // serde_json writes UTF-8 only.
-                        let json = String::from_utf8(json).unwrap_or_default();
+                // `to_string` knows its output is UTF-8 and skips checking it.
+                match serde_json::to_string(&record) {
+                    Ok(json) => {
                         if !acc.recorder.push_record(json) {
                             acc.usage_dropped.inc();
                         }
@@ -489,9 +487,10 @@ impl Drop for RequestGuard {
 pub fn new_record_id(now_ms: i64) -> String {
     let mut random = [0u8; 10];
     rand::Rng::fill(&mut rand::thread_rng(), &mut random);
-    uuid::Builder::from_unix_timestamp_millis(now_ms.max(0) as u64, &random)
-        .into_uuid()
-        .to_string()
+    let id = uuid::Builder::from_unix_timestamp_millis(now_ms.max(0) as u64, &random).into_uuid();
+    // Encoded into a stack buffer: `to_string` goes through `fmt`.
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    id.hyphenated().encode_lower(&mut buf).to_owned()
 }
 
 pub fn unix_ms() -> i64 {

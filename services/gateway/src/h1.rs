@@ -98,14 +98,23 @@ impl Conn {
 }
 
 /// A request to send: the prebuilt request line and `Host` header, the
-/// other headers, and the body (sent with `Content-Length`).
+/// other header lines, and the body (sent with `Content-Length`).
 pub struct Request<'a> {
     /// `host:port` to connect to; also the pool key.
     pub addr: &'a Arc<str>,
     /// `POST /path HTTP/1.1\r\nhost: …\r\n`.
     pub head_prefix: &'a [u8],
-    pub headers: &'a HeaderMap,
+    /// Header lines, each `name: value\r\n` (see [`write_header`]).
+    pub header_lines: &'a [u8],
     pub body: &'a Bytes,
+}
+
+/// Appends one `name: value` header line.
+pub fn write_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// An answer whose head arrived.
@@ -232,24 +241,19 @@ async fn sweep(pool: Weak<Inner>) {
 /// Request line, `Host`, headers, `Content-Length`, blank line, and the
 /// body when it is small.
 fn encode_request(req: &Request<'_>) -> Vec<u8> {
-    let mut n = req.head_prefix.len() + 32;
-    for (k, v) in req.headers {
-        n += k.as_str().len() + v.len() + 4;
-    }
+    let mut n = req.head_prefix.len() + req.header_lines.len() + 32;
     if req.body.len() <= COALESCE_BODY {
         n += req.body.len();
     }
     let mut w = Vec::with_capacity(n);
     w.extend_from_slice(req.head_prefix);
-    for (k, v) in req.headers {
-        w.extend_from_slice(k.as_str().as_bytes());
-        w.extend_from_slice(b": ");
-        w.extend_from_slice(v.as_bytes());
-        w.extend_from_slice(b"\r\n");
-    }
-    w.extend_from_slice(b"content-length: ");
-    w.extend_from_slice(itoa::Buffer::new().format(req.body.len()).as_bytes());
-    w.extend_from_slice(b"\r\n\r\n");
+    w.extend_from_slice(req.header_lines);
+    write_header(
+        &mut w,
+        b"content-length",
+        itoa::Buffer::new().format(req.body.len()).as_bytes(),
+    );
+    w.extend_from_slice(b"\r\n");
     if req.body.len() <= COALESCE_BODY {
         w.extend_from_slice(req.body);
     }
@@ -879,13 +883,12 @@ mod tests {
     }
 
     async fn post(pool: &Pool, addr: &Arc<str>) -> Result<(u16, Bytes), Error> {
-        let headers = HeaderMap::new();
         let body = Bytes::from_static(b"{}");
         let r = pool
             .send(Request {
                 addr,
                 head_prefix: b"POST /v1/x HTTP/1.1\r\nhost: t\r\n",
-                headers: &headers,
+                header_lines: b"x-test: 1\r\n",
                 body: &body,
             })
             .await?;

@@ -432,15 +432,15 @@ async fn forward(
         let mut att = AttemptGuard::new(inst.state.clone(), pick.trial);
         let started = Instant::now();
         let first_byte_by = started + inst.timeout;
-        // Built per attempt: the common single attempt moves it, no clone.
-        let mut headers = forward_headers(req.headers(), request_id);
-        if let Some(auth) = &inst.auth {
-            headers.insert(http::header::AUTHORIZATION, auth.clone());
-        }
+        let headers = Forward {
+            client: req.headers(),
+            request_id,
+            auth: inst.auth.as_ref(),
+        };
         let send = upstream.send(
             inst,
             endpoint,
-            headers,
+            &headers,
             parsed.rewrite(body, &inst.upstream_model_json),
         );
         let resp = match tokio::time::timeout_at(first_byte_by, send).await {
@@ -625,38 +625,80 @@ fn strip_response_header(name: &str) -> bool {
     )
 }
 
-/// The headers sent upstream: the client's, filtered, with the request id
-/// and the JSON content type (the instance key is added per attempt).
-fn forward_headers(src: &ah::HeaderMap, request_id: &str) -> http::HeaderMap {
-    use http::header::{HeaderName, HeaderValue};
-    // Headers named in `Connection` are hop-by-hop too.
-    let listed: Vec<String> = src
-        .get_all(ah::CONNECTION)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_ascii_lowercase())
-        .collect();
-    let mut out = http::HeaderMap::with_capacity(src.len() + 4);
-    for (name, value) in src.iter() {
-        let n = name.as_str();
-        if strip_request_header(n) || listed.iter().any(|l| l == n) {
-            continue;
-        }
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::from_bytes(n.as_bytes()),
-            HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            out.append(n, v);
-        }
+/// The headers of one upstream request: the client's, filtered, with the
+/// request id, the JSON content type and the instance's credentials.
+pub struct Forward<'a> {
+    pub client: &'a ah::HeaderMap,
+    pub request_id: &'a str,
+    /// `Bearer {instance key}`, when the instance has one.
+    pub auth: Option<&'a http::HeaderValue>,
+}
+
+impl Forward<'_> {
+    /// The client headers that may travel on, as `(name, value)`.
+    fn client_headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        // Headers named in `Connection` are hop-by-hop too.
+        let listed: Vec<String> = self
+            .client
+            .get_all(ah::CONNECTION)
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|s| s.trim().to_ascii_lowercase())
+            .collect();
+        self.client.iter().filter_map(move |(name, value)| {
+            let n = name.as_str();
+            (!strip_request_header(n) && !listed.iter().any(|l| l == n))
+                .then(|| (n, value.as_bytes()))
+        })
     }
-    if let Ok(v) = HeaderValue::from_str(request_id) {
-        out.insert(HeaderName::from_static(REQUEST_ID), v);
+
+    /// As a header map (the general client).
+    pub fn header_map(&self) -> http::HeaderMap {
+        use http::header::{HeaderName, HeaderValue};
+        let mut out = http::HeaderMap::with_capacity(self.client.len() + 4);
+        for (n, v) in self.client_headers() {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(n.as_bytes()),
+                HeaderValue::from_bytes(v),
+            ) {
+                out.append(n, v);
+            }
+        }
+        if let Ok(v) = HeaderValue::from_str(self.request_id) {
+            out.insert(HeaderName::from_static(REQUEST_ID), v);
+        }
+        out.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Some(auth) = self.auth {
+            out.insert(http::header::AUTHORIZATION, auth.clone());
+        }
+        out
     }
-    out.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    out
+
+    /// As HTTP/1.1 header lines (the direct client), with `Accept: */*`
+    /// when the client sent none (what reqwest sends by default).
+    pub fn header_lines(&self) -> Vec<u8> {
+        use crate::h1::write_header;
+        let mut out = Vec::with_capacity(256);
+        let mut accept = false;
+        for (n, v) in self.client_headers() {
+            accept |= n == "accept";
+            write_header(&mut out, n.as_bytes(), v);
+        }
+        if !accept {
+            write_header(&mut out, b"accept", b"*/*");
+        }
+        if http::HeaderValue::from_str(self.request_id).is_ok() {
+            write_header(&mut out, REQUEST_ID.as_bytes(), self.request_id.as_bytes());
+        }
+        write_header(&mut out, b"content-type", b"application/json");
+        if let Some(auth) = self.auth {
+            write_header(&mut out, b"authorization", auth.as_bytes());
+        }
+        out
+    }
 }
 
 fn copy_response_headers(src: &http::HeaderMap, dst: &mut actix_web::HttpResponseBuilder) {
@@ -765,18 +807,36 @@ mod tests {
             .insert_header(("x-custom", "kept"))
             .insert_header(("openai-beta", "assistants=v2"))
             .to_http_request();
-        let h = forward_headers(req.headers(), "rid-1");
-        assert_eq!(h.get("x-custom").unwrap(), "kept");
-        assert_eq!(h.get("openai-beta").unwrap(), "assistants=v2");
-        assert_eq!(h.get("x-request-id").unwrap(), "rid-1");
-        for gone in [
-            "authorization",
-            "cookie",
-            "x-api-key",
-            "connection",
-            "x-hop",
-        ] {
-            assert!(h.get(gone).is_none(), "{gone} was forwarded");
+        let auth = http::HeaderValue::from_static("Bearer sk-instance");
+        let fwd = Forward {
+            client: req.headers(),
+            request_id: "rid-1",
+            auth: Some(&auth),
+        };
+        // The direct client's header lines say the same as the general
+        // client's header map.
+        let lines = fwd.header_lines();
+        let mut parsed = http::HeaderMap::new();
+        for line in String::from_utf8(lines).unwrap().split_terminator("\r\n") {
+            let (n, v) = line.split_once(": ").unwrap();
+            parsed.append(
+                http::HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        let mut map = fwd.header_map();
+        assert!(map.get("accept").is_none());
+        map.insert("accept", http::HeaderValue::from_static("*/*"));
+        assert_eq!(parsed, map);
+        for h in [&parsed, &map] {
+            assert_eq!(h.get("x-custom").unwrap(), "kept");
+            assert_eq!(h.get("openai-beta").unwrap(), "assistants=v2");
+            assert_eq!(h.get("x-request-id").unwrap(), "rid-1");
+            assert_eq!(h.get("authorization").unwrap(), "Bearer sk-instance");
+            assert_eq!(h.get("content-type").unwrap(), "application/json");
+            for gone in ["cookie", "x-api-key", "connection", "x-hop"] {
+                assert!(h.get(gone).is_none(), "{gone} was forwarded");
+            }
         }
     }
 }

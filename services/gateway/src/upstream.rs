@@ -13,10 +13,10 @@
 //! answer with the same [`UpstreamResponse`].
 
 use crate::h1;
+use crate::proxy::Forward;
 use crate::routing::{Endpoint, Instance};
 use bytes::Bytes;
-use http::header::ACCEPT;
-use http::{HeaderMap, HeaderValue};
+use http::HeaderMap;
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use std::error::Error as StdError;
@@ -83,26 +83,21 @@ impl UpstreamClient {
         UpstreamClient { direct, general }
     }
 
-    /// Sends `POST {instance}{endpoint}` with `headers` (already filtered,
-    /// with content type and credentials) and `body`; resolves once the
-    /// answer's head arrived.
+    /// Sends `POST {instance}{endpoint}` with `headers` and `body`;
+    /// resolves once the answer's head arrived.
     pub async fn send(
         &self,
         inst: &Instance,
         endpoint: Endpoint,
-        mut headers: HeaderMap,
+        headers: &Forward<'_>,
         body: Bytes,
     ) -> Result<UpstreamResponse, UpstreamError> {
         if let (Some(pool), Some(target)) = (&self.direct, inst.direct.as_ref()) {
-            // What reqwest sends by default; upstreams saw it before.
-            headers
-                .entry(ACCEPT)
-                .or_insert(HeaderValue::from_static("*/*"));
             let resp = pool
                 .send(h1::Request {
                     addr: &target.addr,
                     head_prefix: target.head_prefix(endpoint),
-                    headers: &headers,
+                    header_lines: &headers.header_lines(),
                     body: &body,
                 })
                 .await
@@ -116,7 +111,7 @@ impl UpstreamClient {
         let resp = self
             .general
             .post(inst.url(endpoint).clone())
-            .headers(headers)
+            .headers(headers.header_map())
             .body(body)
             .send()
             .await
