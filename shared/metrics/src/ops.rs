@@ -320,6 +320,29 @@ return applied
     )
 });
 
+/// The common case of a once-batch, where no record was applied before.
+/// ARGV: marker ttl s, marker count, markers..., op count, ops (already
+/// merged over the batch, see [`OnceBatch::merged`]). Sets every marker with
+/// `SET NX`; if one existed, deletes those it set, writes nothing and returns
+/// 0 (the caller then uses [`ONCE_SCRIPT`], which skips the duplicates);
+/// otherwise applies the ops and returns 1.
+static ONCE_FAST_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{APPLY_FN}
+local ttl = ARGV[1]
+local n = tonumber(ARGV[2])
+for j = 1, n do
+  if not redis.call('SET', ARGV[2 + j], '1', 'NX', 'EX', ttl) then
+    for k = 1, j - 1 do redis.call('DEL', ARGV[2 + k]) end
+    return 0
+  end
+end
+apply(4 + n, tonumber(ARGV[3 + n]))
+return 1
+"#
+    ))
+});
+
 /// How a flush's liveness signal should change.
 #[derive(Debug, Clone, Copy)]
 pub enum Heartbeat {
@@ -381,20 +404,155 @@ impl OnceBatch {
         self.records.is_empty()
     }
 
+    /// The batch's distinct markers and its ops merged as [`ONCE_SCRIPT`]
+    /// merges the ops of new records: counters and hash fields summed per
+    /// key (zero sums kept), set members once each, one final value per
+    /// `SET` / set-if-greater key in record order, gauges and stream appends
+    /// as they come. A record whose marker came earlier in the batch is a
+    /// duplicate and left out. `None` when the ops cannot be merged here
+    /// (a value that is not an integer, a sum past `i64`): the record-by-
+    /// record script handles those.
+    fn merged(&self) -> Option<(Vec<&str>, Ops)> {
+        use std::collections::hash_map::Entry;
+        use std::collections::{HashMap, HashSet};
+        let mut markers: Vec<&str> = Vec::with_capacity(self.records.len());
+        let mut seen: HashSet<&str> = HashSet::with_capacity(self.records.len());
+        let mut ordered = Ops::new();
+        let mut incr: Vec<(&str, i64)> = Vec::new();
+        let mut incr_at: HashMap<&str, usize> = HashMap::new();
+        let mut hincr: Vec<(&str, &str, i64)> = Vec::new();
+        let mut hincr_at: HashMap<(&str, &str), usize> = HashMap::new();
+        let mut members: Vec<(&str, &str)> = Vec::new();
+        let mut member_seen: HashSet<(&str, &str)> = HashSet::new();
+        // key → (written by `s`, value)
+        let mut values: Vec<(&str, bool, i64)> = Vec::new();
+        let mut value_at: HashMap<&str, usize> = HashMap::new();
+        for (marker, ops) in &self.records {
+            if !seen.insert(marker.as_str()) {
+                continue;
+            }
+            markers.push(marker);
+            let a = &ops.args;
+            let mut i = 0;
+            while i < a.len() {
+                let (op, k) = (a[i].as_str(), a.get(i + 1)?.as_str());
+                match op {
+                    "c" => {
+                        let v: i64 = a.get(i + 2)?.parse().ok()?;
+                        match incr_at.entry(k) {
+                            Entry::Occupied(e) => {
+                                let s = &mut incr[*e.get()].1;
+                                *s = s.checked_add(v)?;
+                            }
+                            Entry::Vacant(e) => {
+                                e.insert(incr.len());
+                                incr.push((k, v));
+                            }
+                        }
+                        i += 3;
+                    }
+                    "h" => {
+                        let f = a.get(i + 2)?.as_str();
+                        let v: i64 = a.get(i + 3)?.parse().ok()?;
+                        match hincr_at.entry((k, f)) {
+                            Entry::Occupied(e) => {
+                                let s = &mut hincr[*e.get()].2;
+                                *s = s.checked_add(v)?;
+                            }
+                            Entry::Vacant(e) => {
+                                e.insert(hincr.len());
+                                hincr.push((k, f, v));
+                            }
+                        }
+                        i += 4;
+                    }
+                    "i" => {
+                        let m = a.get(i + 2)?.as_str();
+                        if member_seen.insert((k, m)) {
+                            members.push((k, m));
+                        }
+                        i += 3;
+                    }
+                    "s" | "x" => {
+                        let v: i64 = a.get(i + 2)?.parse().ok()?;
+                        match value_at.entry(k) {
+                            Entry::Occupied(e) => {
+                                let cur = &mut values[*e.get()];
+                                if op == "s" {
+                                    *cur = (k, true, v);
+                                } else if v > cur.2 {
+                                    cur.2 = v;
+                                }
+                            }
+                            Entry::Vacant(e) => {
+                                e.insert(values.len());
+                                values.push((k, op == "s", v));
+                            }
+                        }
+                        i += 3;
+                    }
+                    "g" | "a" => {
+                        let (x, y) = (a.get(i + 2)?, a.get(i + 3)?);
+                        ordered.push(&[op, k, x, y]);
+                        i += 4;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        let mut out = ordered;
+        for (k, v) in incr {
+            out.incr(k, v);
+        }
+        for (k, f, v) in hincr {
+            out.hincr(k, f, v);
+        }
+        for (k, m) in members {
+            out.sadd(k, m);
+        }
+        for (k, set, v) in values {
+            if set {
+                out.set(k, v);
+            } else {
+                out.set_max(k, v);
+            }
+        }
+        Some((markers, out))
+    }
+
     /// Applies every record not applied before, atomically; returns how many
     /// were applied by this call.
     ///
-    /// One script call. Inside it Redis runs one `SET NX` per record (its
-    /// marker) and, for the records applied now, one write per distinct
-    /// counter key, hash field, set and value key over the whole batch (plus
-    /// one `GET` per set-if-greater key) rather than one per op; per-replica
-    /// gauges and stream appends are still written per op. Records of a batch
-    /// that hit the same series cost little more than their markers.
+    /// Common case, one script call: the batch's ops are merged here
+    /// ([`Self::merged`]) and sent once, with every record's marker; Redis
+    /// runs one `SET NX` per record and one write per distinct counter key,
+    /// hash field, set member and value key (plus one `GET` per
+    /// set-if-greater key). Records of a batch that hit the same series cost
+    /// little more than their markers, in Redis and on the wire. When a
+    /// marker already existed (a redelivered record), that call changes
+    /// nothing and a second one applies the batch record by record, skipping
+    /// the records applied before (the same merge, done in Lua per new
+    /// record).
     pub async fn apply<C: redis::aio::ConnectionLike>(
         &self,
         conn: &mut C,
         marker_ttl_s: u64,
     ) -> redis::RedisResult<usize> {
+        if let Some((markers, ops)) = self.merged() {
+            let mut inv = ONCE_FAST_SCRIPT.prepare_invoke();
+            inv.arg(marker_ttl_s).arg(markers.len());
+            for m in &markers {
+                inv.arg(*m);
+            }
+            inv.arg(ops.count);
+            for a in &ops.args {
+                inv.arg(a);
+            }
+            let all_new: i64 = inv.invoke_async(conn).await?;
+            if all_new == 1 {
+                return Ok(markers.len());
+            }
+        }
         let mut inv = ONCE_SCRIPT.prepare_invoke();
         inv.arg(marker_ttl_s).arg(self.records.len());
         for (marker, ops) in &self.records {
