@@ -1,6 +1,10 @@
 //! The `token-service` binary: configuration from the environment, then the
 //! library's [`token_service::Application`].
 
+/// See `Cargo.toml`: measured cheaper than glibc malloc for usage batches.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     aigw_service::init_tracing();
