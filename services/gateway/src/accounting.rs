@@ -222,7 +222,8 @@ pub enum Completion {
     None,
     /// A whole JSON answer.
     Body(Bytes),
-    /// The `data:` payloads of a stream, in order.
+    /// Whole SSE events of a stream, in order, as read (see
+    /// [`crate::stream::payloads`]).
     Events(Vec<Bytes>),
 }
 
@@ -332,15 +333,15 @@ impl RequestGuard {
         self.completion = Completion::Body(body);
     }
 
-    /// Keeps one stream payload for counting (bounded).
-    pub fn keep_event(&mut self, payload: Bytes) {
+    /// Keeps whole stream events, as read, for counting (bounded).
+    pub fn keep_stream_events(&mut self, events: Bytes) {
         if let Completion::None = self.completion {
             self.completion = Completion::Events(Vec::new());
         }
         if let Completion::Events(v) = &mut self.completion {
-            if self.kept_bytes + payload.len() <= MAX_KEPT_COMPLETION {
-                self.kept_bytes += payload.len();
-                v.push(payload);
+            if self.kept_bytes + events.len() <= MAX_KEPT_COMPLETION {
+                self.kept_bytes += events.len();
+                v.push(events);
             }
         }
     }
@@ -439,7 +440,9 @@ impl RequestGuard {
                 let completion = match std::mem::replace(&mut self.completion, Completion::None) {
                     Completion::None => String::new(),
                     Completion::Body(b) => usage::completion_text(self.endpoint, &b),
-                    Completion::Events(ev) => usage::stream_completion_text(&ev),
+                    Completion::Events(ev) => {
+                        usage::stream_completion_text(&crate::stream::payloads(&ev))
+                    }
                 };
                 (
                     0,

@@ -140,6 +140,11 @@ impl ProxyStream {
             }
             pos += len;
         }
+        // Kept for counting until the usage chunk shows up (one reference
+        // per read, not per event).
+        if !self.guard.has_usage() {
+            self.guard.keep_stream_events(complete.clone());
+        }
         match out {
             None => complete,
             Some(o) => o.freeze(),
@@ -160,9 +165,6 @@ impl ProxyStream {
             if info.usage_only && self.hide_usage {
                 return false;
             }
-        }
-        if !self.guard.has_usage() {
-            self.guard.keep_event(payload);
         }
         true
     }
@@ -272,6 +274,9 @@ impl Stream for ProxyStream {
                     // A final event without its blank line still counts.
                     let rest = this.buf.split().freeze();
                     if !rest.is_empty() && this.inspect(&rest) {
+                        if !this.guard.has_usage() {
+                            this.guard.keep_stream_events(rest.clone());
+                        }
                         this.held.push(rest);
                     }
                     if let Some(a) = this.attempt.as_mut() {
@@ -331,6 +336,26 @@ impl Held {
     }
 }
 
+/// The `data:` payloads of whole SSE events kept by a [`ProxyStream`]
+/// (each piece holds complete events), without `[DONE]`: the text to count
+/// when the upstream reported no usage.
+pub fn payloads(pieces: &[Bytes]) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    for piece in pieces {
+        let mut pos = 0;
+        while pos < piece.len() {
+            let len = next_event_len(&piece[pos..]).unwrap_or(piece.len() - pos);
+            if let Some(p) = data_payload(&piece.slice(pos..pos + len)) {
+                if p.as_ref() != b"[DONE]" {
+                    out.push(p);
+                }
+            }
+            pos += len;
+        }
+    }
+    out
+}
+
 /// Length of the first event in `b` including its blank-line terminator.
 fn next_event_len(b: &[u8]) -> Option<usize> {
     // Every terminator starts at a newline: jump from one to the next.
@@ -359,6 +384,23 @@ fn last_event_end(b: &[u8]) -> usize {
 
 /// The `data:` payload of an event (several data lines joined by `\n`).
 fn data_payload(event: &Bytes) -> Option<Bytes> {
+    // The common shape, `data: …` and the blank line, found with memchr.
+    if let Some(rest) = event.strip_prefix(b"data:") {
+        let eol = memchr::memchr(b'\n', rest).unwrap_or(rest.len());
+        if rest[eol..].iter().all(|&c| c == b'\n' || c == b'\r') {
+            let mut value = &rest[..eol];
+            value = value.strip_suffix(b"\r").unwrap_or(value);
+            let skip = usize::from(value.first() == Some(&b' '));
+            let off = 5 + skip;
+            return Some(event.slice(off..off + value.len() - skip));
+        }
+    }
+    data_payload_general(event)
+}
+
+/// [`data_payload`] for any event: comments, other fields, several `data:`
+/// lines (joined with newlines).
+fn data_payload_general(event: &Bytes) -> Option<Bytes> {
     let mut found: Option<Bytes> = None;
     let mut joined: Option<Vec<u8>> = None;
     let mut start = 0;
@@ -413,6 +455,28 @@ mod tests {
         let e = Bytes::from_static(b"data:one\r\ndata: two\r\n\r\n");
         assert_eq!(data_payload(&e).unwrap().as_ref(), b"one\ntwo");
         assert!(data_payload(&Bytes::from_static(b": comment\n\n")).is_none());
+        // The fast path and the general one agree.
+        for ev in [
+            &b"data: {\"a\":1}\n\n"[..],
+            b"data:{\"a\":1}\n\n",
+            b"data: {\"a\":1}\r\n\r\n",
+            b"data: x",
+            b"data: \n\n",
+            b"data: one\ndata: two\n\n",
+            b"data: one\nid: 7\n\n",
+            b"event: e\ndata: z\n\n",
+        ] {
+            let e = Bytes::copy_from_slice(ev);
+            assert_eq!(data_payload(&e), data_payload_general(&e), "{ev:?}");
+        }
+        let kept = [
+            Bytes::from_static(b"data: {\"a\":1}\n\n: ping\n\ndata: two\n\n"),
+            Bytes::from_static(b"data: [DONE]\n\n"),
+        ];
+        assert_eq!(
+            super::payloads(&kept),
+            vec![Bytes::from_static(b"{\"a\":1}"), Bytes::from_static(b"two")]
+        );
     }
 
     // ---- gathering: events that arrived together leave together, and

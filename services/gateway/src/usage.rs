@@ -62,7 +62,10 @@ pub fn inspect_event(payload: &[u8]) -> EventInfo {
 /// Whether `"usage"` appears followed by `:` and an object (not `null`).
 fn has_usage_object(p: &[u8]) -> bool {
     const NEEDLE: &[u8] = b"\"usage\"";
-    memchr::memmem::find_iter(p, NEEDLE).any(|i| {
+    // Built once: a searcher costs more to build than one short search.
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(NEEDLE));
+    FINDER.find_iter(p).any(|i| {
         let rest = &p[i + NEEDLE.len()..];
         let mut it = rest.iter().copied().skip_while(u8::is_ascii_whitespace);
         it.next() == Some(b':') && it.find(|c| !c.is_ascii_whitespace()) == Some(b'{')
