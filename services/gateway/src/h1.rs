@@ -21,6 +21,7 @@
 //! reset, or end of file), the request is sent once more on a new
 //! connection. Failures on a new connection are reported as they are.
 
+use crate::stream::Held;
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::cell::{Cell, RefCell};
@@ -464,26 +465,12 @@ fn decode(framing: &mut Framing, buf: &mut BytesMut) -> Result<Option<Bytes>, Er
         }
         Framing::UntilClose => Ok((!buf.is_empty()).then(|| buf.split().freeze())),
         Framing::Chunked(state) => {
-            let mut one: Option<Bytes> = None;
-            let mut more: Option<BytesMut> = None;
-            let ended = decode_chunked(state, buf, |piece| match (&mut one, &mut more) {
-                (None, None) => one = Some(piece),
-                (Some(first), None) => {
-                    let mut m = BytesMut::with_capacity(first.len() + piece.len() + 256);
-                    m.extend_from_slice(first);
-                    m.extend_from_slice(&piece);
-                    one = None;
-                    more = Some(m);
-                }
-                (_, Some(m)) => m.extend_from_slice(&piece),
-            })?;
+            let mut out = Held::default();
+            let ended = decode_chunked(state, buf, |piece| out.push(piece))?;
             if ended {
                 *framing = Framing::Done;
             }
-            Ok(match more {
-                Some(m) => Some(m.freeze()),
-                None => one,
-            })
+            Ok(out.take())
         }
     }
 }
@@ -635,26 +622,11 @@ impl Body {
 
     /// The whole body.
     pub async fn collect(mut self) -> Result<Bytes, Error> {
-        let mut one: Option<Bytes> = None;
-        let mut more: Option<BytesMut> = None;
+        let mut out = Held::default();
         while let Some(b) = std::future::poll_fn(|cx| self.poll_chunk(cx)).await {
-            let b = b?;
-            match (&mut one, &mut more) {
-                (None, None) => one = Some(b),
-                (Some(first), None) => {
-                    let mut m = BytesMut::with_capacity(first.len() + b.len());
-                    m.extend_from_slice(first);
-                    m.extend_from_slice(&b);
-                    one = None;
-                    more = Some(m);
-                }
-                (_, Some(m)) => m.extend_from_slice(&b),
-            }
+            out.push(b?);
         }
-        Ok(match more {
-            Some(m) => m.freeze(),
-            None => one.unwrap_or_default(),
-        })
+        Ok(out.take().unwrap_or_default())
     }
 
     /// The body ended: keep the connection for the next request if it may

@@ -297,15 +297,16 @@ impl Stream for ProxyStream {
     }
 }
 
-/// Output gathered for the next write; one piece is kept without copying.
+/// Pieces gathered into one (the next write of a stream, a body's
+/// decoded chunks); a single piece is kept without copying.
 #[derive(Default)]
-struct Held {
+pub(crate) struct Held {
     one: Option<Bytes>,
     more: BytesMut,
 }
 
 impl Held {
-    fn push(&mut self, b: Bytes) {
+    pub(crate) fn push(&mut self, b: Bytes) {
         if b.is_empty() {
             return;
         }
@@ -320,15 +321,15 @@ impl Held {
         self.more.extend_from_slice(&b);
     }
 
-    fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.one.is_none() && self.more.is_empty()
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.one.as_ref().map_or(self.more.len(), Bytes::len)
     }
 
-    fn take(&mut self) -> Option<Bytes> {
+    pub(crate) fn take(&mut self) -> Option<Bytes> {
         if let Some(one) = self.one.take() {
             return Some(one);
         }
