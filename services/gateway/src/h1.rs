@@ -159,12 +159,12 @@ impl Pool {
         Ok(self.response(req.addr, head))
     }
 
-    fn response(&self, addr: &Arc<str>, head: Head) -> Response {
+    fn response(&self, addr: &Arc<str>, (conn, head): (Conn, Fields)) -> Response {
         Response {
             status: head.status,
             headers: head.headers,
             body: Body {
-                conn: Some(head.conn),
+                conn: Some(conn),
                 framing: head.framing,
                 keep_alive: head.keep_alive,
                 pool: Rc::downgrade(&self.inner),
@@ -261,17 +261,13 @@ fn encode_request(req: &Request<'_>) -> Vec<u8> {
     w
 }
 
-struct Head {
-    conn: Conn,
-    status: u16,
-    headers: HeaderMap,
-    framing: Framing,
-    keep_alive: bool,
-}
-
 /// Writes the request and reads the answer's head. The flag tells whether
 /// any byte of an answer had arrived when it failed.
-async fn exchange(mut conn: Conn, wire: &[u8], body: &Bytes) -> Result<Head, (Error, bool)> {
+async fn exchange(
+    mut conn: Conn,
+    wire: &[u8],
+    body: &Bytes,
+) -> Result<(Conn, Fields), (Error, bool)> {
     conn.io
         .write_all(wire)
         .await
@@ -284,15 +280,7 @@ async fn exchange(mut conn: Conn, wire: &[u8], body: &Bytes) -> Result<Head, (Er
     }
     loop {
         match parse_head(&mut conn.buf).map_err(|e| (e, true))? {
-            Parsed::Final(f) => {
-                return Ok(Head {
-                    conn,
-                    status: f.status,
-                    headers: f.headers,
-                    framing: f.framing,
-                    keep_alive: f.keep_alive,
-                })
-            }
+            Parsed::Final(f) => return Ok((conn, f)),
             Parsed::Informational => continue,
             Parsed::Partial => {}
         }
