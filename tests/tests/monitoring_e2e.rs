@@ -80,8 +80,11 @@ fn chat(words: &str, stream: bool, mock: Value) -> Value {
 
 /// Lower and upper bound of `rate(x[5m])` for one raw series, from the
 /// extrapolation Prometheus does: the increase between the first and last
-/// sample, stretched by at most half an average sample interval at the start
-/// and 1.1 intervals at the end.
+/// sample, stretched at the end by at most 1.1 average sample intervals and
+/// at the start by half an interval, or, for a counter whose first sample is
+/// small against the increase, by the time the counter would have taken to
+/// rise from zero (`sampled × first ÷ increase`) when that is under 1.1
+/// intervals.
 fn rate_bounds(s: &Series, window_s: f64) -> (f64, f64) {
     let pts = &s.points;
     assert!(pts.len() >= 2, "too few samples: {s:?}");
@@ -92,7 +95,19 @@ fn rate_bounds(s: &Series, window_s: f64) -> (f64, f64) {
     let avg = sampled / (pts.len() - 1) as f64;
     let delta = v1 - v0;
     let lo = delta / window_s;
-    let hi = lo * (sampled + 0.5 * avg + 1.1 * avg) / sampled;
+    // The window starts minutes before the first sample, so only the
+    // counter's distance to zero can bring the start closer than 1.1 avg.
+    let to_zero = if delta > 0.0 {
+        sampled * v0 / delta
+    } else {
+        f64::INFINITY
+    };
+    let start = if to_zero < 1.1 * avg {
+        to_zero
+    } else {
+        0.5 * avg
+    };
+    let hi = lo * (sampled + start + 1.1 * avg) / sampled;
     // Float noise, and the sample interval shifting a little between the
     // two queries.
     (lo * 0.999, hi * 1.02 + 1e-12)
