@@ -20,12 +20,15 @@ FROM debian:bookworm-slim AS runtime
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin aigw \
+ && groupadd --system --gid 10001 aigw \
+ && useradd --system --uid 10001 --gid aigw --home-dir /app --shell /usr/sbin/nologin aigw \
  && mkdir -p /app/data \
  && chown aigw:aigw /app/data
 COPY --from=build /out/ /usr/local/bin/
 WORKDIR /app
-USER aigw
+# Numeric, so a runtime can tell it is not root without reading /etc/passwd
+# (Kubernetes' runAsNonRoot); deploy/k8s runs the pods as the same ids.
+USER 10001:10001
 ENV RUST_LOG=info BIND_ADDR=0.0.0.0
 # The config-center keeps its SQLite file in /app/data (a volume in compose).
 VOLUME ["/app/data"]
