@@ -8,6 +8,7 @@ use aigw_testkit::{free_port, Proc, TempDir};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -26,6 +27,37 @@ pub fn which(program: &str) -> Option<PathBuf> {
             .map(|d| d.join(program))
             .find(|p| p.is_file())
     })
+}
+
+/// Binary targets of the workspace, from `cargo metadata`.
+pub fn workspace_binaries() -> BTreeSet<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
+        .current_dir(workspace_root())
+        .output()
+        .expect("cargo metadata");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
+    let mut bins = BTreeSet::new();
+    for p in meta["packages"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            if t["kind"].as_array().unwrap().iter().any(|k| k == "bin") {
+                bins.insert(t["name"].as_str().unwrap().to_string());
+            }
+        }
+    }
+    bins
 }
 
 /// Metric names the e2e assertions use. The alert rules and dashboards spell
@@ -354,6 +386,15 @@ impl Prometheus {
                 )
             })
             .collect()
+    }
+
+    /// The whole answer of `/api/v1/targets?state=any`: active targets with
+    /// their final labels and scrape URL, dropped ones with what was
+    /// discovered.
+    pub async fn targets_any(&self) -> Value {
+        self.api("/api/v1/targets", &[("state", "any".to_string())])
+            .await
+            .expect("targets")
     }
 
     /// (rule name, health, last error) of every loaded rule.

@@ -4,7 +4,7 @@
 
 use aigw_e2e::monitoring::{
     dashboards, get, keys, load_yaml, metric_names, panel_queries, panels, parse_label_values,
-    scalar, strings, variables, which, workspace_root,
+    scalar, strings, variables, which, workspace_binaries, workspace_root,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,37 +12,6 @@ use std::process::Command;
 use yaml_rust2::Yaml;
 
 const DATASOURCE_UID: &str = "aigw-prometheus";
-
-/// Binary targets of the workspace, from `cargo metadata`.
-fn workspace_binaries() -> BTreeSet<String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
-        .args([
-            "metadata",
-            "--no-deps",
-            "--format-version",
-            "1",
-            "--offline",
-        ])
-        .current_dir(workspace_root())
-        .output()
-        .expect("cargo metadata");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let meta: Value = serde_json::from_slice(&out.stdout).expect("metadata JSON");
-    let mut bins = BTreeSet::new();
-    for p in meta["packages"].as_array().unwrap() {
-        for t in p["targets"].as_array().unwrap() {
-            if t["kind"].as_array().unwrap().iter().any(|k| k == "bin") {
-                bins.insert(t["name"].as_str().unwrap().to_string());
-            }
-        }
-    }
-    bins
-}
 
 /// `"8080:8080"` → ("8080", "8080"), host and container port.
 fn port_pair(p: &str) -> (String, String) {
