@@ -69,59 +69,15 @@ wait_http() {
 }
 
 # ---------------------------------------------------------------- seeding
-# POSTs JSON to the config-center; prints the body; 409 (exists) is fine.
-admin_post() {
-    local path="$1" body="$2" out status
-    out="$(mktemp)"
-    status="$(curl -sS -o "$out" -w '%{http_code}' -X POST "$CONFIG_CENTER_URL$path" \
-        -H "Authorization: Bearer $ADMIN_TOKEN" -H 'Content-Type: application/json' -d "$body")" \
-        || { rm -f "$out"; die "config-center unreachable at $CONFIG_CENTER_URL"; }
-    case "$status" in
-        200|201) cat "$out" ;;
-        409) ;;
-        *) echo "POST $path → $status: $(cat "$out")" >&2; rm -f "$out"; die "seeding failed" ;;
-    esac
-    rm -f "$out"
-}
-
-json_field() { tr -d '\n' | sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p"; }
-
+# scripts/seed-demo.sh seeds the demo, sends traffic and prints the key and
+# examples; it is shared with the compose stack's `demo-seed` service.
 seed_demo() {
-    say "seeding namespace demo, model gpt-4o-mini, instance mock-1 → $MOCK_BASE_URL"
-    admin_post /api/v1/namespaces '{"code":"demo","name":"Demo","description":"Created by scripts/dev-up.sh","enabled":true,"limits":{},"monthly_budget_usd":"50.00"}' >/dev/null
-    admin_post /api/v1/models '{"name":"gpt-4o-mini","encoding":"o200k_base","input_price_per_1m":"0.15","output_price_per_1m":"0.60","context_window":128000,"enabled":true}' >/dev/null
-    admin_post /api/v1/instances "{\"id\":\"mock-1\",\"namespace_code\":\"demo\",\"model\":\"gpt-4o-mini\",\"base_url\":\"$MOCK_BASE_URL\",\"upstream_model\":\"gpt-4o-mini\",\"api_key\":\"sk-mock-upstream\",\"weight\":1,\"timeout_ms\":30000,\"enabled\":true,\"health_check\":{\"path\":\"/models\",\"interval_s\":10}}" >/dev/null
-    # A key is shown once, at creation: make a new one on every run.
-    API_KEY="$(admin_post /api/v1/namespaces/demo/api-keys "{\"name\":\"dev-$(date +%Y%m%d-%H%M%S)\"}" | json_field key)"
-    [[ -n "$API_KEY" ]] || die "no key in the api-keys response"
-    mkdir -p "$RUN_DIR"
-    (umask 077; printf '%s\n' "$API_KEY" > "$RUN_DIR/demo-api-key")
+    CONFIG_CENTER_URL="$CONFIG_CENTER_URL" GATEWAY_URL="$GATEWAY_URL" ADMIN_TOKEN="$ADMIN_TOKEN" \
+        MOCK_BASE_URL="$MOCK_BASE_URL" DEMO_KEY_FILE="$RUN_DIR/demo-api-key" \
+        "$ROOT/scripts/seed-demo.sh"
 }
 
-# Sends a little traffic once the gateway has the new key (it follows the
-# config-center through Redis within a moment).
-send_traffic() {
-    local body='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello to the dev stack"}]}'
-    for _ in $(seq 1 150); do
-        if curl -fsS -o /dev/null --max-time 5 "$GATEWAY_URL/v1/chat/completions" \
-            -H "Authorization: Bearer $API_KEY" -H 'Content-Type: application/json' -d "$body" 2>/dev/null; then
-            break
-        fi
-        sleep 0.2
-    done
-    local ok=0
-    for i in $(seq 1 5); do
-        curl -fsS -o /dev/null --max-time 10 "$GATEWAY_URL/v1/chat/completions" \
-            -H "Authorization: Bearer $API_KEY" -H 'Content-Type: application/json' -d "$body" && ok=$((ok + 1))
-        curl -fsS -o /dev/null --max-time 10 -N "$GATEWAY_URL/v1/chat/completions" \
-            -H "Authorization: Bearer $API_KEY" -H 'Content-Type: application/json' \
-            -d "{\"model\":\"gpt-4o-mini\",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"messages\":[{\"role\":\"user\",\"content\":\"stream number $i\"}]}" \
-            && ok=$((ok + 1))
-    done
-    say "sent 10 demo requests through the gateway ($ok answered 2xx)"
-}
-
-print_usage() {
+print_urls() {
     cat <<EOF
 
   Gateway (OpenAI API)  $GATEWAY_URL/v1
@@ -133,34 +89,11 @@ EOF
     if [[ "${PROMETHEUS_STARTED:-0}" == 1 ]]; then
         echo "  Prometheus            http://127.0.0.1:$PROMETHEUS_PORT   (targets: /targets, alerts: /alerts)"
     fi
-    if [[ "$SEED_ONLY" == 0 ]]; then
-        echo "  Logs                  $LOG_DIR/"
-    fi
-    cat <<EOF
-  Demo API key          $API_KEY   (also in $RUN_DIR/demo-api-key)
-
-Try it:
-
-  curl $GATEWAY_URL/v1/chat/completions \\
-    -H "Authorization: Bearer $API_KEY" -H "Content-Type: application/json" \\
-    -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello!"}]}'
-
-With the OpenAI SDK (pip install openai):
-
-  python3 - <<'PY'
-from openai import OpenAI
-client = OpenAI(base_url="$GATEWAY_URL/v1", api_key="$API_KEY")
-r = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hello!"}])
-print(r.choices[0].message.content, r.usage)
-PY
-
-EOF
+    echo "  Logs                  $LOG_DIR/"
 }
 
 if [[ "$SEED_ONLY" == 1 ]]; then
     seed_demo
-    send_traffic
-    print_usage
     exit 0
 fi
 
@@ -313,9 +246,8 @@ if [[ "$WANT_PROMETHEUS" == 1 ]]; then
 fi
 
 # ---------------------------------------------------------------- seed + traffic
+print_urls
 seed_demo
-send_traffic
-print_usage
 
 if [[ "$DETACH" == 1 ]]; then
     trap - INT TERM EXIT

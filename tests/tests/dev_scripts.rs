@@ -1,9 +1,12 @@
 //! `scripts/dev-up.sh` and `scripts/dev-down.sh` as a developer uses them:
 //! a detached run stopped by dev-down, and a foreground run stopped with
-//! Ctrl-C (SIGINT). Every port is a free one and the Redis a private one,
-//! so nothing collides with a real dev stack on this machine.
+//! Ctrl-C (SIGINT); and `scripts/seed-demo.sh` as the compose stack's
+//! `demo-seed` service runs it for start-monitoring.sh/.bat. Every port is a
+//! free one and the Redis a private one, so nothing collides with a real dev
+//! stack on this machine.
 
-use aigw_e2e::monitoring::{which, workspace_root};
+use aigw_e2e::monitoring::{get, load_yaml, scalar, which, workspace_root};
+use aigw_e2e::stack::{Stack, StackOptions, ADMIN_TOKEN};
 use aigw_testkit::{bin_path, free_port, RedisServer, TempDir};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -270,4 +273,122 @@ async fn dev_up_detached_is_stopped_by_dev_down_and_foreground_by_ctrl_c() {
         assert!(!alive(*pid), "{name} ({pid}) still running after Ctrl-C");
     }
     assert!(env.pids().is_empty(), "pid files removed");
+}
+
+/// The compose service `demo-seed`'s environment with its compose host
+/// names pointed at `stack`'s processes (and `ADMIN_TOKEN` as exported by
+/// the user, which the service passes through).
+fn demo_seed_env(stack: &Stack) -> Vec<(String, String)> {
+    let compose = load_yaml(&workspace_root().join("docker-compose.dev.yml"));
+    let env = get(&compose["services"]["demo-seed"], "environment");
+    let hosts = [
+        ("http://config-center:8000", stack.cc.url()),
+        ("http://gateway:8080", stack.gw(0)),
+        ("http://mock-upstream:9000", stack.mocks[0].url()),
+    ];
+    env.as_hash()
+        .expect("demo-seed environment")
+        .iter()
+        .map(|(k, v)| {
+            let k = scalar(k).unwrap();
+            let mut v = scalar(v).unwrap();
+            for (from, to) in &hosts {
+                v = v.replace(from, to);
+            }
+            if k == "ADMIN_TOKEN" {
+                assert_eq!(v, "${ADMIN_TOKEN:-dev-admin-token}");
+                v = ADMIN_TOKEN.to_string();
+            }
+            assert!(
+                !v.contains("config-center:")
+                    && !v.contains("gateway:")
+                    && !v.contains("mock-upstream:"),
+                "{k}={v}"
+            );
+            (k, v)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seed_demo_as_compose_runs_it_seeds_the_namespace_its_example_uses() {
+    let stack = Stack::start(StackOptions::default()).await;
+    let env = demo_seed_env(&stack);
+    let public = env
+        .iter()
+        .find(|(k, _)| k == "PUBLIC_GATEWAY_URL")
+        .map(|(_, v)| v.clone())
+        .expect("PUBLIC_GATEWAY_URL");
+    let mut keys = Vec::new();
+    for run in 1..=2 {
+        let out = tokio::time::timeout(
+            Duration::from_secs(120),
+            Command::new("bash")
+                .arg(workspace_root().join("scripts/seed-demo.sh"))
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap())
+                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .stdin(std::process::Stdio::null())
+                .output(),
+        )
+        .await
+        .expect("seed-demo.sh finished")
+        .expect("run seed-demo.sh");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "run {run}:\n{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("sent 10 demo requests through the gateway (10 answered 2xx)"),
+            "run {run}: {stdout}"
+        );
+        // The printed example: the public gateway URL and the seeded model.
+        assert!(
+            stdout.contains(&format!("curl {public}/v1/chat/completions")),
+            "{stdout}"
+        );
+        assert!(stdout.contains(r#""model":"gpt-4o-mini""#), "{stdout}");
+        assert!(!stdout.contains("also in"), "no key file unless asked for");
+        keys.push(key_from(&stdout));
+    }
+    assert_ne!(keys[0], keys[1], "every run makes a new key");
+
+    // The namespace, model and instance the example uses exist once, and
+    // both printed keys belong to it and work.
+    let ns = stack
+        .admin(reqwest::Method::GET, "/api/v1/namespaces/demo", None)
+        .await;
+    assert_eq!(ns.status, 200, "{}", ns.text);
+    let inst = stack
+        .admin(reqwest::Method::GET, "/api/v1/instances/mock-1", None)
+        .await;
+    assert_eq!(inst.body["base_url"], stack.mock_base(0), "{}", inst.text);
+    assert_eq!(inst.body["namespace_code"], "demo");
+    let listed = stack
+        .admin(
+            reqwest::Method::GET,
+            "/api/v1/namespaces/demo/api-keys",
+            None,
+        )
+        .await;
+    let items = listed.body["items"].as_array().expect("key list");
+    assert_eq!(items.len(), 2, "{}", listed.text);
+    for key in &keys {
+        assert!(
+            items
+                .iter()
+                .any(|k| key.starts_with(k["prefix"].as_str().unwrap())),
+            "{key} is one of demo's keys: {}",
+            listed.text
+        );
+        assert_eq!(chat_status(stack.gateways[0].port, key).await, 200);
+    }
+    // Each run: one warm-up answer plus 10, all 200 and all in `demo`
+    // (plus the two checks above).
+    let want = 2 * 11 + 2;
+    let got = stack
+        .settle(Duration::from_secs(30), &want, || {
+            stack.int("metrics:ns:demo:status:200")
+        })
+        .await;
+    assert_eq!(got, want, "200s counted for namespace demo");
 }
