@@ -1,8 +1,9 @@
-//! Kubernetes test support: renders the kustomizations under `deploy/k8s`
+//! Deployment test support: renders the kustomizations under `deploy/k8s`
 //! (the subset of kustomize they use, refusing anything else, and compared
 //! with `kubectl kustomize` where it is installed), turns YAML into JSON
-//! objects, reads pod specs, and lists the environment variable names a
-//! service's code spells.
+//! objects and reads pod specs; and, for the Kubernetes and compose files
+//! alike, what they are checked against: the environment variable names a
+//! service's code spells and the longest a service takes to shut down.
 
 use crate::monitoring::{keys, scalar, workspace_root};
 use base64::Engine as _;
@@ -521,4 +522,55 @@ pub fn env_names_read(crate_dir: &str) -> BTreeSet<String> {
         }
     }
     names
+}
+
+// ----- shutdown ----------------------------------------------------------------
+
+/// `30s`, `2m`, `500ms` or plain seconds, rounded up to whole seconds.
+pub fn seconds(v: &str) -> u64 {
+    let v = v.trim();
+    if let Ok(n) = v.parse::<u64>() {
+        return n;
+    }
+    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).expect("unit"));
+    let n: u64 = num.parse().expect("number");
+    match unit {
+        "ms" => n.div_ceil(1000),
+        "s" => n,
+        "m" => n * 60,
+        _ => panic!("unexpected duration {v}"),
+    }
+}
+
+/// The longest a service takes from SIGTERM to exit, in seconds, from the
+/// shutdown setting its manifest gives it. Mirrors each service's
+/// `run_until_stopped` (services/*/src/startup.rs):
+/// - gateway: actix drains for `SHUTDOWN_GRACE`, then the final metrics
+///   flush is bounded by min(`SHUTDOWN_GRACE`, 10 s);
+/// - config-center: drain `SHUTDOWN_TIMEOUT`, then the publisher and the
+///   flusher are each awaited up to `SHUTDOWN_TIMEOUT` + 1 s;
+/// - token-service: drain, then the consumer and the config watcher, each
+///   up to `SHUTDOWN_TIMEOUT`, then the flusher up to `SHUTDOWN_TIMEOUT` + 1 s.
+pub fn shutdown_bound(service: &str, env: &BTreeMap<String, String>) -> u64 {
+    let get = |k: &str| {
+        seconds(
+            env.get(k)
+                .unwrap_or_else(|| panic!("{service}: set {k} explicitly so the bound is visible")),
+        )
+    };
+    match service {
+        "gateway" => {
+            let g = get("SHUTDOWN_GRACE");
+            g + g.min(10)
+        }
+        "config-center" => {
+            let t = get("SHUTDOWN_TIMEOUT");
+            t + 2 * (t + 1)
+        }
+        "token-service" => {
+            let t = get("SHUTDOWN_TIMEOUT");
+            3 * t + t + 1
+        }
+        _ => unreachable!(),
+    }
 }

@@ -140,6 +140,86 @@ pub fn keys(y: &Yaml) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// `(path, tag)` of every tagged node of a YAML text, e.g.
+/// `("services.gateway.container_name", "!reset")`: the loader drops tags,
+/// and compose's `!reset` / `!override` live in them.
+pub fn yaml_tags(text: &str) -> Vec<(String, String)> {
+    use yaml_rust2::parser::{Event, EventReceiver, Parser, Tag};
+    enum Frame {
+        Map(Option<String>),
+        Seq(usize),
+    }
+    #[derive(Default)]
+    struct Tags {
+        frames: Vec<Frame>,
+        path: Vec<String>,
+        out: Vec<(String, String)>,
+    }
+    impl Tags {
+        /// The path segment of the node being read in the current container.
+        fn segment(&self) -> String {
+            match self.frames.last() {
+                Some(Frame::Map(Some(k))) => k.clone(),
+                Some(Frame::Seq(i)) => i.to_string(),
+                _ => String::new(),
+            }
+        }
+        fn record(&mut self, tag: Option<Tag>) {
+            if let Some(t) = tag {
+                let mut p = self.path.clone();
+                p.push(self.segment());
+                self.out
+                    .push((p.join("."), format!("{}{}", t.handle, t.suffix)));
+            }
+        }
+        fn open(&mut self, tag: Option<Tag>, frame: Frame) {
+            self.record(tag);
+            if !self.frames.is_empty() {
+                let seg = self.segment();
+                self.path.push(seg);
+            }
+            self.frames.push(frame);
+        }
+        /// The current container has read one whole value.
+        fn done(&mut self) {
+            match self.frames.last_mut() {
+                Some(Frame::Map(k)) => *k = None,
+                Some(Frame::Seq(i)) => *i += 1,
+                None => {}
+            }
+        }
+    }
+    impl EventReceiver for Tags {
+        fn on_event(&mut self, ev: Event) {
+            match ev {
+                Event::Scalar(v, _, _, tag) => {
+                    if let Some(Frame::Map(k @ None)) = self.frames.last_mut() {
+                        *k = Some(v);
+                        return;
+                    }
+                    self.record(tag);
+                    self.done();
+                }
+                Event::MappingStart(_, tag) => self.open(tag, Frame::Map(None)),
+                Event::SequenceStart(_, tag) => self.open(tag, Frame::Seq(0)),
+                Event::MappingEnd | Event::SequenceEnd => {
+                    self.frames.pop();
+                    if !self.frames.is_empty() {
+                        self.path.pop();
+                    }
+                    self.done();
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut t = Tags::default();
+    Parser::new_from_str(text)
+        .load(&mut t, false)
+        .unwrap_or_else(|e| panic!("not YAML: {e}"));
+    t.out
+}
+
 // ----- Prometheus config ----------------------------------------------------
 
 /// Where the test copy of the scrape config points each job.

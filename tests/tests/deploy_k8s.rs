@@ -8,7 +8,8 @@
 
 use aigw_e2e::k8s::{
     by_id, comparable, container_env, data_value, env_file, env_names_read, files_used, id,
-    kubectl_kustomize, main_container, named, of_kind, pod_spec, render, EnvSource, KUSTOMIZATIONS,
+    kubectl_kustomize, main_container, named, of_kind, pod_spec, render, shutdown_bound, EnvSource,
+    KUSTOMIZATIONS,
 };
 use aigw_e2e::monitoring::{load_yaml, scalar, strings, which, workspace_binaries, workspace_root};
 use aigw_testkit::{free_port, PgDatabase, Proc, RedisServer, TempDir};
@@ -57,55 +58,6 @@ fn prod() -> Vec<Value> {
 fn int(v: &Value, what: &str) -> u64 {
     v.as_u64()
         .unwrap_or_else(|| panic!("{what}: not a number: {v}"))
-}
-
-/// `30s`, `2m`, `500ms` or plain seconds, rounded up to whole seconds.
-fn seconds(v: &str) -> u64 {
-    let v = v.trim();
-    if let Ok(n) = v.parse::<u64>() {
-        return n;
-    }
-    let (num, unit) = v.split_at(v.find(|c: char| !c.is_ascii_digit()).expect("unit"));
-    let n: u64 = num.parse().expect("number");
-    match unit {
-        "ms" => n.div_ceil(1000),
-        "s" => n,
-        "m" => n * 60,
-        _ => panic!("unexpected duration {v}"),
-    }
-}
-
-/// The longest a service takes from SIGTERM to exit, in seconds, from the
-/// shutdown setting its manifest gives it. Mirrors each service's
-/// `run_until_stopped` (services/*/src/startup.rs):
-/// - gateway: actix drains for `SHUTDOWN_GRACE`, then the final metrics
-///   flush is bounded by min(`SHUTDOWN_GRACE`, 10 s);
-/// - config-center: drain `SHUTDOWN_TIMEOUT`, then the publisher and the
-///   flusher are each awaited up to `SHUTDOWN_TIMEOUT` + 1 s;
-/// - token-service: drain, then the consumer and the config watcher, each
-///   up to `SHUTDOWN_TIMEOUT`, then the flusher up to `SHUTDOWN_TIMEOUT` + 1 s.
-fn shutdown_bound(service: &str, env: &BTreeMap<String, String>) -> u64 {
-    let get = |k: &str| {
-        seconds(
-            env.get(k)
-                .unwrap_or_else(|| panic!("{service}: set {k} explicitly so the bound is visible")),
-        )
-    };
-    match service {
-        "gateway" => {
-            let g = get("SHUTDOWN_GRACE");
-            g + g.min(10)
-        }
-        "config-center" => {
-            let t = get("SHUTDOWN_TIMEOUT");
-            t + 2 * (t + 1)
-        }
-        "token-service" => {
-            let t = get("SHUTDOWN_TIMEOUT");
-            3 * t + t + 1
-        }
-        _ => unreachable!(),
-    }
 }
 
 /// Literal values of a container's environment.

@@ -2,9 +2,10 @@
 //! the Dockerfile, the Prometheus config and alert rules (through
 //! `promtool`), the Grafana provisioning and dashboards, and the scripts.
 
+use aigw_e2e::k8s::{env_names_read, seconds, shutdown_bound};
 use aigw_e2e::monitoring::{
     dashboards, get, keys, load_yaml, metric_names, panel_queries, panels, parse_label_values,
-    scalar, strings, variables, which, workspace_binaries, workspace_root,
+    scalar, strings, variables, which, workspace_binaries, workspace_root, yaml_tags,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -215,13 +216,17 @@ fn compose_file_names_ports_mounts_and_binaries() {
         "dashboards mounted at the provider path {provider_path}: {gmounts:?}"
     );
 
-    // Healthchecks everywhere; depends_on names real services with conditions.
+    // Healthchecks on every long-running service (not the one-shot seeder,
+    // which runs only when asked for through its profile); depends_on names
+    // real services with conditions.
     for svc in &names {
         let s = &services[svc.as_str()];
-        assert!(
-            !get(s, "healthcheck").is_badvalue(),
-            "{svc} has no healthcheck"
-        );
+        if get(s, "profiles").is_badvalue() {
+            assert!(
+                !get(s, "healthcheck").is_badvalue(),
+                "{svc} has no healthcheck"
+            );
+        }
         if let Yaml::Hash(deps) = get(s, "depends_on") {
             for (dep, cond) in deps {
                 let dep = scalar(dep).unwrap();
@@ -239,18 +244,27 @@ fn compose_file_names_ports_mounts_and_binaries() {
             }
         }
     }
-    for svc in [
-        "gateway",
-        "config-center",
-        "token-service",
-        "prometheus",
-        "grafana",
-    ] {
+    for svc in ["gateway", "config-center", "token-service"] {
         assert!(
             !get(&services[svc], "depends_on").is_badvalue(),
             "{svc} should wait for what it needs"
         );
     }
+    // The monitoring comes up whatever state the services are in: Prometheus
+    // waits for nothing, Grafana only for Prometheus to have started.
+    assert!(
+        get(&services["prometheus"], "depends_on").is_badvalue(),
+        "prometheus must not wait for the services"
+    );
+    assert_eq!(
+        keys(get(&services["grafana"], "depends_on")),
+        ["prometheus"],
+        "grafana waits for prometheus only"
+    );
+    assert_eq!(
+        scalar(&get(&services["grafana"], "depends_on")["prometheus"]["condition"]).as_deref(),
+        Some("service_started")
+    );
 
     // Every built service runs a workspace binary the Dockerfile builds.
     let bins = workspace_binaries();
@@ -602,7 +616,8 @@ fn scripts_parse_and_are_executable() {
     for s in [
         "scripts/dev-up.sh",
         "scripts/dev-down.sh",
-        "scripts/start-monitoring.sh",
+        "scripts/seed-demo.sh",
+        "start-monitoring.sh",
     ] {
         let p = root.join(s);
         let out = Command::new("bash")
@@ -618,10 +633,314 @@ fn scripts_parse_and_are_executable() {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&p).unwrap().permissions().mode();
         assert!(mode & 0o111 != 0, "{s} is not executable");
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert!(!text.contains('\r'), "{s} must have LF line ends");
     }
-    let bat = std::fs::read_to_string(root.join("scripts/start-monitoring.bat")).expect("bat");
-    assert!(bat.contains("docker compose -f docker-compose.dev.yml up -d"));
-    assert!(bat.contains("http://localhost:3001"));
-    // Windows batch files need CRLF line ends.
+    let bat = std::fs::read_to_string(root.join("start-monitoring.bat")).expect("bat");
+    // Windows batch files need CRLF line ends (.gitattributes keeps them).
     assert!(bat.lines().count() > 5 && bat.split('\n').all(|l| l.is_empty() || l.ends_with('\r')));
+    let attributes = std::fs::read_to_string(root.join(".gitattributes")).expect(".gitattributes");
+    assert!(attributes
+        .lines()
+        .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["*.bat", "text", "eol=crlf"]));
+    assert!(attributes
+        .lines()
+        .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["*.sh", "text", "eol=lf"]));
+}
+
+/// The one-click start, as the product specification names it: at the
+/// repository root, for Windows and for everything else, both starting the
+/// compose stack and seeding the demo through the compose service
+/// `demo-seed`, and printing only addresses that compose publishes.
+#[test]
+fn one_click_start_scripts_start_the_stack_and_seed_the_demo() {
+    let root = workspace_root();
+    let spec = std::fs::read_to_string(root.parent().unwrap().join("shared/product-spec.md"));
+    if let Ok(spec) = spec {
+        assert!(
+            spec.contains("start-monitoring.bat"),
+            "the spec names the script"
+        );
+    }
+    assert!(!root.join("scripts/start-monitoring.sh").exists());
+    assert!(!root.join("scripts/start-monitoring.bat").exists());
+    let compose = load_yaml(&root.join("docker-compose.dev.yml"));
+    let services = &compose["services"];
+    let mut published = BTreeSet::new();
+    for svc in keys(services) {
+        for p in strings(get(&services[svc.as_str()], "ports")) {
+            published.insert(port_pair(&p).0);
+        }
+    }
+    for script in ["start-monitoring.sh", "start-monitoring.bat"] {
+        let text = std::fs::read_to_string(root.join(script)).unwrap();
+        // Normalised: the .sh spells the file list through an array.
+        let flat = text.replace(
+            "\"${COMPOSE[@]}\" \"${FILE[@]}\"",
+            "docker compose -f docker-compose.dev.yml",
+        );
+        let up = flat
+            .find("docker compose -f docker-compose.dev.yml up -d --build")
+            .unwrap_or_else(|| panic!("{script} starts the stack"));
+        let seed = flat
+            .find("docker compose -f docker-compose.dev.yml run --rm demo-seed")
+            .unwrap_or_else(|| panic!("{script} seeds the demo"));
+        assert!(up < seed, "{script}: start, then seed");
+        for url in text.split("http://localhost:").skip(1) {
+            let port: String = url.chars().take_while(|c| c.is_ascii_digit()).collect();
+            assert!(
+                published.contains(&port),
+                "{script} prints localhost:{port}, which compose does not publish"
+            );
+        }
+        assert!(text.contains("docs/operations.md") || text.contains("docs\\operations.md"));
+    }
+    // What demo-seed runs, and how.
+    let seed = &services["demo-seed"];
+    assert_eq!(
+        strings(get(seed, "profiles")),
+        ["seed"],
+        "runs only when asked for"
+    );
+    assert_eq!(
+        scalar(get(seed, "image")).as_deref(),
+        scalar(get(&services["gateway"], "image")).as_deref(),
+        "the stack's image"
+    );
+    let cmd = strings(get(seed, "command"));
+    assert_eq!(cmd[0], "bash");
+    let mounts = strings(get(seed, "volumes"));
+    assert_eq!(
+        mounts,
+        [format!("./scripts/seed-demo.sh:{}:ro", cmd[1])],
+        "runs the mounted script"
+    );
+    let deps = keys(get(seed, "depends_on"));
+    for d in ["config-center", "gateway", "mock-upstream"] {
+        assert!(deps.contains(&d.to_string()), "demo-seed waits for {d}");
+        assert_eq!(
+            scalar(&get(seed, "depends_on")[d]["condition"]).as_deref(),
+            Some("service_healthy")
+        );
+    }
+    // Its URLs name the compose services at the ports they listen on.
+    let env = env_map(seed);
+    let listen = |svc: &str, var: &str| env_map(&services[svc])[var].clone();
+    assert_eq!(
+        env["CONFIG_CENTER_URL"],
+        format!(
+            "http://config-center:{}",
+            listen("config-center", "CONFIG_CENTER_PORT")
+        )
+    );
+    assert_eq!(
+        env["GATEWAY_URL"],
+        format!("http://gateway:{}", listen("gateway", "GATEWAY_PORT"))
+    );
+    assert_eq!(
+        env["MOCK_BASE_URL"],
+        format!(
+            "http://mock-upstream:{}/v1",
+            listen("mock-upstream", "MOCK_PORT")
+        )
+    );
+    assert_eq!(env["PUBLIC_GATEWAY_URL"], "http://localhost:8080");
+    assert_eq!(
+        env["ADMIN_TOKEN"],
+        env_map(&services["config-center"])["ADMIN_TOKEN"],
+        "the config-center's token"
+    );
+    // Every variable it sets is one the script reads.
+    let script = std::fs::read_to_string(root.join("scripts/seed-demo.sh")).unwrap();
+    for k in env.keys() {
+        assert!(
+            script.contains(&format!("{k}=\"${{{k}:-")),
+            "seed-demo.sh does not read {k}"
+        );
+    }
+}
+
+/// Every variable a compose service of ours sets is read by its binary's
+/// code, and Docker waits longer than the service may take to stop.
+#[test]
+fn compose_services_set_only_variables_their_code_reads_and_stop_in_time() {
+    let root = workspace_root();
+    let compose = load_yaml(&root.join("docker-compose.dev.yml"));
+    let services = &compose["services"];
+    for svc in keys(services) {
+        let s = &services[svc.as_str()];
+        if get(s, "build").is_badvalue() {
+            continue;
+        }
+        let bin = strings(get(s, "command"))[0].clone();
+        let read = env_names_read(&format!("services/{bin}"));
+        let env = env_map(s);
+        for k in env.keys() {
+            assert!(
+                read.contains(k),
+                "compose {svc} sets {k}, which {bin} does not read"
+            );
+        }
+        let grace = seconds(&scalar(get(s, "stop_grace_period")).expect("stop_grace_period"));
+        if ["gateway", "config-center", "token-service"].contains(&bin.as_str()) {
+            let bound = shutdown_bound(&bin, &env);
+            assert!(
+                grace > bound,
+                "{svc}: stop_grace_period {grace}s must exceed {bound}s"
+            );
+        }
+    }
+}
+
+/// `docker-compose.scale.yml` lifts what keeps a service to one container:
+/// the fixed container name and host port, and a scrape config with one
+/// fixed target per job.
+#[test]
+fn compose_scale_override_lets_the_gateway_and_token_service_scale() {
+    let root = workspace_root();
+    let base = load_yaml(&root.join("docker-compose.dev.yml"));
+    let text = std::fs::read_to_string(root.join("docker-compose.scale.yml")).unwrap();
+    let over = load_yaml(&root.join("docker-compose.scale.yml"));
+    let tags: BTreeSet<(String, String)> = yaml_tags(&text).into_iter().collect();
+    let scaled = ["gateway", "token-service"];
+    assert_eq!(
+        keys(&over["services"]),
+        ["gateway", "token-service", "prometheus"]
+    );
+    for svc in scaled {
+        assert!(
+            tags.contains(&(format!("services.{svc}.container_name"), "!reset".into())),
+            "{svc}: container_name reset: {tags:?}"
+        );
+        assert!(
+            tags.contains(&(format!("services.{svc}.ports"), "!override".into())),
+            "{svc}: ports replaced"
+        );
+        let base_ports = strings(get(&base["services"][svc], "ports"));
+        let ports = strings(&over["services"][svc]["ports"]);
+        assert_eq!(ports.len(), 1);
+        let (host, container) = port_pair(&ports[0]);
+        let (base_host, base_container) = port_pair(&base_ports[0]);
+        assert_eq!(container, base_container, "{svc}");
+        let (lo, hi) = host
+            .split_once('-')
+            .unwrap_or_else(|| panic!("{svc}: a host port range"));
+        assert_eq!(lo, base_host, "{svc}: the range starts at the usual port");
+        let n = hi.parse::<u32>().unwrap() - lo.parse::<u32>().unwrap() + 1;
+        assert!(n >= 3, "{svc}: room for at least 3 replicas");
+    }
+    // No other tag: anything else merges as compose normally does.
+    assert_eq!(tags.len(), 2 * scaled.len(), "{tags:?}");
+    // Published host ports stay disjoint after the override.
+    let mut used: Vec<(String, u32, u32)> = Vec::new();
+    for svc in keys(&base["services"]) {
+        let ports = if scaled.contains(&svc.as_str()) {
+            strings(&over["services"][svc.as_str()]["ports"])
+        } else {
+            strings(get(&base["services"][svc.as_str()], "ports"))
+        };
+        for p in ports {
+            let host = port_pair(&p).0;
+            let (lo, hi) = host.split_once('-').unwrap_or((&host, &host));
+            let (lo, hi) = (lo.parse().unwrap(), hi.parse().unwrap());
+            for (other, a, b) in &used {
+                assert!(
+                    hi < *a || lo > *b,
+                    "{svc} {lo}-{hi} overlaps {other} {a}-{b}"
+                );
+            }
+            used.push((svc.clone(), lo, hi));
+        }
+    }
+    // Prometheus gets a config equal to prometheus.yml except that the
+    // scaled jobs discover every replica by DNS.
+    let mounts = strings(&over["services"]["prometheus"]["volumes"]);
+    assert_eq!(
+        mounts,
+        ["./monitoring/prometheus-scaled.yml:/etc/prometheus/prometheus.yml:ro"]
+    );
+    let plain = load_yaml(&root.join("monitoring/prometheus.yml"));
+    let scaled_cfg = load_yaml(&root.join("monitoring/prometheus-scaled.yml"));
+    assert_eq!(plain["global"], scaled_cfg["global"]);
+    assert_eq!(plain["rule_files"], scaled_cfg["rule_files"]);
+    let jobs = |c: &Yaml| -> Vec<String> {
+        c["scrape_configs"]
+            .as_vec()
+            .unwrap()
+            .iter()
+            .map(|j| scalar(&j["job_name"]).unwrap())
+            .collect()
+    };
+    assert_eq!(jobs(&plain), jobs(&scaled_cfg));
+    for (a, b) in plain["scrape_configs"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .zip(scaled_cfg["scrape_configs"].as_vec().unwrap())
+    {
+        let job = scalar(&a["job_name"]).unwrap();
+        if scaled.contains(&job.as_str()) {
+            let target = strings(&a["static_configs"][0]["targets"]).remove(0);
+            let (host, port) = target.split_once(':').unwrap();
+            let sd = &b["dns_sd_configs"][0];
+            assert_eq!(strings(&sd["names"]), [host], "{job}");
+            assert_eq!(scalar(&sd["type"]).as_deref(), Some("A"), "{job}");
+            assert_eq!(scalar(&sd["port"]).as_deref(), Some(port), "{job}");
+            assert!(b["static_configs"].is_badvalue(), "{job}");
+        } else {
+            assert_eq!(a, b, "{job} unchanged");
+        }
+    }
+    if let Some(promtool) = which("promtool") {
+        let out = Command::new(&promtool)
+            .args(["check", "config"])
+            .arg(root.join("monitoring/prometheus-scaled.yml"))
+            .output()
+            .expect("promtool");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}
+
+/// Every document a README, doc, script or deployment file names exists.
+#[test]
+fn no_file_names_a_missing_document() {
+    let root = workspace_root();
+    let mut files = vec![
+        root.join("README.md"),
+        root.join("ARCHITECTURE.md"),
+        root.join("start-monitoring.sh"),
+        root.join("start-monitoring.bat"),
+        root.join("docker-compose.dev.yml"),
+        root.join("docker-compose.scale.yml"),
+    ];
+    for dir in ["docs", "scripts"] {
+        for e in std::fs::read_dir(root.join(dir)).unwrap().flatten() {
+            files.push(e.path());
+        }
+    }
+    let mut checked = 0;
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap().replace('\\', "/");
+        for (i, _) in text.match_indices("docs/") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || "/._-".contains(*c))
+                .collect();
+            let name = name.trim_end_matches('.');
+            if !name.ends_with(".md") {
+                continue;
+            }
+            checked += 1;
+            assert!(
+                root.join(name).exists(),
+                "{} names {name}, which does not exist",
+                f.display()
+            );
+        }
+    }
+    assert!(checked > 10, "{checked} references checked");
 }
