@@ -266,6 +266,28 @@ pub fn test_prometheus_config(t: &Targets, interval: &str) -> String {
     out
 }
 
+/// `promtool check config` of `path`, failing on a rejection; false when
+/// promtool is not installed (scripts/test.sh installs it).
+pub fn promtool_check_config(path: &Path) -> bool {
+    let Some(promtool) = which("promtool") else {
+        println!("promtool not installed: {} not checked", path.display());
+        return false;
+    };
+    let out = Command::new(&promtool)
+        .args(["check", "config"])
+        .arg(path)
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check config {}:\n{}{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    true
+}
+
 // ----- a real Prometheus ----------------------------------------------------
 
 /// A `prometheus` process on a free port with its own storage.

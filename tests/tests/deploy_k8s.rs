@@ -11,7 +11,9 @@ use aigw_e2e::k8s::{
     kubectl_kustomize, main_container, named, of_kind, pod_spec, render, shutdown_bound, EnvSource,
     KUSTOMIZATIONS,
 };
-use aigw_e2e::monitoring::{load_yaml, scalar, strings, which, workspace_binaries, workspace_root};
+use aigw_e2e::monitoring::{
+    load_yaml, promtool_check_config, scalar, strings, which, workspace_binaries, workspace_root,
+};
 use aigw_testkit::{free_port, PgDatabase, Proc, RedisServer, TempDir};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -847,14 +849,7 @@ async fn annotation_scrape_config_finds_the_pods_as_the_specification_jobs() {
     let dir = TempDir::new("scrape-config");
     let file = dir.path().join("prometheus.yml");
     std::fs::write(&file, test_cfg.to_string()).unwrap();
-    if let Some(promtool) = which("promtool") {
-        let o = Command::new(promtool)
-            .args(["check", "config"])
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
-    }
+    promtool_check_config(&file);
     let p = aigw_e2e::monitoring::Prometheus::start(&prometheus, &test_cfg.to_string()).await;
     let mut data = Value::Null;
     for _ in 0..100 {

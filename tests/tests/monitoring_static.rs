@@ -5,7 +5,8 @@
 use aigw_e2e::k8s::{env_names_read, seconds, shutdown_bound};
 use aigw_e2e::monitoring::{
     dashboards, get, keys, load_yaml, metric_names, panel_queries, panels, parse_label_values,
-    scalar, strings, variables, which, workspace_binaries, workspace_root, yaml_tags,
+    promtool_check_config, scalar, strings, variables, which, workspace_binaries, workspace_root,
+    yaml_tags,
 };
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -344,21 +345,10 @@ fn prometheus_config_targets_and_promtool() {
     );
     assert_eq!(strings(&cfg["rule_files"]), vec!["alerts.yml".to_string()]);
 
-    let Some(promtool) = which("promtool") else {
-        println!("SKIPPED promtool checks: promtool not installed (scripts/test.sh installs it)");
+    if !promtool_check_config(&root.join("monitoring/prometheus.yml")) {
         return;
-    };
-    let out = Command::new(&promtool)
-        .args(["check", "config"])
-        .arg(root.join("monitoring/prometheus.yml"))
-        .output()
-        .expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool check config:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    }
+    let promtool = which("promtool").expect("promtool");
     let tests: Vec<_> = std::fs::read_dir(root.join("monitoring/tests"))
         .expect("monitoring/tests")
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -891,18 +881,7 @@ fn compose_scale_override_lets_the_gateway_and_token_service_scale() {
             assert_eq!(a, b, "{job} unchanged");
         }
     }
-    if let Some(promtool) = which("promtool") {
-        let out = Command::new(&promtool)
-            .args(["check", "config"])
-            .arg(root.join("monitoring/prometheus-scaled.yml"))
-            .output()
-            .expect("promtool");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
+    promtool_check_config(&root.join("monitoring/prometheus-scaled.yml"));
 }
 
 /// Every document a README, doc, script or deployment file names exists.
