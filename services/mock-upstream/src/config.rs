@@ -8,6 +8,31 @@ use std::time::Duration;
 pub const MAX_DELAY_MS: u64 = 120_000;
 pub const MAX_CHUNKS: u32 = 100_000;
 pub const MAX_EMBEDDING_DIM: usize = 8_192;
+/// Cache and reasoning token counts are reported, never generated, so they
+/// may be large; this bound only keeps the sums far from overflow.
+pub const MAX_EXTRA_TOKENS: u64 = 1_000_000_000;
+pub const MAX_RECORDED: usize = 10_000;
+
+/// The key every API request must carry when set (`MOCK_API_KEY`). It never
+/// prints: `Debug` shows only whether one is set.
+#[derive(Clone, PartialEq)]
+pub struct ExpectedKey(String);
+
+impl ExpectedKey {
+    pub fn new(key: impl Into<String>) -> ExpectedKey {
+        ExpectedKey(key.into())
+    }
+
+    pub fn matches(&self, given: &str) -> bool {
+        self.0 == given
+    }
+}
+
+impl std::fmt::Debug for ExpectedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExpectedKey(..)")
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -36,6 +61,20 @@ pub struct Config {
     pub embedding_dim: usize,
     /// `MOCK_WORKERS`: actix workers, default one per core.
     pub workers: Option<usize>,
+    /// `MOCK_API_KEY`: when set, every API request must carry this key the
+    /// way its provider sends it, or gets that provider's auth error.
+    pub api_key: Option<ExpectedKey>,
+    /// `MOCK_RECORD_REQUESTS`: how many recent requests `GET /mock/requests`
+    /// keeps (method, path, query, headers, body), default 64, at least 1.
+    pub record_requests: usize,
+    /// `MOCK_CACHED_TOKENS`: prompt tokens reported as read from the
+    /// provider's prompt cache, on top of the prompt's words (unset: none,
+    /// and OpenAI-shaped usage carries no token details).
+    pub cached_tokens: Option<u64>,
+    /// `MOCK_CACHE_WRITE_TOKENS`: prompt tokens reported as written to the cache.
+    pub cache_write_tokens: Option<u64>,
+    /// `MOCK_REASONING_TOKENS`: reasoning (thinking) tokens added to each answer.
+    pub reasoning_tokens: Option<u64>,
 }
 
 impl Default for Config {
@@ -54,6 +93,11 @@ impl Default for Config {
                 .to_vec(),
             embedding_dim: 16,
             workers: None,
+            api_key: None,
+            record_requests: 64,
+            cached_tokens: None,
+            cache_write_tokens: None,
+            reasoning_tokens: None,
         }
     }
 }
@@ -83,9 +127,15 @@ const FLAGS: &[(&str, &str)] = &[
     ("--models", "MOCK_MODELS"),
     ("--embedding-dim", "MOCK_EMBEDDING_DIM"),
     ("--workers", "MOCK_WORKERS"),
+    ("--api-key", "MOCK_API_KEY"),
+    ("--record-requests", "MOCK_RECORD_REQUESTS"),
+    ("--cached-tokens", "MOCK_CACHED_TOKENS"),
+    ("--cache-write-tokens", "MOCK_CACHE_WRITE_TOKENS"),
+    ("--reasoning-tokens", "MOCK_REASONING_TOKENS"),
 ];
 
-pub const HELP: &str = "mock-upstream: an OpenAI-compatible mock server
+pub const HELP: &str =
+    "mock-upstream: a mock of the OpenAI, Anthropic, Azure OpenAI and Gemini APIs
 
 Flags (each also read from the environment variable shown; flags win):
   --bind ADDR            BIND_ADDR            listen address (0.0.0.0)
@@ -99,10 +149,19 @@ Flags (each also read from the environment variable shown; flags win):
   --models A,B           MOCK_MODELS          ids listed by GET /v1/models
   --embedding-dim N      MOCK_EMBEDDING_DIM   embedding length (16)
   --workers N            MOCK_WORKERS         worker threads (one per core)
+  --api-key KEY          MOCK_API_KEY         key every request must carry (unset: none)
+  --record-requests N    MOCK_RECORD_REQUESTS requests kept for GET /mock/requests (64)
+  --cached-tokens N      MOCK_CACHED_TOKENS   prompt tokens read from the cache (unset)
+  --cache-write-tokens N MOCK_CACHE_WRITE_TOKENS prompt tokens written to the cache (unset)
+  --reasoning-tokens N   MOCK_REASONING_TOKENS reasoning tokens per answer (unset)
 
-Per request, an optional body field overrides these:
-  \"mock\": {\"latency_ms\":N, \"status\":N, \"chunks\":N, \"chunk_delay_ms\":N,
-           \"no_usage\":true, \"abort_after_chunks\":N}
+Per request, an optional body field (or a rule POSTed to /mock/overrides)
+overrides these:
+  \"mock\": {\"latency_ms\":N, \"status\":N, \"error\":\"KIND\", \"chunks\":N,
+           \"chunk_delay_ms\":N, \"no_usage\":true, \"abort_after_chunks\":N,
+           \"error_after_chunks\":N, \"cached_tokens\":N, \"cache_write_tokens\":N,
+           \"reasoning_tokens\":N, \"tool_call\":true, \"filtered\":true}
+See docs/mock-upstream.md.
 ";
 
 impl Config {
@@ -168,6 +227,11 @@ impl Config {
                 }
                 "MOCK_EMBEDDING_DIM" => c.embedding_dim = parse(var, v)?,
                 "MOCK_WORKERS" => c.workers = Some(parse(var, v)?),
+                "MOCK_API_KEY" => c.api_key = (!v.is_empty()).then(|| ExpectedKey::new(v)),
+                "MOCK_RECORD_REQUESTS" => c.record_requests = parse(var, v)?,
+                "MOCK_CACHED_TOKENS" => c.cached_tokens = Some(parse(var, v)?),
+                "MOCK_CACHE_WRITE_TOKENS" => c.cache_write_tokens = Some(parse(var, v)?),
+                "MOCK_REASONING_TOKENS" => c.reasoning_tokens = Some(parse(var, v)?),
                 _ => unreachable!("every FLAGS entry is matched"),
             }
         }
@@ -204,6 +268,22 @@ impl Config {
         }
         if self.workers == Some(0) {
             return bad("MOCK_WORKERS must be at least 1".into());
+        }
+        if !(1..=MAX_RECORDED).contains(&self.record_requests) {
+            return bad(format!("MOCK_RECORD_REQUESTS must be 1..={MAX_RECORDED}"));
+        }
+        if [self.cached_tokens, self.cache_write_tokens]
+            .iter()
+            .any(|t| t.unwrap_or(0) > MAX_EXTRA_TOKENS)
+        {
+            return bad(format!(
+                "cache token counts must be at most {MAX_EXTRA_TOKENS}"
+            ));
+        }
+        if self.reasoning_tokens.unwrap_or(0) > MAX_CHUNKS as u64 {
+            return bad(format!(
+                "MOCK_REASONING_TOKENS must be at most {MAX_CHUNKS}"
+            ));
         }
         Ok(())
     }

@@ -1,15 +1,27 @@
-//! An OpenAI-compatible mock upstream: chat completions (streamed or not),
-//! completions, embeddings and models, with configurable latency, error
-//! rate, stream shape and missing usage. It backs the gateway's tests, the
-//! benchmarks and the offline dev stack, so the request path stays cheap:
-//! no per-request logging, bodies parsed without building a JSON tree.
+//! A mock of the LLM providers' APIs — OpenAI's, Anthropic's Messages API,
+//! Azure OpenAI's and Gemini's — speaking each one's wire format (paths,
+//! auth headers, JSON, stream events, usage fields, error bodies), with
+//! configurable latency, errors, stream shape, usage, cache and reasoning
+//! tokens and tool calls. It backs the gateway's tests, the benchmarks and
+//! the offline dev stack, so the OpenAI path stays cheap: no per-request
+//! logging, bodies parsed without building a JSON tree.
 //!
-//! Usage numbers are deterministic: prompt tokens = whitespace-separated
-//! words of the input text, completion tokens = content chunks.
+//! Usage numbers are deterministic (see [`answer`]): input tokens =
+//! whitespace-separated words of the input text, output tokens = content
+//! chunks, plus the knobs' cache, reasoning and tool-call tokens.
 
+pub mod answer;
+pub mod anthropic;
+pub mod auth;
+pub mod azure;
 pub mod config;
+pub mod control;
 pub mod error;
-pub mod routes;
+pub mod gemini;
+pub mod journal;
+pub mod openai;
+pub mod overrides;
+pub mod state;
 pub mod stream;
 pub mod words;
 
@@ -22,13 +34,68 @@ use std::net::TcpListener;
 /// Request bodies up to this size are accepted (long prompts in benchmarks).
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
-/// The routes, mounted both under `/v1` and at the root so either style of
-/// upstream base URL works.
+/// The routes of the OpenAI and Anthropic APIs, mounted both under `/v1`
+/// and at the root so either style of upstream base URL works.
 fn api(cfg: &mut web::ServiceConfig) {
-    cfg.route("/chat/completions", web::post().to(routes::chat))
-        .route("/completions", web::post().to(routes::completions))
-        .route("/embeddings", web::post().to(routes::embeddings))
-        .route("/models", web::get().to(routes::models));
+    cfg.route("/chat/completions", web::post().to(openai::chat))
+        .route("/completions", web::post().to(openai::completions))
+        .route("/embeddings", web::post().to(openai::embeddings))
+        .route("/models", web::get().to(openai::models))
+        .route("/messages", web::post().to(anthropic::messages))
+        .route(
+            "/messages/count_tokens",
+            web::post().to(anthropic::count_tokens),
+        );
+}
+
+/// Azure OpenAI's deployment and v1 paths.
+fn azure_api(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/openai/deployments/{deployment}/chat/completions",
+        web::post().to(azure::deployment_chat),
+    )
+    .route(
+        "/openai/deployments/{deployment}/embeddings",
+        web::post().to(azure::deployment_embeddings),
+    )
+    .route(
+        "/openai/v1/chat/completions",
+        web::post().to(azure::v1_chat),
+    )
+    .route(
+        "/openai/v1/embeddings",
+        web::post().to(azure::v1_embeddings),
+    )
+    .route("/openai/v1/models", web::get().to(azure::models))
+    .route("/openai/models", web::get().to(azure::models));
+}
+
+/// Gemini's `models/{model}:{action}` under `/v1beta` and `/v1`; registered
+/// before the `/v1` scope, which would otherwise claim `/v1/models/...`.
+fn gemini_api(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/v1beta/models/{model_action}",
+        web::post().to(gemini::model_call),
+    )
+    .route(
+        "/v1/models/{model_action}",
+        web::post().to(gemini::model_call),
+    )
+    .route("/v1beta/models", web::get().to(gemini::list_models));
+}
+
+/// The mock's own endpoints for tests.
+fn control_api(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(control::health))
+        .route("/mock/stats", web::get().to(control::stats))
+        .route("/mock/requests", web::get().to(control::requests))
+        .route("/mock/requests", web::delete().to(control::clear_requests))
+        .route("/mock/overrides", web::get().to(control::list_overrides))
+        .route("/mock/overrides", web::post().to(control::add_override))
+        .route(
+            "/mock/overrides",
+            web::delete().to(control::clear_overrides),
+        );
 }
 
 pub struct Application {
@@ -44,16 +111,17 @@ impl Application {
         let listener = TcpListener::bind((config.bind_addr.as_str(), config.port))?;
         let port = listener.local_addr()?.port();
         let workers = config.workers;
-        let state = web::Data::new(routes::State::new(config));
+        let state = web::Data::new(state::State::new(config));
         let mut server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY))
-                .route("/health", web::get().to(routes::health))
-                .route("/mock/stats", web::get().to(routes::stats))
+                .configure(control_api)
+                .configure(gemini_api)
+                .configure(azure_api)
                 .service(web::scope("/v1").configure(api))
                 .configure(api)
-                .default_service(web::to(routes::not_found))
+                .default_service(web::to(control::not_found))
         })
         // Streams in flight get this long to finish on SIGTERM.
         .shutdown_timeout(5)

@@ -1,5 +1,7 @@
-//! Server-sent events in OpenAI's chunk format, generated lazily one event
-//! at a time (no buffering, one small allocation per event).
+//! Server-sent events, generated lazily one event at a time (no buffering,
+//! one small allocation per event): OpenAI's chunk format (Azure's flavour
+//! included) here, and a driver for the scripted streams of the other
+//! providers.
 
 use actix_web::HttpResponse;
 use bytes::Bytes;
@@ -43,8 +45,18 @@ pub enum Shape {
     Completion,
 }
 
+/// A tool call streamed after the text, its parts already JSON literals.
+pub struct StreamTool {
+    pub id: u64,
+    pub name_json: String,
+    pub pieces_json: Vec<String>,
+}
+
 pub struct StreamPlan {
     pub shape: Shape,
+    /// Azure OpenAI's flavour: a first chunk with the prompt's content
+    /// filter results and filter results on every choice.
+    pub azure: bool,
     pub id: u64,
     pub created: u64,
     /// The model name, already a JSON string literal.
@@ -54,50 +66,77 @@ pub struct StreamPlan {
     pub chunk_delay: Duration,
     /// `(prompt, completion)` tokens for a final usage chunk, if one is sent.
     pub usage: Option<(u64, u64)>,
+    /// `(cached, reasoning)` token details of that chunk, when a knob asked.
+    pub usage_details: Option<(u64, u64)>,
+    pub tool: Option<StreamTool>,
+    /// The finish chunk reports the content filter's stop (Azure's results).
+    pub filtered: bool,
+    /// Send this error event after that many content chunks, then end.
+    pub error_after: Option<(u32, Bytes)>,
     /// `stream_options.include_usage` was asked: every chunk carries `"usage":null`.
     pub usage_null: bool,
     /// Break the connection after this many content chunks.
     pub abort_after: Option<u32>,
 }
 
-/// Where the generator is. Chat streams open with a role chunk; both shapes
-/// then send the content chunks, a finish chunk, the optional usage chunk and
+/// Where the generator is. Azure streams open with the prompt filter chunk;
+/// chat streams then send a role chunk; both shapes then send the content
+/// chunks, the tool call, a finish chunk, the optional usage chunk and
 /// `[DONE]`.
 enum Step {
+    Prompt,
     Role,
     Content(u32),
+    ToolPiece(usize),
     Finish,
     Usage,
     Done,
     End,
 }
 
+/// Pauses so the events so far (and the headers) are flushed, then breaks
+/// the connection: the client sees a stream that breaks midway.
+async fn abort() -> std::io::Error {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    std::io::Error::other("mock: stream aborted on request")
+}
+
 pub fn response(plan: StreamPlan) -> HttpResponse {
-    let first = if plan.shape == Shape::Chat {
-        Step::Role
-    } else {
-        Step::Content(0)
+    let first = match plan.shape {
+        Shape::Chat if plan.azure => Step::Prompt,
+        Shape::Chat => Step::Role,
+        Shape::Completion => Step::Content(0),
     };
     let events = futures_util::stream::unfold((plan, first), |(plan, step)| async move {
         let (event, next) = match step {
             Step::End => return None,
+            Step::Prompt => (plan.prompt_filter_event(), Step::Role),
             Step::Role => (plan.event(Some("assistant"), "", None), Step::Content(0)),
-            Step::Content(i) if i >= plan.chunks => {
-                return Some((Ok(plan.finish_event()), (plan, Step::Finish)))
-            }
             Step::Content(i) => {
+                if let Some((k, event)) = &plan.error_after {
+                    if i == (*k).min(plan.chunks) {
+                        let event = event.clone();
+                        return Some((Ok(event), (plan, Step::End)));
+                    }
+                }
+                if i >= plan.chunks {
+                    return match &plan.tool {
+                        Some(_) => Some((Ok(plan.tool_start_event()), (plan, Step::ToolPiece(0)))),
+                        None => Some((Ok(plan.finish_event()), (plan, Step::Finish))),
+                    };
+                }
                 if plan.abort_after == Some(i) {
-                    // Pause first so the events so far (and the headers) are
-                    // flushed: the client sees a stream that breaks midway.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    let err = std::io::Error::other("mock: stream aborted on request");
-                    return Some((Err(err), (plan, Step::End)));
+                    return Some((Err(abort().await), (plan, Step::End)));
                 }
                 if i > 0 && !plan.chunk_delay.is_zero() {
                     tokio::time::sleep(plan.chunk_delay).await;
                 }
                 (plan.event(None, word(i), None), Step::Content(i + 1))
             }
+            Step::ToolPiece(k) => match plan.tool.as_ref().and_then(|t| t.pieces_json.get(k)) {
+                Some(piece) => (plan.tool_piece_event(piece), Step::ToolPiece(k + 1)),
+                None => (plan.finish_event(), Step::Finish),
+            },
             Step::Finish => match plan.usage {
                 Some(_) => (plan.usage_event(), Step::Usage),
                 None => (Bytes::from_static(b"data: [DONE]\n\n"), Step::Done),
@@ -111,6 +150,26 @@ pub fn response(plan: StreamPlan) -> HttpResponse {
         .content_type("text/event-stream")
         .insert_header(("cache-control", "no-cache"))
         .streaming(events)
+}
+
+/// Azure's content filter verdict on a piece of text: nothing filtered.
+const AZURE_SAFE: &str = r#"{"hate":{"filtered":false,"severity":"safe"},"self_harm":{"filtered":false,"severity":"safe"},"sexual":{"filtered":false,"severity":"safe"},"violence":{"filtered":false,"severity":"safe"}}"#;
+
+/// Azure's verdict when the answer was stopped by the filter.
+pub const AZURE_FILTERED: &str = r#"{"hate":{"filtered":false,"severity":"safe"},"self_harm":{"filtered":false,"severity":"safe"},"sexual":{"filtered":false,"severity":"safe"},"violence":{"filtered":true,"severity":"medium"}}"#;
+
+/// Azure's `prompt_filter_results` for a prompt that passed.
+pub fn azure_prompt_filter_results() -> String {
+    format!(r#"[{{"prompt_index":0,"content_filter_results":{AZURE_SAFE}}}]"#)
+}
+
+/// Azure's per-choice filter results for an answer's text.
+pub fn azure_choice_filter_results(filtered: bool) -> &'static str {
+    if filtered {
+        AZURE_FILTERED
+    } else {
+        AZURE_SAFE
+    }
 }
 
 impl StreamPlan {
@@ -136,10 +195,7 @@ impl StreamPlan {
                 } else {
                     format!("{role}\"content\":\"{text}\"")
                 };
-                format!(
-                    "data: {{\"id\":\"chatcmpl-mock-{}\",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":{},\"system_fingerprint\":\"fp_mock\",\"choices\":[{{\"index\":0,\"delta\":{{{delta}}},\"logprobs\":null,\"finish_reason\":{finish}}}]{}}}\n\n",
-                    self.id, self.created, self.model_json, self.usage_null()
-                )
+                self.chat_chunk(&delta, &finish, !text.is_empty())
             }
             Shape::Completion => format!(
                 "data: {{\"id\":\"cmpl-mock-{}\",\"object\":\"text_completion\",\"created\":{},\"model\":{},\"choices\":[{{\"text\":\"{text}\",\"index\":0,\"logprobs\":null,\"finish_reason\":{finish}}}]{}}}\n\n",
@@ -147,6 +203,46 @@ impl StreamPlan {
             ),
         };
         Bytes::from(s)
+    }
+
+    /// One chat chunk around `delta` (the inside of the delta object);
+    /// `text` says whether it carries answer text (Azure filters those).
+    fn chat_chunk(&self, delta: &str, finish: &str, text: bool) -> String {
+        let filter = match (self.azure, text, self.filtered && finish != "null") {
+            (false, _, _) => String::new(),
+            (true, _, true) => format!(",\"content_filter_results\":{AZURE_FILTERED}"),
+            (true, true, false) => format!(",\"content_filter_results\":{AZURE_SAFE}"),
+            (true, false, false) => ",\"content_filter_results\":{}".into(),
+        };
+        format!(
+            "data: {{\"id\":\"chatcmpl-mock-{}\",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":{},\"system_fingerprint\":\"fp_mock\",\"choices\":[{{\"index\":0,\"delta\":{{{delta}}},\"logprobs\":null,\"finish_reason\":{finish}{filter}}}]{}}}\n\n",
+            self.id, self.created, self.model_json, self.usage_null()
+        )
+    }
+
+    /// Azure's first chunk: no choices, empty ids, the prompt's filter results.
+    fn prompt_filter_event(&self) -> Bytes {
+        Bytes::from(format!(
+            "data: {{\"choices\":[],\"created\":0,\"id\":\"\",\"model\":\"\",\"object\":\"\",\"prompt_filter_results\":{}}}\n\n",
+            azure_prompt_filter_results()
+        ))
+    }
+
+    fn tool_start_event(&self) -> Bytes {
+        let Some(t) = &self.tool else {
+            return self.finish_event();
+        };
+        let delta = format!(
+            "\"tool_calls\":[{{\"index\":0,\"id\":\"call_mock_{}\",\"type\":\"function\",\"function\":{{\"name\":{},\"arguments\":\"\"}}}}]",
+            t.id, t.name_json
+        );
+        Bytes::from(self.chat_chunk(&delta, "null", false))
+    }
+
+    fn tool_piece_event(&self, piece_json: &str) -> Bytes {
+        let delta =
+            format!("\"tool_calls\":[{{\"index\":0,\"function\":{{\"arguments\":{piece_json}}}}}]");
+        Bytes::from(self.chat_chunk(&delta, "null", false))
     }
 
     fn finish_event(&self) -> Bytes {
@@ -159,11 +255,61 @@ impl StreamPlan {
             Shape::Chat => ("chatcmpl", "chat.completion.chunk"),
             Shape::Completion => ("cmpl", "text_completion"),
         };
+        let details = match self.usage_details {
+            None => String::new(),
+            Some((cached, reasoning)) => openai_usage_details(cached, reasoning),
+        };
         Bytes::from(format!(
-            "data: {{\"id\":\"{id_prefix}-mock-{}\",\"object\":\"{object}\",\"created\":{},\"model\":{},\"choices\":[],\"usage\":{{\"prompt_tokens\":{p},\"completion_tokens\":{c},\"total_tokens\":{}}}}}\n\n",
+            "data: {{\"id\":\"{id_prefix}-mock-{}\",\"object\":\"{object}\",\"created\":{},\"model\":{},\"choices\":[],\"usage\":{{\"prompt_tokens\":{p},\"completion_tokens\":{c},\"total_tokens\":{}{details}}}}}\n\n",
             self.id, self.created, self.model_json, p + c
         ))
     }
+}
+
+/// The token details OpenAI (and Azure) add to `usage`, as JSON members
+/// starting with a comma.
+pub fn openai_usage_details(cached: u64, reasoning: u64) -> String {
+    format!(
+        ",\"prompt_tokens_details\":{{\"cached_tokens\":{cached},\"audio_tokens\":0}},\"completion_tokens_details\":{{\"reasoning_tokens\":{reasoning},\"audio_tokens\":0,\"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}}"
+    )
+}
+
+/// One beat of a scripted stream.
+pub enum Beat {
+    /// Send these bytes now.
+    Send(Bytes),
+    /// Send these bytes after the chunk delay (a content chunk after the first).
+    Paced(Bytes),
+    /// Break the connection.
+    Abort,
+}
+
+/// A stream scripted step by step (Anthropic's and Gemini's): `beat(i)` is
+/// what step `i` sends, `None` past the end.
+pub trait Script: Send + 'static {
+    fn beat(&self, i: usize) -> Option<Beat>;
+}
+
+/// Plays a script lazily with the given content type (SSE, or Gemini's
+/// streamed JSON array).
+pub fn scripted(script: impl Script, chunk_delay: Duration, content_type: &str) -> HttpResponse {
+    let events = futures_util::stream::unfold((script, 0usize), move |(script, i)| async move {
+        match script.beat(i)? {
+            Beat::Send(b) => Some((Ok(b), (script, i + 1))),
+            Beat::Paced(b) => {
+                if !chunk_delay.is_zero() {
+                    tokio::time::sleep(chunk_delay).await;
+                }
+                Some((Ok(b), (script, i + 1)))
+            }
+            // Past the end afterwards: the stream stops after the error.
+            Beat::Abort => Some((Err(abort().await), (script, usize::MAX))),
+        }
+    });
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(("cache-control", "no-cache"))
+        .streaming(events)
 }
 
 #[cfg(test)]

@@ -13,8 +13,9 @@ pub fn count_words(s: &str) -> u64 {
 }
 
 /// Words in a message `content` or a prompt: a string, an array of content
-/// parts (`{"type":"text","text":..}`; other parts count nothing), an array of
-/// strings, token ids (one word each), or null.
+/// parts (`{"type":"text","text":..}`, Gemini's `{"text":..}`, Anthropic's
+/// `tool_result` block with its own `content`; other parts count nothing), an
+/// array of strings, token ids (one word each), or null.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct Words(pub u64);
 
@@ -55,10 +56,11 @@ impl<'de> Visitor<'de> for WordsVisitor {
         Ok(Words(n))
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Words, A::Error> {
-        // A content part: only its `text` counts (images and audio do not).
+        // A content part: only its `text` (or a tool result's `content`)
+        // counts; images, audio and tool-call arguments do not.
         let mut n = 0;
         while let Some(key) = map.next_key::<Key>()? {
-            if key.0 == KeyName::Text {
+            if matches!(key.0, KeyName::Text | KeyName::Content) {
                 n += map.next_value::<Words>()?.0;
             } else {
                 map.next_value::<IgnoredAny>()?;
@@ -68,8 +70,8 @@ impl<'de> Visitor<'de> for WordsVisitor {
     }
 }
 
-/// The words of every message's `content` in a `messages` array, summed
-/// without collecting the messages.
+/// The words of every message's `content` in a `messages` array (or every
+/// Gemini content's `parts` in `contents`), summed without collecting them.
 #[derive(Debug, Default, Clone, Copy, PartialEq)]
 pub struct MessageWords(pub u64);
 
@@ -93,7 +95,9 @@ impl<'de> Deserialize<'de> for MessageWords {
     }
 }
 
-struct OneMessage(u64);
+/// One message (or Gemini content, or `systemInstruction`): the words of
+/// its `content` or `parts`.
+pub struct OneMessage(pub u64);
 
 impl<'de> Deserialize<'de> for OneMessage {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -106,7 +110,7 @@ impl<'de> Deserialize<'de> for OneMessage {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OneMessage, A::Error> {
                 let mut n = 0;
                 while let Some(key) = map.next_key::<Key>()? {
-                    if key.0 == KeyName::Content {
+                    if matches!(key.0, KeyName::Content | KeyName::Parts) {
                         n += map.next_value::<Words>()?.0;
                     } else {
                         map.next_value::<IgnoredAny>()?;
@@ -198,6 +202,7 @@ impl<'de> Deserialize<'de> for Elem {
 enum KeyName {
     Text,
     Content,
+    Parts,
     Other,
 }
 
@@ -216,6 +221,7 @@ impl<'de> Deserialize<'de> for Key {
                 Ok(Key(match v {
                     "text" => KeyName::Text,
                     "content" => KeyName::Content,
+                    "parts" => KeyName::Parts,
                     _ => KeyName::Other,
                 }))
             }
@@ -254,6 +260,29 @@ mod tests {
         .unwrap();
         assert_eq!(m, MessageWords(5));
         assert!(serde_json::from_str::<MessageWords>(r#"{"content":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn counts_anthropic_blocks_and_gemini_parts() {
+        // Anthropic: text blocks and tool results count; tool_use input does not.
+        let m: MessageWords = serde_json::from_str(
+            r#"[{"role":"user","content":[{"type":"text","text":"one two"}]},
+                {"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{"text":"no no"}}]},
+                {"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":"three"},
+                                          {"type":"tool_result","tool_use_id":"u","content":[{"type":"text","text":"four five"}]}]}]"#,
+        )
+        .unwrap();
+        assert_eq!(m, MessageWords(5));
+        // Gemini: text parts count; function calls and responses do not.
+        let m: MessageWords = serde_json::from_str(
+            r#"[{"role":"user","parts":[{"text":"a b c"},{"inlineData":{"data":"x y"}}]},
+                {"role":"model","parts":[{"functionCall":{"name":"f","args":{"text":"no"}}}]},
+                {"role":"user","parts":[{"functionResponse":{"name":"f","response":{"text":"no"}}}]}]"#,
+        )
+        .unwrap();
+        assert_eq!(m, MessageWords(3));
+        let s: OneMessage = serde_json::from_str(r#"{"parts":[{"text":"be brief"}]}"#).unwrap();
+        assert_eq!(s.0, 2);
     }
 
     #[test]

@@ -1,0 +1,280 @@
+//! What every worker shares (config, counters, the request journal, the
+//! override rules) and the plan of one request: the config, a matching rule
+//! and the body's `"mock"` object folded into what this answer will do.
+
+use crate::config::{Config, MAX_CHUNKS, MAX_DELAY_MS, MAX_EXTRA_TOKENS};
+use crate::error::{MockError, Provider};
+use crate::journal::Journal;
+use crate::overrides::{MockOverrides, Rules, ToolCallSpec};
+use actix_web::HttpRequest;
+use bytes::Bytes;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Every endpoint the mock counts, with its provider and its name in
+/// `/mock/stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    ChatCompletions,
+    Completions,
+    Embeddings,
+    Messages,
+    CountTokens,
+    AzureChatCompletions,
+    AzureEmbeddings,
+    GenerateContent,
+    StreamGenerateContent,
+    EmbedContent,
+    BatchEmbedContents,
+}
+
+impl Endpoint {
+    const ALL: [Endpoint; 11] = [
+        Endpoint::ChatCompletions,
+        Endpoint::Completions,
+        Endpoint::Embeddings,
+        Endpoint::Messages,
+        Endpoint::CountTokens,
+        Endpoint::AzureChatCompletions,
+        Endpoint::AzureEmbeddings,
+        Endpoint::GenerateContent,
+        Endpoint::StreamGenerateContent,
+        Endpoint::EmbedContent,
+        Endpoint::BatchEmbedContents,
+    ];
+
+    pub fn provider(self) -> Provider {
+        match self {
+            Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Embeddings => {
+                Provider::OpenAi
+            }
+            Endpoint::Messages | Endpoint::CountTokens => Provider::Anthropic,
+            Endpoint::AzureChatCompletions | Endpoint::AzureEmbeddings => Provider::AzureOpenAi,
+            Endpoint::GenerateContent
+            | Endpoint::StreamGenerateContent
+            | Endpoint::EmbedContent
+            | Endpoint::BatchEmbedContents => Provider::Gemini,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions | Endpoint::AzureChatCompletions => "chat_completions",
+            Endpoint::Completions => "completions",
+            Endpoint::Embeddings | Endpoint::AzureEmbeddings => "embeddings",
+            Endpoint::Messages => "messages",
+            Endpoint::CountTokens => "count_tokens",
+            Endpoint::GenerateContent => "generate_content",
+            Endpoint::StreamGenerateContent => "stream_generate_content",
+            Endpoint::EmbedContent => "embed_content",
+            Endpoint::BatchEmbedContents => "batch_embed_contents",
+        }
+    }
+}
+
+/// Shared by every worker: the config plus what tests can read back.
+pub struct State {
+    pub config: Config,
+    pub models_body: Bytes,
+    seq: AtomicU64,
+    counts: [AtomicU64; Endpoint::ALL.len()],
+    injected: AtomicU64,
+    pub journal: Journal,
+    pub rules: Rules,
+}
+
+impl State {
+    pub fn new(config: Config) -> State {
+        let data: Vec<_> = config
+            .models
+            .iter()
+            .map(|id| serde_json::json!({"id": id, "object": "model", "created": 0, "owned_by": "mock-upstream"}))
+            .collect();
+        let models_body =
+            Bytes::from(serde_json::json!({"object": "list", "data": data}).to_string());
+        State {
+            journal: Journal::new(config.record_requests),
+            config,
+            models_body,
+            seq: AtomicU64::new(0),
+            counts: Default::default(),
+            injected: AtomicU64::new(0),
+            rules: Rules::default(),
+        }
+    }
+
+    /// Counts and records one API request before anything can refuse it, so
+    /// a test sees what arrived even when the mock answered 400 or 401.
+    pub fn arrived(
+        &self,
+        endpoint: Endpoint,
+        req: &HttpRequest,
+        body: &Bytes,
+        path_model: Option<&str>,
+    ) {
+        self.counts[endpoint as usize].fetch_add(1, Relaxed);
+        self.journal
+            .record(endpoint.provider(), endpoint.name(), req, body, path_model);
+    }
+
+    pub fn count(&self, endpoint: Endpoint) -> u64 {
+        self.counts[endpoint as usize].load(Relaxed)
+    }
+
+    /// `{provider: {endpoint: count}}` for `/mock/stats`.
+    pub fn counts_by_provider(&self) -> serde_json::Value {
+        let mut out = serde_json::Map::new();
+        for p in Provider::ALL {
+            let mut m = serde_json::Map::new();
+            for e in Endpoint::ALL.iter().filter(|e| e.provider() == p) {
+                m.insert(e.name().into(), self.count(*e).into());
+            }
+            out.insert(p.name().into(), m.into());
+        }
+        out.into()
+    }
+
+    pub fn injected(&self) -> u64 {
+        self.injected.load(Relaxed)
+    }
+
+    pub fn next_id(&self) -> u64 {
+        self.seq.fetch_add(1, Relaxed) + 1
+    }
+
+    /// What this request will do: the body's `"mock"` object over the first
+    /// matching rule over the config.
+    pub fn plan(
+        &self,
+        provider: Provider,
+        model: &str,
+        body: Option<MockOverrides>,
+    ) -> Result<Plan, MockError> {
+        let o = match self.rules.take(provider, model) {
+            Some(rule) => body.unwrap_or_default().over(rule),
+            None => body.unwrap_or_default(),
+        };
+        let c = &self.config;
+        let bad = |m: String| Err(MockError::InvalidRequest(m));
+        if o.latency_ms.unwrap_or(0) > MAX_DELAY_MS || o.chunk_delay_ms.unwrap_or(0) > MAX_DELAY_MS
+        {
+            return bad(format!("mock delays must be at most {MAX_DELAY_MS} ms"));
+        }
+        if o.chunks.unwrap_or(0) > MAX_CHUNKS {
+            return bad(format!("mock.chunks must be at most {MAX_CHUNKS}"));
+        }
+        if o.reasoning_tokens.unwrap_or(0) > MAX_CHUNKS as u64 {
+            return bad(format!(
+                "mock.reasoning_tokens must be at most {MAX_CHUNKS}"
+            ));
+        }
+        if o.cached_tokens.unwrap_or(0) > MAX_EXTRA_TOKENS
+            || o.cache_write_tokens.unwrap_or(0) > MAX_EXTRA_TOKENS
+        {
+            return bad(format!(
+                "mock cache token counts must be at most {MAX_EXTRA_TOKENS}"
+            ));
+        }
+        // An explicit kind names the status; an explicit status wins.
+        let named = match o.error.as_deref() {
+            Some(kind) => Some(
+                provider
+                    .error_kind(kind)
+                    .map_err(MockError::InvalidRequest)?,
+            ),
+            None => None,
+        };
+        let error = match (o.status, named) {
+            (Some(s), _) if !(200..=599).contains(&s) => {
+                return bad(format!("mock.status must be 200..599, got {s}"))
+            }
+            (Some(s), Some((kind, _))) if s >= 400 => Some(MockError::Injected { status: s, kind }),
+            (Some(s), None) if s >= 400 => Some(MockError::injected(provider, s)),
+            (Some(_), _) => None,
+            (None, Some((kind, status))) => Some(MockError::Injected { status, kind }),
+            (None, None) if o.error_after_chunks.is_some() => Some(MockError::injected(
+                provider,
+                default_stream_error(provider),
+            )),
+            (None, None) if c.error_rate > 0.0 && rand::random::<f64>() < c.error_rate => {
+                Some(MockError::injected(provider, c.error_status))
+            }
+            (None, None) => None,
+        };
+        let (fail_with, error_after) = match (error, o.error_after_chunks) {
+            (Some(e), Some(k)) => (None, Some((k, e))),
+            (e, _) => (e, None),
+        };
+        let tool_call = o.tool_call.as_ref().and_then(|t| t.spec());
+        Ok(Plan {
+            latency: o.latency_ms.map(Duration::from_millis).unwrap_or(c.latency),
+            fail_with,
+            error_after,
+            chunks: o.chunks.unwrap_or(c.chunks),
+            chunk_delay: o
+                .chunk_delay_ms
+                .map(Duration::from_millis)
+                .unwrap_or(c.chunk_delay),
+            no_usage: o.no_usage.unwrap_or(c.no_usage),
+            abort_after: o.abort_after_chunks,
+            cache_read: o.cached_tokens.or(c.cached_tokens),
+            cache_write: o.cache_write_tokens.or(c.cache_write_tokens),
+            reasoning: o.reasoning_tokens.or(c.reasoning_tokens),
+            tool_call,
+            filtered: o.filtered.unwrap_or(false),
+        })
+    }
+
+    /// Waits out the planned latency and fails if the plan says so.
+    pub async fn start(&self, plan: &mut Plan) -> Result<(), MockError> {
+        if !plan.latency.is_zero() {
+            tokio::time::sleep(plan.latency).await;
+        }
+        if let Some(e) = plan.fail_with.take() {
+            self.injected.fetch_add(1, Relaxed);
+            return Err(e);
+        }
+        if plan.error_after.is_some() {
+            self.injected.fetch_add(1, Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// What a provider's stream most often dies of.
+fn default_stream_error(provider: Provider) -> u16 {
+    match provider {
+        Provider::Anthropic => 529,
+        Provider::Gemini => 503,
+        Provider::OpenAi | Provider::AzureOpenAi => 500,
+    }
+}
+
+/// What this one request will do, after overrides.
+pub struct Plan {
+    pub latency: Duration,
+    /// Fail up front with this error.
+    pub fail_with: Option<MockError>,
+    /// Send this error inside the stream after that many content chunks (a
+    /// request that does not stream fails up front with it).
+    pub error_after: Option<(u32, MockError)>,
+    pub chunks: u32,
+    pub chunk_delay: Duration,
+    pub no_usage: bool,
+    pub abort_after: Option<u32>,
+    pub cache_read: Option<u64>,
+    pub cache_write: Option<u64>,
+    pub reasoning: Option<u64>,
+    pub tool_call: Option<ToolCallSpec>,
+    pub filtered: bool,
+}
+
+impl Plan {
+    /// For a request that cannot stream, a mid-stream error is an up-front one.
+    pub fn unstreamed(mut self) -> Plan {
+        if let Some((_, e)) = self.error_after.take() {
+            self.fail_with = Some(e);
+        }
+        self
+    }
+}
