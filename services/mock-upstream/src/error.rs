@@ -301,6 +301,8 @@ impl MockError {
             }
             (MockError::Injected { kind: "overloaded_error", .. }, _) => "Overloaded".into(),
             (MockError::NotFound, Provider::AzureOpenAi) => "Resource not found".into(),
+            // OpenAI's wording keeps its prefix, as before the other providers.
+            (MockError::InvalidRequest(m), p) if p != Provider::OpenAi => m.clone(),
             _ => self.to_string(),
         }
     }

@@ -1,82 +1,9 @@
-//! Black-box tests of the mock over HTTP: what a gateway (or the OpenAI SDK)
-//! sees from it.
+//! OpenAI's endpoints: what a gateway (or the OpenAI SDK) sees from them.
 
-use mock_upstream::{Application, Config};
+use crate::helpers::*;
+use mock_upstream::Config;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-
-struct TestMock {
-    base: String,
-    client: reqwest::Client,
-    handle: actix_web::dev::ServerHandle,
-}
-
-impl TestMock {
-    async fn start(config: Config) -> TestMock {
-        let app = Application::build(Config {
-            port: 0,
-            bind_addr: "127.0.0.1".into(),
-            workers: Some(1),
-            ..config
-        })
-        .expect("build mock");
-        let base = format!("http://127.0.0.1:{}", app.port());
-        let handle = app.handle();
-        tokio::spawn(app.run_until_stopped());
-        TestMock {
-            base,
-            client: reqwest::Client::new(),
-            handle,
-        }
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, reqwest::Response) {
-        let res = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth("sk-upstream-test")
-            .json(&body)
-            .send()
-            .await
-            .expect("send");
-        (res.status().as_u16(), res)
-    }
-
-    async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
-        let (s, res) = self.post(path, body).await;
-        (s, res.json().await.expect("json body"))
-    }
-
-    async fn get_json(&self, path: &str) -> (u16, Value) {
-        let res = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .expect("send");
-        (res.status().as_u16(), res.json().await.expect("json body"))
-    }
-
-    async fn stop(self) {
-        self.handle.stop(true).await;
-    }
-}
-
-/// The `data:` payloads of an SSE body, in order.
-fn sse_events(body: &str) -> Vec<String> {
-    assert!(
-        body.ends_with("\n\n"),
-        "events end with a blank line: {body:?}"
-    );
-    body.split("\n\n")
-        .filter(|e| !e.is_empty())
-        .map(|e| {
-            e.strip_prefix("data: ")
-                .unwrap_or_else(|| panic!("not a data event: {e:?}"))
-                .to_string()
-        })
-        .collect()
-}
 
 #[tokio::test]
 async fn chat_answer_has_deterministic_usage_and_honours_max_tokens() {
@@ -403,16 +330,7 @@ async fn abort_after_chunks_breaks_the_stream_midway() {
     assert_eq!(status, 200);
     // Headers and the first events arrive, then the connection breaks: the
     // reader sees an error, not a clean end.
-    let mut res = res;
-    let mut got = Vec::new();
-    let end = loop {
-        match res.chunk().await {
-            Ok(Some(b)) => got.extend_from_slice(&b),
-            Ok(None) => break "clean end",
-            Err(_) => break "error",
-        }
-    };
-    let got = String::from_utf8(got).unwrap();
+    let (got, end) = read_to_end(res).await;
     assert_eq!(end, "error", "{got}");
     assert!(got.contains("\"content\":\" from\""), "{got}");
     assert!(!got.contains("[DONE]"), "{got}");
@@ -455,4 +373,217 @@ async fn binary_reads_env_serves_and_exits_0_on_sigterm() {
     assert!(logs.contains("mock upstream listening"), "{logs}");
     // No per-request logging at info level (it serves the benchmarks).
     assert!(!logs.contains("chat/completions"), "{logs}");
+}
+
+#[tokio::test]
+async fn cache_and_reasoning_tokens_add_openai_token_details_when_asked() {
+    let mock = TestMock::start(Config::default()).await;
+    let msgs = json!([{"role": "user", "content": "one two three"}]);
+    // P = 3 words, R = 10 cached, W = 4 written, N = 2, T = 6 reasoning.
+    let (status, body) = mock
+        .post_json(
+            "/v1/chat/completions",
+            json!({"model": "o3", "messages": msgs, "mock": {"chunks": 2,
+                   "cached_tokens": 10, "cache_write_tokens": 4, "reasoning_tokens": 6}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["choices"][0]["message"]["content"], "Hello from");
+    assert_eq!(
+        body["usage"],
+        json!({"prompt_tokens": 17, "completion_tokens": 8, "total_tokens": 25,
+               "prompt_tokens_details": {"cached_tokens": 10, "audio_tokens": 0},
+               "completion_tokens_details": {"reasoning_tokens": 6, "audio_tokens": 0,
+                   "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}})
+    );
+
+    // The same in the stream's usage chunk; a zero asked for is still shown.
+    let (_, res) = mock
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "o3", "messages": msgs, "stream": true,
+                   "stream_options": {"include_usage": true},
+                   "mock": {"chunks": 2, "cached_tokens": 0}}),
+        )
+        .await;
+    let events = sse_events(&res.text().await.unwrap());
+    let usage: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(
+        usage["usage"],
+        json!({"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5,
+               "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+               "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                   "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}})
+    );
+    mock.stop().await;
+
+    // The configured defaults apply to every request.
+    let mock = TestMock::start(Config {
+        cached_tokens: Some(5),
+        reasoning_tokens: Some(1),
+        ..Config::default()
+    })
+    .await;
+    let (_, body) = mock
+        .post_json(
+            "/v1/chat/completions",
+            json!({"model": "m", "messages": msgs}),
+        )
+        .await;
+    assert_eq!(body["usage"]["prompt_tokens"], 8);
+    assert_eq!(body["usage"]["prompt_tokens_details"]["cached_tokens"], 5);
+    assert_eq!(body["usage"]["completion_tokens"], 6);
+    assert_eq!(
+        body["usage"]["completion_tokens_details"]["reasoning_tokens"],
+        1
+    );
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn tool_calls_are_answered_whole_and_streamed_in_pieces() {
+    let mock = TestMock::start(Config::default()).await;
+    let tools = json!([{"type": "function", "function": {"name": "lookup", "parameters": {}}}]);
+    let (_, body) = mock
+        .post_json(
+            "/v1/chat/completions",
+            json!({"model": "m", "messages": [{"role": "user", "content": "a b"}], "tools": tools,
+                   "mock": {"chunks": 0, "tool_call": true}}),
+        )
+        .await;
+    let msg = &body["choices"][0]["message"];
+    assert!(msg["content"].is_null(), "{body}");
+    assert_eq!(msg["tool_calls"][0]["type"], "function");
+    assert_eq!(msg["tool_calls"][0]["function"]["name"], "lookup");
+    assert_eq!(
+        msg["tool_calls"][0]["function"]["arguments"],
+        r#"{"location": "Paris"}"#
+    );
+    assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
+    // The arguments are 2 whitespace-separated pieces: 2 completion tokens.
+    assert_eq!(
+        body["usage"],
+        json!({"prompt_tokens": 2, "completion_tokens": 2, "total_tokens": 4})
+    );
+
+    let args = r#"{"city": "Oslo", "days": 3}"#;
+    let (_, res) = mock
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "m", "messages": [], "stream": true,
+                   "stream_options": {"include_usage": true},
+                   "mock": {"chunks": 1, "tool_call": {"name": "forecast", "arguments": args}}}),
+        )
+        .await;
+    let events = sse_events(&res.text().await.unwrap());
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    // role, "Hello", tool start, 4 argument pieces, finish, usage.
+    assert_eq!(chunks.len(), 9, "{events:#?}");
+    assert_eq!(chunks[1]["choices"][0]["delta"]["content"], "Hello");
+    let start = &chunks[2]["choices"][0]["delta"]["tool_calls"][0];
+    assert_eq!(start["id"], "call_mock_2");
+    assert_eq!(start["function"]["name"], "forecast");
+    assert_eq!(start["function"]["arguments"], "");
+    let streamed: String = chunks[3..7]
+        .iter()
+        .map(|c| {
+            c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(streamed, args);
+    assert_eq!(chunks[7]["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(
+        chunks[8]["usage"],
+        json!({"prompt_tokens": 0, "completion_tokens": 5, "total_tokens": 5})
+    );
+
+    // A call that does not fit max_tokens is cut, like a model's; bad
+    // arguments are the caller's mistake.
+    let (_, body) = mock
+        .post_json(
+            "/v1/chat/completions",
+            json!({"model": "m", "messages": [], "max_tokens": 3,
+                   "mock": {"chunks": 2, "tool_call": true}}),
+        )
+        .await;
+    assert_eq!(body["choices"][0]["finish_reason"], "length");
+    assert!(body["choices"][0]["message"].get("tool_calls").is_none());
+    assert_eq!(body["usage"]["completion_tokens"], 2);
+    for bad in [json!({"arguments": "[1]"}), json!({"arguments": "{nope"})] {
+        let (status, body) = mock
+            .post_json(
+                "/v1/chat/completions",
+                json!({"model": "m", "messages": [], "mock": {"tool_call": bad}}),
+            )
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("tool_call.arguments"),
+            "{body}"
+        );
+    }
+    mock.stop().await;
+}
+
+#[tokio::test]
+async fn errors_can_arrive_inside_a_stream_or_be_named() {
+    let mock = TestMock::start(Config::default()).await;
+    let (status, res) = mock
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "m", "messages": [], "stream": true,
+                   "mock": {"chunks": 4, "error_after_chunks": 2}}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (body, end) = read_to_end(res).await;
+    assert_eq!(end, "clean end");
+    let events = sse_events(&body);
+    // role, 2 content chunks, the error; no finish, no [DONE].
+    assert_eq!(events.len(), 4, "{events:#?}");
+    let err: Value = serde_json::from_str(&events[3]).unwrap();
+    assert_eq!(err["error"]["type"], "server_error");
+
+    let (status, body) = mock
+        .post_json(
+            "/v1/chat/completions",
+            json!({"model": "m", "messages": [], "mock": {"error": "insufficient_quota"}}),
+        )
+        .await;
+    assert_eq!(status, 429);
+    assert_eq!(body["error"]["type"], "insufficient_quota");
+    assert_eq!(body["error"]["code"], "insufficient_quota");
+    let (status, body) = mock
+        .post_json(
+            "/v1/chat/completions",
+            json!({"model": "m", "messages": [], "mock": {"error": "overloaded_error"}}),
+        )
+        .await;
+    assert_eq!(status, 400, "not an OpenAI kind: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("known: invalid_request_error"),
+        "{body}"
+    );
+    // A request that does not stream fails up front with the error.
+    let (status, _) = mock
+        .post_json(
+            "/v1/chat/completions",
+            json!({"model": "m", "messages": [], "mock": {"error_after_chunks": 1}}),
+        )
+        .await;
+    assert_eq!(status, 500);
+    let (_, stats) = mock.get_json("/mock/stats").await;
+    assert_eq!(stats["injected_errors"], 3);
+    mock.stop().await;
 }
