@@ -6,10 +6,10 @@
 use crate::answer::{thinking_word, Answer, Finish};
 use crate::auth;
 use crate::error::{Failure, MockError, Provider};
-use crate::openai::parse;
 use crate::overrides::MockOverrides;
 use crate::state::{Endpoint, State};
 use crate::stream::{self, Beat, Script};
+use crate::wire::parse;
 use crate::words::{MessageWords, Words};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
@@ -475,23 +475,4 @@ pub async fn count_tokens(
         Ok(HttpResponse::Ok().json(json!({"input_tokens": r.system.0 + r.messages.0})))
     };
     count().map_err(|e| e.answered_by(PROVIDER))
-}
-
-/// Anthropic's model list (`GET /v1/models` with `anthropic-version`).
-pub fn models(state: &State) -> HttpResponse {
-    let data: Vec<Value> = state
-        .config
-        .models
-        .iter()
-        .map(|id| {
-            json!({"type": "model", "id": id, "display_name": id,
-                   "created_at": "2025-01-01T00:00:00Z"})
-        })
-        .collect();
-    HttpResponse::Ok().json(json!({
-        "data": data,
-        "has_more": false,
-        "first_id": state.config.models.first(),
-        "last_id": state.config.models.last(),
-    }))
 }

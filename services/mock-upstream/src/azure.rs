@@ -115,13 +115,6 @@ pub async fn v1_embeddings(
     v1_call(Endpoint::AzureEmbeddings, req, body, state).await
 }
 
-/// `GET /openai/v1/models` and `/openai/models`: OpenAI's list.
-pub async fn models(state: web::Data<State>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(state.models_body.clone())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

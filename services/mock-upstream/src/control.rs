@@ -3,9 +3,9 @@
 //! requests are answered).
 
 use crate::error::{MockError, Provider};
-use crate::openai::parse;
 use crate::overrides::RuleRequest;
 use crate::state::{Endpoint, State};
+use crate::wire::parse;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;

@@ -7,10 +7,10 @@
 use crate::answer::{thinking_text, Answer, Finish};
 use crate::auth;
 use crate::error::{Failure, MockError, Provider};
-use crate::openai::{embedding_dim, vector};
 use crate::overrides::MockOverrides;
 use crate::state::{Endpoint, State};
 use crate::stream::{self, Beat, Script};
+use crate::wire::{embedding_dim, vector};
 use crate::words::{MessageWords, OneMessage};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
@@ -424,30 +424,6 @@ async fn embed(
         out["usageMetadata"] = json!({"promptTokenCount": words, "totalTokenCount": words});
     }
     Ok(HttpResponse::Ok().json(out))
-}
-
-/// Gemini's model list (`GET /v1beta/models`, or `/v1/models` with a Google key).
-pub fn models(state: &State) -> HttpResponse {
-    let models: Vec<Value> = state
-        .config
-        .models
-        .iter()
-        .map(|id| {
-            let methods = if id.contains("embed") {
-                json!(["embedContent", "batchEmbedContents"])
-            } else {
-                json!(["generateContent", "streamGenerateContent", "countTokens"])
-            };
-            json!({"name": format!("models/{id}"), "displayName": id, "version": "001",
-                   "inputTokenLimit": 1_048_576, "outputTokenLimit": 65_536,
-                   "supportedGenerationMethods": methods})
-        })
-        .collect();
-    HttpResponse::Ok().json(json!({ "models": models }))
-}
-
-pub async fn list_models(state: web::Data<State>) -> HttpResponse {
-    models(&state)
 }
 
 #[cfg(test)]

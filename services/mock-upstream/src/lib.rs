@@ -19,10 +19,12 @@ pub mod control;
 pub mod error;
 pub mod gemini;
 pub mod journal;
+pub mod models;
 pub mod openai;
 pub mod overrides;
 pub mod state;
 pub mod stream;
+pub mod wire;
 pub mod words;
 
 pub use config::{Config, ConfigError};
@@ -40,7 +42,7 @@ fn api(cfg: &mut web::ServiceConfig) {
     cfg.route("/chat/completions", web::post().to(openai::chat))
         .route("/completions", web::post().to(openai::completions))
         .route("/embeddings", web::post().to(openai::embeddings))
-        .route("/models", web::get().to(openai::models))
+        .route("/models", web::get().to(models::list))
         .route("/messages", web::post().to(anthropic::messages))
         .route(
             "/messages/count_tokens",
@@ -66,8 +68,8 @@ fn azure_api(cfg: &mut web::ServiceConfig) {
         "/openai/v1/embeddings",
         web::post().to(azure::v1_embeddings),
     )
-    .route("/openai/v1/models", web::get().to(azure::models))
-    .route("/openai/models", web::get().to(azure::models));
+    .route("/openai/v1/models", web::get().to(models::azure_list))
+    .route("/openai/models", web::get().to(models::azure_list));
 }
 
 /// Gemini's `models/{model}:{action}` under `/v1beta` and `/v1`; registered
@@ -81,7 +83,7 @@ fn gemini_api(cfg: &mut web::ServiceConfig) {
         "/v1/models/{model_action}",
         web::post().to(gemini::model_call),
     )
-    .route("/v1beta/models", web::get().to(gemini::list_models));
+    .route("/v1beta/models", web::get().to(models::gemini_list));
 }
 
 /// The mock's own endpoints for tests.

@@ -9,28 +9,12 @@ use crate::error::{MockError, Provider};
 use crate::overrides::MockOverrides;
 use crate::state::{Endpoint, Plan, State};
 use crate::stream::{self, Shape, StreamPlan, StreamTool};
+use crate::wire::{embedding_dim, json_str, parse, unix_now, vector};
 use crate::words::{EmbeddingInput, MessageWords, Words};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::time::{SystemTime, UNIX_EPOCH};
-
-pub fn parse<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Result<T, MockError> {
-    serde_json::from_slice(body).map_err(|e| MockError::InvalidRequest(e.to_string()))
-}
-
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// A string as a JSON literal.
-pub fn json_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
-}
 
 #[derive(Deserialize)]
 struct StreamOptions {
@@ -398,28 +382,6 @@ struct EmbeddingRequest {
     mock: Option<MockOverrides>,
 }
 
-/// A deterministic vector for input `item`: same request, same numbers.
-pub fn vector(item: u32, dim: usize) -> Vec<f32> {
-    (0..dim)
-        .map(|j| {
-            let h = (item as u64 + 1).wrapping_mul(2_654_435_761) ^ (j as u64).wrapping_mul(40_503);
-            (h % 2001) as f32 / 1000.0 - 1.0
-        })
-        .collect()
-}
-
-/// `dimensions` (or the configured length) checked against the bounds.
-pub fn embedding_dim(state: &State, asked: Option<usize>) -> Result<usize, MockError> {
-    let dim = asked.unwrap_or(state.config.embedding_dim);
-    if dim == 0 || dim > crate::config::MAX_EMBEDDING_DIM {
-        return Err(MockError::InvalidRequest(format!(
-            "dimensions must be 1..={}",
-            crate::config::MAX_EMBEDDING_DIM
-        )));
-    }
-    Ok(dim)
-}
-
 pub async fn embeddings(
     req: HttpRequest,
     body: web::Bytes,
@@ -484,19 +446,4 @@ pub async fn embeddings_answer(
             total_tokens: words,
         }),
     }))
-}
-
-/// `GET /v1/models`: OpenAI's list, or Anthropic's or Gemini's when the
-/// request carries that provider's headers (they share the path).
-pub async fn models(req: HttpRequest, state: web::Data<State>) -> HttpResponse {
-    let h = req.headers();
-    if h.contains_key("anthropic-version") {
-        return crate::anthropic::models(&state);
-    }
-    if h.contains_key("x-goog-api-key") || req.query_string().contains("key=") {
-        return crate::gemini::models(&state);
-    }
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(state.models_body.clone())
 }
