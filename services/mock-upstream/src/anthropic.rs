@@ -147,11 +147,7 @@ async fn answer(req: &HttpRequest, body: &[u8], state: &State) -> Result<HttpRes
     auth::check(state.config.api_key.as_ref(), PROVIDER, req)?;
     require_version(req)?;
     let r: MessagesRequest = anthropic_parse(body)?;
-    let mut plan = state.plan(PROVIDER, &r.model, r.mock)?;
-    if !r.stream {
-        plan = plan.unstreamed();
-    }
-    state.start(&mut plan).await?;
+    let mut plan = state.begin(PROVIDER, &r.model, r.mock, r.stream).await?;
     let first_tool = r
         .tools
         .as_ref()

@@ -39,41 +39,27 @@ fn is_api_version(v: &str) -> bool {
             .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
 }
 
-async fn deployment_call(
+/// One call on a deployment path (`deployment` given: `api-version`
+/// required) or a v1 path (the model in the body).
+async fn call(
     endpoint: Endpoint,
     req: HttpRequest,
     body: web::Bytes,
     state: web::Data<State>,
-    deployment: String,
+    deployment: Option<String>,
 ) -> Result<HttpResponse, Failure> {
-    state.arrived(endpoint, &req, &body, Some(&deployment));
+    let deployment = deployment.as_deref();
+    state.arrived(endpoint, &req, &body, deployment);
     let answer = async {
         auth::check(state.config.api_key.as_ref(), PROVIDER, &req)?;
-        require_api_version(&req)?;
-        match endpoint {
-            Endpoint::AzureEmbeddings => {
-                openai::embeddings_answer(&state, PROVIDER, Some(&deployment), &body).await
-            }
-            _ => openai::chat_answer(&state, PROVIDER, Some(&deployment), &body).await,
+        if deployment.is_some() {
+            require_api_version(&req)?;
         }
-    };
-    answer.await.map_err(|e| e.answered_by(PROVIDER))
-}
-
-async fn v1_call(
-    endpoint: Endpoint,
-    req: HttpRequest,
-    body: web::Bytes,
-    state: web::Data<State>,
-) -> Result<HttpResponse, Failure> {
-    state.arrived(endpoint, &req, &body, None);
-    let answer = async {
-        auth::check(state.config.api_key.as_ref(), PROVIDER, &req)?;
         match endpoint {
             Endpoint::AzureEmbeddings => {
-                openai::embeddings_answer(&state, PROVIDER, None, &body).await
+                openai::embeddings_answer(&state, PROVIDER, deployment, &body).await
             }
-            _ => openai::chat_answer(&state, PROVIDER, None, &body).await,
+            _ => openai::chat_answer(&state, PROVIDER, deployment, &body).await,
         }
     };
     answer.await.map_err(|e| e.answered_by(PROVIDER))
@@ -85,8 +71,8 @@ pub async fn deployment_chat(
     state: web::Data<State>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Failure> {
-    let deployment = path.into_inner();
-    deployment_call(Endpoint::AzureChatCompletions, req, body, state, deployment).await
+    let deployment = Some(path.into_inner());
+    call(Endpoint::AzureChatCompletions, req, body, state, deployment).await
 }
 
 pub async fn deployment_embeddings(
@@ -95,8 +81,8 @@ pub async fn deployment_embeddings(
     state: web::Data<State>,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Failure> {
-    let deployment = path.into_inner();
-    deployment_call(Endpoint::AzureEmbeddings, req, body, state, deployment).await
+    let deployment = Some(path.into_inner());
+    call(Endpoint::AzureEmbeddings, req, body, state, deployment).await
 }
 
 pub async fn v1_chat(
@@ -104,7 +90,7 @@ pub async fn v1_chat(
     body: web::Bytes,
     state: web::Data<State>,
 ) -> Result<HttpResponse, Failure> {
-    v1_call(Endpoint::AzureChatCompletions, req, body, state).await
+    call(Endpoint::AzureChatCompletions, req, body, state, None).await
 }
 
 pub async fn v1_embeddings(
@@ -112,7 +98,7 @@ pub async fn v1_embeddings(
     body: web::Bytes,
     state: web::Data<State>,
 ) -> Result<HttpResponse, Failure> {
-    v1_call(Endpoint::AzureEmbeddings, req, body, state).await
+    call(Endpoint::AzureEmbeddings, req, body, state, None).await
 }
 
 #[cfg(test)]

@@ -212,11 +212,7 @@ async fn generate(
 ) -> Result<HttpResponse, MockError> {
     let r: GenerateRequest = gemini_parse(body)?;
     let streamed = endpoint == Endpoint::StreamGenerateContent;
-    let mut plan = state.plan(PROVIDER, model, r.mock)?;
-    if !streamed {
-        plan = plan.unstreamed();
-    }
-    state.start(&mut plan).await?;
+    let mut plan = state.begin(PROVIDER, model, r.mock, streamed).await?;
     let config = r.generation_config.unwrap_or_default();
     let thoughts_shown = config.thinking_config.is_some_and(|t| t.include_thoughts);
     let first_tool = r
@@ -407,8 +403,7 @@ async fn embed(
         .iter()
         .map(|r| embedding_dim(state, r.output_dimensionality))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut plan = state.plan(PROVIDER, model, mock)?.unstreamed();
-    state.start(&mut plan).await?;
+    let plan = state.begin(PROVIDER, model, mock, false).await?;
     let words: u64 = requests.iter().map(|r| r.content.0).sum();
     let embeddings: Vec<Value> = dims
         .iter()

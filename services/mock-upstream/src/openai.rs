@@ -124,6 +124,12 @@ fn completion_len(chunks: u32, max: Option<u32>) -> (u32, &'static str) {
     }
 }
 
+/// The body's model, else the Azure deployment's; OpenAI requires one.
+fn model_or<'a>(body: Option<&'a str>, deployment: Option<&'a str>) -> Result<&'a str, MockError> {
+    body.or(deployment)
+        .ok_or_else(|| MockError::InvalidRequest("missing field `model`".into()))
+}
+
 /// The bytes of an error sent inside an OpenAI-shaped stream.
 fn stream_error(plan: &mut Plan, provider: Provider) -> Option<(u32, Bytes)> {
     let (k, e) = plan.error_after.take()?;
@@ -149,15 +155,8 @@ pub async fn chat_answer(
     body: &[u8],
 ) -> Result<HttpResponse, MockError> {
     let r: ChatRequest = parse(body)?;
-    let model = match r.model.as_deref().or(deployment) {
-        Some(m) => m,
-        None => return Err(MockError::InvalidRequest("missing field `model`".into())),
-    };
-    let mut plan = state.plan(provider, model, r.mock)?;
-    if !r.stream {
-        plan = plan.unstreamed();
-    }
-    state.start(&mut plan).await?;
+    let model = model_or(r.model.as_deref(), deployment)?;
+    let mut plan = state.begin(provider, model, r.mock, r.stream).await?;
     let first_tool = r
         .tools
         .as_ref()
@@ -308,11 +307,9 @@ pub async fn completions(
     state.arrived(Endpoint::Completions, &req, &body, None);
     auth::check(state.config.api_key.as_ref(), Provider::OpenAi, &req)?;
     let r: CompletionRequest = parse(&body)?;
-    let mut plan = state.plan(Provider::OpenAi, &r.model, r.mock)?;
-    if !r.stream {
-        plan = plan.unstreamed();
-    }
-    state.start(&mut plan).await?;
+    let mut plan = state
+        .begin(Provider::OpenAi, &r.model, r.mock, r.stream)
+        .await?;
     let (n, finish) = completion_len(plan.chunks, r.max_tokens);
     let prompt = r.prompt.0;
     let id = state.next_id();
@@ -400,16 +397,12 @@ pub async fn embeddings_answer(
     body: &[u8],
 ) -> Result<HttpResponse, MockError> {
     let r: EmbeddingRequest = parse(body)?;
-    let model = match r.model.as_deref().or(deployment) {
-        Some(m) => m,
-        None => return Err(MockError::InvalidRequest("missing field `model`".into())),
-    };
+    let model = model_or(r.model.as_deref(), deployment)?;
     let dim = embedding_dim(state, r.dimensions)?;
     if r.input.items == 0 {
         return Err(MockError::InvalidRequest("input must not be empty".into()));
     }
-    let mut plan = state.plan(provider, model, r.mock)?.unstreamed();
-    state.start(&mut plan).await?;
+    let plan = state.begin(provider, model, r.mock, false).await?;
 
     #[derive(Serialize)]
     struct Embedding {

@@ -225,8 +225,28 @@ impl State {
         })
     }
 
+    /// Plans the request and starts it: the latency waited out, the planned
+    /// failure returned. For a request that does not stream, a mid-stream
+    /// error is an up-front one.
+    pub async fn begin(
+        &self,
+        provider: Provider,
+        model: &str,
+        body: Option<MockOverrides>,
+        streamed: bool,
+    ) -> Result<Plan, MockError> {
+        let mut plan = self.plan(provider, model, body)?;
+        if !streamed {
+            if let Some((_, e)) = plan.error_after.take() {
+                plan.fail_with = Some(e);
+            }
+        }
+        self.start(&mut plan).await?;
+        Ok(plan)
+    }
+
     /// Waits out the planned latency and fails if the plan says so.
-    pub async fn start(&self, plan: &mut Plan) -> Result<(), MockError> {
+    async fn start(&self, plan: &mut Plan) -> Result<(), MockError> {
         if !plan.latency.is_zero() {
             tokio::time::sleep(plan.latency).await;
         }
@@ -267,14 +287,4 @@ pub struct Plan {
     pub reasoning: Option<u64>,
     pub tool_call: Option<ToolCallSpec>,
     pub filtered: bool,
-}
-
-impl Plan {
-    /// For a request that cannot stream, a mid-stream error is an up-front one.
-    pub fn unstreamed(mut self) -> Plan {
-        if let Some((_, e)) = self.error_after.take() {
-            self.fail_with = Some(e);
-        }
-        self
-    }
 }

@@ -4,6 +4,8 @@
 use mock_upstream::{Application, Config};
 use serde_json::Value;
 
+const BEARER: (&str, &str) = ("authorization", "Bearer sk-upstream-test");
+
 pub struct TestMock {
     pub base: String,
     pub client: reqwest::Client,
@@ -35,13 +37,11 @@ impl TestMock {
 
     /// POSTs JSON with OpenAI's bearer key.
     pub async fn post(&self, path: &str, body: Value) -> (u16, reqwest::Response) {
-        self.post_with(path, &[("authorization", "Bearer sk-upstream-test")], body)
-            .await
+        self.post_with(path, &[BEARER], body).await
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> (u16, Value) {
-        let (s, res) = self.post(path, body).await;
-        (s, res.json().await.expect("json body"))
+        self.post_json_with(path, &[BEARER], body).await
     }
 
     /// POSTs JSON with exactly these headers.
