@@ -20,7 +20,7 @@ pub async fn stats(state: web::Data<State>) -> HttpResponse {
     let last = state.journal.last().map(|e| {
         json!({
             "provider": e.provider,
-            "path": e.path,
+            "path": e.path(),
             "model": e.model(),
             "authorization": e.header("authorization"),
         })

@@ -2,12 +2,13 @@
 //! sent: method, path, query, every header (keys exactly as given: the mock
 //! only ever sees test keys) and the body.
 //!
-//! Recording is cheap on purpose (the benchmarks drive the mock): the header
-//! map and the body are reference-counted clones, rendered to JSON only when
-//! `GET /mock/requests` asks.
+//! Recording is cheap on purpose (the benchmarks drive the mock): the URI,
+//! the header map and the body are reference-counted clones, rendered to
+//! JSON only when `GET /mock/requests` asks.
 
 use crate::error::Provider;
 use actix_web::http::header::HeaderMap;
+use actix_web::http::{Method, Uri};
 use actix_web::HttpRequest;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -22,9 +23,8 @@ pub struct Entry {
     pub seq: u64,
     pub provider: Provider,
     pub endpoint: &'static str,
-    method: String,
-    pub path: String,
-    query: String,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
     body_len: usize,
@@ -33,6 +33,10 @@ pub struct Entry {
 }
 
 impl Entry {
+    pub fn path(&self) -> &str {
+        self.uri.path()
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
@@ -79,9 +83,9 @@ impl Entry {
             "provider": self.provider,
             "endpoint": self.endpoint,
             "model": self.model(),
-            "method": self.method,
-            "path": self.path,
-            "query": self.query,
+            "method": self.method.as_str(),
+            "path": self.uri.path(),
+            "query": self.uri.query().unwrap_or(""),
             "headers": headers,
             "body": body,
             "body_bytes": self.body_len,
@@ -122,9 +126,8 @@ impl Journal {
             seq: self.seq.fetch_add(1, Relaxed) + 1,
             provider,
             endpoint,
-            method: req.method().as_str().to_string(),
-            path: req.path().to_string(),
-            query: req.query_string().to_string(),
+            method: req.method().clone(),
+            uri: req.uri().clone(),
             headers: req.headers().clone(),
             body: kept,
             body_len: body.len(),

@@ -124,9 +124,11 @@ fn completion_len(chunks: u32, max: Option<u32>) -> (u32, &'static str) {
     }
 }
 
-/// The body's model, else the Azure deployment's; OpenAI requires one.
+/// The Azure deployment (its path names the model), else the body's model,
+/// which OpenAI and Azure's v1 path require.
 fn model_or<'a>(body: Option<&'a str>, deployment: Option<&'a str>) -> Result<&'a str, MockError> {
-    body.or(deployment)
+    deployment
+        .or(body)
         .ok_or_else(|| MockError::InvalidRequest("missing field `model`".into()))
 }
 

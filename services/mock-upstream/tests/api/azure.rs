@@ -46,6 +46,14 @@ async fn a_deployment_answers_with_filter_results_and_token_details() {
                    "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}})
     );
 
+    // On a deployment path the deployment is the model, whatever the body says.
+    let (_, body) = mock
+        .post_json_with(CHAT, &[KEY], json!({"model": "gpt-x", "messages": []}))
+        .await;
+    assert_eq!(body["model"], "gpt-4o-prod");
+    let (_, list) = mock.get_json("/mock/requests?limit=1").await;
+    assert_eq!(list["requests"][0]["model"], "gpt-4o-prod");
+
     // The output filter stops an answer: finish_reason content_filter.
     let (_, body) = mock
         .post_json_with(
