@@ -2,43 +2,69 @@
 //! sent: method, path, query, every header (keys exactly as given: the mock
 //! only ever sees test keys) and the body.
 //!
-//! Recording is cheap on purpose (the benchmarks drive the mock): the URI,
-//! the header map and the body are reference-counted clones, rendered to
-//! JSON only when `GET /mock/requests` asks.
+//! Recording is cheap on purpose (the benchmarks drive the mock): the
+//! request head and body are copied into the buffers of the entry they
+//! evict, so a full journal records without allocating, and rendered to
+//! JSON only when `GET /mock/requests` asks. (Copied, not reference-counted:
+//! actix's header values share the connection's read buffer, and a body
+//! kept alive for many requests would keep the allocator from reusing its
+//! hot memory.)
 
 use crate::error::Provider;
-use actix_web::http::header::HeaderMap;
-use actix_web::http::{Method, Uri};
+use actix_web::http::Method;
 use actix_web::HttpRequest;
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// Bodies longer than this are kept truncated (benchmarks send long prompts).
 pub const MAX_RECORDED_BODY: usize = 64 * 1024;
 
+#[derive(Clone)]
 pub struct Entry {
     pub seq: u64,
     pub provider: Provider,
     pub endpoint: &'static str,
     method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    /// Path, query, then each header's name and value, as received, each
+    /// followed by `SEP` (which a valid head never contains); read as UTF-8
+    /// (lossily) only when rendered.
+    head: Vec<u8>,
+    /// At most [`MAX_RECORDED_BODY`] bytes of the body.
+    body: Vec<u8>,
     body_len: usize,
     /// The model named by the path (Azure deployments, Gemini), if any.
     path_model: Option<String>,
 }
 
+const SEP: u8 = 0;
+
 impl Entry {
-    pub fn path(&self) -> &str {
-        self.uri.path()
+    fn fields(&self) -> impl Iterator<Item = Cow<'_, str>> {
+        self.head.split(|b| *b == SEP).map(String::from_utf8_lossy)
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
+    pub fn path(&self) -> String {
+        self.fields().next().unwrap_or_default().into_owned()
+    }
+
+    fn query(&self) -> String {
+        self.fields().nth(1).unwrap_or_default().into_owned()
+    }
+
+    /// `(name, value)` of every header, in the header map's order.
+    fn headers(&self) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+        let mut f = self.fields().skip(2);
+        std::iter::from_fn(move || Some((f.next()?, f.next()?))).filter(|(n, _)| !n.is_empty())
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.into_owned())
     }
 
     /// The model the request named: in its path, else in its body.
@@ -55,15 +81,14 @@ impl Entry {
 
     pub fn to_json(&self) -> Value {
         let mut headers = Map::new();
-        for (name, value) in self.headers.iter() {
-            let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            match headers.get_mut(name.as_str()) {
+        for (name, v) in self.headers() {
+            match headers.get_mut(name.as_ref()) {
                 Some(Value::String(prev)) => {
                     prev.push_str(", ");
                     prev.push_str(&v);
                 }
                 _ => {
-                    headers.insert(name.as_str().to_string(), Value::String(v));
+                    headers.insert(name.into_owned(), Value::String(v.into_owned()));
                 }
             }
         }
@@ -84,8 +109,8 @@ impl Entry {
             "endpoint": self.endpoint,
             "model": self.model(),
             "method": self.method.as_str(),
-            "path": self.uri.path(),
-            "query": self.uri.query().unwrap_or(""),
+            "path": self.path(),
+            "query": self.query(),
             "headers": headers,
             "body": body,
             "body_bytes": self.body_len,
@@ -97,7 +122,7 @@ impl Entry {
 pub struct Journal {
     capacity: usize,
     seq: AtomicU64,
-    entries: Mutex<VecDeque<Arc<Entry>>>,
+    entries: Mutex<VecDeque<Entry>>,
 }
 
 impl Journal {
@@ -109,6 +134,8 @@ impl Journal {
         }
     }
 
+    /// Records one request. Once the journal is full, the evicted entry's
+    /// buffer is reused, so recording allocates nothing.
     pub fn record(
         &self,
         provider: Provider,
@@ -117,30 +144,40 @@ impl Journal {
         body: &Bytes,
         path_model: Option<&str>,
     ) {
-        let kept = if body.len() > MAX_RECORDED_BODY {
-            Bytes::copy_from_slice(&body[..MAX_RECORDED_BODY])
-        } else {
-            body.clone()
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut head, mut kept) = match entries.len() == self.capacity {
+            true => entries
+                .pop_front()
+                .map(|e| (e.head, e.body))
+                .unwrap_or_default(),
+            false => (Vec::with_capacity(256), Vec::with_capacity(body.len())),
         };
-        let entry = Arc::new(Entry {
+        head.clear();
+        kept.clear();
+        kept.extend_from_slice(&body[..body.len().min(MAX_RECORDED_BODY)]);
+        for part in [req.path(), req.query_string()] {
+            head.extend_from_slice(part.as_bytes());
+            head.push(SEP);
+        }
+        for (name, value) in req.headers().iter() {
+            head.extend_from_slice(name.as_str().as_bytes());
+            head.push(SEP);
+            head.extend_from_slice(value.as_bytes());
+            head.push(SEP);
+        }
+        entries.push_back(Entry {
             seq: self.seq.fetch_add(1, Relaxed) + 1,
             provider,
             endpoint,
             method: req.method().clone(),
-            uri: req.uri().clone(),
-            headers: req.headers().clone(),
+            head,
             body: kept,
             body_len: body.len(),
             path_model: path_model.map(String::from),
         });
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() == self.capacity {
-            entries.pop_front();
-        }
-        entries.push_back(entry);
     }
 
-    pub fn last(&self) -> Option<Arc<Entry>> {
+    pub fn last(&self) -> Option<Entry> {
         self.entries
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -150,7 +187,7 @@ impl Journal {
 
     /// The newest `limit` entries of `provider` (every provider when
     /// `None`), oldest first.
-    pub fn recent(&self, provider: Option<Provider>, limit: usize) -> Vec<Arc<Entry>> {
+    pub fn recent(&self, provider: Option<Provider>, limit: usize) -> Vec<Entry> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<_> = entries
             .iter()

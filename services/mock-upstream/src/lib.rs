@@ -37,7 +37,9 @@ use std::net::TcpListener;
 const MAX_BODY: usize = 16 * 1024 * 1024;
 
 /// The routes of the OpenAI and Anthropic APIs, mounted both under `/v1`
-/// and at the root so either style of upstream base URL works.
+/// and at the root so either style of upstream base URL works. All static:
+/// they are matched before any pattern route (actix matches patterns with
+/// a regex, which the OpenAI path the benchmarks use should not pay for).
 fn api(cfg: &mut web::ServiceConfig) {
     cfg.route("/chat/completions", web::post().to(openai::chat))
         .route("/completions", web::post().to(openai::completions))
@@ -50,17 +52,16 @@ fn api(cfg: &mut web::ServiceConfig) {
         );
 }
 
-/// Azure OpenAI's deployment and v1 paths.
-fn azure_api(cfg: &mut web::ServiceConfig) {
+/// `/v1`: the routes above, then Gemini's `models/{model}:{action}` (the
+/// `google-genai` SDK's default API version).
+fn v1_api(cfg: &mut web::ServiceConfig) {
+    api(cfg);
+    cfg.route("/models/{model_action}", web::post().to(gemini::model_call));
+}
+
+/// Azure OpenAI's deployment and v1 paths, and Gemini's `/v1beta`.
+fn pattern_api(cfg: &mut web::ServiceConfig) {
     cfg.route(
-        "/openai/deployments/{deployment}/chat/completions",
-        web::post().to(azure::deployment_chat),
-    )
-    .route(
-        "/openai/deployments/{deployment}/embeddings",
-        web::post().to(azure::deployment_embeddings),
-    )
-    .route(
         "/openai/v1/chat/completions",
         web::post().to(azure::v1_chat),
     )
@@ -69,21 +70,20 @@ fn azure_api(cfg: &mut web::ServiceConfig) {
         web::post().to(azure::v1_embeddings),
     )
     .route("/openai/v1/models", web::get().to(models::azure_list))
-    .route("/openai/models", web::get().to(models::azure_list));
-}
-
-/// Gemini's `models/{model}:{action}` under `/v1beta` and `/v1`; registered
-/// before the `/v1` scope, which would otherwise claim `/v1/models/...`.
-fn gemini_api(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/v1beta/models/{model_action}",
-        web::post().to(gemini::model_call),
+    .route("/openai/models", web::get().to(models::azure_list))
+    .route("/v1beta/models", web::get().to(models::gemini_list))
+    .route(
+        "/openai/deployments/{deployment}/chat/completions",
+        web::post().to(azure::deployment_chat),
     )
     .route(
-        "/v1/models/{model_action}",
-        web::post().to(gemini::model_call),
+        "/openai/deployments/{deployment}/embeddings",
+        web::post().to(azure::deployment_embeddings),
     )
-    .route("/v1beta/models", web::get().to(models::gemini_list));
+    .route(
+        "/v1beta/models/{model_action}",
+        web::post().to(gemini::model_call),
+    );
 }
 
 /// The mock's own endpoints for tests.
@@ -118,11 +118,10 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(MAX_BODY))
-                .configure(control_api)
-                .configure(gemini_api)
-                .configure(azure_api)
-                .service(web::scope("/v1").configure(api))
+                .service(web::scope("/v1").configure(v1_api))
                 .configure(api)
+                .configure(control_api)
+                .configure(pattern_api)
                 .default_service(web::to(control::not_found))
         })
         // Streams in flight get this long to finish on SIGTERM.

@@ -107,7 +107,9 @@ pub fn response(plan: StreamPlan) -> HttpResponse {
         Shape::Chat => Step::Role,
         Shape::Completion => Step::Content(0),
     };
-    let events = futures_util::stream::unfold((plan, first), |(plan, step)| async move {
+    // Boxed: the state moves in and out of each step's future, and a
+    // pointer moves cheaper than the plan.
+    let events = futures_util::stream::unfold((Box::new(plan), first), |(plan, step)| async move {
         let (event, next) = match step {
             Step::End => return None,
             Step::Prompt => (plan.prompt_filter_event(), Step::Role),
@@ -208,14 +210,19 @@ impl StreamPlan {
     /// One chat chunk around `delta` (the inside of the delta object);
     /// `text` says whether it carries answer text (Azure filters those).
     fn chat_chunk(&self, delta: &str, finish: &str, text: bool) -> String {
-        let filter = match (self.azure, text, self.filtered && finish != "null") {
-            (false, _, _) => String::new(),
-            (true, _, true) => format!(",\"content_filter_results\":{AZURE_FILTERED}"),
-            (true, true, false) => format!(",\"content_filter_results\":{AZURE_SAFE}"),
-            (true, false, false) => ",\"content_filter_results\":{}".into(),
+        if !self.azure {
+            return format!(
+                "data: {{\"id\":\"chatcmpl-mock-{}\",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":{},\"system_fingerprint\":\"fp_mock\",\"choices\":[{{\"index\":0,\"delta\":{{{delta}}},\"logprobs\":null,\"finish_reason\":{finish}}}]{}}}\n\n",
+                self.id, self.created, self.model_json, self.usage_null()
+            );
+        }
+        let filter = match (text, self.filtered && finish != "null") {
+            (_, true) => AZURE_FILTERED,
+            (true, false) => AZURE_SAFE,
+            (false, false) => "{}",
         };
         format!(
-            "data: {{\"id\":\"chatcmpl-mock-{}\",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":{},\"system_fingerprint\":\"fp_mock\",\"choices\":[{{\"index\":0,\"delta\":{{{delta}}},\"logprobs\":null,\"finish_reason\":{finish}{filter}}}]{}}}\n\n",
+            "data: {{\"id\":\"chatcmpl-mock-{}\",\"object\":\"chat.completion.chunk\",\"created\":{},\"model\":{},\"system_fingerprint\":\"fp_mock\",\"choices\":[{{\"index\":0,\"delta\":{{{delta}}},\"logprobs\":null,\"finish_reason\":{finish},\"content_filter_results\":{filter}}}]{}}}\n\n",
             self.id, self.created, self.model_json, self.usage_null()
         )
     }
@@ -293,19 +300,20 @@ pub trait Script: Send + 'static {
 /// Plays a script lazily with the given content type (SSE, or Gemini's
 /// streamed JSON array).
 pub fn scripted(script: impl Script, chunk_delay: Duration, content_type: &str) -> HttpResponse {
-    let events = futures_util::stream::unfold((script, 0usize), move |(script, i)| async move {
-        match script.beat(i)? {
-            Beat::Send(b) => Some((Ok(b), (script, i + 1))),
-            Beat::Paced(b) => {
-                if !chunk_delay.is_zero() {
-                    tokio::time::sleep(chunk_delay).await;
+    let events =
+        futures_util::stream::unfold((Box::new(script), 0usize), move |(script, i)| async move {
+            match script.beat(i)? {
+                Beat::Send(b) => Some((Ok(b), (script, i + 1))),
+                Beat::Paced(b) => {
+                    if !chunk_delay.is_zero() {
+                        tokio::time::sleep(chunk_delay).await;
+                    }
+                    Some((Ok(b), (script, i + 1)))
                 }
-                Some((Ok(b), (script, i + 1)))
+                // Past the end afterwards: the stream stops after the error.
+                Beat::Abort => Some((Err(abort().await), (script, usize::MAX))),
             }
-            // Past the end afterwards: the stream stops after the error.
-            Beat::Abort => Some((Err(abort().await), (script, usize::MAX))),
-        }
-    });
+        });
     HttpResponse::Ok()
         .content_type(content_type)
         .insert_header(("cache-control", "no-cache"))
