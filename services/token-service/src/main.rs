@@ -7,7 +7,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    aigw_service::init_tracing();
+    aigw_service::init_logging(
+        &aigw_service::LogSettings::from_env(&aigw_service::Env::process()).unwrap_or_default(),
+    );
     let config = token_service::Config::from_env()?;
     let app = token_service::Application::build(config).await?;
     app.run_until_stopped().await

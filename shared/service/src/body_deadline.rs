@@ -12,6 +12,7 @@ use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceRes
 use actix_web::error::PayloadError;
 use actix_web::web::Bytes;
 use actix_web::{Error, HttpMessage, HttpResponse};
+use aigw_types::openai_error::{ErrorEnvelope, INVALID_REQUEST_ERROR};
 use futures_util::future::{ready, LocalBoxFuture, Ready};
 use futures_util::Stream;
 use std::cell::Cell;
@@ -84,20 +85,27 @@ where
                 "the request body did not arrive within {} s",
                 limit.as_secs_f64()
             );
-            // Both error shapes the services use: OpenAI's and the admin API's.
-            let body = serde_json::json!({"error": {
-                "message": message,
-                "type": "invalid_request_error",
-                "param": null,
-                "code": "request_timeout",
-                "field": null,
-            }});
+            // OpenAI's envelope, with the admin API's `field` beside it so
+            // the answer fits both error shapes the services use.
+            let body = ErrorEnvelope::with_detail(
+                INVALID_REQUEST_ERROR,
+                "request_timeout",
+                message,
+                AdminField { field: None },
+            );
             let resp = HttpResponse::RequestTimeout()
                 .insert_header(("connection", "close"))
                 .json(body);
             Ok(ServiceResponse::new(req, resp).map_into_right_body())
         })
     }
+}
+
+/// The config-center's error objects name the field at fault; a body
+/// deadline concerns none.
+#[derive(serde::Serialize)]
+struct AdminField {
+    field: Option<String>,
 }
 
 struct DeadlineStream {

@@ -1,91 +1,50 @@
-//! Process plumbing every service shares: logging setup, the shutdown
-//! signal and the request-body deadline, so the three binaries behave alike.
+//! What every service is built on, so the binaries behave alike:
+//!
+//! - [`env`]: settings from the environment — one reader, one duration
+//!   grammar, one error format naming the variable, and the list of every
+//!   variable read (checked against each service's documented table);
+//! - [`secret`]: [`Secret`], tokens and URLs that print redacted;
+//! - [`logging`]: `RUST_LOG` / `LOG_FORMAT` (text or JSON) setup;
+//! - [`clock`]: wall-clock and monotonic time, read in one place;
+//! - [`shutdown`]: the SIGTERM/SIGINT future;
+//! - [`BodyDeadline`]: the request-body deadline middleware, with its
+//!   setting ([`body_timeout`]).
 
 mod body_deadline;
+pub mod clock;
+pub mod env;
+pub mod logging;
+pub mod secret;
+pub mod shutdown;
 
 pub use body_deadline::BodyDeadline;
+pub use env::{Env, EnvError, Setting};
+pub use logging::{init_logging, init_logging_for_tests, LogFormat, LogSettings};
+pub use secret::Secret;
+pub use shutdown::shutdown_signal;
+
+use std::time::Duration;
 
 /// Default time allowed to receive a whole request body.
-pub const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The request-body deadline from `BODY_TIMEOUT` (human form such as `30s`,
-/// or plain seconds), [`DEFAULT_BODY_TIMEOUT`] when unset.
-pub fn body_timeout_from_env() -> Result<std::time::Duration, String> {
-    match std::env::var("BODY_TIMEOUT") {
-        Err(_) => Ok(DEFAULT_BODY_TIMEOUT),
-        Ok(v) => parse_duration(&v).map_err(|e| format!("BODY_TIMEOUT: {e}")),
-    }
+/// `BODY_TIMEOUT`: how long a service waits for a whole request body
+/// (a slower client gets a JSON 408), default [`DEFAULT_BODY_TIMEOUT`].
+pub fn body_timeout(env: &Env) -> Result<Duration, EnvError> {
+    env.positive_duration("BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT)
 }
 
-fn parse_duration(v: &str) -> Result<std::time::Duration, String> {
-    let v = v.trim();
-    let d = match v.parse::<u64>() {
-        Ok(secs) => std::time::Duration::from_secs(secs),
-        Err(_) => humantime::parse_duration(v).map_err(|e| format!("`{v}`: {e}"))?,
-    };
-    if d.is_zero() {
-        return Err("must be greater than zero".into());
-    }
-    Ok(d)
+/// [`body_timeout`] from the process environment, for a service whose
+/// settings do not carry it yet (the gateway).
+pub fn body_timeout_from_env() -> Result<Duration, String> {
+    body_timeout(&Env::process()).map_err(|e| e.to_string())
 }
 
-use std::io::IsTerminal;
-use tracing_subscriber::EnvFilter;
-
-/// Installs the global `tracing` subscriber: filtered by `RUST_LOG`
-/// (default `info`), one JSON object per line when `LOG_FORMAT=json`,
-/// colours only on a terminal, to stderr. Later calls are no-ops (tests build
-/// several applications in one process).
-pub fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
-        builder.json().try_init()
-    } else {
-        builder
-            .with_ansi(std::io::stderr().is_terminal())
-            .try_init()
-    };
-}
-
-/// For tests: logging only when `TEST_LOG` is set (then as [`init_tracing`]).
-pub fn init_tracing_for_tests() {
-    if std::env::var_os("TEST_LOG").is_some() {
-        init_tracing();
-    }
-}
-
-/// Resolves on the first SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            tracing::warn!("cannot install SIGTERM/SIGINT handlers; only Ctrl-C stops the service");
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30").unwrap().as_secs(), 30);
-        assert_eq!(parse_duration("1m").unwrap().as_secs(), 60);
-        assert!(parse_duration("0").is_err());
-        assert!(parse_duration("soon").is_err());
-    }
+/// `REDIS_URL`, default `redis://127.0.0.1:6379`, shown redacted.
+pub fn redis_url(env: &Env) -> Result<Secret, EnvError> {
+    env.url(
+        "REDIS_URL",
+        "redis://127.0.0.1:6379",
+        &["redis", "rediss", "unix", "redis+unix"],
+    )
 }
