@@ -8,54 +8,20 @@ use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, Error};
 use aigw_metrics::families::config_center as fam;
-use aigw_metrics::{Exposition, Render};
+use aigw_metrics::Exposition;
 use std::time::Instant;
 
+/// Every metric shown as declared in `aigw_metrics::families::config_center`.
 pub static EXPOSITION: Exposition = Exposition {
     prefix: "config_center",
     renders: &[
-        Render::Counter {
-            name: "config_center_http_requests_total",
-            help: "HTTP requests by method, route template and status.",
-            family: &fam::HTTP_REQUESTS,
-            scale: 1.0,
-        },
-        Render::Histogram {
-            name: "config_center_http_request_duration_seconds",
-            help: "HTTP request latency by method, route template and status.",
-            family: &fam::HTTP_LATENCY,
-            scale: 1e-6,
-        },
-        Render::Gauge {
-            name: "config_center_snapshot_version",
-            help: "Version of the config snapshot last published to Redis.",
-            family: &fam::SNAPSHOT_VERSION,
-            scale: 1.0,
-        },
-        Render::Counter {
-            name: "config_center_publications_total",
-            help: "Config snapshots written to Redis.",
-            family: &fam::PUBLICATIONS,
-            scale: 1.0,
-        },
-        Render::Counter {
-            name: "config_center_publication_failures_total",
-            help: "Failed attempts to publish the config snapshot (each retry counts).",
-            family: &fam::PUBLICATION_FAILURES,
-            scale: 1.0,
-        },
-        Render::Gauge {
-            name: "config_center_last_publication_timestamp_seconds",
-            help: "Unix time of the last successful publication.",
-            family: &fam::LAST_PUBLICATION,
-            scale: 1e-3,
-        },
-        Render::Gauge {
-            name: "config_center_entities",
-            help: "Entities in the published config by kind (api_keys: not revoked).",
-            family: &fam::ENTITIES,
-            scale: 1.0,
-        },
+        fam::HTTP_REQUESTS.render(),
+        fam::HTTP_LATENCY.render(),
+        fam::SNAPSHOT_VERSION.render(),
+        fam::PUBLICATIONS.render(),
+        fam::PUBLICATION_FAILURES.render(),
+        fam::LAST_PUBLICATION.render(),
+        fam::ENTITIES.render(),
     ],
 };
 
@@ -93,10 +59,13 @@ pub async fn track(
     };
     let micros = started.elapsed().as_micros() as u64;
     if let Some(state) = state {
-        let status_s = status.as_str();
-        let labels = [method, route.as_str(), status_s];
-        state.recorder.add(&fam::HTTP_REQUESTS, &labels, 1);
-        state.recorder.observe(&fam::HTTP_LATENCY, &labels, micros);
+        let labels = fam::Http {
+            method,
+            route: &route,
+            status: status.as_str(),
+        };
+        fam::HTTP_REQUESTS.add(&state.recorder, &labels, 1);
+        fam::HTTP_LATENCY.observe(&state.recorder, &labels, micros);
     }
     if matches!(route.as_str(), "/health" | "/ready" | "/metrics") {
         tracing::debug!(method, route, status = status.as_u16(), micros, "request");

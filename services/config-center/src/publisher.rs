@@ -8,7 +8,7 @@
 use crate::domain::now_ms;
 use crate::storage::{Store, StoreError};
 use aigw_metrics::families::config_center as fam;
-use aigw_metrics::{keys, Recorder, RedisConn};
+use aigw_metrics::{keys, NoLabels, Recorder, RedisConn};
 use aigw_types::ConfigSnapshot;
 use redis::Script;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -130,7 +130,7 @@ impl Publisher {
         let this = self.clone();
         tokio::spawn(async move {
             let inner = &this.inner;
-            let failures = inner.recorder.series(&fam::PUBLICATION_FAILURES, &[]);
+            let failures = fam::PUBLICATION_FAILURES.series(&inner.recorder, &NoLabels);
             // Until Redis has answered once, a newer version there means
             // this database was reset: move past it instead of failing.
             let mut reconciled = false;
@@ -205,8 +205,8 @@ impl Publisher {
                 1 => {
                     *reconciled = true;
                     let rec = &inner.recorder;
-                    rec.add(&fam::PUBLICATIONS, &[], 1);
-                    rec.set(&fam::LAST_PUBLICATION, &[], now_ms());
+                    fam::PUBLICATIONS.add(rec, &NoLabels, 1);
+                    fam::LAST_PUBLICATION.raise(rec, &NoLabels, now_ms());
                     self.record_state(&snap);
                     self.mark_published(snap.version);
                     return Ok(Outcome::Published(snap.version));
@@ -250,7 +250,7 @@ impl Publisher {
 
     fn record_state(&self, snap: &ConfigSnapshot) {
         let rec = &self.inner.recorder;
-        rec.set(&fam::SNAPSHOT_VERSION, &[], snap.version as i64);
+        fam::SNAPSHOT_VERSION.set(rec, &NoLabels, snap.version as i64);
         let active_keys = snap.api_keys.iter().filter(|k| !k.revoked).count();
         for (kind, n) in [
             ("namespaces", snap.namespaces.len()),
@@ -258,7 +258,7 @@ impl Publisher {
             ("models", snap.models.len()),
             ("instances", snap.instances.len()),
         ] {
-            rec.set(&fam::ENTITIES, &[kind], n as i64);
+            fam::ENTITIES.set(rec, &fam::EntityKind { kind }, n as i64);
         }
     }
 }

@@ -31,19 +31,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-pub fn rpm_key(ns: &str) -> String {
-    format!("ratelimit:ns:{ns}:rpm")
-}
-
-pub fn tpm_key(ns: &str) -> String {
-    format!("ratelimit:ns:{ns}:tpm")
-}
-
-/// The token-service's month-to-date cost of a namespace, nano-USD (its
-/// `NS_MONTH_COST` family: the budget contract between the two services).
-pub fn month_cost_key(ns: &str, month: &str) -> String {
-    aigw_metrics::families::token_service::NS_MONTH_COST.key_for(&[ns, month])
-}
+// The keys live in the shared schema (`aigw_metrics::keys`); the month
+// cost is the token-service's `NS_MONTH_COST`, the budget contract.
+pub use aigw_metrics::keys::{
+    ns_month_cost as month_cost_key, ratelimit_rpm as rpm_key, ratelimit_tpm as tpm_key,
+};
 
 /// KEYS: rpm hash, tpm hash. ARGV: rpm limit, tpm limit (0 = none).
 /// Returns {0, 0} when allowed (and counts the request), {1, retry_after}

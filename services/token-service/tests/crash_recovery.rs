@@ -142,7 +142,7 @@ async fn pending_of(redis: &RedisServer, consumer: &str) -> i64 {
 }
 
 async fn processed(redis: &RedisServer) -> i64 {
-    get_i64(redis, fam::USAGE_PROCESSED.key).await
+    get_i64(redis, &fam::USAGE_PROCESSED.key(&aigw_metrics::NoLabels)).await
 }
 
 fn spawn_service(redis: &RedisServer, name: &str, claim_idle: &str, chunk: &str) -> (Proc, u16) {

@@ -8,6 +8,7 @@
 use crate::conn::RedisConn;
 use crate::family::{bucket_field, Family, Kind};
 use crate::keys;
+use crate::metric::{Desc, LabelSet, ScrapeGauge};
 use crate::process::ProcessCollector;
 use crate::recorder::Recorder;
 use prometheus_client::collector::Collector;
@@ -59,8 +60,15 @@ pub fn openmetrics_to_text(om: &str) -> String {
 
 /// How one stored family is shown on `/metrics`. Names are the full
 /// exposed names (counters ending in `_total`).
+///
+/// [`Render::Metric`] shows a declared metric as its declaration says
+/// ([`crate::metric::Metric::render`]); the other variants spell name, help
+/// and scale at the use site and remain for the gateway's families, which
+/// are not declared as typed metrics yet.
 #[derive(Debug)]
 pub enum Render {
+    /// A declared metric: counter, histogram, or gauge for every other kind.
+    Metric(&'static Desc),
     /// Each series as a counter, value × `scale`.
     Counter {
         name: &'static str,
@@ -97,6 +105,7 @@ pub enum Render {
 impl Render {
     fn families(&self) -> Vec<&'static Family> {
         match self {
+            Render::Metric(d) => vec![&d.family],
             Render::Counter { family, .. }
             | Render::Gauge { family, .. }
             | Render::Histogram { family, .. } => vec![family],
@@ -142,7 +151,7 @@ impl Num {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Rendered {
     name: String,
     help: &'static str,
@@ -203,6 +212,15 @@ impl MetricsEndpoint {
 
     /// The whole exposition text. `extra` registers service-local metrics.
     pub async fn render(&self, extra: Option<&Registry>) -> String {
+        self.render_all(extra, None).await
+    }
+
+    /// The whole exposition text with the service's scrape-time gauges.
+    pub async fn render_with(&self, values: &ScrapeValues) -> String {
+        self.render_all(None, Some(values)).await
+    }
+
+    async fn render_all(&self, extra: Option<&Registry>, values: Option<&ScrapeValues>) -> String {
         let started = Instant::now();
         let raw = tokio::time::timeout(self.inner.timeout, self.fetch()).await;
         let (rendered, redis_up) = match raw {
@@ -256,6 +274,9 @@ impl MetricsEndpoint {
         }
         reg.register_collector(Box::new(local));
         reg.register_collector(Box::new(self.inner.process.clone()));
+        if let Some(v) = values {
+            reg.register_collector(Box::new(RedisSeries(v.families.clone())));
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode_registry(&mut out, &reg).is_err() {
             out.clear();
@@ -275,12 +296,16 @@ impl MetricsEndpoint {
         accept: Option<&str>,
         extra: Option<&Registry>,
     ) -> (&'static str, String) {
-        let om = self.render(extra).await;
-        if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
-            (CONTENT_TYPE, om)
-        } else {
-            (CONTENT_TYPE_TEXT, openmetrics_to_text(&om))
-        }
+        negotiated(accept, self.render(extra).await)
+    }
+
+    /// [`Self::render_negotiated`] with the service's scrape-time gauges.
+    pub async fn render_negotiated_with(
+        &self,
+        accept: Option<&str>,
+        values: &ScrapeValues,
+    ) -> (&'static str, String) {
+        negotiated(accept, self.render_with(values).await)
     }
 
     async fn fetch(&self) -> redis::RedisResult<Raw> {
@@ -386,6 +411,14 @@ impl MetricsEndpoint {
     }
 }
 
+fn negotiated(accept: Option<&str>, om: String) -> (&'static str, String) {
+    if accept.is_some_and(|a| a.contains("application/openmetrics-text")) {
+        (CONTENT_TYPE, om)
+    } else {
+        (CONTENT_TYPE_TEXT, openmetrics_to_text(&om))
+    }
+}
+
 /// `v × scale`, dividing by the inverse for sub-unit scales so that e.g.
 /// 25000 µs renders as `0.025`, not `0.024999999999999998`.
 fn scaled(v: f64, scale: f64) -> f64 {
@@ -447,38 +480,25 @@ fn scalar(f: &Family, values: &[String], raw: &Raw) -> f64 {
 
 fn render_one(r: &Render, raw: &Raw) -> Rendered {
     match r {
+        Render::Metric(d) => match d.family.kind {
+            Kind::Counter => counter(d.name, d.help, &d.family, d.unit.scale(), raw),
+            Kind::Histogram(_) => histogram(d.name, d.help, &d.family, d.unit.scale(), raw),
+            Kind::Gauge | Kind::Set | Kind::Max => {
+                gauge(d.name, d.help, &d.family, d.unit.scale(), raw)
+            }
+        },
         Render::Counter {
             name,
             help,
             family,
             scale,
-        } => Rendered {
-            name: name.trim_end_matches("_total").to_string(),
-            help,
-            series: label_sets(family, raw)
-                .into_iter()
-                .map(|l| {
-                    let v = scaled(scalar(family, &l, raw), *scale);
-                    (labelled(family, &l), Value::Counter(Num::of(v)))
-                })
-                .collect(),
-        },
+        } => counter(name, help, family, *scale, raw),
         Render::Gauge {
             name,
             help,
             family,
             scale,
-        } => Rendered {
-            name: name.to_string(),
-            help,
-            series: label_sets(family, raw)
-                .into_iter()
-                .map(|l| {
-                    let v = scaled(scalar(family, &l, raw), *scale);
-                    (labelled(family, &l), Value::Gauge(Num::of(v)))
-                })
-                .collect(),
-        },
+        } => gauge(name, help, family, *scale, raw),
         Render::Mean {
             name,
             help,
@@ -503,46 +523,133 @@ fn render_one(r: &Render, raw: &Raw) -> Rendered {
             help,
             family,
             scale,
-        } => {
-            let Kind::Histogram(bounds) = family.kind else {
-                return Rendered {
-                    name: name.to_string(),
-                    help,
-                    series: vec![],
-                };
-            };
-            let series = label_sets(family, raw)
-                .into_iter()
-                .filter_map(|l| {
-                    let refs: Vec<&str> = l.iter().map(String::as_str).collect();
-                    let h = raw.hashes.get(&family.key_for(&refs))?;
-                    // prometheus-client makes the buckets cumulative itself and
-                    // names the bucket bounded by f64::MAX `+Inf`.
-                    let mut buckets = Vec::with_capacity(bounds.len() + 1);
-                    for b in bounds.iter() {
-                        let n = h.get(&bucket_field(Some(*b))).copied().unwrap_or(0).max(0) as u64;
-                        buckets.push((scaled(*b as f64, *scale), n));
-                    }
-                    let inf = h.get(&bucket_field(None)).copied().unwrap_or(0).max(0) as u64;
-                    buckets.push((f64::MAX, inf));
-                    let count = h.get("count").copied().unwrap_or(0).max(0) as u64;
-                    let sum = scaled(h.get("sum").copied().unwrap_or(0) as f64, *scale);
-                    Some((
-                        labelled(family, &l),
-                        Value::Histogram {
-                            sum,
-                            count,
-                            buckets,
-                        },
-                    ))
-                })
-                .collect();
-            Rendered {
-                name: name.to_string(),
-                help,
-                series,
+        } => histogram(name, help, family, *scale, raw),
+    }
+}
+
+fn counter(
+    name: &'static str,
+    help: &'static str,
+    family: &Family,
+    scale: f64,
+    raw: &Raw,
+) -> Rendered {
+    Rendered {
+        name: name.trim_end_matches("_total").to_string(),
+        help,
+        series: label_sets(family, raw)
+            .into_iter()
+            .map(|l| {
+                let v = scaled(scalar(family, &l, raw), scale);
+                (labelled(family, &l), Value::Counter(Num::of(v)))
+            })
+            .collect(),
+    }
+}
+
+fn gauge(
+    name: &'static str,
+    help: &'static str,
+    family: &Family,
+    scale: f64,
+    raw: &Raw,
+) -> Rendered {
+    Rendered {
+        name: name.to_string(),
+        help,
+        series: label_sets(family, raw)
+            .into_iter()
+            .map(|l| {
+                let v = scaled(scalar(family, &l, raw), scale);
+                (labelled(family, &l), Value::Gauge(Num::of(v)))
+            })
+            .collect(),
+    }
+}
+
+fn histogram(
+    name: &'static str,
+    help: &'static str,
+    family: &Family,
+    scale: f64,
+    raw: &Raw,
+) -> Rendered {
+    let Kind::Histogram(bounds) = family.kind else {
+        return Rendered {
+            name: name.to_string(),
+            help,
+            series: vec![],
+        };
+    };
+    let series = label_sets(family, raw)
+        .into_iter()
+        .filter_map(|l| {
+            let refs: Vec<&str> = l.iter().map(String::as_str).collect();
+            let h = raw.hashes.get(&family.key_for(&refs))?;
+            // prometheus-client makes the buckets cumulative itself and
+            // names the bucket bounded by f64::MAX `+Inf`.
+            let mut buckets = Vec::with_capacity(bounds.len() + 1);
+            for b in bounds.iter() {
+                let n = h.get(&bucket_field(Some(*b))).copied().unwrap_or(0).max(0) as u64;
+                buckets.push((scaled(*b as f64, scale), n));
             }
-        }
+            let inf = h.get(&bucket_field(None)).copied().unwrap_or(0).max(0) as u64;
+            buckets.push((f64::MAX, inf));
+            let count = h.get("count").copied().unwrap_or(0).max(0) as u64;
+            let sum = scaled(h.get("sum").copied().unwrap_or(0) as f64, scale);
+            Some((
+                labelled(family, &l),
+                Value::Histogram {
+                    sum,
+                    count,
+                    buckets,
+                },
+            ))
+        })
+        .collect();
+    Rendered {
+        name: name.to_string(),
+        help,
+        series,
+    }
+}
+
+/// Values of [`ScrapeGauge`]s for one scrape, shown after the stored
+/// series. A gauge given no value is left out.
+#[derive(Debug, Default)]
+pub struct ScrapeValues {
+    families: Vec<Rendered>,
+}
+
+impl ScrapeValues {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets one series of `gauge`.
+    pub fn set<L: LabelSet>(
+        &mut self,
+        gauge: &'static ScrapeGauge<L>,
+        labels: &L::Values<'_>,
+        v: f64,
+    ) {
+        let labels: Vec<(String, String)> = L::NAMES
+            .iter()
+            .zip(L::values(labels).iter())
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let fam = match self.families.iter_mut().position(|f| f.name == gauge.name) {
+            Some(i) => &mut self.families[i],
+            None => {
+                self.families.push(Rendered {
+                    name: gauge.name.to_string(),
+                    help: gauge.help,
+                    series: Vec::new(),
+                });
+                self.families.last_mut().expect("just pushed")
+            }
+        };
+        fam.series.push((labels, Value::Gauge(Num::of(v))));
     }
 }
 
@@ -550,29 +657,36 @@ fn render_one(r: &Render, raw: &Raw) -> Rendered {
 struct RedisSeries(Vec<Rendered>);
 
 impl Collector for RedisSeries {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        for fam in &self.0 {
-            let Some((_, first)) = fam.series.first() else {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        encode_rendered(&self.0, encoder)
+    }
+}
+
+fn encode_rendered(
+    families: &[Rendered],
+    mut encoder: DescriptorEncoder,
+) -> Result<(), std::fmt::Error> {
+    for fam in families {
+        let Some((_, first)) = fam.series.first() else {
+            continue;
+        };
+        let ty = match first {
+            Value::Counter(_) => MetricType::Counter,
+            Value::Gauge(_) => MetricType::Gauge,
+            Value::Histogram { .. } => MetricType::Histogram,
+        };
+        let mut me = encoder.encode_descriptor(&fam.name, fam.help, None, ty)?;
+        if let [(labels, v)] = fam.series.as_slice() {
+            if labels.is_empty() {
+                encode_value(v, me)?;
                 continue;
-            };
-            let ty = match first {
-                Value::Counter(_) => MetricType::Counter,
-                Value::Gauge(_) => MetricType::Gauge,
-                Value::Histogram { .. } => MetricType::Histogram,
-            };
-            let mut me = encoder.encode_descriptor(&fam.name, fam.help, None, ty)?;
-            if let [(labels, v)] = fam.series.as_slice() {
-                if labels.is_empty() {
-                    encode_value(v, me)?;
-                    continue;
-                }
-            }
-            for (labels, v) in &fam.series {
-                encode_value(v, me.encode_family(labels)?)?;
             }
         }
-        Ok(())
+        for (labels, v) in &fam.series {
+            encode_value(v, me.encode_family(labels)?)?;
+        }
     }
+    Ok(())
 }
 
 fn encode_value(

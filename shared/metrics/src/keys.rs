@@ -22,9 +22,9 @@
 //! | `metrics:ns:{ns}:status:{code}` | string, counter | per status code |
 //! | `metrics:instance:{instance_id}:{ns}` | string, 1 healthy / 0 unhealthy | |
 //!
-//! Other series are defined as [`Family`] constants in the services'
-//! `metrics` modules using the helpers here; every family's key template
-//! starts with `metrics:`.
+//! Every other series is declared in [`crate::families`], one file per
+//! writing service, each key template under `metrics:`. The cost a budget
+//! is checked against: [`ns_month_cost`].
 //!
 //! # Bookkeeping keys
 //! | key | type | meaning |
@@ -45,6 +45,12 @@
 //! | `config:updates` | pub/sub channel | the new version, published after each write |
 //! | `usage:stream` | stream | entries with field `records`: a JSON array of usage records |
 //! | consumer group `token-service` on `usage:stream` | | |
+//!
+//! # Rate limits (the gateway's RPM/TPM windows)
+//! | key | type | meaning |
+//! |---|---|---|
+//! | `ratelimit:ns:{ns}:rpm` | hash | unix second → requests started in it (last 60 s) |
+//! | `ratelimit:ns:{ns}:tpm` | hash | unix second → tokens used in it (last 60 s) |
 
 /// Separator between label values in index-set members.
 pub const LABEL_SEP: char = '\u{1f}';
@@ -74,6 +80,23 @@ pub fn ns_status(ns: &str, status_code: u16) -> String {
 }
 pub fn instance_health(instance_id: &str, ns: &str) -> String {
     format!("metrics:instance:{instance_id}:{ns}")
+}
+
+/// The token-service's cost of namespace `ns` in UTC month `month`
+/// (`YYYY-MM`), nano-USD: what monthly budgets are checked against
+/// (`families::token_service::NS_MONTH_COST`).
+pub fn ns_month_cost(ns: &str, month: &str) -> String {
+    format!("metrics:cost:ns:{ns}:month:{month}")
+}
+
+/// Requests per second of namespace `ns` over the last minute.
+pub fn ratelimit_rpm(ns: &str) -> String {
+    format!("ratelimit:ns:{ns}:rpm")
+}
+
+/// Tokens per second of namespace `ns` over the last minute.
+pub fn ratelimit_tpm(ns: &str) -> String {
+    format!("ratelimit:ns:{ns}:tpm")
 }
 
 /// Index set of a family.
@@ -135,5 +158,15 @@ mod tests {
         );
         assert_eq!(ns_status("a", 429), "metrics:ns:a:status:429");
         assert_eq!(instance_health("i-1", "a"), "metrics:instance:i-1:a");
+    }
+
+    #[test]
+    fn rate_limit_and_budget_keys() {
+        assert_eq!(ratelimit_rpm("a"), "ratelimit:ns:a:rpm");
+        assert_eq!(ratelimit_tpm("a"), "ratelimit:ns:a:tpm");
+        assert_eq!(
+            ns_month_cost("a", "2024-02"),
+            "metrics:cost:ns:a:month:2024-02"
+        );
     }
 }

@@ -1,6 +1,8 @@
 //! How metrics live in Redis, for every service of the gateway.
 //!
-//! - [`keys`] and [`families`]: the key schema (names, types, units).
+//! - [`keys`] and [`families`]: the key schema (names, types, units);
+//!   [`metric`]: typed declarations — each metric declared once with its
+//!   Redis family, name, help, unit and label struct, rendered from that.
 //! - [`recorder`] and [`writer`]: the batched, exactly-once writer. Recording
 //!   is an atomic add in process; a background flusher applies the deltas
 //!   and queued usage records in one script call per interval.
@@ -41,16 +43,22 @@ pub mod conn;
 pub mod families;
 pub mod family;
 pub mod keys;
+pub mod metric;
 pub mod ops;
 pub mod process;
 pub mod recorder;
 pub mod writer;
 
 pub use collector::{
-    openmetrics_to_text, Exposition, MetricsEndpoint, Render, CONTENT_TYPE, CONTENT_TYPE_TEXT,
+    openmetrics_to_text, Exposition, MetricsEndpoint, Render, ScrapeValues, CONTENT_TYPE,
+    CONTENT_TYPE_TEXT,
 };
 pub use conn::{RedisConn, RedisTimeouts};
 pub use family::{Family, Kind, FAST_BUCKETS_US, LATENCY_BUCKETS_US, LLM_LATENCY_BUCKETS_US};
+pub use metric::{
+    Counter, Decl, Gauge, Handle, Histogram, LabelSet, MaxGauge, Metric, NoLabels, ScrapeGauge,
+    SetGauge, Unit,
+};
 pub use ops::{Heartbeat, HistDelta, OnceBatch, Ops};
 pub use prometheus_client;
 pub use recorder::{FlushOutcome, Recorder, RecorderConfig, Series};

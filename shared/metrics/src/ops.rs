@@ -4,6 +4,7 @@
 
 use crate::family::{bucket_field, Family, Kind};
 use crate::keys;
+use crate::metric::{Counter, Gauge, Histogram, LabelSet, MaxGauge, SetGauge};
 use redis::Script;
 use std::sync::LazyLock;
 
@@ -96,26 +97,67 @@ impl Ops {
     }
 
     /// Adds `by` to a counter series (and names it in the family's index).
-    pub fn counter(&mut self, family: &Family, labels: &[&str], by: i64) {
+    pub fn counter<L: LabelSet>(&mut self, m: &Counter<L>, labels: &L::Values<'_>, by: i64) {
+        self.family_counter(m.family(), &L::values(labels), by);
+    }
+
+    /// Sets a last-writer-wins series.
+    pub fn value<L: LabelSet>(&mut self, m: &SetGauge<L>, labels: &L::Values<'_>, v: i64) {
+        self.family_value(m.family(), &L::values(labels), v);
+    }
+
+    /// Raises a max series to at least `v`.
+    pub fn max<L: LabelSet>(&mut self, m: &MaxGauge<L>, labels: &L::Values<'_>, v: i64) {
+        self.family_max(m.family(), &L::values(labels), v);
+    }
+
+    /// Applies histogram changes to a histogram series.
+    pub fn histogram<L: LabelSet>(
+        &mut self,
+        m: &Histogram<L>,
+        labels: &L::Values<'_>,
+        d: &HistDelta,
+    ) {
+        self.family_histogram(m.family(), &L::values(labels), d);
+    }
+
+    /// Records one observation in a histogram series.
+    pub fn observe<L: LabelSet>(&mut self, m: &Histogram<L>, labels: &L::Values<'_>, v: u64) {
+        if let Kind::Histogram(bounds) = m.family().kind {
+            let mut d = HistDelta::new(bounds);
+            d.observe(bounds, v);
+            self.family_histogram(m.family(), &L::values(labels), &d);
+        }
+    }
+
+    /// This replica's value of a per-replica gauge series.
+    pub fn gauge<L: LabelSet>(
+        &mut self,
+        m: &Gauge<L>,
+        labels: &L::Values<'_>,
+        replica: &str,
+        v: i64,
+    ) {
+        self.family_gauge(m.family(), &L::values(labels), replica, v);
+    }
+
+    pub(crate) fn family_counter(&mut self, family: &Family, labels: &[&str], by: i64) {
         debug_assert_eq!(family.kind, Kind::Counter, "{}", family.name);
         self.incr(&family.key_for(labels), by);
         self.index(family, labels);
     }
 
-    /// Sets a last-writer-wins series.
-    pub fn value(&mut self, family: &Family, labels: &[&str], v: i64) {
+    pub(crate) fn family_value(&mut self, family: &Family, labels: &[&str], v: i64) {
         self.set(&family.key_for(labels), v);
         self.index(family, labels);
     }
 
-    /// Raises a max series to at least `v`.
-    pub fn max(&mut self, family: &Family, labels: &[&str], v: i64) {
+    pub(crate) fn family_max(&mut self, family: &Family, labels: &[&str], v: i64) {
         self.set_max(&family.key_for(labels), v);
         self.index(family, labels);
     }
 
-    /// Applies histogram changes to a histogram series.
-    pub fn histogram(&mut self, family: &Family, labels: &[&str], d: &HistDelta) {
+    pub(crate) fn family_histogram(&mut self, family: &Family, labels: &[&str], d: &HistDelta) {
         let Kind::Histogram(bounds) = family.kind else {
             debug_assert!(false, "{} is not a histogram", family.name);
             return;
@@ -134,17 +176,7 @@ impl Ops {
         self.index(family, labels);
     }
 
-    /// Records one observation in a histogram series.
-    pub fn observe(&mut self, family: &Family, labels: &[&str], v: u64) {
-        if let Kind::Histogram(bounds) = family.kind {
-            let mut d = HistDelta::new(bounds);
-            d.observe(bounds, v);
-            self.histogram(family, labels, &d);
-        }
-    }
-
-    /// This replica's value of a per-replica gauge series.
-    pub fn gauge(&mut self, family: &Family, labels: &[&str], replica: &str, v: i64) {
+    pub(crate) fn family_gauge(&mut self, family: &Family, labels: &[&str], replica: &str, v: i64) {
         self.replica_gauge(&family.key_for(labels), replica, v);
         self.index(family, labels);
     }

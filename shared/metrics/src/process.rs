@@ -6,7 +6,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 /// Linux reports CPU times in `/proc` in units of USER_HZ, which is 100 on
 /// every mainstream architecture.
@@ -16,7 +16,7 @@ const USER_HZ: f64 = 100.0;
 pub struct ProcessCollector {
     prefix: &'static str,
     started: Instant,
-    start_unix: f64,
+    start_unix: Option<f64>,
 }
 
 impl ProcessCollector {
@@ -24,10 +24,7 @@ impl ProcessCollector {
         ProcessCollector {
             prefix,
             started: Instant::now(),
-            start_unix: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0),
+            start_unix: start_time_seconds(),
         }
     }
 }
@@ -51,6 +48,24 @@ pub fn cpu_seconds() -> Option<f64> {
     Some((utime + stime) / USER_HZ)
 }
 
+/// When the process started, unix seconds: the kernel's boot time plus the
+/// process's start in ticks since boot (`/proc/stat`, `/proc/self/stat`),
+/// as Prometheus' own clients compute it.
+fn start_time_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let boot: f64 = stat
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; starttime is field 22.
+    let rest = &s[s.rfind(')')? + 2..];
+    let ticks: f64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+    Some(boot + ticks / USER_HZ)
+}
+
 fn open_fds() -> Option<f64> {
     Some(std::fs::read_dir("/proc/self/fd").ok()?.count() as f64)
 }
@@ -65,13 +80,15 @@ impl Collector for ProcessCollector {
             MetricType::Gauge,
         )?;
         ConstGauge::new(self.started.elapsed().as_secs_f64()).encode(me)?;
-        let me = encoder.encode_descriptor(
-            "process_start_time_seconds",
-            "Start time of the process since unix epoch in seconds.",
-            None,
-            MetricType::Gauge,
-        )?;
-        ConstGauge::new(self.start_unix).encode(me)?;
+        if let Some(start) = self.start_unix {
+            let me = encoder.encode_descriptor(
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                None,
+                MetricType::Gauge,
+            )?;
+            ConstGauge::new(start).encode(me)?;
+        }
         if let Some(cpu) = cpu_seconds() {
             let me = encoder.encode_descriptor(
                 "process_cpu_seconds",
@@ -100,5 +117,24 @@ impl Collector for ProcessCollector {
             ConstGauge::new(fds).encode(me)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_time_is_recent() {
+        let start = start_time_seconds().expect("/proc readable");
+        let now = std::time::SystemTime::UNIX_EPOCH
+            .elapsed()
+            .expect("after 1970")
+            .as_secs_f64();
+        // Tick granularity is 10 ms and boot time whole seconds.
+        assert!(
+            start <= now + 1.0 && start > now - 600.0,
+            "{start} vs {now}"
+        );
     }
 }

@@ -129,25 +129,25 @@ impl Cell {
             CellData::Counter(a) => {
                 let d = a.swap(0, Relaxed);
                 if d != 0 {
-                    ops.counter(f, &labels, d);
+                    ops.family_counter(f, &labels, d);
                 }
             }
             CellData::Max(a) => {
                 let v = a.swap(i64::MIN, Relaxed);
                 if v != i64::MIN {
-                    ops.max(f, &labels, v);
+                    ops.family_max(f, &labels, v);
                 }
             }
             CellData::Set(a, dirty) => {
                 if dirty.swap(false, Relaxed) {
-                    ops.value(f, &labels, a.load(Relaxed));
+                    ops.family_value(f, &labels, a.load(Relaxed));
                 }
             }
             CellData::Gauge(a, sent) => {
                 let v = a.load(Relaxed);
                 if all_gauges || sent.swap(v, Relaxed) != v {
                     sent.store(v, Relaxed);
-                    ops.gauge(f, &labels, replica, v);
+                    ops.family_gauge(f, &labels, replica, v);
                 }
             }
             CellData::Histogram(b, sum, count) => {
@@ -262,6 +262,11 @@ impl Recorder {
 
     /// The handle of a series, created on first use. Callers on hot paths
     /// keep the handle; this lookup costs a key format and a map read.
+    ///
+    /// This and [`Self::add`], [`Self::set`], [`Self::observe`] take an
+    /// untyped family and positional labels: they serve the gateway, whose
+    /// families are not typed declarations yet. Declared metrics use
+    /// [`crate::Metric::series`] and friends, which check the labels.
     pub fn series(&self, family: &'static Family, labels: &[&str]) -> Series {
         let key = family.key_for(labels);
         if let Some(s) = self.inner.cells.get(&key) {

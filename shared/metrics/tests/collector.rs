@@ -7,17 +7,45 @@ use aigw_metrics::families::gateway::{
     NS_STATUS,
 };
 use aigw_metrics::{
-    Exposition, Heartbeat, MetricsEndpoint, OnceBatch, Ops, Recorder, RecorderConfig, RedisConn,
-    RedisTimeouts, Render,
+    Counter, Decl, Exposition, Heartbeat, Histogram, MetricsEndpoint, OnceBatch, Ops, Recorder,
+    RecorderConfig, RedisConn, RedisTimeouts, Render, ScrapeGauge, ScrapeValues, Unit,
+    FAST_BUCKETS_US,
 };
 use aigw_testkit::{RedisServer, TempDir};
 use redis::AsyncCommands;
 use std::process::Command;
 use std::time::Duration;
 
+aigw_metrics::label_set! {
+    struct Ns { namespace_code }
+}
+
+/// Declared metrics, rendered from their declaration.
+static REQUESTS: Counter<Ns<'static>> = Counter::new(Decl {
+    id: "test_requests",
+    key: "metrics:test:{}:requests",
+    name: "test_typed_requests_total",
+    help: "Typed requests per namespace.",
+    unit: Unit::Count,
+});
+static LATENCY: Histogram<Ns<'static>> = Histogram::new(
+    Decl {
+        id: "test_latency_us",
+        key: "metrics:test:{}:latency_us",
+        name: "test_typed_latency_seconds",
+        help: "Typed latency per namespace.",
+        unit: Unit::Micros,
+    },
+    FAST_BUCKETS_US,
+);
+static BUDGET: ScrapeGauge<Ns<'static>> =
+    ScrapeGauge::new("test_budget_usd", "A value computed at scrape time.");
+
 static EXPOSITION: Exposition = Exposition {
     prefix: "test_svc",
     renders: &[
+        REQUESTS.render(),
+        LATENCY.render(),
         Render::Counter {
             name: "test_requests_total",
             help: "All requests.",
@@ -76,6 +104,11 @@ async fn populated(redis: &RedisServer, namespaces: usize, statuses: usize) -> R
         rec.observe(&NS_LATENCY, &[&ns], 30_000);
         rec.observe(&NS_LATENCY, &[&ns], 3_000_000);
         rec.series(&NS_CONCURRENT, &[&ns]).add(1);
+        let l = Ns {
+            namespace_code: &ns,
+        };
+        REQUESTS.add(&rec, &l, 2);
+        LATENCY.observe(&rec, &l, 250);
     }
     rec.set(&INSTANCE_HEALTH, &["inst-1", "ns-0"], 1);
     rec.add(&GLOBAL_REQUESTS, &[], (namespaces * statuses) as i64);
@@ -106,8 +139,62 @@ async fn renders_exact_values_with_types_and_help() {
         &EXPOSITION,
         Some(rec),
     );
-    let text = ep.render(None).await;
+    let mut values = ScrapeValues::new();
+    values.set(
+        &BUDGET,
+        &Ns {
+            namespace_code: "ns-1",
+        },
+        12.5,
+    );
+    values.set(
+        &BUDGET,
+        &Ns {
+            namespace_code: "ns-2",
+        },
+        0.0,
+    );
+    let text = ep.render_with(&values).await;
     assert!(text.contains("# TYPE test_requests counter"), "{text}");
+    // Declared metrics: name, help, type and scale from the declaration.
+    assert!(
+        text.contains("# HELP test_typed_requests Typed requests per namespace."),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE test_typed_requests counter"),
+        "{text}"
+    );
+    assert_eq!(
+        value_of(&text, r#"test_typed_requests_total{namespace_code="ns-2"}"#),
+        Some("2")
+    );
+    assert!(text.contains("# TYPE test_typed_latency_seconds histogram"));
+    assert_eq!(
+        value_of(
+            &text,
+            r#"test_typed_latency_seconds_bucket{le="0.00025",namespace_code="ns-0"}"#
+        ),
+        Some("1"),
+        "{text}"
+    );
+    assert_eq!(
+        value_of(
+            &text,
+            r#"test_typed_latency_seconds_sum{namespace_code="ns-0"}"#
+        ),
+        Some("0.00025")
+    );
+    // Scrape-time gauges, after the stored series.
+    assert!(text.contains("# TYPE test_budget_usd gauge"), "{text}");
+    assert_eq!(
+        value_of(&text, r#"test_budget_usd{namespace_code="ns-1"}"#),
+        Some("12.5")
+    );
+    assert_eq!(
+        value_of(&text, r#"test_budget_usd{namespace_code="ns-2"}"#),
+        Some("0")
+    );
     assert!(
         text.contains("# HELP test_requests All requests."),
         "{text}"
@@ -321,17 +408,29 @@ async fn once_batches_apply_each_record_once() {
     let mut batch = OnceBatch::new();
     for id in ["r1", "r2", "r1"] {
         let mut ops = Ops::new();
-        ops.counter(&NS_REQUESTS, &["a"], 1);
-        ops.observe(&NS_LATENCY, &["a"], 1000);
+        ops.counter(
+            &REQUESTS,
+            &Ns {
+                namespace_code: "a",
+            },
+            1,
+        );
+        ops.observe(
+            &LATENCY,
+            &Ns {
+                namespace_code: "a",
+            },
+            1000,
+        );
         batch.push("test", id, ops);
     }
     assert_eq!(batch.apply(&mut c, 3600).await.unwrap(), 2);
     // Redelivery of the same records changes nothing.
     assert_eq!(batch.apply(&mut c, 3600).await.unwrap(), 0);
-    let v: i64 = c.get("metrics:ns:a:total_requests").await.unwrap();
+    let v: i64 = c.get("metrics:test:a:requests").await.unwrap();
     assert_eq!(v, 2);
-    let n: i64 = c.hget("metrics:ns:a:latency_us", "count").await.unwrap();
+    let n: i64 = c.hget("metrics:test:a:latency_us", "count").await.unwrap();
     assert_eq!(n, 2);
-    let idx: Vec<String> = c.smembers("metrics:index:ns_total_requests").await.unwrap();
+    let idx: Vec<String> = c.smembers("metrics:index:test_requests").await.unwrap();
     assert_eq!(idx, vec!["a".to_string()]);
 }

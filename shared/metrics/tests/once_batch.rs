@@ -2,10 +2,14 @@
 //! state they leave equals applying every new record's ops one by one, and
 //! each key is written once per batch.
 
-use aigw_metrics::families::{gateway as gw, token_service as ts};
+use aigw_metrics::families::token_service::{self as ts, ModelNs, NsMonth};
 use aigw_metrics::family::bucket_field;
+use aigw_metrics::metric::kind;
 use aigw_metrics::ops::bucket_index;
-use aigw_metrics::{keys, Family, Kind, OnceBatch, Ops, LATENCY_BUCKETS_US};
+use aigw_metrics::{
+    keys, Counter, Decl, Family, Gauge, Histogram, Kind, LabelSet, MaxGauge, Metric, NoLabels,
+    OnceBatch, Ops, SetGauge, Unit, LATENCY_BUCKETS_US,
+};
 use aigw_testkit::RedisServer;
 use redis::aio::MultiplexedConnection;
 use redis::AsyncCommands;
@@ -14,54 +18,59 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 const SCOPE: &str = "t";
 const TTL: u64 = 3600;
 
-static REQS: Family = Family {
-    name: "t_requests",
-    key: "metrics:t:{}:requests",
-    labels: &["ns"],
-    kind: Kind::Counter,
-};
-static ERRS: Family = Family {
-    name: "t_errors",
-    key: "metrics:t:{}:errors",
-    labels: &["ns"],
-    kind: Kind::Counter,
-};
-static TOKENS: Family = Family {
-    name: "t_tokens",
-    key: "metrics:t:{}:{}:tokens",
-    labels: &["ns", "model"],
-    kind: Kind::Counter,
-};
-static TOTAL: Family = Family {
-    name: "t_total",
-    key: "metrics:t:total",
-    labels: &[],
-    kind: Kind::Counter,
-};
-static LAT: Family = Family {
-    name: "t_latency",
-    key: "metrics:t:{}:latency_us",
-    labels: &["ns"],
-    kind: Kind::Histogram(LATENCY_BUCKETS_US),
-};
-static LAST: Family = Family {
-    name: "t_last",
-    key: "metrics:t:{}:last",
-    labels: &["ns"],
-    kind: Kind::Max,
-};
-static STATE: Family = Family {
-    name: "t_state",
-    key: "metrics:t:{}:state",
-    labels: &["ns"],
-    kind: Kind::Set,
-};
-static INFLIGHT: Family = Family {
-    name: "t_inflight",
-    key: "metrics:t:{}:inflight",
-    labels: &["ns"],
-    kind: Kind::Gauge,
-};
+aigw_metrics::label_set! {
+    struct Nsl { ns }
+}
+aigw_metrics::label_set! {
+    struct NsModel { ns, model }
+}
+
+const fn decl(id: &'static str, key: &'static str, name: &'static str) -> Decl {
+    Decl {
+        id,
+        key,
+        name,
+        help: "test",
+        unit: Unit::Count,
+    }
+}
+
+static REQS: Counter<Nsl<'static>> = Counter::new(decl(
+    "t_requests",
+    "metrics:t:{}:requests",
+    "t_requests_total",
+));
+static ERRS: Counter<Nsl<'static>> =
+    Counter::new(decl("t_errors", "metrics:t:{}:errors", "t_errors_total"));
+static TOKENS: Counter<NsModel<'static>> =
+    Counter::new(decl("t_tokens", "metrics:t:{}:{}:tokens", "t_tokens_total"));
+static TOTAL: Counter<NoLabels> = Counter::new(decl("t_total", "metrics:t:total", "t_all_total"));
+static LAT: Histogram<Nsl<'static>> = Histogram::new(
+    Decl {
+        id: "t_latency",
+        key: "metrics:t:{}:latency_us",
+        name: "t_latency_seconds",
+        help: "test",
+        unit: Unit::Micros,
+    },
+    LATENCY_BUCKETS_US,
+);
+static LAST: MaxGauge<Nsl<'static>> = MaxGauge::new(decl("t_last", "metrics:t:{}:last", "t_last"));
+static STATE: SetGauge<Nsl<'static>> =
+    SetGauge::new(decl("t_state", "metrics:t:{}:state", "t_state"));
+static INFLIGHT: Gauge<Nsl<'static>> =
+    Gauge::new(decl("t_inflight", "metrics:t:{}:inflight", "t_inflight"));
+static GLOBAL_LAST: MaxGauge<NoLabels> = MaxGauge::new(decl(
+    "t_global_last",
+    "metrics:t:global_last",
+    "t_global_last",
+));
+static HEALTH: SetGauge<NsModel<'static>> =
+    SetGauge::new(decl("t_health", "metrics:t:{}:{}:health", "t_health"));
+
+fn ns(ns: &str) -> Nsl<'_> {
+    Nsl { ns }
+}
 
 /// One write, as the ops were applied one by one before batches were merged.
 #[derive(Debug, Clone)]
@@ -146,47 +155,66 @@ impl Rec {
         }
     }
 
-    fn counter(&mut self, f: &Family, labels: &[&str], by: i64) {
-        self.ops.counter(f, labels, by);
-        self.model.push(Op::Incr(f.key_for(labels), by));
-        self.index(f, labels);
+    /// The family and label values of a typed series.
+    fn parts<'a, L: LabelSet, K>(
+        m: &'a Metric<L, K>,
+        labels: &'a L::Values<'_>,
+    ) -> (&'a Family, Vec<&'a str>) {
+        (m.family(), L::values(labels).to_vec())
     }
 
-    fn observe(&mut self, f: &Family, labels: &[&str], v: u64) {
-        self.ops.observe(f, labels, v);
+    fn counter<L: LabelSet>(&mut self, m: &Counter<L>, labels: &L::Values<'_>, by: i64) {
+        self.ops.counter(m, labels, by);
+        let (f, l) = Self::parts(m, labels);
+        self.model.push(Op::Incr(f.key_for(&l), by));
+        self.index(f, &l);
+    }
+
+    fn observe<L: LabelSet>(&mut self, m: &Histogram<L>, labels: &L::Values<'_>, v: u64) {
+        self.ops.observe(m, labels, v);
+        let (f, l) = Self::parts(m, labels);
         let Kind::Histogram(bounds) = f.kind else {
             panic!("{} is not a histogram", f.name)
         };
-        let key = f.key_for(labels);
+        let key = f.key_for(&l);
         let bucket = bucket_field(bounds.get(bucket_index(bounds, v)).copied());
         self.model.push(Op::HIncr(key.clone(), bucket, 1));
         self.model
             .push(Op::HIncr(key.clone(), "sum".into(), v as i64));
         self.model.push(Op::HIncr(key, "count".into(), 1));
-        self.index(f, labels);
+        self.index(f, &l);
     }
 
-    fn max(&mut self, f: &Family, labels: &[&str], v: i64) {
-        self.ops.max(f, labels, v);
-        self.model.push(Op::Max(f.key_for(labels), v));
-        self.index(f, labels);
+    fn max<L: LabelSet>(&mut self, m: &MaxGauge<L>, labels: &L::Values<'_>, v: i64) {
+        self.ops.max(m, labels, v);
+        let (f, l) = Self::parts(m, labels);
+        self.model.push(Op::Max(f.key_for(&l), v));
+        self.index(f, &l);
     }
 
-    fn value(&mut self, f: &Family, labels: &[&str], v: i64) {
-        self.ops.value(f, labels, v);
-        self.model.push(Op::Set(f.key_for(labels), v));
-        self.index(f, labels);
+    fn value<L: LabelSet>(&mut self, m: &SetGauge<L>, labels: &L::Values<'_>, v: i64) {
+        self.ops.value(m, labels, v);
+        let (f, l) = Self::parts(m, labels);
+        self.model.push(Op::Set(f.key_for(&l), v));
+        self.index(f, &l);
     }
 
-    fn gauge(&mut self, f: &Family, labels: &[&str], replica: &str, v: i64) {
-        self.ops.gauge(f, labels, replica, v);
-        let key = f.key_for(labels);
+    fn gauge<L: LabelSet>(
+        &mut self,
+        m: &Metric<L, kind::Gauge>,
+        labels: &L::Values<'_>,
+        replica: &str,
+        v: i64,
+    ) {
+        self.ops.gauge(m, labels, replica, v);
+        let (f, l) = Self::parts(m, labels);
+        let key = f.key_for(&l);
         self.model
             .push(Op::HSet(keys::gauge_replicas(&key), replica.into(), v));
         self.model.push(Op::SAdd(keys::GAUGES.into(), key));
         self.model
             .push(Op::SAdd(keys::REPLICAS.into(), replica.into()));
-        self.index(f, labels);
+        self.index(f, &l);
     }
 
     fn xadd(&mut self, stream: &str, field: &str, payload: &str) {
@@ -322,16 +350,17 @@ fn usage(id: &str, k: u64) -> Rec {
     let ns = NS[(k % 3) as usize];
     let model = MODELS[((k / 3) % 2) as usize];
     let mut r = Rec::new(id);
-    r.counter(&REQS, &[ns], 1);
+    let l = Nsl { ns };
+    r.counter(&REQS, &l, 1);
     // Namespace `c` never has errors: its counter sums to 0 but must exist.
-    r.counter(&ERRS, &[ns], i64::from(ns != "c" && k.is_multiple_of(5)));
-    r.counter(&TOKENS, &[ns, model], ((k * 37) % 1000) as i64);
-    r.counter(&TOTAL, &[], 1);
-    r.observe(&LAT, &[ns], (k * 7919) % 400_000);
-    r.max(&LAST, &[ns], 1_000_000 + ((k * 7907) % 100_000) as i64);
-    r.value(&STATE, &[ns], k as i64);
+    r.counter(&ERRS, &l, i64::from(ns != "c" && k.is_multiple_of(5)));
+    r.counter(&TOKENS, &NsModel { ns, model }, ((k * 37) % 1000) as i64);
+    r.counter(&TOTAL, &NoLabels, 1);
+    r.observe(&LAT, &l, (k * 7919) % 400_000);
+    r.max(&LAST, &l, 1_000_000 + ((k * 7907) % 100_000) as i64);
+    r.value(&STATE, &l, k as i64);
     if k.is_multiple_of(40) {
-        r.gauge(&INFLIGHT, &[ns], &format!("rep-{}", k % 80 / 40), k as i64);
+        r.gauge(&INFLIGHT, &l, &format!("rep-{}", k % 80 / 40), k as i64);
     }
     if k.is_multiple_of(25) {
         r.xadd(STREAM, "id", &format!("{id}/{k}"));
@@ -348,13 +377,16 @@ async fn merged_batches_leave_the_state_of_ops_applied_one_by_one() {
 
     // Existing values the batch must build on.
     let preset = [
-        Op::Max(LAST.key_for(&["a"]), 1_000_000_000), // above every x of `a`
-        Op::Incr(REQS.key_for(&["b"]), 5),
-        Op::SAdd(keys::index(REQS.name), "old".into()),
+        Op::Max(LAST.key(&ns("a")), 1_000_000_000), // above every x of `a`
+        Op::Incr(REQS.key(&ns("b")), 5),
+        Op::SAdd(keys::index(REQS.family().name), "old".into()),
     ];
-    let _: () = c.set(LAST.key_for(&["a"]), 1_000_000_000).await.unwrap();
-    let _: () = c.incr(REQS.key_for(&["b"]), 5).await.unwrap();
-    let _: () = c.sadd(keys::index(REQS.name), "old").await.unwrap();
+    let _: () = c.set(LAST.key(&ns("a")), 1_000_000_000).await.unwrap();
+    let _: () = c.incr(REQS.key(&ns("b")), 5).await.unwrap();
+    let _: () = c
+        .sadd(keys::index(REQS.family().name), "old")
+        .await
+        .unwrap();
     for op in &preset {
         want.apply(op);
     }
@@ -377,25 +409,25 @@ async fn merged_batches_leave_the_state_of_ops_applied_one_by_one() {
     assert_eq!(n1, 200 - 28);
     assert_eq!(model_apply(&mut want, &mut applied, &first), n1);
     assert_state(&mut c, &want, &applied).await;
-    assert_eq!(want.strings[&TOTAL.key_for(&[])], 172);
-    assert_eq!(want.strings[&ERRS.key_for(&["c"])], 0);
+    assert_eq!(want.strings[&TOTAL.key(&NoLabels)], 172);
+    assert_eq!(want.strings[&ERRS.key(&ns("c"))], 0);
     assert!(want.streams[STREAM].len() > 1);
 
     let n2 = batch(&second).apply(&mut c, TTL).await.unwrap();
     assert_eq!(n2, 50 + 7);
     assert_eq!(model_apply(&mut want, &mut applied, &second), n2);
     assert_state(&mut c, &want, &applied).await;
-    assert_eq!(want.strings[&TOTAL.key_for(&[])], 172 + 57);
+    assert_eq!(want.strings[&TOTAL.key(&NoLabels)], 172 + 57);
     // Per namespace: requests = applied records of it (+5 preset for `b`),
     // histogram count = requests.
     for (i, ns) in NS.iter().enumerate() {
         let n = applied_ks().filter(|k| k % 3 == i as u64).count() as i64;
         let preset = if *ns == "b" { 5 } else { 0 };
-        assert_eq!(want.strings[&REQS.key_for(&[ns])], n + preset, "{ns}");
-        assert_eq!(want.hashes[&LAT.key_for(&[ns])]["count"], n, "{ns}");
+        assert_eq!(want.strings[&REQS.key(&Nsl { ns })], n + preset, "{ns}");
+        assert_eq!(want.hashes[&LAT.key(&Nsl { ns })]["count"], n, "{ns}");
     }
     assert_eq!(
-        want.strings[&LAST.key_for(&["a"])],
+        want.strings[&LAST.key(&ns("a"))],
         1_000_000_000,
         "preset max kept"
     );
@@ -506,7 +538,10 @@ async fn sums_past_2_pow_53_stay_exact() {
 /// builds them: five model counters, duration and TTFT histograms, the
 /// monthly cost, the processed counter), plus one set-if-greater and one set.
 fn token_service_like(k: u64) -> Rec {
-    let labels = ["m", "team"];
+    let labels = ModelNs {
+        model: "m",
+        namespace_code: "team",
+    };
     let mut r = Rec::new(&format!("u{k}"));
     r.counter(&ts::MODEL_REQUESTS, &labels, 1);
     r.counter(&ts::MODEL_ERRORS, &labels, i64::from(k.is_multiple_of(10)));
@@ -520,14 +555,24 @@ fn token_service_like(k: u64) -> Rec {
         [400_000, 600_000, 900_000][(k % 3) as usize],
     );
     r.observe(&ts::MODEL_TTFT, &labels, 60_000 + k);
-    r.counter(&ts::NS_MONTH_COST, &["team", "2026-11"], 1000 + k as i64);
-    r.counter(&ts::USAGE_PROCESSED, &[], 1);
-    r.max(
-        &gw::GLOBAL_LAST_REQUEST_TIME,
-        &[],
-        1_700_000_000_000 + k as i64,
+    r.counter(
+        &ts::NS_MONTH_COST,
+        &NsMonth {
+            namespace_code: "team",
+            month: "2026-11",
+        },
+        1000 + k as i64,
     );
-    r.value(&gw::INSTANCE_HEALTH, &["i-1", "team"], (k % 2) as i64);
+    r.counter(&ts::USAGE_PROCESSED, &NoLabels, 1);
+    r.max(&GLOBAL_LAST, &NoLabels, 1_700_000_000_000 + k as i64);
+    r.value(
+        &HEALTH,
+        &NsModel {
+            ns: "i-1",
+            model: "team",
+        },
+        (k % 2) as i64,
+    );
     r
 }
 
@@ -580,17 +625,20 @@ async fn a_batch_hitting_the_same_keys_writes_each_key_once() {
     let mut applied = BTreeSet::new();
     model_apply(&mut want, &mut applied, &recs);
     assert_state(&mut c, &want, &applied).await;
-    let key = |f: &Family| f.key_for(&["m", "team"]);
-    assert_eq!(want.strings[&key(&ts::MODEL_REQUESTS)], 100);
-    assert_eq!(want.strings[&key(&ts::MODEL_ERRORS)], 10);
-    assert_eq!(want.strings[&key(&ts::MODEL_TOKENS_IN)], 5050);
-    assert_eq!(want.hashes[&key(&ts::MODEL_DURATION)]["count"], 100);
+    let l = ModelNs {
+        model: "m",
+        namespace_code: "team",
+    };
+    assert_eq!(want.strings[&ts::MODEL_REQUESTS.key(&l)], 100);
+    assert_eq!(want.strings[&ts::MODEL_ERRORS.key(&l)], 10);
+    assert_eq!(want.strings[&ts::MODEL_TOKENS_IN.key(&l)], 5050);
+    assert_eq!(want.hashes[&ts::MODEL_DURATION.key(&l)]["count"], 100);
+    assert_eq!(want.strings[&GLOBAL_LAST.key(&NoLabels)], 1_700_000_000_099);
     assert_eq!(
-        want.strings[gw::GLOBAL_LAST_REQUEST_TIME.key],
-        1_700_000_000_099
-    );
-    assert_eq!(
-        want.strings[&gw::INSTANCE_HEALTH.key_for(&["i-1", "team"])],
+        want.strings[&HEALTH.key(&NsModel {
+            ns: "i-1",
+            model: "team"
+        })],
         1
     );
 }

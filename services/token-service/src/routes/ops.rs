@@ -1,6 +1,6 @@
 //! Health, readiness, metrics and the OpenAPI document.
 
-use crate::metrics::{scrape_registry, ScrapeGauges};
+use crate::metrics::{scrape_values, ScrapeGauges};
 use crate::startup::AppState;
 use crate::usage::consumer::{stream_backlog, ConsumerState};
 use actix_web::{web, HttpResponse};
@@ -48,7 +48,12 @@ async fn month_costs(state: &AppState) -> Vec<(String, f64)> {
         let mut conn = state.redis.get().await.ok()?;
         let mut p = redis::pipe();
         for ns in &codes {
-            p.get(aigw_metrics::families::token_service::NS_MONTH_COST.key_for(&[ns, &month]));
+            p.get(aigw_metrics::families::token_service::NS_MONTH_COST.key(
+                &aigw_metrics::families::token_service::NsMonth {
+                    namespace_code: ns,
+                    month: &month,
+                },
+            ));
         }
         p.query_async::<Vec<Option<i64>>>(&mut conn).await.ok()
     };
@@ -121,12 +126,12 @@ pub async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) ->
         consumer_running: state.consumer.get() == ConsumerState::Running,
         month_cost_usd,
     };
-    let extra = scrape_registry(&gauges);
+    let values = scrape_values(&gauges);
     let accept = req
         .headers()
         .get(actix_web::http::header::ACCEPT)
         .and_then(|v| v.to_str().ok());
-    let (content_type, body) = state.metrics.render_negotiated(accept, Some(&extra)).await;
+    let (content_type, body) = state.metrics.render_negotiated_with(accept, &values).await;
     HttpResponse::Ok().content_type(content_type).body(body)
 }
 

@@ -18,7 +18,7 @@ use crate::pool::CountPool;
 use crate::snapshot::SnapshotStore;
 use crate::tokenize::Encoders;
 use aigw_metrics::families::token_service as f;
-use aigw_metrics::{keys, OnceBatch, Ops, Recorder, RedisConn};
+use aigw_metrics::{keys, NoLabels, OnceBatch, Ops, Recorder, RedisConn};
 use aigw_types::{ConfigSnapshot, UsageRecord};
 use redis::aio::ConnectionManager;
 use redis::Value;
@@ -366,16 +366,15 @@ impl Consumer {
             duplicates += batch.len() - applied;
         }
         if duplicates > 0 {
-            self.recorder
-                .add(&f::USAGE_DUPLICATES, &[], duplicates as i64);
+            f::USAGE_DUPLICATES.add(&self.recorder, &NoLabels, duplicates as i64);
         }
         if prepared.malformed_entries > 0 {
-            self.recorder
-                .add(&f::USAGE_MALFORMED, &["entry"], prepared.malformed_entries);
+            let reason = f::Reason { reason: "entry" };
+            f::USAGE_MALFORMED.add(&self.recorder, &reason, prepared.malformed_entries);
         }
         if prepared.malformed_records > 0 {
-            self.recorder
-                .add(&f::USAGE_MALFORMED, &["record"], prepared.malformed_records);
+            let reason = f::Reason { reason: "record" };
+            f::USAGE_MALFORMED.add(&self.recorder, &reason, prepared.malformed_records);
         }
         let mut p = redis::pipe();
         p.cmd("XACK")

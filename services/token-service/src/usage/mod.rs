@@ -15,7 +15,7 @@ pub mod pricing;
 use crate::chat::{count_chat, ChatCountRequest, ChatMessage};
 use crate::tokenize::{models, Encoders, Encoding};
 use aigw_metrics::families::token_service as f;
-use aigw_metrics::Ops;
+use aigw_metrics::{NoLabels, Ops};
 use aigw_types::{ConfigSnapshot, TokenSource, UsageRecord};
 
 /// Scope of the idempotence markers (`metrics:once:usage:{record id}`).
@@ -112,7 +112,10 @@ pub fn record_ops(rec: &UsageRecord, snap: &ConfigSnapshot, enc: &Encoders) -> R
     } else {
         OTHER
     };
-    let labels = [model, ns];
+    let labels = f::ModelNs {
+        model,
+        namespace_code: ns,
+    };
 
     let mut counted = false;
     let (mut prompt, mut completion) = (
@@ -148,14 +151,18 @@ pub fn record_ops(rec: &UsageRecord, snap: &ConfigSnapshot, enc: &Encoders) -> R
     }
     if c.nano_usd > 0 {
         let month = pricing::month_label(rec.started_at_ms);
-        ops.counter(&f::NS_MONTH_COST, &[ns, &month], clamp(c.nano_usd));
+        let l = f::NsMonth {
+            namespace_code: ns,
+            month: &month,
+        };
+        ops.counter(&f::NS_MONTH_COST, &l, clamp(c.nano_usd));
     }
-    ops.counter(&f::USAGE_PROCESSED, &[], 1);
+    ops.counter(&f::USAGE_PROCESSED, &NoLabels, 1);
     if counted {
-        ops.counter(&f::USAGE_COUNTED, &[], 1);
+        ops.counter(&f::USAGE_COUNTED, &NoLabels, 1);
     }
     if c.unpriced {
-        ops.counter(&f::USAGE_UNPRICED, &[model], 1);
+        ops.counter(&f::USAGE_UNPRICED, &f::Model { model }, 1);
     }
     RecordPlan {
         ops,

@@ -1,68 +1,91 @@
-//! Series written by the config-center: its HTTP traffic and the state of
-//! the config it publishes.
+//! Metrics of the config-center: its HTTP traffic and the state of the
+//! config it publishes. Each is declared once here (Redis family and how
+//! `/metrics` shows it) and written through the batched recorder.
 
-use crate::family::{Family, Kind, FAST_BUCKETS_US};
+use crate::family::FAST_BUCKETS_US;
+use crate::metric::{Counter, Decl, Desc, Histogram, MaxGauge, NoLabels, SetGauge, Unit};
 
-/// HTTP requests by method (a fixed set, else `OTHER`), route template
-/// (`unmatched` for unknown paths) and status code.
-pub static HTTP_REQUESTS: Family = Family {
-    name: "config_center_http_requests",
+crate::label_set! {
+    /// An HTTP request: method (a fixed set, else `OTHER`), route template
+    /// (`unmatched` for unknown paths) and status code.
+    pub struct Http { method, route, status }
+}
+
+crate::label_set! {
+    /// An entity kind of the snapshot: `namespaces`, `api_keys` (not
+    /// revoked), `models`, `instances`.
+    pub struct EntityKind { kind }
+}
+
+pub static HTTP_REQUESTS: Counter<Http<'static>> = Counter::new(Decl {
+    id: "config_center_http_requests",
     key: "metrics:config_center:http_requests:{}:{}:{}",
-    labels: &["method", "route", "status"],
-    kind: Kind::Counter,
-};
-/// HTTP request latency, microseconds, same labels as [`HTTP_REQUESTS`].
-pub static HTTP_LATENCY: Family = Family {
-    name: "config_center_http_latency_us",
-    key: "metrics:config_center:http_latency_us:{}:{}:{}",
-    labels: &["method", "route", "status"],
-    kind: Kind::Histogram(FAST_BUCKETS_US),
-};
-/// Snapshots written to Redis (a retry that finds the version already
-/// there does not count).
-pub static PUBLICATIONS: Family = Family {
-    name: "config_center_publications",
-    key: "metrics:config_center:publications",
-    labels: &[],
-    kind: Kind::Counter,
-};
-/// Publication attempts that failed (Redis or SQL unreachable, or Redis
-/// holding a newer version); each retry counts.
-pub static PUBLICATION_FAILURES: Family = Family {
-    name: "config_center_publication_failures",
-    key: "metrics:config_center:publication_failures",
-    labels: &[],
-    kind: Kind::Counter,
-};
-/// Unix milliseconds of the last successful publication.
-pub static LAST_PUBLICATION: Family = Family {
-    name: "config_center_last_publication_ms",
-    key: "metrics:config_center:last_publication_ms",
-    labels: &[],
-    kind: Kind::Max,
-};
-/// Version of the snapshot last published.
-pub static SNAPSHOT_VERSION: Family = Family {
-    name: "config_center_snapshot_version",
-    key: "metrics:config_center:snapshot_version",
-    labels: &[],
-    kind: Kind::Set,
-};
-/// Entities in the published snapshot by kind (`namespaces`, `api_keys`
-/// (not revoked), `models`, `instances`).
-pub static ENTITIES: Family = Family {
-    name: "config_center_entities",
-    key: "metrics:config_center:entities:{}",
-    labels: &["kind"],
-    kind: Kind::Set,
-};
+    name: "config_center_http_requests_total",
+    help: "HTTP requests by method, route template and status.",
+    unit: Unit::Count,
+});
 
-pub static ALL: &[&Family] = &[
-    &HTTP_REQUESTS,
-    &HTTP_LATENCY,
-    &PUBLICATIONS,
-    &PUBLICATION_FAILURES,
-    &LAST_PUBLICATION,
-    &SNAPSHOT_VERSION,
-    &ENTITIES,
+pub static HTTP_LATENCY: Histogram<Http<'static>> = Histogram::new(
+    Decl {
+        id: "config_center_http_latency_us",
+        key: "metrics:config_center:http_latency_us:{}:{}:{}",
+        name: "config_center_http_request_duration_seconds",
+        help: "HTTP request latency by method, route template and status.",
+        unit: Unit::Micros,
+    },
+    FAST_BUCKETS_US,
+);
+
+/// A retry that finds the version already in Redis does not count.
+pub static PUBLICATIONS: Counter<NoLabels> = Counter::new(Decl {
+    id: "config_center_publications",
+    key: "metrics:config_center:publications",
+    name: "config_center_publications_total",
+    help: "Config snapshots written to Redis.",
+    unit: Unit::Count,
+});
+
+/// Redis or SQL unreachable, or Redis holding a newer version; each retry
+/// counts.
+pub static PUBLICATION_FAILURES: Counter<NoLabels> = Counter::new(Decl {
+    id: "config_center_publication_failures",
+    key: "metrics:config_center:publication_failures",
+    name: "config_center_publication_failures_total",
+    help: "Failed attempts to publish the config snapshot (each retry counts).",
+    unit: Unit::Count,
+});
+
+pub static LAST_PUBLICATION: MaxGauge<NoLabels> = MaxGauge::new(Decl {
+    id: "config_center_last_publication_ms",
+    key: "metrics:config_center:last_publication_ms",
+    name: "config_center_last_publication_timestamp_seconds",
+    help: "Unix time of the last successful publication.",
+    unit: Unit::UnixMillis,
+});
+
+pub static SNAPSHOT_VERSION: SetGauge<NoLabels> = SetGauge::new(Decl {
+    id: "config_center_snapshot_version",
+    key: "metrics:config_center:snapshot_version",
+    name: "config_center_snapshot_version",
+    help: "Version of the config snapshot last published to Redis.",
+    unit: Unit::Version,
+});
+
+pub static ENTITIES: SetGauge<EntityKind<'static>> = SetGauge::new(Decl {
+    id: "config_center_entities",
+    key: "metrics:config_center:entities:{}",
+    name: "config_center_entities",
+    help: "Entities in the published config by kind (api_keys: not revoked).",
+    unit: Unit::Count,
+});
+
+/// Every metric of the config-center.
+pub static ALL: &[&Desc] = &[
+    HTTP_REQUESTS.desc(),
+    HTTP_LATENCY.desc(),
+    PUBLICATIONS.desc(),
+    PUBLICATION_FAILURES.desc(),
+    LAST_PUBLICATION.desc(),
+    SNAPSHOT_VERSION.desc(),
+    ENTITIES.desc(),
 ];
