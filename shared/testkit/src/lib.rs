@@ -1,13 +1,16 @@
 //! Test support shared by every crate's tests: a private `redis-server` on a
 //! free port (stoppable and restartable for outage tests), fresh PostgreSQL
-//! databases, free ports and workspace binaries run as child processes.
+//! databases, free ports, workspace binaries run as child processes, and a
+//! TCP proxy whose connections can go silent.
 
 mod postgres;
 mod process;
+mod proxy;
 mod redis_server;
 
 pub use postgres::PgDatabase;
 pub use process::{bin_path, wait_http_ok, Proc};
+pub use proxy::TcpProxy;
 pub use redis_server::RedisServer;
 
 use std::path::PathBuf;
