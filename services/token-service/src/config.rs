@@ -1,20 +1,26 @@
-//! Typed configuration, read from the environment and validated before the
-//! service binds anything.
+//! Typed configuration, read from the environment through the shared reader
+//! and validated before the service binds anything. Every variable read
+//! here is listed in the settings table of `docs/token-service.md`; a test
+//! compares the two ([`Config::settings`]).
 
+use aigw_service::{Env, EnvError, LogSettings, Secret, Setting};
 use std::time::Duration;
 
 /// Everything the service needs to start.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `RUST_LOG`, `LOG_FORMAT`.
+    pub log: LogSettings,
     /// `BIND_ADDR`, default `0.0.0.0`.
     pub bind_addr: String,
     /// `TOKEN_SERVICE_PORT`, default 8001 (0 picks a free port, for tests).
     pub port: u16,
-    /// `REDIS_URL`, default `redis://127.0.0.1:6379`; may carry a password, so
-    /// it is never logged.
-    pub redis_url: String,
+    /// `REDIS_URL`, default `redis://127.0.0.1:6379`; printed redacted.
+    pub redis_url: Secret,
     /// `MAX_BODY_BYTES`: largest request body, default 8 MiB.
     pub max_body_bytes: usize,
+    /// `BODY_TIMEOUT`: bound on receiving a whole request body, default 30s.
+    pub body_timeout: Duration,
     /// `COUNT_CONCURRENCY`: counting jobs running at once on the blocking
     /// pool, default the number of CPUs.
     pub count_concurrency: usize,
@@ -25,8 +31,9 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `METRICS_FLUSH_INTERVAL`: how often local metric deltas go to Redis, default 1s.
     pub metrics_flush_interval: Duration,
-    /// `SNAPSHOT_POLL_INTERVAL`: slow poll of `config:version`, in case a
-    /// change notification was missed, default 30s.
+    /// `SNAPSHOT_POLL_INTERVAL`: slow poll of `config:version` (and PING of
+    /// the `config:updates` subscription), in case a notification was
+    /// missed or the subscription died silently, default 30s.
     pub snapshot_poll_interval: Duration,
     pub consumer: ConsumerConfig,
     /// Whether `run_until_stopped` listens for SIGTERM/SIGINT (tests turn it off).
@@ -57,14 +64,6 @@ pub struct ConsumerConfig {
     pub dedup_ttl: Duration,
 }
 
-/// A configuration value that could not be used.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid {var}: {reason}")]
-pub struct ConfigError {
-    pub var: &'static str,
-    pub reason: String,
-}
-
 fn cpus() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
@@ -74,177 +73,105 @@ fn default_consumer_name() -> String {
         .ok()
         .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "token-service".to_string());
     format!("{host}-{}", std::process::id())
 }
 
+/// The defaults: the configuration of an empty environment.
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            bind_addr: "0.0.0.0".to_string(),
-            port: 8001,
-            redis_url: "redis://127.0.0.1:6379".to_string(),
-            max_body_bytes: 8 * 1024 * 1024,
-            count_concurrency: cpus(),
-            http_workers: cpus(),
-            shutdown_timeout: Duration::from_secs(10),
-            metrics_flush_interval: Duration::from_secs(1),
-            snapshot_poll_interval: Duration::from_secs(30),
-            consumer: ConsumerConfig {
-                enabled: true,
-                name: default_consumer_name(),
-                batch_entries: 16,
-                apply_chunk: 500,
-                block: Duration::from_secs(1),
-                claim_idle: Duration::from_secs(60),
-                claim_interval: Duration::from_secs(10),
-                dedup_ttl: Duration::from_secs(7 * 24 * 3600),
-            },
-            handle_signals: true,
-        }
+        Config::from_env(&Env::from_pairs::<String, String>([]))
+            .expect("the defaults are a valid configuration")
     }
 }
 
 impl Config {
-    /// Reads the environment over the defaults, then validates.
-    pub fn from_env() -> Result<Config, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    /// Like [`Config::from_env`] with an explicit lookup (for tests).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let mut c = Config::default();
-        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
-        if let Some(v) = get("BIND_ADDR") {
-            c.bind_addr = v;
-        }
-        if let Some(v) = get("REDIS_URL") {
-            c.redis_url = v;
-        }
-        if let Some(v) = get("TOKEN_SERVICE_PORT") {
-            c.port = parse_num("TOKEN_SERVICE_PORT", &v)?;
-        }
-        if let Some(v) = get("MAX_BODY_BYTES") {
-            c.max_body_bytes = parse_num("MAX_BODY_BYTES", &v)?;
-        }
-        if let Some(v) = get("COUNT_CONCURRENCY") {
-            c.count_concurrency = parse_num("COUNT_CONCURRENCY", &v)?;
-        }
-        if let Some(v) = get("HTTP_WORKERS") {
-            c.http_workers = parse_num("HTTP_WORKERS", &v)?;
-        }
-        for (var, slot) in [
-            ("SHUTDOWN_TIMEOUT", &mut c.shutdown_timeout),
-            ("METRICS_FLUSH_INTERVAL", &mut c.metrics_flush_interval),
-            ("SNAPSHOT_POLL_INTERVAL", &mut c.snapshot_poll_interval),
-            ("USAGE_BLOCK", &mut c.consumer.block),
-            ("USAGE_CLAIM_IDLE", &mut c.consumer.claim_idle),
-            ("USAGE_CLAIM_INTERVAL", &mut c.consumer.claim_interval),
-            ("USAGE_DEDUP_TTL", &mut c.consumer.dedup_ttl),
-        ] {
-            if let Some(v) = get(var) {
-                *slot = humantime::parse_duration(v.trim()).map_err(|e| ConfigError {
-                    var,
-                    reason: format!("{e} (use e.g. `500ms`, `10s`, `7d`)"),
-                })?;
-            }
-        }
-        if let Some(v) = get("USAGE_CONSUMER_ENABLED") {
-            c.consumer.enabled = match v.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "on" => true,
-                "0" | "false" | "no" | "off" => false,
-                _ => {
-                    return Err(ConfigError {
-                        var: "USAGE_CONSUMER_ENABLED",
-                        reason: "expected true or false".into(),
-                    })
-                }
-            };
-        }
-        if let Some(v) = get("USAGE_CONSUMER_NAME") {
-            c.consumer.name = v.trim().to_string();
-        }
-        if let Some(v) = get("USAGE_BATCH_ENTRIES") {
-            c.consumer.batch_entries = parse_num("USAGE_BATCH_ENTRIES", &v)?;
-        }
-        if let Some(v) = get("USAGE_APPLY_CHUNK") {
-            c.consumer.apply_chunk = parse_num("USAGE_APPLY_CHUNK", &v)?;
-        }
+    /// Reads and validates the settings.
+    pub fn from_env(env: &Env) -> Result<Config, EnvError> {
+        let c = Config {
+            log: LogSettings::from_env(env)?,
+            bind_addr: env.string("BIND_ADDR", "0.0.0.0"),
+            port: env.number("TOKEN_SERVICE_PORT", 8001)?,
+            redis_url: aigw_service::redis_url(env)?,
+            max_body_bytes: env.number_at_least("MAX_BODY_BYTES", 8 * 1024 * 1024, 1)?,
+            body_timeout: aigw_service::body_timeout(env)?,
+            count_concurrency: env.number_or_else("COUNT_CONCURRENCY", "CPUs", cpus, 1)?,
+            http_workers: env.number_or_else("HTTP_WORKERS", "CPUs", cpus, 1)?,
+            shutdown_timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(10))?,
+            metrics_flush_interval: env
+                .positive_duration("METRICS_FLUSH_INTERVAL", Duration::from_secs(1))?,
+            snapshot_poll_interval: env
+                .positive_duration("SNAPSHOT_POLL_INTERVAL", Duration::from_secs(30))?,
+            consumer: ConsumerConfig {
+                enabled: env.flag("USAGE_CONSUMER_ENABLED", true)?,
+                name: env.string_or_else(
+                    "USAGE_CONSUMER_NAME",
+                    "{hostname}-{pid}",
+                    default_consumer_name,
+                ),
+                batch_entries: env.number_at_least("USAGE_BATCH_ENTRIES", 16, 1)?,
+                apply_chunk: env.number_at_least("USAGE_APPLY_CHUNK", 500, 1)?,
+                block: env.duration("USAGE_BLOCK", Duration::from_secs(1))?,
+                claim_idle: env.positive_duration("USAGE_CLAIM_IDLE", Duration::from_secs(60))?,
+                claim_interval: env.duration("USAGE_CLAIM_INTERVAL", Duration::from_secs(10))?,
+                dedup_ttl: env.duration("USAGE_DEDUP_TTL", Duration::from_secs(7 * 24 * 3600))?,
+            },
+            handle_signals: true,
+        };
         c.validate()?;
         Ok(c)
     }
 
-    /// Checks ranges that would otherwise fail later and less clearly.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let err = |var, reason: &str| {
-            Err(ConfigError {
-                var,
-                reason: reason.to_string(),
-            })
-        };
-        if self.max_body_bytes == 0 {
-            return err("MAX_BODY_BYTES", "must be positive");
-        }
-        if self.count_concurrency == 0 {
-            return err("COUNT_CONCURRENCY", "must be at least 1");
-        }
-        if self.http_workers == 0 {
-            return err("HTTP_WORKERS", "must be at least 1");
-        }
-        if self.consumer.batch_entries == 0 {
-            return err("USAGE_BATCH_ENTRIES", "must be at least 1");
-        }
-        if self.consumer.apply_chunk == 0 {
-            return err("USAGE_APPLY_CHUNK", "must be at least 1");
+    /// Every variable [`Config::from_env`] reads, with its default.
+    pub fn settings() -> Vec<Setting> {
+        let env = Env::from_pairs::<String, String>([]);
+        let _ = Config::from_env(&env);
+        env.settings()
+    }
+
+    /// Checks what the types alone cannot (also for configurations built in
+    /// code, as the tests do).
+    pub fn validate(&self) -> Result<(), EnvError> {
+        let err = |var, message: &str| Err(EnvError::new(var, message));
+        for (var, n) in [
+            ("MAX_BODY_BYTES", self.max_body_bytes),
+            ("COUNT_CONCURRENCY", self.count_concurrency),
+            ("HTTP_WORKERS", self.http_workers),
+            ("USAGE_BATCH_ENTRIES", self.consumer.batch_entries),
+            ("USAGE_APPLY_CHUNK", self.consumer.apply_chunk),
+        ] {
+            if n == 0 {
+                return err(var, "must be at least 1");
+            }
         }
         // A blocking read must return before the connection's response
         // timeout (3 s), or every idle read would look like a failure.
         if self.consumer.block.is_zero() || self.consumer.block > Duration::from_millis(2500) {
             return err("USAGE_BLOCK", "must be between 1ms and 2500ms");
         }
-        if self.consumer.claim_idle.is_zero() {
-            return err("USAGE_CLAIM_IDLE", "must be positive");
-        }
         if self.consumer.dedup_ttl < Duration::from_secs(1) {
             return err("USAGE_DEDUP_TTL", "must be at least 1s");
         }
-        if self.consumer.name.is_empty() || self.consumer.name.len() > 200 {
+        if self.consumer.name.len() > 200 {
             return err("USAGE_CONSUMER_NAME", "must be 1 to 200 characters");
         }
-        if self.metrics_flush_interval.is_zero() || self.snapshot_poll_interval.is_zero() {
-            return err(
-                "METRICS_FLUSH_INTERVAL/SNAPSHOT_POLL_INTERVAL",
-                "must be positive",
-            );
+        if self.body_timeout.is_zero() {
+            return err("BODY_TIMEOUT", "must be greater than zero");
         }
-        redis::Client::open(self.redis_url.as_str()).map_err(|_| ConfigError {
-            var: "REDIS_URL",
-            // The URL may hold a password: do not echo it.
-            reason: "not a valid redis:// URL".into(),
-        })?;
+        if redis::Client::open(self.redis_url.expose()).is_err() {
+            // The URL may hold a password: it is not echoed.
+            return err("REDIS_URL", "not a valid redis:// URL");
+        }
         Ok(())
     }
-}
-
-fn parse_num<T: std::str::FromStr>(var: &'static str, v: &str) -> Result<T, ConfigError> {
-    v.trim().parse().map_err(|_| ConfigError {
-        var,
-        reason: format!("`{}` is not a valid number", v.trim()),
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Config::from_lookup(|k| m.get(k).cloned())
+    fn from(pairs: &[(&str, &str)]) -> Result<Config, EnvError> {
+        Config::from_env(&Env::from_pairs(pairs.iter().copied()))
     }
 
     #[test]
@@ -252,17 +179,24 @@ mod tests {
         let c = from(&[]).unwrap();
         assert_eq!(c.port, 8001);
         assert_eq!(c.max_body_bytes, 8 * 1024 * 1024);
+        assert_eq!(c.body_timeout, Duration::from_secs(30));
+        assert_eq!(c.redis_url.expose(), "redis://127.0.0.1:6379");
         let c = from(&[
             ("TOKEN_SERVICE_PORT", "9001"),
             ("USAGE_CLAIM_IDLE", "1500ms"),
             ("USAGE_CONSUMER_ENABLED", "false"),
             ("COUNT_CONCURRENCY", "3"),
+            ("METRICS_FLUSH_INTERVAL", "30"),
+            ("BODY_TIMEOUT", "1m"),
         ])
         .unwrap();
         assert_eq!(c.port, 9001);
         assert_eq!(c.consumer.claim_idle, Duration::from_millis(1500));
         assert!(!c.consumer.enabled);
         assert_eq!(c.count_concurrency, 3);
+        // Plain seconds, as every service accepts them.
+        assert_eq!(c.metrics_flush_interval, Duration::from_secs(30));
+        assert_eq!(c.body_timeout, Duration::from_secs(60));
     }
 
     #[test]
@@ -274,5 +208,22 @@ mod tests {
         let e = from(&[("REDIS_URL", "http://user:hunter2@x")]).unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
         assert!(from(&[("COUNT_CONCURRENCY", "0")]).is_err());
+        let e = from(&[("SNAPSHOT_POLL_INTERVAL", "0")]).unwrap_err();
+        assert_eq!(e.var, "SNAPSHOT_POLL_INTERVAL");
+        let c = from(&[("REDIS_URL", "redis://:hunter2@cache:6379")]).unwrap();
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(format!("{c:?}").contains("cache:6379"));
+    }
+
+    #[test]
+    fn the_settings_table_is_what_the_code_reads() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/token-service.md");
+        let doc = std::fs::read_to_string(path).expect("docs/token-service.md");
+        let documented = aigw_testkit::docs::settings_table(&doc, "## Configuration (environment)");
+        let read: Vec<(String, String)> = Config::settings()
+            .into_iter()
+            .map(|s| (s.var.to_string(), s.default))
+            .collect();
+        aigw_testkit::docs::assert_same_settings("docs/token-service.md", &documented, &read);
     }
 }

@@ -5,6 +5,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use aigw_types::openai_error::{type_for_status, ErrorEnvelope};
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -62,23 +63,12 @@ impl ApiError {
     }
 }
 
-/// The JSON error body.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
+/// The JSON error body: OpenAI's envelope, with lists of known names.
+pub type ErrorBody = ErrorEnvelope<KnownNames>;
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    pub message: String,
-    /// `invalid_request_error` for 4xx, `server_error` for 5xx.
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    /// The request field at fault, if one is.
-    pub param: Option<&'static str>,
-    /// `invalid_json`, `invalid_request`, `unknown_model`, `unknown_encoding`,
-    /// `payload_too_large`, `not_found`, `method_not_allowed`, `internal_error`.
-    pub code: &'static str,
+/// What the caller may use instead of an unknown name.
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+pub struct KnownNames {
     /// With `unknown_model`: configured and built-in model names.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub known_models: Option<Vec<String>>,
@@ -110,42 +100,37 @@ impl ResponseError for ApiError {
             // The cause goes to the log only; the client gets a generic message.
             tracing::error!(error = format!("{e:#}"), "unexpected error");
         }
-        let mut detail = ErrorDetail {
-            message: self.to_string(),
-            kind: if status.is_server_error() {
-                "server_error"
-            } else {
-                "invalid_request_error"
-            },
-            param: None,
-            code: self.code(),
-            known_models: None,
-            known_prefixes: None,
-            known_encodings: None,
-        };
-        match self {
-            ApiError::InvalidRequest { param, .. } => detail.param = *param,
+        let mut known = KnownNames::default();
+        let param = match self {
+            ApiError::InvalidRequest { param, .. } => *param,
             ApiError::UnknownModel {
                 known_models,
                 known_prefixes,
                 ..
             } => {
-                detail.param = Some("model");
-                detail.known_models = Some(known_models.clone());
-                detail.known_prefixes = Some(known_prefixes.clone());
+                known.known_models = Some(known_models.clone());
+                known.known_prefixes = Some(known_prefixes.clone());
+                Some("model")
             }
             ApiError::UnknownEncoding {
                 known_encodings, ..
             } => {
-                detail.param = Some("encoding");
-                detail.known_encodings = Some(known_encodings.clone());
+                known.known_encodings = Some(known_encodings.clone());
+                Some("encoding")
             }
             ApiError::InvalidJson(_)
             | ApiError::PayloadTooLarge { .. }
             | ApiError::NotFound
             | ApiError::MethodNotAllowed
-            | ApiError::Unexpected(_) => {}
-        }
-        HttpResponse::build(status).json(ErrorBody { error: detail })
+            | ApiError::Unexpected(_) => None,
+        };
+        let body = ErrorEnvelope::with_detail(
+            type_for_status(status.as_u16()),
+            self.code(),
+            self.to_string(),
+            known,
+        )
+        .param(param);
+        HttpResponse::build(status).json(body)
     }
 }

@@ -9,8 +9,9 @@
 //! - [`routes`]: HTTP handlers; [`body`] and [`error`] their input and errors;
 //! - [`pool`]: where counting runs (bounded, off the async workers);
 //! - [`usage`]: the usage-stream consumer, pricing and the model series;
-//! - [`snapshot`]: the config snapshot from Redis;
 //! - [`metrics`]: what `/metrics` shows;
+//! - [`state`]: what every worker shares (the config snapshot, kept current
+//!   by the shared watcher, among it);
 //! - [`startup`] and [`config`]: building, running and stopping the service.
 
 pub mod body;
@@ -20,8 +21,8 @@ pub mod error;
 pub mod metrics;
 pub mod pool;
 pub mod routes;
-pub mod snapshot;
 pub mod startup;
+pub mod state;
 pub mod tokenize;
 pub mod usage;
 

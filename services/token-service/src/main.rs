@@ -7,10 +7,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    aigw_service::init_logging(
-        &aigw_service::LogSettings::from_env(&aigw_service::Env::process()).unwrap_or_default(),
-    );
-    let config = token_service::Config::from_env()?;
+    let env = aigw_service::Env::process();
+    aigw_service::init_logging(&aigw_service::LogSettings::from_env(&env).unwrap_or_default());
+    let config = match token_service::Config::from_env(&env) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid configuration");
+            std::process::exit(2);
+        }
+    };
     let app = token_service::Application::build(config).await?;
     app.run_until_stopped().await
 }

@@ -5,6 +5,7 @@
 
 use aigw_metrics::families::token_service as f;
 use aigw_metrics::{Exposition, NoLabels, Recorder, ScrapeValues};
+use std::time::Instant;
 
 /// Every stored metric shown, as declared in
 /// `aigw_metrics::families::token_service`.
@@ -30,37 +31,69 @@ pub static EXPOSITION: Exposition = Exposition {
     ],
 };
 
-/// One counting-API request, as recorded.
-pub struct CountObservation<'a> {
-    pub endpoint: &'static str,
+/// What a counting-API request counted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counted {
     /// `None` when the request failed before an encoding was chosen.
-    pub encoding: Option<&'a str>,
-    pub status: u16,
-    pub latency_us: u64,
+    pub encoding: Option<&'static str>,
     pub tokens: u64,
+    /// Bytes of text counted.
     pub bytes: u64,
 }
 
-/// Records a counting-API request (in process; the flusher writes it).
-pub fn record_count(rec: &Recorder, o: &CountObservation<'_>) {
-    let status = o.status.to_string();
-    let labels = f::CountRequest {
-        endpoint: o.endpoint,
-        encoding: o.encoding.unwrap_or("none"),
-        status: &status,
-    };
-    f::COUNT_REQUESTS.add(rec, &labels, 1);
-    f::COUNT_LATENCY.observe(
-        rec,
-        &f::Endpoint {
-            endpoint: o.endpoint,
-        },
-        o.latency_us,
-    );
-    if let Some(encoding) = o.encoding {
-        let e = f::Encoding { encoding };
-        f::COUNT_TOKENS.add(rec, &e, o.tokens as i64);
-        f::COUNT_BYTES.add(rec, &e, o.bytes as i64);
+/// Accounts for one counting-API request exactly once, when dropped: with
+/// the status it was answered with, or 499 when the client went away
+/// before the answer (the handler's future was dropped).
+pub struct CountGuard {
+    rec: Recorder,
+    endpoint: &'static str,
+    started: Instant,
+    status: u16,
+    counted: Counted,
+}
+
+impl CountGuard {
+    pub fn start(rec: &Recorder, endpoint: &'static str) -> CountGuard {
+        CountGuard {
+            rec: rec.clone(),
+            endpoint,
+            started: Instant::now(),
+            status: 499,
+            counted: Counted::default(),
+        }
+    }
+
+    pub fn counted(&mut self, c: Counted) {
+        self.counted = c;
+    }
+
+    pub fn answered(&mut self, status: u16) {
+        self.status = status;
+    }
+}
+
+impl Drop for CountGuard {
+    fn drop(&mut self) {
+        let status = self.status.to_string();
+        let c = self.counted;
+        let labels = f::CountRequest {
+            endpoint: self.endpoint,
+            encoding: c.encoding.unwrap_or("none"),
+            status: &status,
+        };
+        f::COUNT_REQUESTS.add(&self.rec, &labels, 1);
+        f::COUNT_LATENCY.observe(
+            &self.rec,
+            &f::Endpoint {
+                endpoint: self.endpoint,
+            },
+            self.started.elapsed().as_micros() as u64,
+        );
+        if let Some(encoding) = c.encoding {
+            let e = f::Encoding { encoding };
+            f::COUNT_TOKENS.add(&self.rec, &e, c.tokens as i64);
+            f::COUNT_BYTES.add(&self.rec, &e, c.bytes as i64);
+        }
     }
 }
 
@@ -108,4 +141,44 @@ pub fn scrape_values(g: &ScrapeGauges) -> ScrapeValues {
         v.set(&f::NS_MONTH_COST_USD, &f::Ns { namespace_code: ns }, *usd);
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aigw_metrics::RecorderConfig;
+
+    fn requests(rec: &Recorder, labels: &[&str]) -> i64 {
+        rec.series(f::COUNT_REQUESTS.family(), labels).get()
+    }
+
+    #[test]
+    fn each_request_is_counted_once_also_when_the_client_leaves() {
+        let rec = Recorder::new(RecorderConfig::for_service("t"));
+        {
+            // The handler's future dropped before an answer: the client left.
+            let _g = CountGuard::start(&rec, "count");
+        }
+        {
+            let mut g = CountGuard::start(&rec, "batch");
+            g.counted(Counted {
+                encoding: Some("cl100k_base"),
+                tokens: 3,
+                bytes: 11,
+            });
+            g.answered(200);
+        }
+        assert_eq!(requests(&rec, &["count", "none", "499"]), 1);
+        assert_eq!(requests(&rec, &["batch", "cl100k_base", "200"]), 1);
+        assert_eq!(
+            rec.series(f::COUNT_TOKENS.family(), &["cl100k_base"]).get(),
+            3
+        );
+        assert_eq!(
+            rec.series(f::COUNT_BYTES.family(), &["cl100k_base"]).get(),
+            11
+        );
+        // Two requests, two latency observations, nothing else.
+        assert_eq!(rec.series_count(), 6);
+    }
 }

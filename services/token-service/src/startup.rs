@@ -4,29 +4,17 @@
 use crate::config::Config;
 use crate::metrics::EXPOSITION;
 use crate::pool::CountPool;
-use crate::snapshot::SnapshotStore;
+use crate::state::AppState;
 use crate::tokenize::Encoders;
 use crate::usage::consumer::{Consumer, ConsumerState, ConsumerStatus};
 use actix_web::{web, App, HttpServer};
 use aigw_metrics::{MetricsEndpoint, Recorder, RecorderConfig, RedisConn};
+use aigw_snapshot::{SnapshotCell, SnapshotWatcher, WatcherSettings};
 use anyhow::Context;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-
-/// State shared by every worker, built once.
-pub struct AppState {
-    pub encoders: Arc<Encoders>,
-    pub snapshot: SnapshotStore,
-    pub pool: CountPool,
-    pub recorder: Recorder,
-    pub metrics: MetricsEndpoint,
-    pub redis: RedisConn,
-    pub max_body_bytes: usize,
-    pub consumer: Arc<ConsumerStatus>,
-    pub shutting_down: Arc<AtomicBool>,
-}
 
 /// A built, not yet running, service.
 pub struct Application {
@@ -41,7 +29,6 @@ impl Application {
     /// Loads the encoders, binds the listener and prepares the server.
     /// Does not need Redis.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let body_timeout = aigw_service::body_timeout_from_env().map_err(anyhow::Error::msg)?;
         config.validate()?;
         let started = std::time::Instant::now();
         let encoders = Arc::new(
@@ -53,11 +40,11 @@ impl Application {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "encoders loaded"
         );
-        let redis = RedisConn::new(&config.redis_url).context("REDIS_URL")?;
+        let redis = RedisConn::new(config.redis_url.expose()).context("REDIS_URL")?;
         let recorder = Recorder::new(RecorderConfig::for_service("token-service"));
         let state = web::Data::new(AppState {
             encoders,
-            snapshot: SnapshotStore::new(),
+            snapshot: SnapshotCell::new(),
             pool: CountPool::new(config.count_concurrency),
             metrics: MetricsEndpoint::new(redis.clone(), &EXPOSITION, Some(recorder.clone())),
             recorder,
@@ -74,6 +61,7 @@ impl Application {
             .with_context(|| format!("binding {}:{}", config.bind_addr, config.port))?;
         let port = listener.local_addr()?.port();
         let app_state = state.clone();
+        let body_timeout = config.body_timeout;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(app_state.clone())
@@ -126,11 +114,14 @@ impl Application {
             config.shutdown_timeout,
             flush_stop.clone(),
         );
-        let watcher = state.snapshot.spawn_watcher(
-            state.redis.clone(),
-            config.snapshot_poll_interval,
-            work.clone(),
-        );
+        let watcher = SnapshotWatcher::new(
+            state.redis.client().clone(),
+            WatcherSettings {
+                poll_interval: config.snapshot_poll_interval,
+                ..WatcherSettings::default()
+            },
+        )
+        .spawn(state.snapshot.clone(), work.clone());
         let consumer = config.consumer.enabled.then(|| {
             Consumer {
                 cfg: config.consumer.clone(),

@@ -3,6 +3,7 @@
 //! databases, free ports, workspace binaries run as child processes, and a
 //! TCP proxy whose connections can go silent.
 
+pub mod docs;
 mod postgres;
 mod process;
 mod proxy;

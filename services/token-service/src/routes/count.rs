@@ -4,14 +4,14 @@
 use crate::body::{echo, parse_json, read_body};
 use crate::chat::{count_chat, ChatCountRequest};
 use crate::error::{ApiError, ErrorBody};
-use crate::metrics::{record_count, CountObservation};
-use crate::startup::AppState;
+use crate::metrics::{CountGuard, Counted};
+use crate::state::AppState;
 use crate::tokenize::models::{self, ModelSource, BUILTIN_MODELS, BUILTIN_PREFIXES};
-use crate::tokenize::Encoding;
+use crate::tokenize::{Encoders, Encoding};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use aigw_types::ConfigSnapshot;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::time::Instant;
 
 /// Most texts accepted in one batch.
 pub const MAX_BATCH_TEXTS: usize = 100_000;
@@ -100,37 +100,145 @@ pub struct ModelsResponse {
     pub prefixes: Vec<PrefixInfo>,
 }
 
-/// What a request counted, for the metrics.
-#[derive(Default)]
-struct Observed {
-    encoding: Option<Encoding>,
-    tokens: u64,
-    bytes: u64,
+/// One counting endpoint: the body it reads, the answer it gives and the
+/// counting in between (run on the counting pool). Every endpoint is
+/// served by [`handle`], which accounts for the request exactly once.
+pub trait CountJob: DeserializeOwned + Send + 'static {
+    /// The `endpoint` label of its metrics.
+    const ENDPOINT: &'static str;
+    type Answer: Serialize + Send + 'static;
+    /// Counts. `body_bytes` is the size of the request body.
+    fn run(
+        self,
+        enc: &Encoders,
+        snap: Option<&ConfigSnapshot>,
+        body_bytes: u64,
+    ) -> Result<(Self::Answer, Counted), ApiError>;
 }
 
-fn finish<T: Serialize>(
-    state: &AppState,
-    endpoint: &'static str,
-    started: Instant,
-    obs: Observed,
-    res: Result<T, ApiError>,
+/// Reads the body, counts on the pool and answers; the guard records the
+/// request when dropped, also when the client goes away first (499).
+async fn handle<J: CountJob>(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    payload: web::Payload,
 ) -> HttpResponse {
+    let mut guard = CountGuard::start(&state.recorder, J::ENDPOINT);
+    let res = async {
+        let body = read_body(&req, payload, state.max_body_bytes).await?;
+        let (enc, snap) = (state.encoders.clone(), state.snapshot.current());
+        state
+            .pool
+            .run(body.len(), move || {
+                let job: J = parse_json(&body)?;
+                job.run(&enc, snap.as_deref(), body.len() as u64)
+            })
+            .await
+            .map_err(job_failed)?
+    }
+    .await;
     let resp = match res {
-        Ok(body) => HttpResponse::Ok().json(body),
+        Ok((answer, counted)) => {
+            guard.counted(counted);
+            HttpResponse::Ok().json(answer)
+        }
         Err(e) => e.error_response(),
     };
-    record_count(
-        &state.recorder,
-        &CountObservation {
-            endpoint,
-            encoding: obs.encoding.map(Encoding::name),
-            status: resp.status().as_u16(),
-            latency_us: started.elapsed().as_micros() as u64,
-            tokens: obs.tokens,
-            bytes: obs.bytes,
-        },
-    );
+    guard.answered(resp.status().as_u16());
     resp
+}
+
+impl CountJob for CountRequest {
+    const ENDPOINT: &'static str = "count";
+    type Answer = CountResponse;
+
+    fn run(
+        self,
+        enc: &Encoders,
+        snap: Option<&ConfigSnapshot>,
+        _: u64,
+    ) -> Result<(CountResponse, Counted), ApiError> {
+        let e = target(snap, self.model.as_deref(), self.encoding.as_deref())?;
+        let tokens = enc.count(e, &self.text) as u64;
+        let counted = Counted {
+            encoding: Some(e.name()),
+            tokens,
+            bytes: self.text.len() as u64,
+        };
+        Ok((
+            CountResponse {
+                tokens,
+                encoding: e,
+                model: self.model,
+            },
+            counted,
+        ))
+    }
+}
+
+impl CountJob for BatchCountRequest {
+    const ENDPOINT: &'static str = "batch";
+    type Answer = BatchCountResponse;
+
+    fn run(
+        self,
+        enc: &Encoders,
+        snap: Option<&ConfigSnapshot>,
+        _: u64,
+    ) -> Result<(BatchCountResponse, Counted), ApiError> {
+        if self.texts.len() > MAX_BATCH_TEXTS {
+            return Err(ApiError::invalid(
+                format!("at most {MAX_BATCH_TEXTS} texts per batch"),
+                Some("texts"),
+            ));
+        }
+        let e = target(snap, self.model.as_deref(), self.encoding.as_deref())?;
+        let counts: Vec<u64> = self.texts.iter().map(|t| enc.count(e, t) as u64).collect();
+        let total = counts.iter().sum();
+        let counted = Counted {
+            encoding: Some(e.name()),
+            tokens: total,
+            bytes: self.texts.iter().map(|t| t.len() as u64).sum(),
+        };
+        Ok((
+            BatchCountResponse {
+                counts,
+                total,
+                encoding: e,
+                model: self.model,
+            },
+            counted,
+        ))
+    }
+}
+
+impl CountJob for ChatCountRequest {
+    const ENDPOINT: &'static str = "chat";
+    type Answer = ChatCountResponse;
+
+    fn run(
+        self,
+        enc: &Encoders,
+        snap: Option<&ConfigSnapshot>,
+        body_bytes: u64,
+    ) -> Result<(ChatCountResponse, Counted), ApiError> {
+        let e = target(snap, Some(&self.model), self.encoding.as_deref())?;
+        let c = count_chat(enc, e, &self).map_err(|p| ApiError::invalid(p.0, Some("messages")))?;
+        let counted = Counted {
+            encoding: Some(e.name()),
+            tokens: c.tokens,
+            bytes: body_bytes,
+        };
+        Ok((
+            ChatCountResponse {
+                tokens: c.tokens,
+                encoding: e,
+                model: self.model,
+                approximate: c.approximate,
+            },
+            counted,
+        ))
+    }
 }
 
 /// The encoding for a request: `encoding` if given, else `model`'s.
@@ -196,35 +304,7 @@ pub async fn count(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let started = Instant::now();
-    let mut obs = Observed::default();
-    let res = async {
-        let body = read_body(&req, payload, state.max_body_bytes).await?;
-        let (enc, snap) = (state.encoders.clone(), state.snapshot.current());
-        let (resp, bytes) = state
-            .pool
-            .run(body.len(), move || -> Result<_, ApiError> {
-                let r: CountRequest = parse_json(&body)?;
-                let e = target(snap.as_deref(), r.model.as_deref(), r.encoding.as_deref())?;
-                let tokens = enc.count(e, &r.text) as u64;
-                let resp = CountResponse {
-                    tokens,
-                    encoding: e,
-                    model: r.model,
-                };
-                Ok((resp, r.text.len() as u64))
-            })
-            .await
-            .map_err(job_failed)??;
-        obs = Observed {
-            encoding: Some(resp.encoding),
-            tokens: resp.tokens,
-            bytes,
-        };
-        Ok(resp)
-    }
-    .await;
-    finish(&state, "count", started, obs, res)
+    handle::<CountRequest>(state, req, payload).await
 }
 
 /// Counts many texts with one encoding.
@@ -244,43 +324,7 @@ pub async fn count_batch(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let started = Instant::now();
-    let mut obs = Observed::default();
-    let res = async {
-        let body = read_body(&req, payload, state.max_body_bytes).await?;
-        let (enc, snap) = (state.encoders.clone(), state.snapshot.current());
-        let (resp, bytes) = state
-            .pool
-            .run(body.len(), move || -> Result<_, ApiError> {
-                let r: BatchCountRequest = parse_json(&body)?;
-                if r.texts.len() > MAX_BATCH_TEXTS {
-                    return Err(ApiError::invalid(
-                        format!("at most {MAX_BATCH_TEXTS} texts per batch"),
-                        Some("texts"),
-                    ));
-                }
-                let e = target(snap.as_deref(), r.model.as_deref(), r.encoding.as_deref())?;
-                let counts: Vec<u64> = r.texts.iter().map(|t| enc.count(e, t) as u64).collect();
-                let bytes = r.texts.iter().map(|t| t.len() as u64).sum();
-                let resp = BatchCountResponse {
-                    total: counts.iter().sum(),
-                    counts,
-                    encoding: e,
-                    model: r.model,
-                };
-                Ok((resp, bytes))
-            })
-            .await
-            .map_err(job_failed)??;
-        obs = Observed {
-            encoding: Some(resp.encoding),
-            tokens: resp.total,
-            bytes,
-        };
-        Ok(resp)
-    }
-    .await;
-    finish(&state, "batch", started, obs, res)
+    handle::<BatchCountRequest>(state, req, payload).await
 }
 
 /// Counts the prompt tokens of an OpenAI chat request.
@@ -300,37 +344,7 @@ pub async fn count_chat_request(
     req: HttpRequest,
     payload: web::Payload,
 ) -> HttpResponse {
-    let started = Instant::now();
-    let mut obs = Observed::default();
-    let res = async {
-        let body = read_body(&req, payload, state.max_body_bytes).await?;
-        let bytes = body.len() as u64;
-        let (enc, snap) = (state.encoders.clone(), state.snapshot.current());
-        let resp = state
-            .pool
-            .run(body.len(), move || -> Result<_, ApiError> {
-                let r: ChatCountRequest = parse_json(&body)?;
-                let e = target(snap.as_deref(), Some(&r.model), r.encoding.as_deref())?;
-                let c = count_chat(&enc, e, &r)
-                    .map_err(|p| ApiError::invalid(p.0, Some("messages")))?;
-                Ok(ChatCountResponse {
-                    tokens: c.tokens,
-                    encoding: e,
-                    model: r.model,
-                    approximate: c.approximate,
-                })
-            })
-            .await
-            .map_err(job_failed)??;
-        obs = Observed {
-            encoding: Some(resp.encoding),
-            tokens: resp.tokens,
-            bytes,
-        };
-        Ok(resp)
-    }
-    .await;
-    finish(&state, "chat", started, obs, res)
+    handle::<ChatCountRequest>(state, req, payload).await
 }
 
 /// The encodings this service counts with.

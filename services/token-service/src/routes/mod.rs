@@ -1,37 +1,12 @@
-//! HTTP routes: the counting API ([`count`]) and the operational endpoints
-//! ([`ops`]), plus the OpenAPI document.
+//! HTTP routes: the counting API ([`count`]), the operational endpoints
+//! ([`ops`]) and the OpenAPI document ([`openapi`]).
 
 pub mod count;
+pub mod openapi;
 pub mod ops;
 
 use crate::error::ApiError;
 use actix_web::{web, HttpResponse, ResponseError};
-use utoipa::OpenApi;
-
-/// The OpenAPI document served at `/openapi.json`.
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "token-service",
-        description = "Token counting (OpenAI tiktoken encodings, exact) and usage accounting of the AI gateway."
-    ),
-    paths(
-        count::count,
-        count::count_chat_request,
-        count::count_batch,
-        count::encodings,
-        count::list_models,
-        ops::health,
-        ops::ready,
-        ops::metrics,
-        ops::openapi,
-    ),
-    tags(
-        (name = "tokens", description = "Token counting"),
-        (name = "ops", description = "Health, readiness, metrics")
-    )
-)]
-pub struct ApiDoc;
 
 async fn not_found() -> HttpResponse {
     ApiError::NotFound.error_response()
@@ -63,6 +38,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(get("/health", web::get().to(ops::health)))
         .service(get("/ready", web::get().to(ops::ready)))
         .service(get("/metrics", web::get().to(ops::metrics)))
-        .service(get("/openapi.json", web::get().to(ops::openapi)))
+        .service(get("/openapi.json", web::get().to(openapi::openapi)))
         .default_service(web::to(not_found));
 }

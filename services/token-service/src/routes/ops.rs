@@ -1,13 +1,14 @@
-//! Health, readiness, metrics and the OpenAPI document.
+//! Health, readiness and metrics.
 
 use crate::metrics::{scrape_values, ScrapeGauges};
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::usage::consumer::{stream_backlog, ConsumerState};
 use actix_web::{web, HttpResponse};
+use aigw_metrics::families::token_service as f;
+use aigw_types::BudgetMonth;
 use serde::Serialize;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use utoipa::OpenApi;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
@@ -37,23 +38,16 @@ async fn month_costs(state: &AppState) -> Vec<(String, f64)> {
     let Some(snap) = state.snapshot.current() else {
         return Vec::new();
     };
-    let month = crate::usage::pricing::month_label(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0),
-    );
+    let month = BudgetMonth::of_unix_ms(aigw_service::clock::now_ms()).label();
     let codes: Vec<&str> = snap.namespaces.iter().map(|n| n.code.as_str()).collect();
     let fut = async {
         let mut conn = state.redis.get().await.ok()?;
         let mut p = redis::pipe();
         for ns in &codes {
-            p.get(aigw_metrics::families::token_service::NS_MONTH_COST.key(
-                &aigw_metrics::families::token_service::NsMonth {
-                    namespace_code: ns,
-                    month: &month,
-                },
-            ));
+            p.get(f::NS_MONTH_COST.key(&f::NsMonth {
+                namespace_code: ns,
+                month: &month,
+            }));
         }
         p.query_async::<Vec<Option<i64>>>(&mut conn).await.ok()
     };
@@ -133,11 +127,4 @@ pub async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) ->
         .and_then(|v| v.to_str().ok());
     let (content_type, body) = state.metrics.render_negotiated_with(accept, &values).await;
     HttpResponse::Ok().content_type(content_type).body(body)
-}
-
-/// This document.
-#[utoipa::path(get, path = "/openapi.json", tag = "ops",
-    responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
-pub async fn openapi() -> HttpResponse {
-    HttpResponse::Ok().json(super::ApiDoc::openapi())
 }

@@ -15,10 +15,10 @@
 use super::{record_ops, ONCE_SCOPE};
 use crate::config::ConsumerConfig;
 use crate::pool::CountPool;
-use crate::snapshot::SnapshotStore;
 use crate::tokenize::Encoders;
 use aigw_metrics::families::token_service as f;
 use aigw_metrics::{keys, NoLabels, OnceBatch, Ops, Recorder, RedisConn};
+use aigw_snapshot::SnapshotCell;
 use aigw_types::{ConfigSnapshot, UsageRecord};
 use redis::aio::ConnectionManager;
 use redis::Value;
@@ -169,7 +169,8 @@ impl ClassifyName for serde_json::Error {
 pub struct Consumer {
     pub cfg: ConsumerConfig,
     pub redis: RedisConn,
-    pub snapshot: SnapshotStore,
+    /// Kept current by the config watcher.
+    pub snapshot: SnapshotCell,
     pub encoders: Arc<Encoders>,
     pub pool: CountPool,
     pub recorder: Recorder,
@@ -238,13 +239,10 @@ impl Consumer {
         let snap = match self.snapshot.current() {
             Some(s) => s,
             None => {
-                self.snapshot.reload(&self.redis).await?;
-                if self.snapshot.current().is_none() {
-                    self.status.set(ConsumerState::WaitingForSnapshot);
-                    tokio::select! {
-                        _ = cancel.cancelled() => {}
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    }
+                self.status.set(ConsumerState::WaitingForSnapshot);
+                tokio::select! {
+                    _ = cancel.cancelled() => {}
+                    _ = self.snapshot.loaded() => {}
                 }
                 return Ok(());
             }

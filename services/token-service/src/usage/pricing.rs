@@ -58,26 +58,9 @@ pub fn cost(
     }
 }
 
-/// `YYYY-MM` of a unix-milliseconds time, in UTC.
+/// `YYYY-MM` of a unix-milliseconds time, in UTC: the budget month.
 pub fn month_label(unix_ms: i64) -> String {
-    let days = unix_ms.div_euclid(86_400_000);
-    let (y, m, _) = civil_from_days(days);
-    format!("{y:04}-{m:02}")
-}
-
-/// Proleptic Gregorian date of a day count since 1970-01-01 (Howard
-/// Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    aigw_types::BudgetMonth::of_unix_ms(unix_ms).label()
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ pub fn test_config(redis_url: &str) -> Config {
     let mut c = Config {
         bind_addr: "127.0.0.1".into(),
         port: 0,
-        redis_url: redis_url.to_string(),
+        redis_url: aigw_service::Secret::url(redis_url),
         handle_signals: false,
         http_workers: 2,
         metrics_flush_interval: Duration::from_millis(100),
@@ -48,6 +48,7 @@ impl TestApp {
     }
 
     pub async fn spawn_on(redis: RedisServer, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        aigw_service::init_logging_for_tests();
         let mut cfg = test_config(&redis.url());
         tweak(&mut cfg);
         let app = Application::build(cfg).await.expect("build app");
@@ -217,20 +218,9 @@ pub fn snapshot(version: u64) -> ConfigSnapshot {
 
 /// Writes a snapshot as the config-center does and announces it.
 pub async fn publish_snapshot(redis: &RedisServer, snap: &ConfigSnapshot) {
-    let mut c = redis.conn().await;
-    let json = serde_json::to_string(snap).unwrap();
-    let _: () = redis::pipe()
-        .set(keys::CONFIG_SNAPSHOT, json)
-        .set(keys::CONFIG_VERSION, snap.version)
-        .query_async(&mut c)
+    aigw_snapshot::publish(&mut redis.conn().await, snap)
         .await
-        .unwrap();
-    let _: i64 = redis::cmd("PUBLISH")
-        .arg(keys::CONFIG_CHANNEL)
-        .arg(snap.version)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+        .expect("publish the snapshot");
 }
 
 /// Appends one stream entry holding `records`, as the gateway's flusher does.
