@@ -1,7 +1,7 @@
 //! Admin authentication for everything under `/api/v1`.
 
 use crate::error::ApiError;
-use crate::routes::AppState;
+use crate::state::AppState;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;

@@ -1,13 +1,32 @@
 //! Domain types and the parsing of every input: values are checked once here
-//! (codes, names, URLs, prices, limits, times) and trusted afterwards.
+//! (codes, names, URLs, prices, limits, times) and trusted afterwards. A
+//! value that breaks a rule is a [`ValidationError`] naming the field; the
+//! HTTP layer (`error.rs`) turns it into a 400. Nothing here knows HTTP or
+//! SQL.
 
-use crate::error::ApiError;
 use aigw_types::{HealthCheckConfig, Limits};
 use rand::Rng;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer};
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// A value that breaks a rule: the field and what the rule is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ValidationError {
+    pub field: String,
+    pub message: String,
+}
+
+impl ValidationError {
+    pub fn new(field: &str, message: impl Into<String>) -> ValidationError {
+        ValidationError {
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
 
 /// tiktoken encodings the token-service can count with.
 pub const KNOWN_ENCODINGS: &[&str] = &[
@@ -25,21 +44,14 @@ pub const KEY_PREFIX_LEN: usize = 12;
 /// Random characters after `sk-aigw-`: 43 base62 characters carry 256 bits.
 pub const KEY_RANDOM_LEN: usize = 43;
 
-pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Unix milliseconds as RFC 3339 UTC with milliseconds.
 pub fn format_ms(ms: i64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
     humantime::format_rfc3339_millis(t).to_string()
 }
 
-fn field_err(field: &str, message: impl Into<String>) -> ApiError {
-    ApiError::validation(field, message)
+fn field_err(field: &str, message: impl Into<String>) -> ValidationError {
+    ValidationError::new(field, message)
 }
 
 /// `n` characters from the OS CSPRNG, alphabet `[0-9A-Za-z]`.
@@ -82,7 +94,7 @@ impl IssuedKey {
 }
 
 /// An identifier used in URLs and Redis keys: `^[a-z0-9][a-z0-9_-]{0,62}$`.
-pub fn parse_code(field: &str, s: &str) -> Result<String, ApiError> {
+pub fn parse_code(field: &str, s: &str) -> Result<String, ValidationError> {
     let b = s.as_bytes();
     let ok = !b.is_empty()
         && b.len() <= 63
@@ -101,7 +113,7 @@ pub fn parse_code(field: &str, s: &str) -> Result<String, ApiError> {
 
 /// A model name clients send: `^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`
 /// (no '/', so it fits one URL path segment).
-pub fn parse_model_name(field: &str, s: &str) -> Result<String, ApiError> {
+pub fn parse_model_name(field: &str, s: &str) -> Result<String, ValidationError> {
     let b = s.as_bytes();
     let ok = !b.is_empty()
         && b.len() <= 128
@@ -120,7 +132,12 @@ pub fn parse_model_name(field: &str, s: &str) -> Result<String, ApiError> {
 
 /// Free text shown to operators: trimmed, 1..=max characters, no control
 /// characters.
-pub fn parse_text(field: &str, s: &str, max: usize, allow_empty: bool) -> Result<String, ApiError> {
+pub fn parse_text(
+    field: &str,
+    s: &str,
+    max: usize,
+    allow_empty: bool,
+) -> Result<String, ValidationError> {
     let t = s.trim();
     if t.is_empty() && !allow_empty {
         return Err(field_err(field, "must not be empty"));
@@ -137,7 +154,7 @@ pub fn parse_text(field: &str, s: &str, max: usize, allow_empty: bool) -> Result
     Ok(t.to_string())
 }
 
-pub fn parse_encoding(field: &str, s: &str) -> Result<String, ApiError> {
+pub fn parse_encoding(field: &str, s: &str) -> Result<String, ValidationError> {
     if KNOWN_ENCODINGS.contains(&s) {
         Ok(s.to_string())
     } else {
@@ -149,7 +166,7 @@ pub fn parse_encoding(field: &str, s: &str) -> Result<String, ApiError> {
 }
 
 /// A non-negative exact decimal given as a string, e.g. `"0.15"`.
-pub fn parse_money(field: &str, s: &str) -> Result<Decimal, ApiError> {
+pub fn parse_money(field: &str, s: &str) -> Result<Decimal, ValidationError> {
     let d = Decimal::from_str_exact(s.trim())
         .map_err(|_| field_err(field, "must be a decimal number as a string, e.g. \"0.15\""))?;
     if d.is_sign_negative() && !d.is_zero() {
@@ -160,7 +177,7 @@ pub fn parse_money(field: &str, s: &str) -> Result<Decimal, ApiError> {
 }
 
 /// An integer within `min..=max`.
-pub fn bounded(field: &str, v: i64, min: i64, max: i64) -> Result<i64, ApiError> {
+pub fn bounded(field: &str, v: i64, min: i64, max: i64) -> Result<i64, ValidationError> {
     if (min..=max).contains(&v) {
         Ok(v)
     } else {
@@ -170,7 +187,7 @@ pub fn bounded(field: &str, v: i64, min: i64, max: i64) -> Result<i64, ApiError>
 
 /// An upstream base URL: http(s), a host, no credentials, query or
 /// fragment; trailing slashes dropped so paths can be appended.
-pub fn parse_base_url(field: &str, s: &str) -> Result<String, ApiError> {
+pub fn parse_base_url(field: &str, s: &str) -> Result<String, ValidationError> {
     let u = url::Url::parse(s.trim()).map_err(|_| field_err(field, "must be an http(s) URL"))?;
     if !matches!(u.scheme(), "http" | "https") || u.host_str().is_none_or(str::is_empty) {
         return Err(field_err(field, "must be an http(s) URL with a host"));
@@ -189,7 +206,7 @@ pub fn parse_base_url(field: &str, s: &str) -> Result<String, ApiError> {
 
 /// An upstream secret: 1..=4096 visible ASCII characters (it goes into an
 /// HTTP header).
-pub fn parse_secret(field: &str, s: &str) -> Result<String, ApiError> {
+pub fn parse_secret(field: &str, s: &str) -> Result<String, ValidationError> {
     if s.is_empty() || s.len() > 4096 || !s.bytes().all(|c| c.is_ascii_graphic()) {
         return Err(field_err(
             field,
@@ -200,7 +217,7 @@ pub fn parse_secret(field: &str, s: &str) -> Result<String, ApiError> {
 }
 
 /// An RFC 3339 UTC time, e.g. `2030-01-01T00:00:00Z`, as unix milliseconds.
-pub fn parse_time(field: &str, s: &str) -> Result<i64, ApiError> {
+pub fn parse_time(field: &str, s: &str) -> Result<i64, ValidationError> {
     let t = humantime::parse_rfc3339(s.trim()).map_err(|_| {
         field_err(
             field,
@@ -216,7 +233,7 @@ pub fn parse_health_check(
     field: &str,
     path: &str,
     interval_s: Option<i64>,
-) -> Result<HealthCheckConfig, ApiError> {
+) -> Result<HealthCheckConfig, ValidationError> {
     if !path.starts_with('/') || path.len() > 512 || !path.bytes().all(|c| c.is_ascii_graphic()) {
         return Err(field_err(
             &format!("{field}.path"),

@@ -2,6 +2,7 @@
 //! status and the JSON body `{"error":{"code","message","field"}}` in one
 //! place. Database error text never reaches a client.
 
+use crate::domain::ValidationError;
 use crate::storage::StoreError;
 use actix_web::error::{JsonPayloadError, PayloadError, QueryPayloadError};
 use actix_web::http::{header, StatusCode};
@@ -146,6 +147,12 @@ impl ResponseError for ApiError {
                 field: self.field().map(str::to_string),
             },
         })
+    }
+}
+
+impl From<ValidationError> for ApiError {
+    fn from(e: ValidationError) -> Self {
+        ApiError::validation(&e.field, e.message)
     }
 }
 

@@ -6,7 +6,8 @@
 //!
 //! - [`startup`]: [`Application`] — build, serve, shut down.
 //! - [`config`]: typed configuration from the environment.
-//! - [`routes`]: handlers; [`domain`]: input parsing; [`storage`]: SQL.
+//! - [`routes`]: handlers over the shared [`state`]; [`domain`]: input
+//!   parsing and the entities; [`storage`]: SQL, one module per entity.
 //! - [`publisher`]: the background publication to Redis.
 //! - [`metrics`], [`auth`], [`error`], [`openapi`].
 
@@ -19,7 +20,8 @@ pub mod openapi;
 pub mod publisher;
 pub mod routes;
 pub mod startup;
+pub mod state;
 pub mod storage;
 
-pub use config::{AdminToken, Config};
+pub use config::Config;
 pub use startup::Application;

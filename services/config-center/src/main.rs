@@ -5,10 +5,9 @@ use config_center::{Application, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    aigw_service::init_logging(
-        &aigw_service::LogSettings::from_env(&aigw_service::Env::process()).unwrap_or_default(),
-    );
-    let config = match Config::from_env() {
+    let env = aigw_service::Env::process();
+    aigw_service::init_logging(&aigw_service::LogSettings::from_env(&env).unwrap_or_default());
+    let config = match Config::from_env(&env) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "invalid configuration");

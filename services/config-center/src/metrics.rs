@@ -1,7 +1,7 @@
 //! What the config-center shows on `/metrics`, and the middleware that
 //! counts every HTTP request by method, route template and status.
 
-use crate::routes::AppState;
+use crate::state::AppState;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;

@@ -1,40 +1,22 @@
 //! Publication of the config to Redis. One background task owns it: woken
 //! after every commit (and on a timer), it reads the latest committed state
-//! from SQL and writes it as `config:snapshot` + `config:version` in one
-//! script that refuses to go backwards, which then publishes the version on
-//! `config:updates`. Readers never see a half-written snapshot, and after a
+//! from SQL and writes it with the shared publisher (`aigw_snapshot`): one
+//! script that writes `config:snapshot` + `config:version`, refuses to go
+//! backwards, and then publishes the version on `config:updates`. Readers never see a half-written snapshot, and after a
 //! Redis outage the next attempt carries every change made meanwhile.
 
-use crate::domain::now_ms;
 use crate::storage::{Store, StoreError};
 use aigw_metrics::families::config_center as fam;
 use aigw_metrics::{keys, NoLabels, Recorder, RedisConn};
+use aigw_service::clock::now_ms;
+use aigw_snapshot::Published;
 use aigw_types::ConfigSnapshot;
-use redis::Script;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// KEYS: snapshot, version. ARGV: version, snapshot JSON, channel.
-/// Returns 1 when written (and published), 0 when that version is already
-/// there, or `-current` when Redis holds a newer version.
-static PUBLISH_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
-local v = tonumber(ARGV[1])
-if v < cur then return -cur end
-if v == cur and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('SET', KEYS[1], ARGV[2])
-redis.call('SET', KEYS[2], ARGV[1])
-redis.call('PUBLISH', ARGV[3], ARGV[1])
-return 1
-"#,
-    )
-});
 
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
@@ -44,8 +26,8 @@ pub enum PublishError {
     Store(#[from] StoreError),
     #[error("redis holds version {redis}, newer than this database's {ours}")]
     Newer { redis: u64, ours: u64 },
-    #[error("encoding the snapshot: {0}")]
-    Encode(#[from] serde_json::Error),
+    #[error("writing the snapshot: {0}")]
+    Publish(#[from] aigw_snapshot::PublishError),
 }
 
 /// What one attempt did.
@@ -192,17 +174,9 @@ impl Publisher {
         // At most two rounds: a refusal either fails or raises our version once.
         loop {
             let snap = inner.store.snapshot(now_ms()).await?;
-            let json = serde_json::to_string(&snap)?;
-            let r: i64 = PUBLISH_SCRIPT
-                .key(keys::CONFIG_SNAPSHOT)
-                .key(keys::CONFIG_VERSION)
-                .arg(snap.version)
-                .arg(json)
-                .arg(keys::CONFIG_CHANNEL)
-                .invoke_async(&mut conn)
-                .await?;
+            let r = aigw_snapshot::publish(&mut conn, &snap).await?;
             match r {
-                1 => {
+                Published::Written => {
                     *reconciled = true;
                     let rec = &inner.recorder;
                     fam::PUBLICATIONS.add(rec, &NoLabels, 1);
@@ -211,14 +185,13 @@ impl Publisher {
                     self.mark_published(snap.version);
                     return Ok(Outcome::Published(snap.version));
                 }
-                0 => {
+                Published::AlreadyThere => {
                     *reconciled = true;
                     self.record_state(&snap);
                     self.mark_published(snap.version);
                     return Ok(Outcome::UpToDate(snap.version));
                 }
-                neg => {
-                    let theirs = neg.unsigned_abs();
+                Published::Refused { current: theirs } => {
                     if *reconciled {
                         return Err(PublishError::Newer {
                             redis: theirs,

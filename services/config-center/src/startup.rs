@@ -5,7 +5,8 @@
 
 use crate::config::Config;
 use crate::publisher::Publisher;
-use crate::routes::{self, AppState};
+use crate::routes;
+use crate::state::AppState;
 use crate::storage::Store;
 use crate::{auth, metrics, openapi};
 use actix_web::dev::{Server, ServerHandle};
@@ -35,7 +36,7 @@ impl Application {
     /// Connects to the database (running migrations), prepares Redis
     /// (lazily: Redis may be down) and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let body_timeout = aigw_service::body_timeout_from_env().map_err(anyhow::Error::msg)?;
+        config.validate()?;
         if config.admin_token_generated {
             // Dev mode: the one place the token is shown.
             println!(
@@ -44,9 +45,9 @@ impl Application {
             );
             tracing::warn!("dev mode: using a generated admin token (printed once on stdout)");
         }
-        let store = Store::connect(&config.database_url, config.db_max_connections).await?;
+        let store = Store::connect(config.database_url.expose(), config.db_max_connections).await?;
         tracing::info!(backend = ?store.backend(), "database ready");
-        let redis = RedisConn::new(&config.redis_url).context("REDIS_URL")?;
+        let redis = RedisConn::new(config.redis_url.expose()).context("REDIS_URL")?;
         let recorder = Recorder::new(RecorderConfig::for_service("config-center"));
         let publisher = Publisher::new(
             store.clone(),
@@ -85,6 +86,7 @@ impl Application {
             .with_context(|| format!("binding {}:{}", config.bind_addr, config.port))?;
         let port = listener.local_addr()?.port();
         let max_body = config.max_body_bytes;
+        let body_timeout = config.body_timeout;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())

@@ -266,7 +266,7 @@ impl Env {
         self.note(var, "required");
         self.raw(var)
             .map(Secret::new)
-            .ok_or_else(|| EnvError::new(var, "is required"))
+            .ok_or_else(|| EnvError::new(var, "missing; it is required"))
     }
 
     /// A URL that may carry credentials, with one of `schemes`. Shown

@@ -49,7 +49,9 @@ impl RedisServer {
             .spawn()
             .expect("redis-server not found: install it (apt-get install redis-server) or run scripts/test.sh");
         self.child = Some(child);
-        for _ in 0..200 {
+        // Generous: on a loaded machine a start can take seconds.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while tokio::time::Instant::now() < deadline {
             if self.ping().await {
                 return;
             }

@@ -2,11 +2,13 @@
 //! gateway. The plaintext is returned once, at creation; only its SHA-256
 //! is stored.
 
-use super::{paginate, AppState, Pagination};
-use crate::domain::{self, format_ms, now_ms, ApiKey, IssuedKey};
+use super::common::{paginate, Pagination};
+use crate::domain::{self, format_ms, ApiKey, IssuedKey};
 use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
+use aigw_service::clock::now_ms;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

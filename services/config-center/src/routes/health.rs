@@ -1,6 +1,6 @@
 //! Liveness, readiness and `/metrics` (no auth on these).
 
-use super::AppState;
+use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;

@@ -2,12 +2,14 @@
 //! namespace. The upstream `api_key` is write-only: answers say only whether
 //! one is set and its last four characters.
 
-use super::{paginate, AppState, Pagination};
-use crate::domain::{self, double_option, format_ms, now_ms, Instance};
+use super::common::{paginate, Pagination};
+use crate::domain::{self, double_option, format_ms, Instance, ValidationError};
 use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
 use crate::storage::WriteTx;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
+use aigw_service::clock::now_ms;
 use aigw_types::HealthCheckConfig;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -162,15 +164,15 @@ pub struct InstanceQuery {
     pub cursor: Option<String>,
 }
 
-fn weight(v: i64) -> Result<u32, ApiError> {
+fn weight(v: i64) -> Result<u32, ValidationError> {
     domain::bounded("weight", v, 0, MAX_WEIGHT).map(|v| v as u32)
 }
 
-fn timeout(v: i64) -> Result<u64, ApiError> {
+fn timeout(v: i64) -> Result<u64, ValidationError> {
     domain::bounded("timeout_ms", v, 1, MAX_TIMEOUT_MS).map(|v| v as u64)
 }
 
-fn health_check(h: HealthCheckInput) -> Result<HealthCheckConfig, ApiError> {
+fn health_check(h: HealthCheckInput) -> Result<HealthCheckConfig, ValidationError> {
     domain::parse_health_check("health_check", &h.path, h.interval_s)
 }
 

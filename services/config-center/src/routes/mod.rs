@@ -1,8 +1,9 @@
-//! HTTP routes: registration, shared state and the helpers every handler
-//! uses (pagination, answering after a commit). Handlers parse, call the
-//! domain and storage, and shape the answer.
+//! HTTP routes: their registration. One module per resource; [`common`]
+//! holds what every handler uses (pagination, answering after a commit).
+//! Handlers parse, call the domain and storage, and shape the answer.
 
 pub mod api_keys;
+pub mod common;
 pub mod health;
 pub mod instances;
 pub mod models;
@@ -11,101 +12,9 @@ pub mod snapshot;
 
 use crate::auth;
 use crate::error::{json_error, query_error, ApiError};
-use crate::publisher::Publisher;
-use crate::storage::Store;
-use actix_web::http::StatusCode;
 use actix_web::middleware::from_fn;
-use actix_web::{web, HttpResponse};
-use aigw_metrics::{MetricsEndpoint, Recorder, RedisConn};
-use serde::{Deserialize, Serialize};
-use std::time::Duration;
-
-/// Header naming the config version a change committed as.
-pub const VERSION_HEADER: &str = "x-config-version";
-/// Header saying whether that version was already in Redis when answering.
-pub const PUBLISHED_HEADER: &str = "x-config-published";
-
-/// State shared by every worker, built once at start.
-pub struct AppState {
-    pub store: Store,
-    pub publisher: Publisher,
-    pub redis: RedisConn,
-    pub recorder: Recorder,
-    pub metrics: MetricsEndpoint,
-    pub admin_token_hash: [u8; 32],
-    pub publish_wait: Duration,
-    pub openapi_json: String,
-}
-
-impl AppState {
-    /// The answer to a committed change: waits (bounded) for publication so
-    /// a caller can read its write from Redis, and says the version.
-    pub async fn committed<T: Serialize>(
-        &self,
-        status: StatusCode,
-        version: u64,
-        body: Option<&T>,
-    ) -> HttpResponse {
-        let published = self.publisher.committed(version, self.publish_wait).await;
-        let mut res = HttpResponse::build(status);
-        res.insert_header((VERSION_HEADER, version.to_string()))
-            .insert_header((PUBLISHED_HEADER, if published { "true" } else { "false" }));
-        match body {
-            Some(b) => res.json(b),
-            None => res.finish(),
-        }
-    }
-}
-
-/// `?limit=&cursor=` of every list.
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct Pagination {
-    /// Items per page, 1 to 500 (default 50).
-    pub limit: Option<i64>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
-}
-
-pub const DEFAULT_PAGE: i64 = 50;
-pub const MAX_PAGE: i64 = 500;
-
-impl Pagination {
-    pub fn limit(&self) -> Result<u32, ApiError> {
-        let l = self.limit.unwrap_or(DEFAULT_PAGE);
-        crate::domain::bounded("limit", l, 1, MAX_PAGE).map(|l| l as u32)
-    }
-
-    pub fn cursor(&self) -> Option<&str> {
-        self.cursor.as_deref().filter(|c| !c.is_empty())
-    }
-}
-
-/// Cuts a page fetched with `limit + 1` rows to `limit` and names the
-/// cursor of the next page (the last item's sort key).
-pub fn paginate<T>(
-    mut rows: Vec<T>,
-    limit: u32,
-    key: impl Fn(&T) -> String,
-) -> (Vec<T>, Option<String>) {
-    let more = rows.len() > limit as usize;
-    rows.truncate(limit as usize);
-    let next = if more { rows.last().map(key) } else { None };
-    (rows, next)
-}
-
-/// A resource whose unsupported methods get a JSON 405 naming `allowed`.
-fn resource(path: &str, allowed: &'static str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(move || async move {
-        Err::<HttpResponse, _>(ApiError::MethodNotAllowed {
-            allowed: allowed.to_string(),
-        })
-    }))
-}
-
-async fn route_not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::RouteNotFound)
-}
+use actix_web::web;
+use common::{resource, route_not_found};
 
 /// Registers every route. `max_body` bounds JSON bodies (413 beyond).
 pub fn configure(max_body: usize) -> impl FnOnce(&mut web::ServiceConfig) {

@@ -1,11 +1,13 @@
 //! `/api/v1/models`: the models clients may ask for, with their tokenizer
 //! encoding and exact prices.
 
-use super::{paginate, AppState, Pagination};
-use crate::domain::{self, double_option, format_ms, now_ms, Model};
+use super::common::{paginate, Pagination};
+use crate::domain::{self, double_option, format_ms, Model, ValidationError};
 use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
+use aigw_service::clock::now_ms;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -83,7 +85,7 @@ pub struct ModelPage {
     pub next_cursor: Option<String>,
 }
 
-fn context_window(v: i64) -> Result<u32, ApiError> {
+fn context_window(v: i64) -> Result<u32, ValidationError> {
     domain::bounded("context_window", v, 1, u32::MAX as i64).map(|v| v as u32)
 }
 

@@ -1,10 +1,12 @@
 //! `/api/v1/namespaces`: teams or applications, with their limits and budget.
 
-use super::{paginate, AppState, Pagination};
-use crate::domain::{self, double_option, format_ms, now_ms, Namespace};
+use super::common::{paginate, Pagination};
+use crate::domain::{self, double_option, format_ms, Namespace, ValidationError};
 use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
+use aigw_service::clock::now_ms;
 use aigw_types::Limits;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -125,11 +127,11 @@ pub struct NamespacePage {
 
 const U32_MAX: i64 = u32::MAX as i64;
 
-fn limit_u32(field: &str, v: i64) -> Result<u32, ApiError> {
+fn limit_u32(field: &str, v: i64) -> Result<u32, ValidationError> {
     domain::bounded(field, v, 1, U32_MAX).map(|v| v as u32)
 }
 
-fn limit_u64(field: &str, v: i64) -> Result<u64, ApiError> {
+fn limit_u64(field: &str, v: i64) -> Result<u64, ValidationError> {
     domain::bounded(field, v, 1, i64::MAX).map(|v| v as u64)
 }
 

@@ -1,9 +1,9 @@
 //! `GET /api/v1/snapshot` (the config as published in Redis, secrets
 //! redacted) and `GET /api/v1/openapi.json`.
 
-use super::AppState;
 use crate::domain::last4;
 use crate::error::{ApiError, ErrorBody};
+use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 use aigw_metrics::keys;
@@ -50,7 +50,7 @@ pub async fn get(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
         .map_err(|e| anyhow::Error::new(e).context("decoding config:snapshot"))?;
     let body = redacted(&snap).map_err(anyhow::Error::new)?;
     Ok(HttpResponse::Ok()
-        .insert_header((super::VERSION_HEADER, snap.version.to_string()))
+        .insert_header((super::common::VERSION_HEADER, snap.version.to_string()))
         .json(body))
 }
 

@@ -3,9 +3,10 @@
 //! database created for the test), with request helpers.
 
 use aigw_metrics::keys;
+use aigw_service::Env;
 use aigw_testkit::{PgDatabase, RedisServer, TempDir};
 use aigw_types::ConfigSnapshot;
-use config_center::{AdminToken, Application, Config};
+use config_center::{Application, Config};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use std::time::Duration;
@@ -117,23 +118,24 @@ impl Db {
     }
 }
 
+/// The test settings, read through the service's own settings reader.
 pub fn test_config(db_url: &str, redis_url: &str) -> Config {
-    Config {
-        bind_addr: "127.0.0.1".into(),
-        port: 0,
-        database_url: db_url.to_string(),
-        admin_token: AdminToken::new(TOKEN),
-        admin_token_generated: false,
-        redis_url: redis_url.to_string(),
-        max_body_bytes: MAX_BODY,
-        workers: 1,
-        db_max_connections: 4,
-        publish_retry: Duration::from_millis(200),
-        publish_resync: Duration::from_secs(30),
-        publish_wait: Duration::from_secs(2),
-        metrics_flush_interval: Duration::from_millis(200),
-        shutdown_timeout: Duration::from_secs(3),
-    }
+    let env = Env::from_pairs([
+        ("BIND_ADDR", "127.0.0.1"),
+        ("CONFIG_CENTER_PORT", "0"),
+        ("DATABASE_URL", db_url),
+        ("ADMIN_TOKEN", TOKEN),
+        ("REDIS_URL", redis_url),
+        ("MAX_BODY_BYTES", MAX_BODY.to_string().as_str()),
+        ("CONFIG_CENTER_WORKERS", "1"),
+        ("CONFIG_CENTER_DB_MAX_CONNECTIONS", "4"),
+        ("CONFIG_CENTER_PUBLISH_RETRY", "200ms"),
+        ("CONFIG_CENTER_PUBLISH_RESYNC", "30s"),
+        ("CONFIG_CENTER_PUBLISH_WAIT", "2s"),
+        ("METRICS_FLUSH_INTERVAL", "200ms"),
+        ("SHUTDOWN_TIMEOUT", "3s"),
+    ]);
+    Config::from_env(&env).expect("test settings")
 }
 
 /// A response as the tests look at it.
@@ -213,6 +215,7 @@ impl TestApp {
 
     /// Starts the app on an existing database and Redis.
     pub async fn start(_b: Backend, db: Db, redis: RedisServer) -> TestApp {
+        aigw_service::init_logging_for_tests();
         let app = Application::build(test_config(&db.url(), &redis.url()))
             .await
             .expect("build app");

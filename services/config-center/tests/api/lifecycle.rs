@@ -190,7 +190,7 @@ async fn refuses_to_start_without_admin_token() {
     }
     assert_eq!(code, Some(Some(2)), "{}", proc.logs());
     assert!(
-        proc.logs().contains("ADMIN_TOKEN is required"),
+        proc.logs().contains("ADMIN_TOKEN: missing; it is required"),
         "{}",
         proc.logs()
     );

@@ -1,0 +1,17 @@
+//! The state every HTTP worker shares, built once at start.
+
+use crate::publisher::Publisher;
+use crate::storage::Store;
+use aigw_metrics::{MetricsEndpoint, Recorder, RedisConn};
+use std::time::Duration;
+
+pub struct AppState {
+    pub store: Store,
+    pub publisher: Publisher,
+    pub redis: RedisConn,
+    pub recorder: Recorder,
+    pub metrics: MetricsEndpoint,
+    pub admin_token_hash: [u8; 32],
+    pub publish_wait: Duration,
+    pub openapi_json: String,
+}
