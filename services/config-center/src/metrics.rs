@@ -8,20 +8,20 @@ use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, Error};
 use aigw_metrics::families::config_center as fam;
-use aigw_metrics::Exposition;
+use aigw_metrics::{Exposition, Render};
 use std::time::Instant;
 
 /// Every metric shown as declared in `aigw_metrics::families::config_center`.
 pub static EXPOSITION: Exposition = Exposition {
     prefix: "config_center",
     renders: &[
-        fam::HTTP_REQUESTS.render(),
-        fam::HTTP_LATENCY.render(),
-        fam::SNAPSHOT_VERSION.render(),
-        fam::PUBLICATIONS.render(),
-        fam::PUBLICATION_FAILURES.render(),
-        fam::LAST_PUBLICATION.render(),
-        fam::ENTITIES.render(),
+        Render::of(&fam::HTTP_REQUESTS),
+        Render::of(&fam::HTTP_LATENCY),
+        Render::of(&fam::SNAPSHOT_VERSION),
+        Render::of(&fam::PUBLICATIONS),
+        Render::of(&fam::PUBLICATION_FAILURES),
+        Render::of(&fam::LAST_PUBLICATION),
+        Render::of(&fam::ENTITIES),
     ],
 };
 

@@ -4,7 +4,7 @@
 //! this month's cost per namespace).
 
 use aigw_metrics::families::token_service as f;
-use aigw_metrics::{Exposition, NoLabels, Recorder, ScrapeValues};
+use aigw_metrics::{Exposition, NoLabels, Recorder, Render, ScrapeValues};
 use std::time::Instant;
 
 /// Every stored metric shown, as declared in
@@ -12,22 +12,22 @@ use std::time::Instant;
 pub static EXPOSITION: Exposition = Exposition {
     prefix: "token_service",
     renders: &[
-        f::MODEL_REQUESTS.render(),
-        f::MODEL_DURATION.render(),
-        f::MODEL_TTFT.render(),
-        f::MODEL_TOKENS_IN.render(),
-        f::MODEL_TOKENS_OUT.render(),
-        f::MODEL_COST.render(),
-        f::MODEL_ERRORS.render(),
-        f::USAGE_PROCESSED.render(),
-        f::USAGE_COUNTED.render(),
-        f::USAGE_UNPRICED.render(),
-        f::USAGE_DUPLICATES.render(),
-        f::USAGE_MALFORMED.render(),
-        f::COUNT_REQUESTS.render(),
-        f::COUNT_LATENCY.render(),
-        f::COUNT_TOKENS.render(),
-        f::COUNT_BYTES.render(),
+        Render::of(&f::MODEL_REQUESTS),
+        Render::of(&f::MODEL_DURATION),
+        Render::of(&f::MODEL_TTFT),
+        Render::of(&f::MODEL_TOKENS_IN),
+        Render::of(&f::MODEL_TOKENS_OUT),
+        Render::of(&f::MODEL_COST),
+        Render::of(&f::MODEL_ERRORS),
+        Render::of(&f::USAGE_PROCESSED),
+        Render::of(&f::USAGE_COUNTED),
+        Render::of(&f::USAGE_UNPRICED),
+        Render::of(&f::USAGE_DUPLICATES),
+        Render::of(&f::USAGE_MALFORMED),
+        Render::of(&f::COUNT_REQUESTS),
+        Render::of(&f::COUNT_LATENCY),
+        Render::of(&f::COUNT_TOKENS),
+        Render::of(&f::COUNT_BYTES),
     ],
 };
 

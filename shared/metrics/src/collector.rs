@@ -8,7 +8,7 @@
 use crate::conn::RedisConn;
 use crate::family::{bucket_field, Family, Kind};
 use crate::keys;
-use crate::metric::{Desc, LabelSet, ScrapeGauge};
+use crate::metric::{Desc, LabelSet, Metric, ScrapeGauge};
 use crate::process::ProcessCollector;
 use crate::recorder::Recorder;
 use prometheus_client::collector::Collector;
@@ -103,6 +103,12 @@ pub enum Render {
 }
 
 impl Render {
+    /// A declared metric, shown as its declaration says: put this in a
+    /// service's [`Exposition`].
+    pub const fn of<L: LabelSet, K>(m: &'static Metric<L, K>) -> Render {
+        Render::Metric(m.desc())
+    }
+
     fn families(&self) -> Vec<&'static Family> {
         match self {
             Render::Metric(d) => vec![&d.family],

@@ -56,10 +56,10 @@ pub use collector::{
 pub use conn::{RedisConn, RedisTimeouts};
 pub use family::{Family, Kind, FAST_BUCKETS_US, LATENCY_BUCKETS_US, LLM_LATENCY_BUCKETS_US};
 pub use metric::{
-    Counter, Decl, Gauge, Handle, Histogram, LabelSet, MaxGauge, Metric, NoLabels, ScrapeGauge,
-    SetGauge, Unit,
+    Counter, Decl, Gauge, Histogram, LabelSet, MaxGauge, Metric, NoLabels, ScrapeGauge, SetGauge,
+    Unit,
 };
 pub use ops::{Heartbeat, HistDelta, OnceBatch, Ops};
 pub use prometheus_client;
-pub use recorder::{FlushOutcome, Recorder, RecorderConfig, Series};
+pub use recorder::{FlushOutcome, Handle, Recorder, RecorderConfig, Series};
 pub use writer::spawn_flusher;

@@ -31,7 +31,6 @@
 //! `metrics:`, or a counter name without `_total` fails the build.
 
 use crate::family::{Family, Kind};
-use crate::recorder::{Recorder, Series};
 use std::marker::PhantomData;
 
 /// Most labels a metric may have.
@@ -309,35 +308,15 @@ impl<L: LabelSet, K> Metric<L, K> {
         &self.desc.family
     }
 
-    /// How `/metrics` shows it: put this in a service's
-    /// [`Exposition`](crate::Exposition).
-    pub const fn render(&'static self) -> crate::collector::Render {
-        crate::collector::Render::Metric(&self.desc)
-    }
-
     /// The Redis key of one series.
     pub fn key(&self, labels: &L::Values<'_>) -> String {
         self.desc.family.key_for(&L::values(labels))
-    }
-
-    /// A handle to one series of this process's recorder; keep it on hot
-    /// paths (recording through it does no lookup).
-    pub fn series(&'static self, rec: &Recorder, labels: &L::Values<'_>) -> Handle<K> {
-        Handle {
-            series: rec.series(&self.desc.family, &L::values(labels)),
-            _kind: PhantomData,
-        }
     }
 }
 
 impl<L: LabelSet> Counter<L> {
     pub const fn new(d: Decl) -> Self {
         Self::declare(d, Kind::Counter)
-    }
-
-    /// Adds `v` in this process; the flusher writes it.
-    pub fn add(&'static self, rec: &Recorder, labels: &L::Values<'_>, v: i64) {
-        self.series(rec, labels).add(v);
     }
 }
 
@@ -351,20 +330,11 @@ impl<L: LabelSet> SetGauge<L> {
     pub const fn new(d: Decl) -> Self {
         Self::declare(d, Kind::Set)
     }
-
-    pub fn set(&'static self, rec: &Recorder, labels: &L::Values<'_>, v: i64) {
-        self.series(rec, labels).set(v);
-    }
 }
 
 impl<L: LabelSet> MaxGauge<L> {
     pub const fn new(d: Decl) -> Self {
         Self::declare(d, Kind::Max)
-    }
-
-    /// Raises the series to at least `v`.
-    pub fn raise(&'static self, rec: &Recorder, labels: &L::Values<'_>, v: i64) {
-        self.series(rec, labels).raise(v);
     }
 }
 
@@ -372,71 +342,6 @@ impl<L: LabelSet> Histogram<L> {
     /// `bounds`: bucket upper bounds in the stored unit, increasing.
     pub const fn new(d: Decl, bounds: &'static [u64]) -> Self {
         Self::declare(d, Kind::Histogram(bounds))
-    }
-
-    pub fn observe(&'static self, rec: &Recorder, labels: &L::Values<'_>, v: u64) {
-        self.series(rec, labels).observe(v);
-    }
-}
-
-/// A handle to one series, with the operations of its kind.
-#[derive(Debug)]
-pub struct Handle<K> {
-    series: Series,
-    _kind: PhantomData<fn() -> K>,
-}
-
-impl<K> Clone for Handle<K> {
-    fn clone(&self) -> Self {
-        Handle {
-            series: self.series.clone(),
-            _kind: PhantomData,
-        }
-    }
-}
-
-impl Handle<kind::Counter> {
-    pub fn add(&self, v: i64) {
-        self.series.add(v);
-    }
-
-    pub fn inc(&self) {
-        self.series.add(1);
-    }
-}
-
-impl Handle<kind::Gauge> {
-    /// Moves this replica's value by `v`.
-    pub fn add(&self, v: i64) {
-        self.series.add(v);
-    }
-
-    /// Sets this replica's value.
-    pub fn set(&self, v: i64) {
-        self.series.set(v);
-    }
-
-    /// This replica's value.
-    pub fn get(&self) -> i64 {
-        self.series.get()
-    }
-}
-
-impl Handle<kind::Set> {
-    pub fn set(&self, v: i64) {
-        self.series.set(v);
-    }
-}
-
-impl Handle<kind::Max> {
-    pub fn raise(&self, v: i64) {
-        self.series.set(v);
-    }
-}
-
-impl Handle<kind::Histogram> {
-    pub fn observe(&self, v: u64) {
-        self.series.observe(v);
     }
 }
 
@@ -507,12 +412,6 @@ mod tests {
         assert_eq!(PAIRS.family().labels, &["first", "second"]);
         assert_eq!(LAT.key(&NoLabels), "metrics:t:lat");
         assert_eq!(LAT.desc().unit.scale(), 1e-6);
-        let rec = Recorder::new(crate::RecorderConfig::for_service("t"));
-        PAIRS.add(&rec, &l, 2);
-        PAIRS.series(&rec, &l).inc();
-        LAT.observe(&rec, &NoLabels, 50);
-        assert_eq!(PAIRS.series(&rec, &l).series.get(), 3);
-        assert_eq!(rec.series_count(), 2);
     }
 
     #[test]

@@ -10,9 +10,11 @@
 //! of series (plus the bounded record queue), not by the number of requests.
 
 use crate::family::{bucket_field, Family, Kind};
+use crate::metric::{kind, Counter, Gauge, Histogram, LabelSet, MaxGauge, Metric, SetGauge};
 use crate::ops::{apply_flush, bucket_index, Heartbeat, Ops};
 use dashmap::DashMap;
 use std::collections::VecDeque;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -427,6 +429,113 @@ impl Recorder {
     }
 }
 
+// ----- typed recording ---------------------------------------------------
+
+impl<L: LabelSet, K> Metric<L, K> {
+    /// A handle to one series of this process's recorder; keep it on hot
+    /// paths (recording through it does no lookup).
+    pub fn series(&'static self, rec: &Recorder, labels: &L::Values<'_>) -> Handle<K> {
+        Handle {
+            series: rec.series(self.family(), &L::values(labels)),
+            _kind: PhantomData,
+        }
+    }
+}
+
+impl<L: LabelSet> Counter<L> {
+    /// Adds `v` in this process; the flusher writes it.
+    pub fn add(&'static self, rec: &Recorder, labels: &L::Values<'_>, v: i64) {
+        self.series(rec, labels).add(v);
+    }
+}
+
+impl<L: LabelSet> SetGauge<L> {
+    pub fn set(&'static self, rec: &Recorder, labels: &L::Values<'_>, v: i64) {
+        self.series(rec, labels).set(v);
+    }
+}
+
+impl<L: LabelSet> MaxGauge<L> {
+    /// Raises the series to at least `v`.
+    pub fn raise(&'static self, rec: &Recorder, labels: &L::Values<'_>, v: i64) {
+        self.series(rec, labels).raise(v);
+    }
+}
+
+impl<L: LabelSet> Gauge<L> {
+    /// Sets this replica's value.
+    pub fn set(&'static self, rec: &Recorder, labels: &L::Values<'_>, v: i64) {
+        self.series(rec, labels).set(v);
+    }
+}
+
+impl<L: LabelSet> Histogram<L> {
+    pub fn observe(&'static self, rec: &Recorder, labels: &L::Values<'_>, v: u64) {
+        self.series(rec, labels).observe(v);
+    }
+}
+
+/// A handle to one series, with the operations of its kind.
+#[derive(Debug)]
+pub struct Handle<K> {
+    series: Series,
+    _kind: PhantomData<fn() -> K>,
+}
+
+impl<K> Clone for Handle<K> {
+    fn clone(&self) -> Self {
+        Handle {
+            series: self.series.clone(),
+            _kind: PhantomData,
+        }
+    }
+}
+
+impl Handle<kind::Counter> {
+    pub fn add(&self, v: i64) {
+        self.series.add(v);
+    }
+
+    pub fn inc(&self) {
+        self.series.add(1);
+    }
+}
+
+impl Handle<kind::Gauge> {
+    /// Moves this replica's value by `v`.
+    pub fn add(&self, v: i64) {
+        self.series.add(v);
+    }
+
+    /// Sets this replica's value.
+    pub fn set(&self, v: i64) {
+        self.series.set(v);
+    }
+
+    /// This replica's value.
+    pub fn get(&self) -> i64 {
+        self.series.get()
+    }
+}
+
+impl Handle<kind::Set> {
+    pub fn set(&self, v: i64) {
+        self.series.set(v);
+    }
+}
+
+impl Handle<kind::Max> {
+    pub fn raise(&self, v: i64) {
+        self.series.set(v);
+    }
+}
+
+impl Handle<kind::Histogram> {
+    pub fn observe(&self, v: u64) {
+        self.series.observe(v);
+    }
+}
+
 /// Flush markers live this long: far longer than any retry of one flush.
 pub const MARKER_TTL_S: u64 = 24 * 3600;
 
@@ -440,6 +549,33 @@ pub fn heartbeat_ttl(interval: Duration) -> Duration {
 mod tests {
     use super::*;
     use crate::families::gateway;
+
+    crate::label_set! {
+        struct Pair { first, second }
+    }
+
+    static PAIRS: Counter<Pair<'static>> = Counter::new(crate::metric::Decl {
+        id: "t_pairs",
+        key: "metrics:t:{}:{}:pairs",
+        name: "t_pairs_total",
+        help: "Pairs.",
+        unit: crate::metric::Unit::Count,
+    });
+
+    #[test]
+    fn typed_metrics_record_through_their_declaration() {
+        let rec = Recorder::new(RecorderConfig::for_service("t"));
+        let l = Pair {
+            first: "a",
+            second: "b",
+        };
+        PAIRS.add(&rec, &l, 2);
+        PAIRS.series(&rec, &l).inc();
+        assert_eq!(rec.series(PAIRS.family(), &["a", "b"]).get(), 3);
+        assert_eq!(rec.series_count(), 1);
+        let joined = rec.build_batch(false).ops.args.join(" ");
+        assert!(joined.contains("c metrics:t:a:b:pairs 3"), "{joined}");
+    }
 
     #[test]
     fn series_are_shared_and_batched() {

@@ -44,8 +44,8 @@ static BUDGET: ScrapeGauge<Ns<'static>> =
 static EXPOSITION: Exposition = Exposition {
     prefix: "test_svc",
     renders: &[
-        REQUESTS.render(),
-        LATENCY.render(),
+        Render::of(&REQUESTS),
+        Render::of(&LATENCY),
         Render::Counter {
             name: "test_requests_total",
             help: "All requests.",
