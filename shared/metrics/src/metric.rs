@@ -28,7 +28,40 @@
 //!
 //! Declarations are `static`s whose constructors are `const fn`: a key
 //! template whose placeholders do not match the label struct, a key outside
-//! `metrics:`, or a counter name without `_total` fails the build.
+//! `metrics:`, or a counter name without `_total` fails the build:
+//!
+//! ```compile_fail
+//! use aigw_metrics::metric::{Counter, Decl, Unit};
+//! aigw_metrics::label_set! { pub struct Ns { namespace_code } }
+//! // Two placeholders, one label: rejected at compile time.
+//! pub static BAD: Counter<Ns<'static>> = Counter::new(Decl {
+//!     id: "bad", key: "metrics:bad:{}:{}", name: "bad_total", help: "", unit: Unit::Count,
+//! });
+//! ```
+//!
+//! and so does a series picked with another metric's labels, or an
+//! operation of another kind:
+//!
+//! ```compile_fail
+//! use aigw_metrics::metric::{Counter, Decl, Unit};
+//! aigw_metrics::label_set! { pub struct Ns { namespace_code } }
+//! aigw_metrics::label_set! { pub struct Model { model } }
+//! pub static REQS: Counter<Ns<'static>> = Counter::new(Decl {
+//!     id: "reqs", key: "metrics:reqs:{}", name: "reqs_total", help: "", unit: Unit::Count,
+//! });
+//! let rec = aigw_metrics::Recorder::new(aigw_metrics::RecorderConfig::for_service("doc"));
+//! REQS.add(&rec, &Model { model: "m" }, 1);
+//! ```
+//!
+//! ```compile_fail
+//! use aigw_metrics::metric::{Counter, Decl, Unit};
+//! aigw_metrics::label_set! { pub struct Ns { namespace_code } }
+//! pub static REQS: Counter<Ns<'static>> = Counter::new(Decl {
+//!     id: "reqs", key: "metrics:reqs:{}", name: "reqs_total", help: "", unit: Unit::Count,
+//! });
+//! let rec = aigw_metrics::Recorder::new(aigw_metrics::RecorderConfig::for_service("doc"));
+//! REQS.observe(&rec, &Ns { namespace_code: "a" }, 1);
+//! ```
 
 use crate::family::{Family, Kind};
 use std::marker::PhantomData;
