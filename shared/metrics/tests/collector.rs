@@ -11,6 +11,7 @@ use aigw_metrics::{
     RecorderConfig, RedisConn, RedisTimeouts, Render, ScrapeGauge, ScrapeValues, Unit,
     FAST_BUCKETS_US,
 };
+use aigw_testkit::prom::Scrape;
 use aigw_testkit::{RedisServer, TempDir};
 use redis::AsyncCommands;
 use std::process::Command;
@@ -124,10 +125,8 @@ async fn populated(redis: &RedisServer, namespaces: usize, statuses: usize) -> R
     rec
 }
 
-fn value_of<'a>(text: &'a str, series: &str) -> Option<&'a str> {
-    text.lines()
-        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
-        .map(|l| l[series.len() + 1..].trim())
+fn value_of(text: &str, series: &str) -> Option<f64> {
+    Scrape::parse(text).get(series)
 }
 
 #[tokio::test]
@@ -167,7 +166,7 @@ async fn renders_exact_values_with_types_and_help() {
     );
     assert_eq!(
         value_of(&text, r#"test_typed_requests_total{namespace_code="ns-2"}"#),
-        Some("2")
+        Some(2.0)
     );
     assert!(text.contains("# TYPE test_typed_latency_seconds histogram"));
     assert_eq!(
@@ -175,7 +174,7 @@ async fn renders_exact_values_with_types_and_help() {
             &text,
             r#"test_typed_latency_seconds_bucket{le="0.00025",namespace_code="ns-0"}"#
         ),
-        Some("1"),
+        Some(1.0),
         "{text}"
     );
     assert_eq!(
@@ -183,44 +182,44 @@ async fn renders_exact_values_with_types_and_help() {
             &text,
             r#"test_typed_latency_seconds_sum{namespace_code="ns-0"}"#
         ),
-        Some("0.00025")
+        Some(0.00025)
     );
     // Scrape-time gauges, after the stored series.
     assert!(text.contains("# TYPE test_budget_usd gauge"), "{text}");
     assert_eq!(
         value_of(&text, r#"test_budget_usd{namespace_code="ns-1"}"#),
-        Some("12.5")
+        Some(12.5)
     );
     assert_eq!(
         value_of(&text, r#"test_budget_usd{namespace_code="ns-2"}"#),
-        Some("0")
+        Some(0.0)
     );
     assert!(
         text.contains("# HELP test_requests All requests."),
         "{text}"
     );
-    assert_eq!(value_of(&text, "test_requests_total"), Some("6"));
-    assert_eq!(value_of(&text, "test_response_time_seconds"), Some("0.25"));
+    assert_eq!(value_of(&text, "test_requests_total"), Some(6.0));
+    assert_eq!(value_of(&text, "test_response_time_seconds"), Some(0.25));
     assert_eq!(
         value_of(
             &text,
             r#"test_namespace_status_codes_total{namespace_code="ns-1",status_code="201"}"#
         ),
-        Some("1")
+        Some(1.0)
     );
     assert_eq!(
         value_of(
             &text,
             r#"test_namespace_concurrent_requests{namespace_code="ns-2"}"#
         ),
-        Some("1")
+        Some(1.0)
     );
     assert_eq!(
         value_of(
             &text,
             r#"test_instance_healthy{instance_id="inst-1",namespace_code="ns-0"}"#
         ),
-        Some("1")
+        Some(1.0)
     );
     assert!(text.contains("# TYPE test_request_duration_seconds histogram"));
     assert_eq!(
@@ -228,7 +227,7 @@ async fn renders_exact_values_with_types_and_help() {
             &text,
             r#"test_request_duration_seconds_bucket{le="0.05",namespace_code="ns-0"}"#
         ),
-        Some("1"),
+        Some(1.0),
         "{text}"
     );
     assert_eq!(
@@ -236,23 +235,23 @@ async fn renders_exact_values_with_types_and_help() {
             &text,
             r#"test_request_duration_seconds_bucket{le="+Inf",namespace_code="ns-0"}"#
         ),
-        Some("2")
+        Some(2.0)
     );
     assert_eq!(
         value_of(
             &text,
             r#"test_request_duration_seconds_count{namespace_code="ns-0"}"#
         ),
-        Some("2")
+        Some(2.0)
     );
     assert_eq!(
         value_of(
             &text,
             r#"test_request_duration_seconds_sum{namespace_code="ns-0"}"#
         ),
-        Some("3.03")
+        Some(3.03)
     );
-    assert_eq!(value_of(&text, "test_svc_redis_up"), Some("1"));
+    assert_eq!(value_of(&text, "test_svc_redis_up"), Some(1.0));
     assert!(value_of(&text, "test_svc_uptime_seconds").is_some());
     assert!(value_of(&text, "process_resident_memory_bytes").is_some());
     assert!(value_of(&text, "process_cpu_seconds_total").is_some());
@@ -357,7 +356,7 @@ async fn a_scrape_of_10k_series_uses_two_round_trips_and_no_keys_or_scan() {
             &text,
             r#"test_namespace_status_codes_total{namespace_code="ns-999",status_code="209"}"#
         ),
-        Some("1")
+        Some(1.0)
     );
     let samples = text
         .lines()
@@ -390,13 +389,13 @@ async fn a_scrape_while_redis_is_down_answers_with_local_metrics() {
     let ep = MetricsEndpoint::new(conn, &EXPOSITION, None);
     assert_eq!(
         value_of(&ep.render(None).await, "test_svc_redis_up"),
-        Some("1")
+        Some(1.0)
     );
     redis.stop().await;
     let text = tokio::time::timeout(Duration::from_secs(5), ep.render(None))
         .await
         .expect("scrape hung while redis was down");
-    assert_eq!(value_of(&text, "test_svc_redis_up"), Some("0"));
+    assert_eq!(value_of(&text, "test_svc_redis_up"), Some(0.0));
     assert!(value_of(&text, "process_resident_memory_bytes").is_some());
     assert!(!text.contains("test_requests_total"));
 }

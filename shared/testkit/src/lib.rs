@@ -1,11 +1,13 @@
 //! Test support shared by every crate's tests: a private `redis-server` on a
 //! free port (stoppable and restartable for outage tests), fresh PostgreSQL
 //! databases, free ports, workspace binaries run as child processes, and a
-//! TCP proxy whose connections can go silent.
+//! TCP proxy whose connections can go silent, the reader of `/metrics`
+//! text ([`prom`]) and of the documented settings tables ([`docs`]).
 
 pub mod docs;
 mod postgres;
 mod process;
+pub mod prom;
 mod proxy;
 mod redis_server;
 

@@ -4,6 +4,7 @@
 
 use aigw_metrics::keys;
 use aigw_service::Env;
+use aigw_testkit::prom::{Sample, Scrape};
 use aigw_testkit::{PgDatabase, RedisServer, TempDir};
 use aigw_types::ConfigSnapshot;
 use config_center::{Application, Config};
@@ -338,23 +339,40 @@ impl TestApp {
     }
 
     /// Polls `/metrics` until every line in `want` is present (bounded: 20 s).
+    /// Waits until `/metrics` holds every `series value` of `want` (labels
+    /// in any order); the text.
     pub async fn metrics_with(&self, want: &[&str]) -> String {
+        let want: Vec<Sample> = want
+            .iter()
+            .flat_map(|w| Scrape::parse(w).samples().to_vec())
+            .collect();
+        let has = |text: &str, w: &Sample| {
+            let labels: Vec<(&str, &str)> = w
+                .labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            Scrape::parse(text).value(&w.name, &labels) == Some(w.value)
+        };
         let mut last = String::new();
         for _ in 0..200 {
             last = self.metrics().await;
-            if want.iter().all(|w| last.lines().any(|l| l == *w)) {
+            if want.iter().all(|w| has(&last, w)) {
                 return last;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let missing: Vec<_> = want
+        let missing: Vec<String> = want
             .iter()
-            .filter(|w| !last.lines().any(|l| l == **w))
+            .filter(|w| !has(&last, w))
+            .map(|w| format!("{} {}", w.series(), w.value))
             .collect();
-        panic!("metrics lines missing: {missing:?}\n{last}");
+        panic!("metrics missing: {missing:?}\n{last}");
     }
 
-    // Seeding helpers through the HTTP API.
+    // Seeding helpers through the HTTP API. Each returns once its change is
+    // in Redis, so a later read of the snapshot sees it even when the
+    // answer came before the publication (a slow machine).
 
     pub async fn create_namespace(&self, code: &str) -> Value {
         let r = self
@@ -364,6 +382,7 @@ impl TestApp {
             )
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
+        self.snapshot_at(r.version()).await;
         r.json()
     }
 
@@ -376,6 +395,7 @@ impl TestApp {
             )
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
+        self.snapshot_at(r.version()).await;
         r.json()
     }
 
@@ -394,6 +414,7 @@ impl TestApp {
             )
             .await;
         assert_eq!(r.status, 201, "{}", r.text);
+        self.snapshot_at(r.version()).await;
         r.json()
     }
 }

@@ -4,6 +4,7 @@
 use crate::both;
 use crate::helpers::{Backend, Db, TestApp};
 use aigw_metrics::keys;
+use aigw_testkit::prom::Scrape;
 use aigw_testkit::RedisServer;
 use futures_util::StreamExt;
 use reqwest::Method;
@@ -210,10 +211,7 @@ async fn concurrent_changes_get_distinct_versions(b: Backend) {
 both!(concurrent_changes_get_distinct_versions);
 
 pub fn metric_value(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        let rest = l.strip_prefix(series)?;
-        rest.strip_prefix(' ')?.trim().parse().ok()
-    })
+    Scrape::parse(text).get(series)
 }
 
 async fn metrics_are_rendered(b: Backend) {
