@@ -9,9 +9,10 @@
 //! Requests are written byte for byte on raw TCP connections, so framing,
 //! header bytes and methods are exactly what the case says.
 
-use aigw_e2e::stack::{
-    chat_body, http_request, raw_http, report, send, RawResponse, Stack, StackOptions, ADMIN_TOKEN,
-};
+use aigw_e2e::load::{chat_body, send};
+use aigw_e2e::raw_http::{http_request, raw_http, RawResponse};
+use aigw_e2e::report::report;
+use aigw_e2e::stack::{Stack, StackOptions, ADMIN_TOKEN};
 use serde_json::json;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;

@@ -8,10 +8,14 @@
 //! Needs the workspace binaries (`cargo build --workspace --bins`) and
 //! `redis-server`; every test is bounded (about a minute each).
 
-use aigw_e2e::stack::{
-    chat_body, eventually, report, sample, send, Counts, Load, ModelTotals, Observed, Stack,
-    StackOptions, COMPLETION_TOKENS, COST_NUSD, FLUSH, PROMPT_TOKENS,
+use aigw_e2e::counters::{Counts, ModelTotals};
+use aigw_e2e::load::{
+    chat_body, send, Load, Observed, COMPLETION_TOKENS, COST_NUSD, PROMPT_TOKENS,
 };
+use aigw_e2e::report::report;
+use aigw_e2e::stack::{Stack, StackOptions, FLUSH};
+use aigw_e2e::wait::eventually;
+use aigw_testkit::prom::sample;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -15,7 +15,8 @@
 //! `PROPTEST_CASES` sets the number of cases per property (default 48 for
 //! CI; `scripts/fuzz.sh` runs thousands).
 
-use aigw_e2e::stack::{report, Stack, StackOptions};
+use aigw_e2e::report::report;
+use aigw_e2e::stack::{Stack, StackOptions};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Map, Value};

@@ -7,7 +7,8 @@
 //! runs a long one with every conformance check. Without the venv the test
 //! is skipped outside CI and fails in CI (`scripts/test.sh` installs it).
 
-use aigw_e2e::stack::{report, Stack, StackOptions, ADMIN_TOKEN};
+use aigw_e2e::report::report;
+use aigw_e2e::stack::{Stack, StackOptions, ADMIN_TOKEN};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;

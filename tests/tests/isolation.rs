@@ -5,9 +5,11 @@
 //! answers, `/metrics` or Redis metric keys; brute force is counted; and
 //! clients cannot grow the number of metric series.
 
-use aigw_e2e::stack::{
-    chat_body, report, sample, send, upstream_secret, Stack, StackOptions, ADMIN_TOKEN, FLUSH,
-};
+use aigw_e2e::admin::upstream_secret;
+use aigw_e2e::load::{chat_body, send};
+use aigw_e2e::report::report;
+use aigw_e2e::stack::{Stack, StackOptions, ADMIN_TOKEN, FLUSH};
+use aigw_testkit::prom::{sample, Scrape};
 use serde_json::{json, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
@@ -480,11 +482,7 @@ async fn random_client_input_cannot_grow_metric_series() {
                 .unwrap();
             members += n;
         }
-        let series = |t: String| {
-            t.lines()
-                .filter(|l| !l.starts_with('#') && !l.is_empty())
-                .count()
-        };
+        let series = |t: String| Scrape::parse(&t).samples().len();
         let gw = series(s.text(&format!("{}/metrics", s.gw(0))).await);
         let cc = series(s.text(&format!("{}/metrics", s.cc.url())).await);
         (keys, members, gw, cc)
@@ -500,10 +498,13 @@ async fn random_client_input_cannot_grow_metric_series() {
     let after = census(&s).await;
     let ts_before = s.text(&format!("{}/metrics", s.ts.url())).await;
     let ts_series = |t: &str| {
-        t.lines()
-            .filter(|l| !l.starts_with('#') && !l.is_empty())
-            .filter(|l| {
-                !l.starts_with("process_") && !l.contains("_seconds") && !l.contains("stream_")
+        Scrape::parse(t)
+            .samples()
+            .iter()
+            .filter(|s| {
+                !s.name.starts_with("process_")
+                    && !s.name.contains("_seconds")
+                    && !s.name.contains("stream_")
             })
             .count()
     };

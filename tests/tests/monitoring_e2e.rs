@@ -5,12 +5,13 @@
 //! would see: targets up, the design brief's four queries with the expected
 //! values, and every dashboard panel query returning data.
 
+use aigw_e2e::load::{send, Outcome};
 use aigw_e2e::monitoring::{
     family_of, load_yaml, metric_names, names, panel_queries, parse_label_values, regex_values,
     scalar, substitute, test_prometheus_config, unix_now, variables, which, workspace_root,
     Prometheus, Series, Targets,
 };
-use aigw_e2e::stack::{send, Outcome, Stack, StackOptions};
+use aigw_e2e::stack::{Stack, StackOptions};
 use aigw_testkit::free_port;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
