@@ -318,20 +318,9 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn parse(text: &str) -> Metrics {
-        let mut series = BTreeMap::new();
-        for line in text.lines() {
-            if line.starts_with('#') || line.trim().is_empty() {
-                continue;
-            }
-            if let Some((k, v)) = line.rsplit_once(' ') {
-                if let Ok(v) = v.parse::<f64>() {
-                    series.insert(k.to_string(), v);
-                }
-            }
-        }
         Metrics {
             text: text.to_string(),
-            series,
+            series: aigw_testkit::prom::Scrape::parse(text).by_series(),
         }
     }
 
