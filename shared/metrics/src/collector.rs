@@ -540,17 +540,14 @@ fn counter(
     scale: f64,
     raw: &Raw,
 ) -> Rendered {
-    Rendered {
-        name: name.trim_end_matches("_total").to_string(),
+    scalars(
+        name.trim_end_matches("_total"),
         help,
-        series: label_sets(family, raw)
-            .into_iter()
-            .map(|l| {
-                let v = scaled(scalar(family, &l, raw), scale);
-                (labelled(family, &l), Value::Counter(Num::of(v)))
-            })
-            .collect(),
-    }
+        family,
+        scale,
+        raw,
+        Value::Counter,
+    )
 }
 
 fn gauge(
@@ -560,6 +557,18 @@ fn gauge(
     scale: f64,
     raw: &Raw,
 ) -> Rendered {
+    scalars(name, help, family, scale, raw, Value::Gauge)
+}
+
+/// One value per series of `family`, × `scale`, as counters or gauges.
+fn scalars(
+    name: &str,
+    help: &'static str,
+    family: &Family,
+    scale: f64,
+    raw: &Raw,
+    value: fn(Num) -> Value,
+) -> Rendered {
     Rendered {
         name: name.to_string(),
         help,
@@ -567,7 +576,7 @@ fn gauge(
             .into_iter()
             .map(|l| {
                 let v = scaled(scalar(family, &l, raw), scale);
-                (labelled(family, &l), Value::Gauge(Num::of(v)))
+                (labelled(family, &l), value(Num::of(v)))
             })
             .collect(),
     }
