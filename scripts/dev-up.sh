@@ -102,6 +102,8 @@ mkdir -p "$RUN_DIR" "$LOG_DIR"
 [[ -n "${DATABASE_URL:-}" ]] || mkdir -p "$ROOT/data"
 
 # ---------------------------------------------------------------- ports
+dupes=$(printf '%s\n' "$GATEWAY_PORT" "$CONFIG_CENTER_PORT" "$TOKEN_SERVICE_PORT" "$MOCK_PORT" | sort | uniq -d)
+[[ -z "$dupes" ]] || die "port $dupes is given to two services (GATEWAY_PORT, CONFIG_CENTER_PORT, TOKEN_SERVICE_PORT, MOCK_PORT must differ)"
 for p in "$GATEWAY_PORT" "$CONFIG_CENTER_PORT" "$TOKEN_SERVICE_PORT" "$MOCK_PORT"; do
     if port_open "$p"; then
         die "port $p is already in use (a detached run? stop it with scripts/dev-down.sh)"
