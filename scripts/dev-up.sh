@@ -238,6 +238,8 @@ if [[ "$WANT_PROMETHEUS" == 1 ]]; then
             -e "s#\"token-service:8000\"#\"127.0.0.1:$TOKEN_SERVICE_PORT\"#" \
             -e "s#^  - alerts.yml#  - $ROOT/monitoring/alerts.yml#" \
             "$ROOT/monitoring/prometheus.yml" > "$RUN_DIR/prometheus.yml"
+        # The scrape jobs' bearer token (empty: /metrics is open).
+        (umask 077; printf '%s' "${METRICS_TOKEN:-}" > "$RUN_DIR/metrics_token")
         mkdir -p "$RUN_DIR/prometheus-data"
         start prometheus prometheus --config.file="$RUN_DIR/prometheus.yml" \
             --storage.tsdb.path="$RUN_DIR/prometheus-data" --storage.tsdb.retention.time=30d \

@@ -329,11 +329,19 @@ fn number(v: &Value) -> f64 {
 }
 
 impl Prometheus {
-    /// Starts `prometheus` with `config` and waits until it is ready.
+    /// Starts `prometheus` with `config` and waits until it is ready; its
+    /// scrape jobs send no token (an empty `metrics_token` file).
     pub async fn start(prometheus: &Path, config: &str) -> Prometheus {
+        Prometheus::start_with_token(prometheus, config, "").await
+    }
+
+    /// [`Prometheus::start`] with `token` in the `metrics_token` file the
+    /// scrape jobs read their bearer token from.
+    pub async fn start_with_token(prometheus: &Path, config: &str, token: &str) -> Prometheus {
         let dir = TempDir::new("prometheus");
         let cfg = dir.path().join("prometheus.yml");
         std::fs::write(&cfg, config).expect("write prometheus config");
+        std::fs::write(dir.path().join("metrics_token"), token).expect("write metrics_token");
         let port = free_port();
         let args = [
             format!("--config.file={}", cfg.display()),

@@ -122,6 +122,15 @@ fn assert_within(what: &str, v: f64, (lo, hi): (f64, f64)) {
 }
 
 /// Prints the processes' logs when the test fails.
+/// The stack's three services as scrape targets.
+fn targets(stack: &Stack) -> Targets {
+    Targets {
+        gateway: format!("127.0.0.1:{}", stack.gateways[0].port),
+        config_center: format!("127.0.0.1:{}", stack.cc.port),
+        token_service: format!("127.0.0.1:{}", stack.ts.port),
+    }
+}
+
 struct LogsOnPanic<'a>(&'a Stack, &'a Prometheus);
 impl Drop for LogsOnPanic<'_> {
     fn drop(&mut self) {
@@ -206,14 +215,7 @@ async fn prometheus_scrapes_the_stack_and_every_query_works() {
     stack.wait_version(v).await;
 
     // ---- a real Prometheus scraping the stack every second ----
-    let config = test_prometheus_config(
-        &Targets {
-            gateway: format!("127.0.0.1:{}", stack.gateways[0].port),
-            config_center: format!("127.0.0.1:{}", stack.cc.port),
-            token_service: format!("127.0.0.1:{}", stack.ts.port),
-        },
-        "1s",
-    );
+    let config = test_prometheus_config(&targets(&stack), "1s");
     let prom = Prometheus::start(&prometheus, &config).await;
     let _logs = LogsOnPanic(&stack, &prom);
     let started = unix_now();
@@ -648,4 +650,85 @@ async fn prometheus_scrapes_the_stack_and_every_query_works() {
     );
     assert!(checked >= 30, "only {checked} panel queries checked");
     println!("{checked} panel queries returned data");
+}
+
+/// With `METRICS_TOKEN` set on every service, `/metrics` answers a JSON 401
+/// to a scrape without the bearer token (or with another one) and the
+/// exposition to one with it; the shipped scrape config, given the token in
+/// its `metrics_token` file, scrapes all three targets, and without it sees
+/// them refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_token_gates_every_service_and_the_shipped_config_scrapes_with_it() {
+    const TOKEN: &str = "scrape-token-7f3a";
+    let token_env = || vec![("METRICS_TOKEN".to_string(), TOKEN.to_string())];
+    let stack = Stack::start(StackOptions {
+        gateway_env: token_env(),
+        token_service_env: token_env(),
+        config_center_env: token_env(),
+        ..StackOptions::default()
+    })
+    .await;
+    let urls = [
+        ("gateway", stack.gw(0)),
+        ("config-center", stack.cc.url()),
+        ("token-service", stack.ts.url()),
+    ];
+    for (name, base) in &urls {
+        let url = format!("{base}/metrics");
+        for auth in [
+            None,
+            Some("Bearer wrong-token"),
+            Some("Basic c2NyYXBlLXRva2VuLTdmM2E="),
+        ] {
+            let mut req = stack.http.get(&url);
+            if let Some(a) = auth {
+                req = req.header("Authorization", a);
+            }
+            let resp = req.send().await.unwrap();
+            assert_eq!(resp.status().as_u16(), 401, "{name} {auth:?}");
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(
+                body["error"]["code"], "invalid_metrics_token",
+                "{name}: {body}"
+            );
+            assert!(!body.to_string().contains(TOKEN), "{name}: {body}");
+        }
+        let resp = stack
+            .http
+            .get(&url)
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{name}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("# TYPE "), "{name}: {text}");
+    }
+
+    let Some(prometheus) = which("prometheus") else {
+        println!(
+            "SKIPPED (Prometheus part): prometheus is not installed (scripts/test.sh installs it)"
+        );
+        return;
+    };
+    let config = test_prometheus_config(&targets(&stack), "1s");
+    for (token, health) in [(TOKEN, "up"), ("", "down")] {
+        let prom = Prometheus::start_with_token(&prometheus, &config, token).await;
+        let _logs = LogsOnPanic(&stack, &prom);
+        let mut seen = Vec::new();
+        for _ in 0..100 {
+            seen = prom.targets().await;
+            if seen.len() == 3 && seen.iter().all(|(_, h, _)| h == health) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        for (job, h, err) in &seen {
+            assert_eq!(h, health, "{job} with token {token:?}: {err}");
+            if health == "down" {
+                assert!(err.contains("401"), "{job}: {err}");
+            }
+        }
+    }
 }

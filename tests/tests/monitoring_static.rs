@@ -192,6 +192,29 @@ fn compose_file_names_ports_mounts_and_binaries() {
             "prometheus should mount {src} at {dst}: {prom_mounts:?}"
         );
     }
+    // The scrape jobs' bearer token file, from $METRICS_TOKEN.
+    let prom_configs = get(&services["prometheus"], "configs");
+    assert_eq!(
+        scalar(&prom_configs[0]["source"]).as_deref(),
+        Some("metrics_token")
+    );
+    assert_eq!(
+        scalar(&prom_configs[0]["target"]).as_deref(),
+        Some("/etc/prometheus/metrics_token")
+    );
+    assert_eq!(
+        scalar(&compose["configs"]["metrics_token"]["content"]).as_deref(),
+        Some("${METRICS_TOKEN:-}")
+    );
+    for svc in ["gateway", "config-center", "token-service"] {
+        assert_eq!(
+            env_map(&services[svc])
+                .get("METRICS_TOKEN")
+                .map(String::as_str),
+            Some("${METRICS_TOKEN:-}"),
+            "{svc} gets METRICS_TOKEN"
+        );
+    }
     let prom_cmd = strings(get(&services["prometheus"], "command"));
     assert!(
         prom_cmd.contains(&"--storage.tsdb.retention.time=30d".to_string()),
@@ -327,6 +350,12 @@ fn prometheus_config_targets_and_promtool() {
         let targets = strings(&j["static_configs"][0]["targets"]);
         let path = scalar(&j["metrics_path"]).unwrap_or_else(|| "/metrics".into());
         assert_eq!(path, "/metrics", "{name}");
+        // METRICS_TOKEN, when set, is sent from the file beside the config.
+        assert_eq!(
+            scalar(&j["authorization"]["credentials_file"]).as_deref(),
+            Some("metrics_token"),
+            "{name}"
+        );
         jobs.insert(name, targets);
     }
     assert_eq!(
@@ -869,6 +898,7 @@ fn compose_scale_override_lets_the_gateway_and_token_service_scale() {
         .zip(scaled_cfg["scrape_configs"].as_vec().unwrap())
     {
         let job = scalar(&a["job_name"]).unwrap();
+        assert_eq!(a["authorization"], b["authorization"], "{job}");
         if scaled.contains(&job.as_str()) {
             let target = strings(&a["static_configs"][0]["targets"]).remove(0);
             let (host, port) = target.split_once(':').unwrap();

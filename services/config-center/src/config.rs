@@ -32,6 +32,8 @@ pub struct Config {
     pub admin_token_generated: bool,
     /// `REDIS_URL`, default `redis://127.0.0.1:6379`; printed redacted.
     pub redis_url: Secret,
+    /// `METRICS_TOKEN`: bearer token `/metrics` requires, default none (open).
+    pub metrics_token: Option<Secret>,
     /// `MAX_BODY_BYTES`, default 1 MiB; larger JSON bodies get 413.
     pub max_body_bytes: usize,
     /// `BODY_TIMEOUT`, default 30s: the whole request body must arrive
@@ -84,6 +86,7 @@ impl Config {
             admin_token,
             admin_token_generated,
             redis_url: aigw_service::redis_url(env)?,
+            metrics_token: aigw_service::scrape::metrics_token(env),
             max_body_bytes: env.number_at_least("MAX_BODY_BYTES", 1024 * 1024, 1)?,
             body_timeout: aigw_service::body_timeout(env)?,
             workers: env.number_at_least("CONFIG_CENTER_WORKERS", 2, 1)?,

@@ -75,6 +75,7 @@ impl Application {
                 &metrics::EXPOSITION,
                 Some(recorder.clone()),
             ),
+            scrape: aigw_service::ScrapeGate::new(config.metrics_token.clone()),
             redis,
             recorder,
             admin_token_hash: auth::token_hash(config.admin_token.expose()),

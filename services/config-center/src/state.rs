@@ -11,6 +11,8 @@ pub struct AppState {
     pub redis: RedisConn,
     pub recorder: Recorder,
     pub metrics: MetricsEndpoint,
+    /// `/metrics`' token gate and render cache.
+    pub scrape: aigw_service::ScrapeGate,
     pub admin_token_hash: [u8; 32],
     pub publish_wait: Duration,
     pub openapi_json: String,

@@ -112,19 +112,19 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
 
 /// Prometheus exposition: OpenMetrics when asked for (as Prometheus does),
 /// the classic text format otherwise.
-async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let accept = req
-        .headers()
-        .get(actix_web::http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok());
-    let budgets = budget_registry(&state);
-    let (content_type, text) = state
-        .metrics
-        .render_negotiated(accept, Some(&budgets))
-        .await;
-    HttpResponse::Ok()
-        .insert_header((actix_web::http::header::CONTENT_TYPE, content_type))
-        .body(text)
+async fn metrics(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    scrape: web::Data<aigw_service::ScrapeGate>,
+) -> HttpResponse {
+    let render = |accept: Option<String>| async move {
+        let budgets = budget_registry(&state);
+        state
+            .metrics
+            .render_negotiated(accept.as_deref(), Some(&budgets))
+            .await
+    };
+    scrape.serve(&req, render).await
 }
 
 /// `ai_gateway_namespace_budget_usd{namespace_code}` from the routing

@@ -92,6 +92,9 @@ impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.validate()?;
         let body_timeout = aigw_service::body_timeout_from_env().map_err(anyhow::Error::msg)?;
+        let scrape = web::Data::new(aigw_service::ScrapeGate::new(
+            aigw_service::scrape::metrics_token_from_env(),
+        ));
         let listener = std::net::TcpListener::bind((settings.bind_addr.as_str(), settings.port))
             .with_context(|| format!("binding {}:{}", settings.bind_addr, settings.port))?;
         let port = listener.local_addr()?.port();
@@ -169,6 +172,7 @@ impl Application {
             let client = UpstreamClient::for_worker(&up_config, general.clone());
             App::new()
                 .app_data(data.clone())
+                .app_data(scrape.clone())
                 .app_data(web::Data::new(client))
                 .configure(routes::configure)
                 .default_service(web::to(routes::not_found))

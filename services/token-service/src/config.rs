@@ -17,6 +17,8 @@ pub struct Config {
     pub port: u16,
     /// `REDIS_URL`, default `redis://127.0.0.1:6379`; printed redacted.
     pub redis_url: Secret,
+    /// `METRICS_TOKEN`: bearer token `/metrics` requires, default none (open).
+    pub metrics_token: Option<Secret>,
     /// `MAX_BODY_BYTES`: largest request body, default 8 MiB.
     pub max_body_bytes: usize,
     /// `BODY_TIMEOUT`: bound on receiving a whole request body, default 30s.
@@ -93,6 +95,7 @@ impl Config {
             bind_addr: env.string("BIND_ADDR", "0.0.0.0"),
             port: env.number("TOKEN_SERVICE_PORT", 8001)?,
             redis_url: aigw_service::redis_url(env)?,
+            metrics_token: aigw_service::scrape::metrics_token(env),
             max_body_bytes: env.number_at_least("MAX_BODY_BYTES", 8 * 1024 * 1024, 1)?,
             body_timeout: aigw_service::body_timeout(env)?,
             count_concurrency: env.number_or_else("COUNT_CONCURRENCY", "CPUs", cpus, 1)?,

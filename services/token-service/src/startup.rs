@@ -47,6 +47,7 @@ impl Application {
             snapshot: SnapshotCell::new(),
             pool: CountPool::new(config.count_concurrency),
             metrics: MetricsEndpoint::new(redis.clone(), &EXPOSITION, Some(recorder.clone())),
+            scrape: aigw_service::ScrapeGate::new(config.metrics_token.clone()),
             recorder,
             redis,
             max_body_bytes: config.max_body_bytes,

@@ -15,6 +15,8 @@ pub struct AppState {
     pub pool: CountPool,
     pub recorder: Recorder,
     pub metrics: MetricsEndpoint,
+    /// `/metrics`' token gate and render cache.
+    pub scrape: aigw_service::ScrapeGate,
     pub redis: RedisConn,
     pub max_body_bytes: usize,
     pub consumer: Arc<ConsumerStatus>,

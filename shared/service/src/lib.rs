@@ -8,18 +8,22 @@
 //! - [`clock`]: wall-clock and monotonic time, read in one place;
 //! - [`shutdown`]: the SIGTERM/SIGINT future;
 //! - [`BodyDeadline`]: the request-body deadline middleware, with its
-//!   setting ([`body_timeout`]).
+//!   setting ([`body_timeout`]);
+//! - [`scrape`]: [`ScrapeGate`], the `/metrics` gate (`METRICS_TOKEN`)
+//!   and its one-second render cache.
 
 mod body_deadline;
 pub mod clock;
 pub mod env;
 pub mod logging;
+pub mod scrape;
 pub mod secret;
 pub mod shutdown;
 
 pub use body_deadline::BodyDeadline;
 pub use env::{Env, EnvError, Setting};
 pub use logging::{init_logging, init_logging_for_tests, LogFormat, LogSettings};
+pub use scrape::ScrapeGate;
 pub use secret::Secret;
 pub use shutdown::shutdown_signal;
 

@@ -1,7 +1,6 @@
 //! Liveness, readiness and `/metrics` (no auth on these).
 
 use crate::state::AppState;
-use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use std::time::Duration;
@@ -73,12 +72,9 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     responses((status = 200, description = "Prometheus exposition (text, or OpenMetrics when asked for)", content_type = "text/plain", body = String))
 )]
 pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let accept = req
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok());
-    let (content_type, body) = state.metrics.render_negotiated(accept, None).await;
-    HttpResponse::Ok()
-        .insert_header((header::CONTENT_TYPE, content_type))
-        .body(body)
+    let st = state.clone();
+    let render = |accept: Option<String>| async move {
+        st.metrics.render_negotiated(accept.as_deref(), None).await
+    };
+    state.scrape.serve(&req, render).await
 }

@@ -110,21 +110,24 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
     responses((status = 200, description = "Metrics (classic text, or OpenMetrics when the Accept header asks for it)",
         content((String = "text/plain"), (String = "application/openmetrics-text")))))]
 pub async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let backlog = stream_backlog(&state.redis).await;
-    let month_cost_usd = month_costs(&state).await;
-    let gauges = ScrapeGauges {
-        stream_pending: backlog.map(|(p, _)| p),
-        stream_lag: backlog.and_then(|(_, l)| l),
-        count_jobs_in_flight: state.pool.in_flight(),
-        snapshot_version: state.snapshot.version().map(|v| v as i64),
-        consumer_running: state.consumer.get() == ConsumerState::Running,
-        month_cost_usd,
+    let st = state.clone();
+    let render = |accept: Option<String>| async move {
+        let state = st;
+        let backlog = stream_backlog(&state.redis).await;
+        let month_cost_usd = month_costs(&state).await;
+        let gauges = ScrapeGauges {
+            stream_pending: backlog.map(|(p, _)| p),
+            stream_lag: backlog.and_then(|(_, l)| l),
+            count_jobs_in_flight: state.pool.in_flight(),
+            snapshot_version: state.snapshot.version().map(|v| v as i64),
+            consumer_running: state.consumer.get() == ConsumerState::Running,
+            month_cost_usd,
+        };
+        let values = scrape_values(&gauges);
+        state
+            .metrics
+            .render_negotiated_with(accept.as_deref(), &values)
+            .await
     };
-    let values = scrape_values(&gauges);
-    let accept = req
-        .headers()
-        .get(actix_web::http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok());
-    let (content_type, body) = state.metrics.render_negotiated_with(accept, &values).await;
-    HttpResponse::Ok().content_type(content_type).body(body)
+    state.scrape.serve(&req, render).await
 }
