@@ -30,7 +30,6 @@ pub mod config;
 pub mod config_watch;
 pub mod error;
 pub mod exposition;
-pub mod h1;
 pub mod health;
 pub mod limits;
 pub mod proxy;

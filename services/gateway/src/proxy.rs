@@ -680,7 +680,7 @@ impl Forward<'_> {
     /// As HTTP/1.1 header lines (the direct client), with `Accept: */*`
     /// when the client sent none (what reqwest sends by default).
     pub fn header_lines(&self) -> Vec<u8> {
-        use crate::h1::write_header;
+        use aigw_upstream_http::write_header;
         let mut out = Vec::with_capacity(256);
         let mut accept = false;
         for (n, v) in self.client_headers() {

@@ -12,6 +12,7 @@ use crate::accounting::RequestGuard;
 use crate::health::AttemptGuard;
 use crate::upstream::{UpstreamBody, UpstreamError};
 use crate::usage;
+use aigw_upstream_http::Held;
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use std::future::Future;
@@ -294,46 +295,6 @@ impl Stream for ProxyStream {
                 }
             }
         }
-    }
-}
-
-/// Pieces gathered into one (the next write of a stream, a body's
-/// decoded chunks); a single piece is kept without copying.
-#[derive(Default)]
-pub(crate) struct Held {
-    one: Option<Bytes>,
-    more: BytesMut,
-}
-
-impl Held {
-    pub(crate) fn push(&mut self, b: Bytes) {
-        if b.is_empty() {
-            return;
-        }
-        if self.one.is_none() && self.more.is_empty() {
-            self.one = Some(b);
-            return;
-        }
-        if let Some(one) = self.one.take() {
-            self.more.reserve(one.len() + b.len());
-            self.more.extend_from_slice(&one);
-        }
-        self.more.extend_from_slice(&b);
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.one.is_none() && self.more.is_empty()
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.one.as_ref().map_or(self.more.len(), Bytes::len)
-    }
-
-    pub(crate) fn take(&mut self) -> Option<Bytes> {
-        if let Some(one) = self.one.take() {
-            return Some(one);
-        }
-        (!self.more.is_empty()).then(|| self.more.split().freeze())
     }
 }
 

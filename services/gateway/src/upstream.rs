@@ -1,7 +1,7 @@
 //! The HTTP client of the request path.
 //!
 //! Plain-HTTP instances go through the gateway's own HTTP/1.1 client
-//! ([`crate::h1`], the "direct" path): one keep-alive pool per HTTP worker
+//! ([`aigw_upstream_http`], the "direct" path): one keep-alive pool per HTTP worker
 //! thread, driven by the request handler itself, with the request line and
 //! `Host` prebuilt per instance when a snapshot is compiled. No connection
 //! task sits between the socket and the handler, and a body read hands over
@@ -12,9 +12,9 @@
 //! through reqwest ("general" path: rustls, proxy variables). Both paths
 //! answer with the same [`UpstreamResponse`].
 
-use crate::h1;
 use crate::proxy::Forward;
 use crate::routing::{Endpoint, Instance};
+use aigw_upstream_http as h1;
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body_util::BodyExt;
