@@ -135,12 +135,12 @@ impl Application {
         });
 
         let tasks = vec![
-            tokio::spawn(config_watch::watch(
+            config_watch::spawn(
                 store.clone(),
-                bg_redis.clone(),
+                bg_redis.client().clone(),
                 settings.config_poll_interval,
                 cancel.clone(),
-            )),
+            ),
             tokio::spawn(health::run_active_checks(
                 store.clone(),
                 probe_client,
