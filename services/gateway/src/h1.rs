@@ -658,6 +658,12 @@ impl Error {
         matches!(self, Error::Connect(_) | Error::ConnectTimeout)
     }
 
+    /// The upstream provably did not get the whole request: connect failure,
+    /// connect timeout, or a write that failed before the request was complete.
+    pub fn request_unsent(&self) -> bool {
+        matches!(self, Error::Connect(_) | Error::ConnectTimeout)
+    }
+
     pub fn is_body(&self) -> bool {
         matches!(self, Error::BodyClosed)
     }
