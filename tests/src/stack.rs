@@ -356,3 +356,16 @@ impl Stack {
         v
     }
 }
+
+/// A failed stack test shows every service's log: a gateway stuck without
+/// configuration, a crashed token-service, a mock that refused — the reason
+/// is in one of them.
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for (name, logs) in self.all_logs() {
+                eprintln!("----- {name} log\n{logs}");
+            }
+        }
+    }
+}

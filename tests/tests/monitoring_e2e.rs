@@ -121,7 +121,6 @@ fn assert_within(what: &str, v: f64, (lo, hi): (f64, f64)) {
     );
 }
 
-/// Prints the processes' logs when the test fails.
 /// The stack's three services as scrape targets.
 fn targets(stack: &Stack) -> Targets {
     Targets {
@@ -131,18 +130,13 @@ fn targets(stack: &Stack) -> Targets {
     }
 }
 
-struct LogsOnPanic<'a>(&'a Stack, &'a Prometheus);
+/// Prints Prometheus's log when the test fails (the stack prints its own
+/// services' logs).
+struct LogsOnPanic<'a>(&'a Prometheus);
 impl Drop for LogsOnPanic<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            for (name, logs) in self.0.all_logs() {
-                let tail: Vec<&str> = logs.lines().rev().take(40).collect();
-                eprintln!(
-                    "----- {name} (last lines)\n{}",
-                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-                );
-            }
-            eprintln!("----- prometheus\n{}", self.1.proc.logs());
+            eprintln!("----- prometheus\n{}", self.0.proc.logs());
         }
     }
 }
@@ -217,7 +211,7 @@ async fn prometheus_scrapes_the_stack_and_every_query_works() {
     // ---- a real Prometheus scraping the stack every second ----
     let config = test_prometheus_config(&targets(&stack), "1s");
     let prom = Prometheus::start(&prometheus, &config).await;
-    let _logs = LogsOnPanic(&stack, &prom);
+    let _logs = LogsOnPanic(&prom);
     let started = unix_now();
     let gw = stack.gw(0);
     let http = &stack.http;
@@ -714,7 +708,7 @@ async fn metrics_token_gates_every_service_and_the_shipped_config_scrapes_with_i
     let config = test_prometheus_config(&targets(&stack), "1s");
     for (token, health) in [(TOKEN, "up"), ("", "down")] {
         let prom = Prometheus::start_with_token(&prometheus, &config, token).await;
-        let _logs = LogsOnPanic(&stack, &prom);
+        let _logs = LogsOnPanic(&prom);
         let mut seen = Vec::new();
         for _ in 0..100 {
             seen = prom.targets().await;

@@ -315,6 +315,11 @@ pub struct Instance {
     pub timeout_ms: u64,
     pub enabled: bool,
     pub health_check: Option<HealthCheckConfig>,
+    /// A request with an unknown outcome may be resent to another instance.
+    pub retry_unknown_outcome: bool,
+    /// `OpenAI-Organization` / `OpenAI-Project` sent with the instance's key.
+    pub openai_organization: Option<String>,
+    pub openai_project: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }

@@ -28,14 +28,18 @@ pub enum RetryReason {
     Timeout,
     Status429,
     Status5xx,
+    /// The request was sent and its outcome is unknown; resent only to an
+    /// instance that opted in, or with the client's `Idempotency-Key`.
+    UnknownOutcome,
 }
 
 impl RetryReason {
-    const ALL: [RetryReason; 4] = [
+    const ALL: [RetryReason; 5] = [
         RetryReason::Connect,
         RetryReason::Timeout,
         RetryReason::Status429,
         RetryReason::Status5xx,
+        RetryReason::UnknownOutcome,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -44,6 +48,7 @@ impl RetryReason {
             RetryReason::Timeout => "timeout",
             RetryReason::Status429 => "status_429",
             RetryReason::Status5xx => "status_5xx",
+            RetryReason::UnknownOutcome => "unknown_outcome",
         }
     }
 }
@@ -93,7 +98,7 @@ pub struct NamespaceRuntime {
     ttft: Series,
     status: Box<[OnceLock<Series>]>,
     rejections: [Series; 4],
-    retries: [Series; 4],
+    retries: [Series; 5],
     /// Requests of this namespace in flight in this replica.
     pub in_flight: AtomicU32,
     /// Month-to-date cost in nano-USD, as last read from the token-service's
@@ -297,6 +302,12 @@ impl RequestGuard {
         self.tpm_limited = tpm_limited;
     }
 
+    /// The answer is relayed as a stream (the upstream sent one even when
+    /// the request did not ask).
+    pub fn set_streamed(&mut self) {
+        self.stream = true;
+    }
+
     pub fn set_slot(&mut self, slot: ConcurrencySlot) {
         self.slot = Some(slot);
     }
@@ -387,13 +398,17 @@ impl RequestGuard {
             if let Some(model) = self.model.take() {
                 let record = self.usage_record(&ns.code, model, status, kind, dur_us);
                 if self.tpm_limited {
-                    let tokens = record.prompt_tokens
-                        + record.completion_tokens
-                        + record
-                            .count_text
-                            .as_ref()
-                            .map(usage::estimate_tokens)
-                            .unwrap_or(0);
+                    // Upstream-reported counts are untrusted: saturate.
+                    let tokens = record
+                        .prompt_tokens
+                        .saturating_add(record.completion_tokens)
+                        .saturating_add(
+                            record
+                                .count_text
+                                .as_ref()
+                                .map(usage::estimate_tokens)
+                                .unwrap_or(0),
+                        );
                     if tokens > 0 {
                         if let Some(sink) = &acc.tokens {
                             sink.add(ns.code.clone(), tokens);

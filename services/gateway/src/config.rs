@@ -48,6 +48,18 @@ pub struct Settings {
     /// `UPSTREAM_TOTAL_TIMEOUT`: bound on a whole upstream exchange
     /// including a stream, default 10m.
     pub upstream_total_timeout: Duration,
+    /// `UPSTREAM_IDLE_TIMEOUT`: longest silence between two chunks of an
+    /// upstream stream, default 2m.
+    pub upstream_idle_timeout: Duration,
+    /// `UPSTREAM_MAX_RESPONSE_BYTES`: largest non-streamed upstream answer,
+    /// default 32 MiB (502 `upstream_response_too_large` beyond).
+    pub upstream_max_response_bytes: usize,
+    /// `SSE_MAX_EVENT_BYTES`: largest event of an upstream stream, default
+    /// 4 MiB (the stream ends with an error event beyond).
+    pub sse_max_event_bytes: usize,
+    /// `CLIENT_WRITE_TIMEOUT`: how long a stream's output may wait for a
+    /// client that does not read before the stream ends, default 60s.
+    pub client_write_timeout: Duration,
     /// `PASSIVE_FAILURE_THRESHOLD`: consecutive failed requests that make an
     /// instance unhealthy, default 3.
     pub passive_failure_threshold: u32,
@@ -101,6 +113,10 @@ impl Default for Settings {
             upstream_max_attempts: 3,
             upstream_connect_timeout: Duration::from_secs(3),
             upstream_total_timeout: Duration::from_secs(600),
+            upstream_idle_timeout: Duration::from_secs(120),
+            upstream_max_response_bytes: 32 * 1024 * 1024,
+            sse_max_event_bytes: 4 * 1024 * 1024,
+            client_write_timeout: Duration::from_secs(60),
             passive_failure_threshold: 3,
             passive_cooldown: Duration::from_secs(10),
             health_check_failures: 2,
@@ -155,6 +171,18 @@ impl Settings {
                 "UPSTREAM_TOTAL_TIMEOUT",
                 d.upstream_total_timeout,
             )?,
+            upstream_idle_timeout: parse_dur(
+                &get,
+                "UPSTREAM_IDLE_TIMEOUT",
+                d.upstream_idle_timeout,
+            )?,
+            upstream_max_response_bytes: parse_num(
+                &get,
+                "UPSTREAM_MAX_RESPONSE_BYTES",
+                d.upstream_max_response_bytes,
+            )?,
+            sse_max_event_bytes: parse_num(&get, "SSE_MAX_EVENT_BYTES", d.sse_max_event_bytes)?,
+            client_write_timeout: parse_dur(&get, "CLIENT_WRITE_TIMEOUT", d.client_write_timeout)?,
             passive_failure_threshold: parse_num(
                 &get,
                 "PASSIVE_FAILURE_THRESHOLD",
@@ -182,6 +210,8 @@ impl Settings {
             ("METRICS_FLUSH_INTERVAL", self.metrics_flush_interval),
             ("UPSTREAM_CONNECT_TIMEOUT", self.upstream_connect_timeout),
             ("UPSTREAM_TOTAL_TIMEOUT", self.upstream_total_timeout),
+            ("UPSTREAM_IDLE_TIMEOUT", self.upstream_idle_timeout),
+            ("CLIENT_WRITE_TIMEOUT", self.client_write_timeout),
             ("CONFIG_POLL_INTERVAL", self.config_poll_interval),
             ("BUDGET_POLL_INTERVAL", self.budget_poll_interval),
             ("RATE_LIMIT_TIMEOUT", self.rate_limit_timeout),
@@ -193,6 +223,15 @@ impl Settings {
         }
         if self.upstream_max_attempts == 0 {
             return Err(invalid("UPSTREAM_MAX_ATTEMPTS", "must be at least 1"));
+        }
+        if self.upstream_max_response_bytes == 0 {
+            return Err(invalid(
+                "UPSTREAM_MAX_RESPONSE_BYTES",
+                "must be greater than zero",
+            ));
+        }
+        if self.sse_max_event_bytes == 0 {
+            return Err(invalid("SSE_MAX_EVENT_BYTES", "must be greater than zero"));
         }
         if self.max_body_bytes == 0 {
             return Err(invalid("MAX_BODY_BYTES", "must be greater than zero"));

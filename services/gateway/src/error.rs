@@ -39,6 +39,63 @@ impl LimitReason {
     }
 }
 
+/// How a relayed stream ended before its upstream finished it. The client
+/// has its answer's head already: it gets an SSE error event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RelayError {
+    #[error("The upstream stream ended unexpectedly.")]
+    StreamBroken,
+    #[error("The upstream stream exceeded the gateway's total time limit.")]
+    TotalTimeout,
+    #[error("The upstream stream sent nothing for longer than the gateway's idle limit.")]
+    IdleTimeout,
+    #[error("The upstream stream sent an event larger than the gateway's limit.")]
+    EventTooLarge,
+    /// The client did not take the stream's output in time.
+    #[error("The client stopped reading the stream.")]
+    ClientStalled,
+}
+
+impl RelayError {
+    /// Whether the instance is to blame for passive health: a slow stream
+    /// is not (one caller's long generations must not mark instances
+    /// unhealthy), a broken or malformed one is.
+    pub fn counts_against_health(self) -> bool {
+        matches!(self, RelayError::StreamBroken | RelayError::EventTooLarge)
+    }
+}
+
+/// An upstream's own error answer, relayed as it is (its kind is recorded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Relayed {
+    /// 429 after the last attempt.
+    RateLimited,
+    /// 5xx after the last attempt.
+    ServerError,
+    /// Any other non-2xx answer (not retried).
+    ClientError,
+}
+
+impl Relayed {
+    pub fn of_status(status: u16) -> Option<Relayed> {
+        match status {
+            200..=299 => None,
+            429 => Some(Relayed::RateLimited),
+            500.. => Some(Relayed::ServerError),
+            _ => Some(Relayed::ClientError),
+        }
+    }
+
+    /// Low-cardinality name, as `error_kind` in usage records.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Relayed::RateLimited => "upstream_rate_limited",
+            Relayed::ServerError => "upstream_error",
+            Relayed::ClientError => "upstream_client_error",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("The gateway has not loaded its routing configuration yet; retry shortly.")]
@@ -63,6 +120,12 @@ pub enum GatewayError {
     InvalidJson(String),
     #[error("You must provide a model parameter.")]
     MissingModel,
+    /// A known field of the body has the wrong JSON type.
+    #[error("Invalid type for '{param}': expected {expected}.")]
+    InvalidField {
+        param: &'static str,
+        expected: &'static str,
+    },
     #[error("The request body could not be read: {0}")]
     BodyRead(String),
     #[error("The request body is larger than the limit of {limit} bytes.")]
@@ -78,6 +141,15 @@ pub enum GatewayError {
     UpstreamUnreachable,
     #[error("The upstream instance did not answer in time.")]
     UpstreamTimeout,
+    /// The request reached the upstream whole, then the connection was
+    /// lost before the answer: it may have been processed, so it was not
+    /// sent again.
+    #[error("The upstream instance closed the connection before answering; the request may have been processed and was not sent again.")]
+    UpstreamConnectionLost,
+    #[error("The upstream answer is larger than the gateway's limit of {limit} bytes.")]
+    UpstreamResponseTooLarge { limit: usize },
+    #[error("{0}")]
+    Relay(RelayError),
     #[error("Unknown request URL: {method} {path}.")]
     RouteNotFound { method: String, path: String },
     #[error("Method {method} is not allowed for {path}.")]
@@ -117,6 +189,7 @@ impl GatewayError {
             GatewayError::ModelNotFound(_) => "model_not_found",
             GatewayError::InvalidJson(_) => "invalid_json",
             GatewayError::MissingModel => "missing_model",
+            GatewayError::InvalidField { .. } => "invalid_body",
             GatewayError::BodyRead(_) => "body_read_error",
             GatewayError::PayloadTooLarge { .. } => "payload_too_large",
             GatewayError::RateLimited { reason, .. } => match reason {
@@ -128,6 +201,15 @@ impl GatewayError {
             GatewayError::NoHealthyInstance(_) => "no_healthy_instance",
             GatewayError::UpstreamUnreachable => "upstream_unreachable",
             GatewayError::UpstreamTimeout => "upstream_timeout",
+            GatewayError::UpstreamConnectionLost => "upstream_connection_lost",
+            GatewayError::UpstreamResponseTooLarge { .. } => "upstream_response_too_large",
+            GatewayError::Relay(e) => match e {
+                RelayError::StreamBroken => "upstream_stream_error",
+                RelayError::TotalTimeout => "upstream_timeout",
+                RelayError::IdleTimeout => "upstream_idle_timeout",
+                RelayError::EventTooLarge => "upstream_event_too_large",
+                RelayError::ClientStalled => "client_write_timeout",
+            },
             GatewayError::RouteNotFound { .. } => "route_not_found",
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
             GatewayError::Unexpected(_) => "internal_error",
@@ -135,7 +217,7 @@ impl GatewayError {
     }
 
     /// OpenAI's `type` and `code`, and the offending `param`.
-    fn shape(&self) -> (&'static str, Option<&'static str>, Option<&'static str>) {
+    fn shape(&self) -> (&'static str, Option<&'static str>, Option<&str>) {
         match self {
             GatewayError::NotReady => ("server_error", Some("not_ready"), None),
             GatewayError::MissingKey
@@ -160,6 +242,9 @@ impl GatewayError {
                 Some("model"),
             ),
             GatewayError::BodyRead(_) => ("invalid_request_error", Some("invalid_body"), None),
+            GatewayError::InvalidField { param, .. } => {
+                ("invalid_request_error", Some("invalid_body"), Some(param))
+            }
             GatewayError::PayloadTooLarge { .. } => {
                 ("invalid_request_error", Some("request_too_large"), None)
             }
@@ -176,6 +261,13 @@ impl GatewayError {
                 ("server_error", Some("upstream_unreachable"), None)
             }
             GatewayError::UpstreamTimeout => ("server_error", Some("upstream_timeout"), None),
+            GatewayError::UpstreamConnectionLost => {
+                ("server_error", Some("upstream_connection_lost"), None)
+            }
+            GatewayError::UpstreamResponseTooLarge { .. } => {
+                ("server_error", Some("upstream_response_too_large"), None)
+            }
+            GatewayError::Relay(_) => ("server_error", Some(self.kind()), None),
             GatewayError::RouteNotFound { .. } => {
                 ("invalid_request_error", Some("unknown_url"), None)
             }
@@ -203,12 +295,20 @@ impl ResponseError for GatewayError {
             }
             GatewayError::InvalidJson(_)
             | GatewayError::MissingModel
+            | GatewayError::InvalidField { .. }
             | GatewayError::BodyRead(_) => StatusCode::BAD_REQUEST,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::NoHealthyInstance(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            GatewayError::UpstreamConnectionLost
+            | GatewayError::UpstreamResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
+            GatewayError::Relay(e) => match e {
+                RelayError::StreamBroken | RelayError::EventTooLarge => StatusCode::BAD_GATEWAY,
+                RelayError::TotalTimeout | RelayError::IdleTimeout => StatusCode::GATEWAY_TIMEOUT,
+                RelayError::ClientStalled => StatusCode::REQUEST_TIMEOUT,
+            },
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::Unexpected(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -300,6 +400,39 @@ mod tests {
                 "no_healthy_instance",
             ),
             (GatewayError::UpstreamTimeout, 504, "upstream_timeout"),
+            (
+                GatewayError::Relay(RelayError::StreamBroken),
+                502,
+                "upstream_stream_error",
+            ),
+            (
+                GatewayError::Relay(RelayError::IdleTimeout),
+                504,
+                "upstream_idle_timeout",
+            ),
+            (
+                GatewayError::Relay(RelayError::EventTooLarge),
+                502,
+                "upstream_event_too_large",
+            ),
+            (
+                GatewayError::UpstreamConnectionLost,
+                502,
+                "upstream_connection_lost",
+            ),
+            (
+                GatewayError::UpstreamResponseTooLarge { limit: 10 },
+                502,
+                "upstream_response_too_large",
+            ),
+            (
+                GatewayError::InvalidField {
+                    param: "stream",
+                    expected: "a boolean",
+                },
+                400,
+                "invalid_body",
+            ),
         ];
         for (e, status, code) in cases {
             assert_eq!(e.status_code().as_u16(), status, "{e:?}");

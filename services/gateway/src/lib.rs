@@ -9,7 +9,8 @@
 //! - [`routing`]: the compiled routing table of one config snapshot, and
 //!   [`config_watch`] which keeps it current from Redis.
 //! - [`routes`]: HTTP handlers; [`proxy`] the request path (auth → namespace
-//!   → model → limits → instance → forward), [`stream`] the SSE pass-through.
+//!   → model → limits → instance → forward), [`stream`] the SSE pass-through,
+//!   [`client_watch`] which ends streams whose client stopped reading.
 //! - [`upstream`]: the HTTP client of the request path (hyper direct for
 //!   plain-HTTP instances, reqwest for HTTPS and proxies).
 //! - [`balance`] instance selection, [`health`] active and passive health,
@@ -26,6 +27,7 @@
 
 pub mod accounting;
 pub mod balance;
+pub mod client_watch;
 pub mod config;
 pub mod config_watch;
 pub mod error;

@@ -211,7 +211,8 @@ pub fn spawn_token_writer(
             }
             let mut per_ns: std::collections::HashMap<Arc<str>, u64> = Default::default();
             for (ns, t) in batch.drain(..) {
-                *per_ns.entry(ns).or_default() += t;
+                let sum = per_ns.entry(ns).or_default();
+                *sum = sum.saturating_add(t);
             }
             let write = async {
                 let mut conn = redis.get().await?;
@@ -224,7 +225,7 @@ pub fn spawn_token_writer(
                             .arg(ADD_TOKENS_BODY)
                             .arg(1)
                             .arg(tpm_key(ns))
-                            .arg(*t)
+                            .arg((*t).min(i64::MAX as u64))
                             .to_owned(),
                     );
                 }

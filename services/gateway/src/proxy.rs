@@ -4,7 +4,8 @@
 
 use crate::accounting::{AuthFailure, RequestGuard, RetryReason};
 use crate::balance;
-use crate::error::{echo, GatewayError};
+use crate::client_watch::ClientWatch;
+use crate::error::{echo, GatewayError, Relayed};
 use crate::health::{now_ms, AttemptGuard};
 use crate::limits::Limiter;
 use crate::routing::{Endpoint, KeyEntry, ModelRoute, Routing};
@@ -20,6 +21,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
+use std::ops::ControlFlow;
 use std::ops::Range;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -69,7 +71,7 @@ pub async fn handle(
             body,
             kind,
         }) => {
-            guard.finish(status, kind);
+            guard.finish(status, kind.map(Relayed::kind));
             let mut b = HttpResponse::build(status_code(status));
             copy_response_headers(&headers, &mut b);
             b.body(body)
@@ -86,8 +88,19 @@ pub async fn handle(
         }) => {
             let mut b = HttpResponse::build(status_code(status));
             copy_response_headers(&headers, &mut b);
-            b.streaming(ProxyStream::new(
-                upstream, first, ended, guard, attempt, status, hide_usage, deadline,
+            b.streaming(ClientWatch::new(
+                ProxyStream::new(
+                    upstream,
+                    first,
+                    ended,
+                    guard,
+                    attempt,
+                    status,
+                    hide_usage,
+                    deadline,
+                    state.relay,
+                ),
+                state.client_write_timeout,
             ))
         }
         Err(e) => {
@@ -110,7 +123,7 @@ enum Reply {
         status: u16,
         headers: http::HeaderMap,
         body: Bytes,
-        kind: Option<&'static str>,
+        kind: Option<Relayed>,
     },
     /// An upstream stream, its first chunk already read.
     Stream {
@@ -313,7 +326,19 @@ impl<'a> ParsedBody<'a> {
                 }
             };
         let model_span = span(body, raw_model);
-        let stream = probe.stream.is_some_and(|s| s.get() == "true");
+        // A JSON boolean (or null), as OpenAI requires: a string such as
+        // "true" would be read as non-streaming here and as streaming by a
+        // lenient upstream, and its usage would go unrecorded.
+        let stream = match probe.stream.map(RawValue::get) {
+            None | Some("null") | Some("false") => false,
+            Some("true") => true,
+            Some(_) => {
+                return Err(GatewayError::InvalidField {
+                    param: "stream",
+                    expected: "a boolean",
+                })
+            }
+        };
         let mut hide_usage = false;
         let mut stream_options = None;
         if stream && endpoint.streams_usage() {
@@ -378,30 +403,75 @@ impl<'a> ParsedBody<'a> {
     }
 }
 
+/// Why an attempt failed, and so whether the request may be sent again.
 enum Failure {
-    Connect,
-    Timeout,
+    /// The upstream provably did not get the request (refused, unreachable).
+    Unsent { timeout: bool },
+    /// The request left whole and no complete answer came back (connection
+    /// lost, first byte or body too late, body cut short): the upstream may
+    /// have processed it.
+    Unknown { timeout: bool },
+    /// The upstream answered that it did not process it (429, 5xx).
     Status(u16),
 }
 
 impl Failure {
     fn retry_reason(&self) -> RetryReason {
         match self {
-            Failure::Connect => RetryReason::Connect,
-            Failure::Timeout => RetryReason::Timeout,
+            Failure::Unsent { timeout: false } => RetryReason::Connect,
+            Failure::Unsent { timeout: true } => RetryReason::Timeout,
+            Failure::Unknown { .. } => RetryReason::UnknownOutcome,
             Failure::Status(429) => RetryReason::Status429,
             Failure::Status(_) => RetryReason::Status5xx,
+        }
+    }
+
+    /// Whether the instance is to blame for passive health. A request that
+    /// was sent and is slow to answer is not: one caller's long generations
+    /// must not mark every instance unhealthy.
+    fn counts_against_health(&self) -> bool {
+        !matches!(self, Failure::Unknown { timeout: true })
+    }
+
+    /// What the client is told when this was the last failure.
+    fn into_error(self) -> GatewayError {
+        match self {
+            Failure::Unsent { timeout: true } | Failure::Unknown { timeout: true } => {
+                GatewayError::UpstreamTimeout
+            }
+            Failure::Unknown { timeout: false } => GatewayError::UpstreamConnectionLost,
+            Failure::Unsent { timeout: false } | Failure::Status(_) => {
+                GatewayError::UpstreamUnreachable
+            }
         }
     }
 }
 
 fn classify(e: &UpstreamError) -> Failure {
-    if e.is_timeout() {
-        Failure::Timeout
+    let timeout = e.is_timeout();
+    if e.request_unsent() {
+        Failure::Unsent { timeout }
     } else {
-        Failure::Connect
+        Failure::Unknown { timeout }
     }
 }
+
+fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("text/event-stream"))
+}
+
+/// A request the client marked as safe to repeat.
+fn has_idempotency_key(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(IDEMPOTENCY_KEY)
+        .is_some_and(|v| !v.is_empty())
+}
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 #[allow(clippy::too_many_arguments)]
 async fn forward(
@@ -417,6 +487,7 @@ async fn forward(
 ) -> Result<Reply, GatewayError> {
     let candidates = &route.instances;
     let ns = guard.namespace().cloned();
+    let idempotent = has_idempotency_key(req);
     let mut tried: Vec<usize> = Vec::with_capacity(2);
     let mut last: Option<Failure> = None;
     for attempt in 0..state.max_attempts {
@@ -436,6 +507,9 @@ async fn forward(
             client: req.headers(),
             request_id,
             auth: inst.auth.as_ref(),
+            organization: inst.openai_organization.as_ref(),
+            project: inst.openai_project.as_ref(),
+            peer: req.peer_addr().map(|a| a.ip()),
         };
         let send = upstream.send(
             inst,
@@ -443,18 +517,44 @@ async fn forward(
             &headers,
             parsed.rewrite(body, &inst.upstream_model_json),
         );
+        // Past this point every failure is judged by `failed`: whether it
+        // counts against the instance's health and whether another attempt
+        // may follow.
+        let failed = |att: &mut AttemptGuard, f: Failure| -> ControlFlow<Failure, Failure> {
+            if f.counts_against_health() {
+                att.failure();
+            }
+            let resend = match f {
+                Failure::Unknown { .. } => inst.retry_unknown_outcome || idempotent,
+                _ => true,
+            };
+            if resend {
+                ControlFlow::Continue(f)
+            } else {
+                ControlFlow::Break(f)
+            }
+        };
         let resp = match tokio::time::timeout_at(first_byte_by, send).await {
             Err(_) => {
-                att.failure();
                 tracing::warn!(instance = %inst.id, "upstream did not answer in time");
-                last = Some(Failure::Timeout);
-                continue;
+                // The request may have left: the outcome is unknown.
+                match failed(&mut att, Failure::Unknown { timeout: true }) {
+                    ControlFlow::Continue(f) => {
+                        last = Some(f);
+                        continue;
+                    }
+                    ControlFlow::Break(f) => return Err(f.into_error()),
+                }
             }
             Ok(Err(e)) => {
-                att.failure();
                 tracing::warn!(instance = %inst.id, error = %e, "upstream request failed");
-                last = Some(classify(&e));
-                continue;
+                match failed(&mut att, classify(&e)) {
+                    ControlFlow::Continue(f) => {
+                        last = Some(f);
+                        continue;
+                    }
+                    ControlFlow::Break(f) => return Err(f.into_error()),
+                }
             }
             Ok(Ok(resp)) => resp,
         };
@@ -476,38 +576,42 @@ async fn forward(
             }
             // Out of attempts: the client sees the upstream's own answer.
             guard.mark_first_byte();
-            let body = read_whole(resp.body, total_by).await.unwrap_or_default();
+            let body = read_whole(resp.body, &resp.headers, total_by, state.max_response_bytes)
+                .await
+                .unwrap_or_default();
             let headers = resp.headers;
             return Ok(Reply::Full {
                 status,
                 headers,
                 body,
-                kind: Some(if status == 429 {
-                    "upstream_rate_limited"
-                } else {
-                    "upstream_error"
-                }),
+                kind: Relayed::of_status(status),
             });
         }
         let ok = (200..300).contains(&status);
-        if parsed.stream && ok {
+        // An event stream is relayed as one whatever the request said, so
+        // its usage is read (or its text counted) event by event.
+        let streamed = parsed.stream || is_event_stream(&resp.headers);
+        if streamed && ok {
+            guard.set_streamed();
             let headers = resp.headers;
             let mut upstream = resp.body;
             // Commit to this instance only once its first chunk is here, so
             // a stream that dies before its first byte still fails over.
             let first = match tokio::time::timeout_at(first_byte_by, upstream.chunk()).await {
-                Err(_) => {
-                    att.failure();
-                    last = Some(Failure::Timeout);
-                    continue;
-                }
-                Ok(Some(Err(e))) => {
-                    att.failure();
-                    last = Some(classify(&e));
-                    continue;
-                }
-                Ok(Some(Ok(chunk))) => chunk,
-                Ok(None) => Bytes::new(),
+                Err(_) => Err(Failure::Unknown { timeout: true }),
+                Ok(Some(Err(e))) => Err(classify(&e)),
+                Ok(Some(Ok(chunk))) => Ok(chunk),
+                Ok(None) => Ok(Bytes::new()),
+            };
+            let first = match first {
+                Ok(chunk) => chunk,
+                Err(f) => match failed(&mut att, f) {
+                    ControlFlow::Continue(f) => {
+                        last = Some(f);
+                        continue;
+                    }
+                    ControlFlow::Break(f) => return Err(f.into_error()),
+                },
             };
             att.success();
             guard.mark_first_byte();
@@ -528,13 +632,23 @@ async fn forward(
         // the whole answer arrived (a broken body still fails over).
         let headers_at = std::time::Instant::now();
         let headers = resp.headers;
-        let body = match read_whole(resp.body, total_by).await {
+        let body = match read_whole(resp.body, &headers, total_by, state.max_response_bytes).await {
             Ok(b) => b,
-            Err(f) => {
-                att.failure();
-                last = Some(f);
-                continue;
+            Err(Whole::TooLarge) => {
+                // It answered; the answer is not one the gateway relays.
+                att.success();
+                tracing::warn!(instance = %inst.id, "upstream answer over the size limit");
+                return Err(GatewayError::UpstreamResponseTooLarge {
+                    limit: state.max_response_bytes,
+                });
             }
+            Err(Whole::Failed(f)) => match failed(&mut att, f) {
+                ControlFlow::Continue(f) => {
+                    last = Some(f);
+                    continue;
+                }
+                ControlFlow::Break(f) => return Err(f.into_error()),
+            },
         };
         att.success();
         guard.mark_first_byte_at(headers_at);
@@ -549,20 +663,48 @@ async fn forward(
             status,
             headers,
             body,
-            kind: (!ok).then_some("upstream_client_error"),
+            kind: Relayed::of_status(status),
         });
     }
     Err(match last {
         None => GatewayError::NoHealthyInstance(route.name.clone()),
-        Some(Failure::Timeout) => GatewayError::UpstreamTimeout,
-        Some(Failure::Connect) | Some(Failure::Status(_)) => GatewayError::UpstreamUnreachable,
+        Some(f) => f.into_error(),
     })
 }
 
-async fn read_whole(body: UpstreamBody, by: Instant) -> Result<Bytes, Failure> {
-    match tokio::time::timeout_at(by, body.collect()).await {
-        Err(_) => Err(Failure::Timeout),
-        Ok(Err(e)) => Err(classify(&e)),
+enum Whole {
+    TooLarge,
+    Failed(Failure),
+}
+
+/// The whole body of an answer whose head arrived, up to `limit` bytes:
+/// any failure now is an unknown outcome.
+async fn read_whole(
+    body: UpstreamBody,
+    headers: &http::HeaderMap,
+    by: Instant,
+    limit: usize,
+) -> Result<Bytes, Whole> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Whole::TooLarge);
+    }
+    let read = async {
+        if declared.is_some() {
+            // Framing bounds it: read it the cheap way.
+            return body.collect().await.map_err(Some);
+        }
+        body.collect_at_most(limit).await
+    };
+    match tokio::time::timeout_at(by, read).await {
+        Err(_) => Err(Whole::Failed(Failure::Unknown { timeout: true })),
+        Ok(Err(None)) => Err(Whole::TooLarge),
+        Ok(Err(Some(e))) => Err(Whole::Failed(Failure::Unknown {
+            timeout: e.is_timeout(),
+        })),
         Ok(Ok(b)) => Ok(b),
     }
 }
@@ -602,6 +744,12 @@ fn strip_request_header(name: &str) -> bool {
             // The gateway reads the answer (usage), so it must be plain.
             | "accept-encoding"
             | REQUEST_ID
+            // Billing scope comes from the instance, never the client.
+            | "openai-organization"
+            | "openai-project"
+            // Rebuilt with the peer appended / dropped (see `Forward`).
+            | "x-forwarded-for"
+            | "forwarded"
     )
 }
 
@@ -626,15 +774,60 @@ fn strip_response_header(name: &str) -> bool {
 }
 
 /// The headers of one upstream request: the client's, filtered, with the
-/// request id, the JSON content type and the instance's credentials.
+/// request id, the JSON content type, the instance's credentials and
+/// billing scope, and `X-Forwarded-For` with the client's address appended.
+/// A client's `Forwarded` header is dropped: its chain cannot be extended
+/// without parsing it, and `X-Forwarded-For` carries the same.
 pub struct Forward<'a> {
     pub client: &'a ah::HeaderMap,
     pub request_id: &'a str,
     /// `Bearer {instance key}`, when the instance has one.
     pub auth: Option<&'a http::HeaderValue>,
+    /// The instance's `OpenAI-Organization` and `OpenAI-Project`.
+    pub organization: Option<&'a http::HeaderValue>,
+    pub project: Option<&'a http::HeaderValue>,
+    /// The address the request came from.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 impl Forward<'_> {
+    /// `X-Forwarded-For`: the client's list (its header lines joined) with
+    /// the peer appended; `None` when there is neither.
+    fn forwarded_for(&self) -> Option<String> {
+        use std::fmt::Write;
+        let mut out = String::new();
+        for v in self.client.get_all("x-forwarded-for") {
+            let Ok(v) = v.to_str() else { continue };
+            let v = v.trim();
+            if v.is_empty() {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            out.push_str(v);
+        }
+        if let Some(ip) = self.peer {
+            if !out.is_empty() {
+                out.push_str(", ");
+            }
+            let _ = write!(out, "{ip}");
+        }
+        (!out.is_empty()).then_some(out)
+    }
+
+    /// The instance's own headers after the client's: credentials and
+    /// billing scope.
+    fn instance_headers(&self) -> impl Iterator<Item = (&'static str, &http::HeaderValue)> {
+        [
+            ("authorization", self.auth),
+            ("openai-organization", self.organization),
+            ("openai-project", self.project),
+        ]
+        .into_iter()
+        .filter_map(|(n, v)| Some((n, v?)))
+    }
+
     /// The client headers that may travel on, as `(name, value)`.
     fn client_headers(&self) -> impl Iterator<Item = (&str, &[u8])> {
         // Headers named in `Connection` are hop-by-hop too.
@@ -671,8 +864,14 @@ impl Forward<'_> {
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        if let Some(auth) = self.auth {
-            out.insert(http::header::AUTHORIZATION, auth.clone());
+        if let Some(v) = self
+            .forwarded_for()
+            .and_then(|v| HeaderValue::from_str(&v).ok())
+        {
+            out.insert(HeaderName::from_static("x-forwarded-for"), v);
+        }
+        for (n, v) in self.instance_headers() {
+            out.insert(HeaderName::from_static(n), v.clone());
         }
         out
     }
@@ -694,8 +893,11 @@ impl Forward<'_> {
             write_header(&mut out, REQUEST_ID.as_bytes(), self.request_id.as_bytes());
         }
         write_header(&mut out, b"content-type", b"application/json");
-        if let Some(auth) = self.auth {
-            write_header(&mut out, b"authorization", auth.as_bytes());
+        if let Some(v) = self.forwarded_for() {
+            write_header(&mut out, b"x-forwarded-for", v.as_bytes());
+        }
+        for (n, v) in self.instance_headers() {
+            write_header(&mut out, n.as_bytes(), v.as_bytes());
         }
         out
     }
@@ -794,6 +996,15 @@ mod tests {
         assert_eq!(err(r#"{"model":""}"#), "missing_model");
         assert_eq!(err(r#"{"model":42}"#), "invalid_json");
         assert_eq!(err(r#"{"model":"a","model":"b"}"#), "invalid_json");
+        for stream in [r#""true""#, "1", r#""yes""#, "{}", "[]", "0"] {
+            let body = format!(r#"{{"model":"m","stream":{stream}}}"#);
+            assert_eq!(err(&body), "invalid_body", "{body}");
+        }
+        for (stream, expected) in [("true", true), ("false", false), ("null", false)] {
+            let body = format!(r#"{{"model":"m","stream":{stream}}}"#);
+            let p = ParsedBody::parse(body.as_bytes(), Endpoint::Chat).unwrap();
+            assert_eq!(p.stream, expected, "{body}");
+        }
     }
 
     #[test]
@@ -806,12 +1017,20 @@ mod tests {
             .insert_header(("x-hop", "1"))
             .insert_header(("x-custom", "kept"))
             .insert_header(("openai-beta", "assistants=v2"))
+            .insert_header(("openai-organization", "org-client"))
+            .insert_header(("openai-project", "proj-client"))
+            .insert_header(("x-forwarded-for", "203.0.113.7"))
+            .insert_header(("forwarded", "for=198.51.100.1"))
             .to_http_request();
         let auth = http::HeaderValue::from_static("Bearer sk-instance");
+        let org = http::HeaderValue::from_static("org-instance");
         let fwd = Forward {
             client: req.headers(),
             request_id: "rid-1",
             auth: Some(&auth),
+            organization: Some(&org),
+            project: None,
+            peer: Some("192.0.2.9".parse().unwrap()),
         };
         // The direct client's header lines say the same as the general
         // client's header map.
@@ -834,7 +1053,17 @@ mod tests {
             assert_eq!(h.get("x-request-id").unwrap(), "rid-1");
             assert_eq!(h.get("authorization").unwrap(), "Bearer sk-instance");
             assert_eq!(h.get("content-type").unwrap(), "application/json");
-            for gone in ["cookie", "x-api-key", "connection", "x-hop"] {
+            assert_eq!(h.get("openai-organization").unwrap(), "org-instance");
+            assert_eq!(h.get("x-forwarded-for").unwrap(), "203.0.113.7, 192.0.2.9");
+            assert_eq!(h.get_all("openai-organization").iter().count(), 1);
+            for gone in [
+                "cookie",
+                "x-api-key",
+                "connection",
+                "x-hop",
+                "openai-project",
+                "forwarded",
+            ] {
                 assert!(h.get(gone).is_none(), "{gone} was forwarded");
             }
         }

@@ -125,6 +125,12 @@ pub struct Instance {
     pub upstream_model_json: String,
     /// `Bearer {api_key}`, marked sensitive so it never prints.
     pub auth: Option<reqwest::header::HeaderValue>,
+    /// `OpenAI-Organization` and `OpenAI-Project` of the instance's key,
+    /// marked sensitive.
+    pub openai_organization: Option<reqwest::header::HeaderValue>,
+    pub openai_project: Option<reqwest::header::HeaderValue>,
+    /// A request with an unknown outcome may go to another instance.
+    pub retry_unknown_outcome: bool,
     pub weight: u32,
     /// Time allowed to the first byte of the answer, per attempt.
     pub timeout: Duration,
@@ -346,6 +352,17 @@ impl RoutingStore {
                 upstream_model_json: serde_json::to_string(&ic.upstream_model)
                     .unwrap_or_else(|_| "\"\"".into()),
                 auth,
+                openai_organization: sensitive_header(
+                    &ic.id,
+                    "openai_organization",
+                    ic.openai_organization.as_deref(),
+                ),
+                openai_project: sensitive_header(
+                    &ic.id,
+                    "openai_project",
+                    ic.openai_project.as_deref(),
+                ),
+                retry_unknown_outcome: ic.retry_unknown_outcome,
                 weight: ic.weight,
                 timeout: Duration::from_millis(ic.timeout_ms.max(1)),
                 health_check,
@@ -431,6 +448,23 @@ impl RoutingStore {
 }
 
 /// USD → integer nano-USD (the unit of cost totals in Redis), saturating.
+/// An instance's own header value, marked sensitive so it never prints;
+/// `None` (with a warning naming only the field) when it is not a valid
+/// header value.
+fn sensitive_header(
+    id: &str,
+    field: &str,
+    value: Option<&str>,
+) -> Option<reqwest::header::HeaderValue> {
+    let mut v = reqwest::header::HeaderValue::from_str(value?)
+        .inspect_err(|_| {
+            tracing::warn!(instance = %id, field, "not a valid header value; sending none");
+        })
+        .ok()?;
+    v.set_sensitive(true);
+    Some(v)
+}
+
 pub fn nano_usd(usd: Decimal) -> i64 {
     (usd * Decimal::from(1_000_000_000u64))
         .trunc()
@@ -461,6 +495,9 @@ pub(crate) mod tests_support {
             namespace: Arc::from("ns"),
             upstream_model_json: "\"m\"".into(),
             auth: None,
+            openai_organization: None,
+            openai_project: None,
+            retry_unknown_outcome: false,
             weight,
             timeout: Duration::from_secs(1),
             health_check: None,
@@ -491,6 +528,9 @@ mod tests {
             timeout_ms: 1000,
             enabled,
             health_check: None,
+            retry_unknown_outcome: false,
+            openai_organization: None,
+            openai_project: None,
         };
         ConfigSnapshot {
             version: 3,

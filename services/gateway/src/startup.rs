@@ -9,6 +9,7 @@ use crate::exposition::EXPOSITION;
 use crate::health::HealthPolicy;
 use crate::limits::Limiter;
 use crate::routing::RoutingStore;
+use crate::stream::RelayLimits;
 use crate::upstream::{self, UpstreamClient, UpstreamConfig};
 use crate::{config_watch, health, limits, routes};
 use actix_web::dev::{Server, ServerHandle};
@@ -29,6 +30,11 @@ pub struct AppState {
     pub max_body_bytes: usize,
     pub max_attempts: u32,
     pub total_timeout: Duration,
+    /// Largest non-streamed upstream answer.
+    pub max_response_bytes: usize,
+    pub relay: RelayLimits,
+    /// How long a stream's output may wait for its client.
+    pub client_write_timeout: Duration,
 }
 
 pub struct Application {
@@ -135,15 +141,21 @@ impl Application {
             max_body_bytes: settings.max_body_bytes,
             max_attempts: settings.upstream_max_attempts,
             total_timeout: settings.upstream_total_timeout,
+            max_response_bytes: settings.upstream_max_response_bytes,
+            relay: RelayLimits {
+                max_event_bytes: settings.sse_max_event_bytes,
+                idle_timeout: settings.upstream_idle_timeout,
+            },
+            client_write_timeout: settings.client_write_timeout,
         });
 
         let tasks = vec![
-            tokio::spawn(config_watch::watch(
+            config_watch::spawn(
                 store.clone(),
-                bg_redis.clone(),
+                bg_redis.client().clone(),
                 settings.config_poll_interval,
                 cancel.clone(),
-            )),
+            ),
             tokio::spawn(health::run_active_checks(
                 store.clone(),
                 probe_client,

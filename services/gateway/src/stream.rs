@@ -9,25 +9,49 @@
 //! request as 499 `client_disconnected`.
 
 use crate::accounting::RequestGuard;
+use crate::error::{GatewayError, RelayError};
 use crate::health::AttemptGuard;
 use crate::upstream::{UpstreamBody, UpstreamError};
 use crate::usage;
+use actix_web::ResponseError;
 use aigw_upstream_http::Held;
 use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Bounds of one relayed stream.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayLimits {
+    /// Largest SSE event (an event without its terminator beyond this ends
+    /// the stream).
+    pub max_event_bytes: usize,
+    /// Longest silence between two upstream chunks.
+    pub idle_timeout: Duration,
+}
 
 pub struct ProxyStream {
     upstream: Option<UpstreamBody>,
     first: Option<Bytes>,
-    guard: RequestGuard,
+    /// Taken (and so accounted) when the stream ends early for a client
+    /// that stopped reading.
+    guard: Option<RequestGuard>,
     attempt: Option<AttemptGuard>,
     status: u16,
     hide_usage: bool,
     buf: BytesMut,
-    deadline: Pin<Box<tokio::time::Sleep>>,
+    /// Bytes of `buf` already searched for an event's end: each byte is
+    /// scanned once however the event is split into chunks.
+    scanned: usize,
+    limits: RelayLimits,
+    /// Fires at the earlier of the total deadline and the idle deadline
+    /// (as last set; checked against `last_chunk` when it fires).
+    timer: Pin<Box<tokio::time::Sleep>>,
+    deadline: Instant,
+    last_chunk: Instant,
     done: bool,
     held: Held,
     /// Scheduler turns taken for the output held now.
@@ -98,17 +122,25 @@ impl ProxyStream {
         attempt: AttemptGuard,
         status: u16,
         hide_usage: bool,
-        deadline: tokio::time::Instant,
+        deadline: Instant,
+        limits: RelayLimits,
     ) -> Self {
+        let now = Instant::now();
         ProxyStream {
             upstream: Some(upstream),
             first: Some(first),
-            guard,
+            guard: Some(guard),
             attempt: Some(attempt),
             status,
             hide_usage,
             buf: BytesMut::new(),
-            deadline: Box::pin(tokio::time::sleep_until(deadline)),
+            scanned: 0,
+            limits,
+            timer: Box::pin(tokio::time::sleep_until(
+                deadline.min(now + limits.idle_timeout),
+            )),
+            deadline,
+            last_chunk: now,
             done: false,
             held: Held::default(),
             turns: 0,
@@ -116,35 +148,55 @@ impl ProxyStream {
         }
     }
 
-    /// Appends `chunk` and returns the complete events to forward.
+    /// Appends `chunk` and returns the complete events to forward; an
+    /// incomplete event over the size limit ends the stream.
     fn process(&mut self, chunk: &[u8]) -> Bytes {
         self.buf.extend_from_slice(chunk);
-        let end = last_event_end(&self.buf);
+        // No event ends before `scanned`; a terminator may straddle it.
+        let from = self.scanned.saturating_sub(2);
+        let end = match next_event_len(&self.buf[from..]) {
+            Some(len) => from + len + last_event_end(&self.buf[from + len..]),
+            None => 0,
+        };
         if end == 0 {
+            self.scanned = self.buf.len();
+            if self.buf.len() > self.limits.max_event_bytes {
+                tracing::warn!(
+                    limit = self.limits.max_event_bytes,
+                    "upstream stream event too large"
+                );
+                return self.fail(RelayError::EventTooLarge);
+            }
             return Bytes::new();
         }
         let complete = self.buf.split_to(end).freeze();
+        // What is left was searched by `last_event_end`.
+        self.scanned = self.buf.len();
         let mut out: Option<BytesMut> = None;
         let mut pos = 0;
         while pos < complete.len() {
             let len = next_event_len(&complete[pos..]).unwrap_or(complete.len() - pos);
             let event = complete.slice(pos..pos + len);
-            let keep = self.inspect(&event);
-            match (&mut out, keep) {
-                (None, false) => {
-                    let mut o = BytesMut::with_capacity(complete.len());
-                    o.extend_from_slice(&complete[..pos]);
-                    out = Some(o);
+            match (self.inspect(&event), &mut out) {
+                (Verdict::Keep, None) => {}
+                (Verdict::Keep, Some(o)) => o.extend_from_slice(&event),
+                (verdict, o) => {
+                    let o = o.get_or_insert_with(|| {
+                        let mut o = BytesMut::with_capacity(complete.len());
+                        o.extend_from_slice(&complete[..pos]);
+                        o
+                    });
+                    if let Verdict::Replace(b) = verdict {
+                        o.extend_from_slice(&b);
+                    }
                 }
-                (Some(o), true) => o.extend_from_slice(&event),
-                _ => {}
             }
             pos += len;
         }
         // Kept for counting until the usage chunk shows up (one reference
         // per read, not per event).
-        if !self.guard.has_usage() {
-            self.guard.keep_stream_events(complete.clone());
+        if let Some(g) = self.guard.as_mut().filter(|g| !g.has_usage()) {
+            g.keep_stream_events(complete.clone());
         }
         match out {
             None => complete,
@@ -152,38 +204,89 @@ impl ProxyStream {
         }
     }
 
-    /// Accounts for one event; false when it must not reach the client.
-    fn inspect(&mut self, event: &Bytes) -> bool {
+    /// Accounts for one event and says what of it reaches the client.
+    fn inspect(&mut self, event: &Bytes) -> Verdict {
         let Some(payload) = data_payload(event) else {
-            return true;
+            return Verdict::Keep;
         };
         if payload.as_ref() == b"[DONE]" {
-            return true;
+            return Verdict::Keep;
         }
         let info = usage::inspect_event(&payload);
-        if let Some(u) = info.usage {
-            self.guard.set_usage(u);
-            if info.usage_only && self.hide_usage {
-                return false;
+        let Some(u) = info.usage else {
+            return Verdict::Keep;
+        };
+        if let Some(g) = self.guard.as_mut() {
+            g.set_usage(u);
+        }
+        if !self.hide_usage {
+            Verdict::Keep
+        } else if info.usage_only {
+            Verdict::Drop
+        } else {
+            // A final chunk that also carries choices (LiteLLM's shape):
+            // the choices go on, the usage the gateway asked for does not.
+            match usage::without_usage(&payload) {
+                Some(p) => {
+                    let mut ev = Vec::with_capacity(p.len() + 8);
+                    ev.extend_from_slice(b"data: ");
+                    ev.extend_from_slice(&p);
+                    ev.extend_from_slice(b"\n\n");
+                    Verdict::Replace(Bytes::from(ev))
+                }
+                None => Verdict::Drop,
             }
         }
-        true
     }
 
-    /// Ends the stream after an upstream failure.
-    fn fail(&mut self, status: u16, kind: &'static str, message: &str) -> Bytes {
+    /// Ends the stream after an upstream failure, with an SSE error event
+    /// in OpenAI's error shape.
+    fn fail(&mut self, e: RelayError) -> Bytes {
         self.done = true;
         self.upstream = None;
         self.buf.clear();
-        if let Some(a) = self.attempt.as_mut() {
-            a.failure();
+        if e.counts_against_health() {
+            if let Some(a) = self.attempt.as_mut() {
+                a.failure();
+            }
         }
-        self.guard.finish(status, Some(kind));
+        let e = GatewayError::Relay(e);
+        if let Some(g) = self.guard.as_mut() {
+            g.finish(e.status_code().as_u16(), Some(e.kind()));
+        }
         let event = serde_json::json!({
-            "error": {"message": message, "type": "server_error", "param": null, "code": kind}
+            "error": {"message": e.to_string(), "type": "server_error", "param": null, "code": e.kind()}
         });
         Bytes::from(format!("data: {event}\n\n"))
     }
+
+    /// Ends the stream for a client that stopped reading: the upstream
+    /// connection closes, and the request is accounted now (its slot freed,
+    /// its usage so far recorded) instead of when the server drops it.
+    pub fn abandon(&mut self) {
+        if self.done && self.guard.is_none() {
+            return;
+        }
+        self.done = true;
+        self.upstream = None;
+        self.first = None;
+        self.ended = None;
+        self.buf.clear();
+        self.held = Held::default();
+        // The upstream was fine: the attempt is dropped unjudged.
+        self.attempt = None;
+        if let Some(mut g) = self.guard.take() {
+            let e = GatewayError::Relay(RelayError::ClientStalled);
+            g.finish(e.status_code().as_u16(), Some(e.kind()));
+        }
+    }
+}
+
+/// What of an upstream event reaches the client.
+enum Verdict {
+    Keep,
+    Drop,
+    Replace(Bytes),
 }
 
 /// Bound on output held back while the connection still has events
@@ -191,6 +294,12 @@ impl ProxyStream {
 const MAX_HELD_BYTES: usize = 64 * 1024;
 /// Bound on scheduler turns taken to gather one write.
 const MAX_GATHER_TURNS: u8 = 32;
+
+impl crate::client_watch::Abandon for ProxyStream {
+    fn abandon(&mut self) {
+        ProxyStream::abandon(self);
+    }
+}
 
 impl Stream for ProxyStream {
     type Item = Result<Bytes, actix_web::Error>;
@@ -218,14 +327,21 @@ impl Stream for ProxyStream {
                 this.held.push(out);
                 continue;
             }
-            if this.deadline.as_mut().poll(cx).is_ready() {
-                tracing::warn!("upstream stream exceeded the total time limit");
-                let ev = this.fail(
-                    504,
-                    "upstream_timeout",
-                    "The upstream stream exceeded the gateway's total time limit.",
-                );
-                this.held.push(ev);
+            if this.timer.as_mut().poll(cx).is_ready() {
+                let now = Instant::now();
+                let idle_by = this.last_chunk + this.limits.idle_timeout;
+                if now >= this.deadline {
+                    tracing::warn!("upstream stream exceeded the total time limit");
+                    let ev = this.fail(RelayError::TotalTimeout);
+                    this.held.push(ev);
+                } else if now >= idle_by {
+                    tracing::warn!("upstream stream went silent");
+                    let ev = this.fail(RelayError::IdleTimeout);
+                    this.held.push(ev);
+                } else {
+                    // A chunk came since the timer was set: set it again.
+                    this.timer.as_mut().reset(this.deadline.min(idle_by));
+                }
                 continue;
             }
             let next = match this.ended.take() {
@@ -241,6 +357,7 @@ impl Stream for ProxyStream {
             };
             match next {
                 Poll::Ready(Some(Ok(chunk))) => {
+                    this.last_chunk = Instant::now();
                     let out = this.process(&chunk);
                     this.held.push(out);
                     if !this.held.is_empty()
@@ -262,11 +379,7 @@ impl Stream for ProxyStream {
                 }
                 Poll::Ready(Some(Err(e))) => {
                     tracing::warn!(error = %e, "upstream stream broke");
-                    let ev = this.fail(
-                        502,
-                        "upstream_stream_error",
-                        "The upstream stream ended unexpectedly.",
-                    );
+                    let ev = this.fail(RelayError::StreamBroken);
                     this.held.push(ev);
                 }
                 Poll::Ready(None) => {
@@ -274,17 +387,23 @@ impl Stream for ProxyStream {
                     this.upstream = None;
                     // A final event without its blank line still counts.
                     let rest = this.buf.split().freeze();
-                    if !rest.is_empty() && this.inspect(&rest) {
-                        if !this.guard.has_usage() {
-                            this.guard.keep_stream_events(rest.clone());
+                    if !rest.is_empty() {
+                        if let Some(g) = this.guard.as_mut().filter(|g| !g.has_usage()) {
+                            g.keep_stream_events(rest.clone());
                         }
-                        this.held.push(rest);
+                        match this.inspect(&rest) {
+                            Verdict::Keep => this.held.push(rest),
+                            Verdict::Replace(b) => this.held.push(b),
+                            Verdict::Drop => {}
+                        }
                     }
                     if let Some(a) = this.attempt.as_mut() {
                         a.success();
                     }
                     let status = this.status;
-                    this.guard.finish(status, None);
+                    if let Some(g) = this.guard.as_mut() {
+                        g.finish(status, None);
+                    }
                 }
                 Poll::Pending => {
                     this.turns = 0;
@@ -486,6 +605,10 @@ mod tests {
             200,
             false,
             tokio::time::Instant::now() + std::time::Duration::from_secs(60),
+            RelayLimits {
+                max_event_bytes: 1024,
+                idle_timeout: std::time::Duration::from_secs(60),
+            },
         )
     }
 

@@ -182,6 +182,33 @@ impl UpstreamBody {
         std::future::poll_fn(|cx| self.poll_chunk(cx)).await
     }
 
+    /// The whole body if it is at most `limit` bytes; `Err(None)` past
+    /// the limit (the rest is not read).
+    pub async fn collect_at_most(mut self, limit: usize) -> Result<Bytes, Option<UpstreamError>> {
+        let mut first: Option<Bytes> = None;
+        let mut more = bytes::BytesMut::new();
+        let mut total = 0usize;
+        while let Some(chunk) = self.chunk().await {
+            let chunk = chunk.map_err(Some)?;
+            total = total.saturating_add(chunk.len());
+            if total > limit {
+                return Err(None);
+            }
+            match first.take() {
+                None if more.is_empty() => first = Some(chunk),
+                Some(f) => {
+                    more.extend_from_slice(&f);
+                    more.extend_from_slice(&chunk);
+                }
+                None => more.extend_from_slice(&chunk),
+            }
+        }
+        Ok(match first {
+            Some(f) => f,
+            None => more.freeze(),
+        })
+    }
+
     /// The whole body (one chunk is returned without copying).
     pub async fn collect(self) -> Result<Bytes, UpstreamError> {
         match self {
@@ -210,6 +237,16 @@ impl UpstreamError {
         match self {
             UpstreamError::General(e) => e.is_timeout(),
             UpstreamError::Direct(e) => e.is_timeout(),
+        }
+    }
+
+    /// The upstream provably did not get the whole request (it could not
+    /// be reached), so sending it again cannot process it twice. Any other
+    /// failure happened after the request left: its outcome is unknown.
+    pub fn request_unsent(&self) -> bool {
+        match self {
+            UpstreamError::Direct(e) => e.request_unsent(),
+            UpstreamError::General(e) => e.is_connect(),
         }
     }
 

@@ -59,6 +59,21 @@ pub fn inspect_event(payload: &[u8]) -> EventInfo {
     }
 }
 
+/// Fields of a stream chunk that only the gateway asked for: the usage and
+/// the cost some upstreams (LiteLLM) report with it.
+const USAGE_FIELDS: [&str; 2] = ["usage", "cost"];
+
+/// A stream chunk's JSON without [`USAGE_FIELDS`]; `None` when it is not a
+/// JSON object.
+pub fn without_usage(payload: &[u8]) -> Option<Vec<u8>> {
+    let mut chunk: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(payload).ok()?;
+    for f in USAGE_FIELDS {
+        chunk.remove(f);
+    }
+    serde_json::to_vec(&chunk).ok()
+}
+
 /// Whether `"usage"` appears followed by `:` and an object (not `null`).
 fn has_usage_object(p: &[u8]) -> bool {
     const NEEDLE: &[u8] = b"\"usage\"";

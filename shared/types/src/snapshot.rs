@@ -141,6 +141,19 @@ pub struct InstanceConfig {
     pub enabled: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckConfig>,
+    /// Whether a request whose outcome is unknown (sent whole, then the
+    /// connection was lost or the first byte did not come in time) may be
+    /// sent again to another instance. Off by default: a paid upstream may
+    /// have processed it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retry_unknown_outcome: bool,
+    /// `OpenAI-Organization` sent upstream with this instance's key (the
+    /// client's own header is never forwarded); not logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openai_organization: Option<String>,
+    /// `OpenAI-Project` sent upstream with this instance's key; not logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openai_project: Option<String>,
 }
 
 // Hand-written so the upstream secret never reaches a log line.
@@ -157,6 +170,15 @@ impl std::fmt::Debug for InstanceConfig {
             .field("timeout_ms", &self.timeout_ms)
             .field("enabled", &self.enabled)
             .field("health_check", &self.health_check)
+            .field("retry_unknown_outcome", &self.retry_unknown_outcome)
+            .field(
+                "openai_organization",
+                &self.openai_organization.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "openai_project",
+                &self.openai_project.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -186,9 +208,16 @@ mod tests {
             timeout_ms: 1000,
             enabled: true,
             health_check: None,
+            retry_unknown_outcome: false,
+            openai_organization: Some("org-secret-id".into()),
+            openai_project: Some("proj-secret-id".into()),
         };
         let s = format!("{i:?}");
         assert!(!s.contains("sk-very-secret"), "{s}");
+        assert!(
+            !s.contains("org-secret-id") && !s.contains("proj-secret-id"),
+            "{s}"
+        );
         assert!(s.contains("<redacted>"));
     }
 

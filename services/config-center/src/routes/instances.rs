@@ -60,6 +60,17 @@ pub struct CreateInstance {
     /// Default true.
     pub enabled: Option<bool>,
     pub health_check: Option<HealthCheckInput>,
+    /// Resend a request whose outcome is unknown (sent whole, then the
+    /// connection was lost or no answer came in time) to another instance.
+    /// Default false: a paid upstream may have processed it.
+    pub retry_unknown_outcome: Option<bool>,
+    /// `OpenAI-Organization` sent upstream with this instance's key (a
+    /// client's own header is never forwarded).
+    #[schema(example = "org-…")]
+    pub openai_organization: Option<String>,
+    /// `OpenAI-Project` sent upstream with this instance's key.
+    #[schema(example = "proj_…")]
+    pub openai_project: Option<String>,
 }
 
 impl std::fmt::Debug for CreateInstance {
@@ -88,6 +99,13 @@ pub struct PatchInstance {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<HealthCheckInput>)]
     pub health_check: Option<Option<HealthCheckInput>>,
+    pub retry_unknown_outcome: Option<bool>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub openai_organization: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub openai_project: Option<Option<String>>,
 }
 
 impl std::fmt::Debug for PatchInstance {
@@ -117,6 +135,9 @@ pub struct InstanceView {
     pub timeout_ms: u64,
     pub enabled: bool,
     pub health_check: Option<HealthCheckView>,
+    pub retry_unknown_outcome: bool,
+    pub openai_organization: Option<String>,
+    pub openai_project: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -138,6 +159,9 @@ impl From<&Instance> for InstanceView {
                 path: h.path.clone(),
                 interval_s: h.interval_s,
             }),
+            retry_unknown_outcome: i.retry_unknown_outcome,
+            openai_organization: i.openai_organization.clone(),
+            openai_project: i.openai_project.clone(),
             created_at: format_ms(i.created_at_ms),
             updated_at: format_ms(i.updated_at_ms),
         }
@@ -176,6 +200,18 @@ fn health_check(h: HealthCheckInput) -> Result<HealthCheckConfig, ValidationErro
     domain::parse_health_check("health_check", &h.path, h.interval_s)
 }
 
+/// An organization or project id: sent as a header value, so visible ASCII
+/// only.
+fn header_id(field: &str, s: &str) -> Result<String, ValidationError> {
+    if s.is_empty() || s.len() > 200 || !s.bytes().all(|c| c.is_ascii_graphic()) {
+        return Err(ValidationError::new(
+            field,
+            "must be 1 to 200 visible ASCII characters",
+        ));
+    }
+    Ok(s.to_string())
+}
+
 fn upstream_model(s: &str) -> Result<String, ApiError> {
     let m = domain::parse_text("upstream_model", s, 200, false)?;
     if m.chars().any(char::is_whitespace) {
@@ -204,6 +240,15 @@ impl CreateInstance {
             timeout_ms: timeout(self.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS))?,
             enabled: self.enabled.unwrap_or(true),
             health_check: self.health_check.map(health_check).transpose()?,
+            retry_unknown_outcome: self.retry_unknown_outcome.unwrap_or(false),
+            openai_organization: self
+                .openai_organization
+                .map(|v| header_id("openai_organization", &v))
+                .transpose()?,
+            openai_project: self
+                .openai_project
+                .map(|v| header_id("openai_project", &v))
+                .transpose()?,
             created_at_ms: now,
             updated_at_ms: now,
         })
@@ -238,6 +283,17 @@ impl PatchInstance {
         }
         if let Some(h) = self.health_check {
             i.health_check = h.map(health_check).transpose()?;
+        }
+        if let Some(r) = self.retry_unknown_outcome {
+            i.retry_unknown_outcome = r;
+        }
+        if let Some(v) = self.openai_organization {
+            i.openai_organization = v
+                .map(|v| header_id("openai_organization", &v))
+                .transpose()?;
+        }
+        if let Some(v) = self.openai_project {
+            i.openai_project = v.map(|v| header_id("openai_project", &v)).transpose()?;
         }
         i.updated_at_ms = now;
         Ok(())

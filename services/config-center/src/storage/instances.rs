@@ -13,7 +13,8 @@ macro_rules! instance_cols {
     () => {
         "id, namespace_code, model, base_url, upstream_model, api_key, \
      weight, timeout_ms, enabled, health_check_path, health_check_interval_s, \
-     created_at_ms, updated_at_ms"
+     created_at_ms, updated_at_ms, retry_unknown_outcome, openai_organization, \
+     openai_project"
     };
 }
 
@@ -58,7 +59,7 @@ impl WriteTx {
             "INSERT INTO instances (",
             instance_cols!(),
             ") \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         ))
         .bind(&i.id)
         .bind(&i.namespace_code)
@@ -73,6 +74,9 @@ impl WriteTx {
         .bind(i.health_check.as_ref().map(|h| i64::from(h.interval_s)))
         .bind(i.created_at_ms)
         .bind(i.updated_at_ms)
+        .bind(i.retry_unknown_outcome)
+        .bind(i.openai_organization.as_deref())
+        .bind(i.openai_project.as_deref())
         .execute(&mut *self.tx)
         .await
         .map_err(|e| match db_kind(&e) {
@@ -90,7 +94,8 @@ impl WriteTx {
         sqlx::query(
             "UPDATE instances SET namespace_code = $2, model = $3, base_url = $4, \
              upstream_model = $5, api_key = $6, weight = $7, timeout_ms = $8, enabled = $9, \
-             health_check_path = $10, health_check_interval_s = $11, updated_at_ms = $12 \
+             health_check_path = $10, health_check_interval_s = $11, updated_at_ms = $12, \
+             retry_unknown_outcome = $13, openai_organization = $14, openai_project = $15 \
              WHERE id = $1",
         )
         .bind(&i.id)
@@ -105,6 +110,9 @@ impl WriteTx {
         .bind(i.health_check.as_ref().map(|h| h.path.clone()))
         .bind(i.health_check.as_ref().map(|h| i64::from(h.interval_s)))
         .bind(i.updated_at_ms)
+        .bind(i.retry_unknown_outcome)
+        .bind(i.openai_organization.as_deref())
+        .bind(i.openai_project.as_deref())
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -160,6 +168,9 @@ fn instance_from_row(r: &AnyRow) -> Result<Instance> {
             path,
             interval_s: hc_interval.unwrap_or(15),
         }),
+        retry_unknown_outcome: get_bool(r, "retry_unknown_outcome")?,
+        openai_organization: r.try_get("openai_organization")?,
+        openai_project: r.try_get("openai_project")?,
         created_at_ms: r.try_get("created_at_ms")?,
         updated_at_ms: r.try_get("updated_at_ms")?,
     })

@@ -72,6 +72,9 @@ impl Store {
                 timeout_ms: i.timeout_ms,
                 enabled: i.enabled,
                 health_check: i.health_check,
+                retry_unknown_outcome: i.retry_unknown_outcome,
+                openai_organization: i.openai_organization,
+                openai_project: i.openai_project,
             });
         }
         Ok(snap)

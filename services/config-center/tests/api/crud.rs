@@ -450,3 +450,74 @@ async fn api_keys_lifecycle(b: Backend) {
         .assert_error(404, "not_found");
 }
 both!(api_keys_lifecycle);
+
+async fn instance_retry_and_billing_scope(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else {
+        return;
+    };
+    app.create_namespace("team-a").await;
+    app.create_model("gpt-4o-mini").await;
+    // Defaults: no resend on an unknown outcome, no billing scope.
+    app.create_instance("plain", "team-a", "gpt-4o-mini", None)
+        .await;
+    let got = app.get("/api/v1/instances/plain").await.json();
+    assert_eq!(got["retry_unknown_outcome"], false);
+    assert_eq!(got["openai_organization"], json!(null));
+    assert_eq!(got["openai_project"], json!(null));
+
+    let r = app
+        .post(
+            "/api/v1/instances",
+            json!({"id":"scoped","namespace_code":"team-a","model":"gpt-4o-mini",
+                "base_url":"https://api.example.com/v1","retry_unknown_outcome":true,
+                "openai_organization":"org-abc123","openai_project":"proj_xyz"}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text);
+    let i = r.json();
+    assert_eq!(i["retry_unknown_outcome"], true);
+    assert_eq!(i["openai_organization"], "org-abc123");
+    assert_eq!(i["openai_project"], "proj_xyz");
+    let snap = app.snapshot_at(r.version()).await;
+    let si = snap.instances.iter().find(|i| i.id == "scoped").unwrap();
+    assert!(si.retry_unknown_outcome);
+    assert_eq!(si.openai_organization.as_deref(), Some("org-abc123"));
+    assert_eq!(si.openai_project.as_deref(), Some("proj_xyz"));
+    let plain = snap.instances.iter().find(|i| i.id == "plain").unwrap();
+    assert!(!plain.retry_unknown_outcome);
+    assert!(plain.openai_organization.is_none());
+
+    // Patch: opt out, clear the project, keep the organization.
+    let r = app
+        .patch(
+            "/api/v1/instances/scoped",
+            json!({"retry_unknown_outcome":false,"openai_project":null}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let snap = app.snapshot_at(r.version()).await;
+    let si = snap.instances.iter().find(|i| i.id == "scoped").unwrap();
+    assert!(!si.retry_unknown_outcome);
+    assert_eq!(si.openai_organization.as_deref(), Some("org-abc123"));
+    assert!(si.openai_project.is_none());
+
+    // They travel as header values: visible ASCII only.
+    for bad in [json!("org 1"), json!(""), json!("org\u{e9}")] {
+        let e = app
+            .patch(
+                "/api/v1/instances/scoped",
+                json!({ "openai_organization": bad }),
+            )
+            .await
+            .assert_error(400, "validation_error");
+        assert_eq!(e["field"], "openai_organization");
+    }
+    let e = app
+        .patch(
+            "/api/v1/instances/scoped",
+            json!({"retry_unknown_outcome":"yes"}),
+        )
+        .await;
+    assert_eq!(e.status, 400, "{}", e.text);
+}
+both!(instance_retry_and_billing_scope);

@@ -5,6 +5,7 @@ use crate::mock::MockUpstream;
 use aigw_metrics::keys::{CONFIG_SNAPSHOT, CONFIG_VERSION};
 use aigw_testkit::RedisServer;
 use serde_json::Value;
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_changes_apply_without_restart_and_spare_requests_in_flight() {
@@ -143,4 +144,30 @@ async fn starts_without_redis_and_is_ready_once_a_snapshot_arrives() {
     assert_eq!(resp.status(), 200);
     gw.handle.stop(true).await;
     gw.task.await.unwrap().unwrap();
+}
+
+/// Connections to Redis that go silent (the peer vanished without a FIN)
+/// must not stall the watcher: it gives up on them and loads the next
+/// version over new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_redis_connection_does_not_stall_the_config_watcher() {
+    let up = MockUpstream::start("a1").await;
+    let redis = RedisServer::start().await;
+    let proxy = aigw_testkit::TcpProxy::start(redis.port()).await;
+    let mut snap = one_instance(&up.base_url());
+    publish(&redis, &snap).await;
+    let gw = Gateway::start(test_settings(&proxy.redis_url())).await;
+    gw.wait_version(1).await;
+
+    // Every connection open now stops forwarding; new ones work.
+    proxy.stall();
+    snap.version = 2;
+    publish(&redis, &snap).await;
+    for _ in 0..600 {
+        if gw.handle.config_version() == Some(2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(gw.handle.config_version(), Some(2), "watcher stalled");
 }

@@ -44,6 +44,9 @@ async fn failover_case(mode: Bad, reason: &str) {
         Bad::Refused => {}
     });
     let mut snap = two_instances(&bad_url, &good.base_url());
+    // A timeout after the request was sent is an unknown outcome: resent
+    // only to an instance that opted in.
+    snap.instances[1].retry_unknown_outcome = matches!(mode, Bad::Timeout);
     // Only the timeout case may time out, even on a busy machine.
     snap.instances[1].timeout_ms = if matches!(mode, Bad::Timeout) {
         300
@@ -104,7 +107,7 @@ async fn failover_on_429() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_on_timeout() {
-    failover_case(Bad::Timeout, "timeout").await;
+    failover_case(Bad::Timeout, "unknown_outcome").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,10 +165,14 @@ async fn attempts_are_bounded_and_the_last_failure_is_reported() {
         });
     }
     app.publish(&snap3).await;
+    let before: usize = ups.iter().map(|u| u.request_count()).sum();
     let resp = app.chat(KEY_A, chat_body(false)).await;
     assert_eq!(resp.status(), 504);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], "upstream_timeout");
+    // It was sent: its outcome is unknown, so it is not sent again.
+    let after: usize = ups.iter().map(|u| u.request_count()).sum();
+    assert_eq!(after - before, 1);
 
     app.settle().await;
     assert_eq!(app.get_i64("metrics:ns:team-a:status:503").await, 1);
@@ -176,7 +183,11 @@ async fn attempts_are_bounded_and_the_last_failure_is_reported() {
         app.get_i64("metrics:ns:team-a:retries:connect_error").await,
         1
     );
-    assert_eq!(app.get_i64("metrics:ns:team-a:retries:timeout").await, 1);
+    assert_eq!(app.get("metrics:ns:team-a:retries:timeout").await, None);
+    assert_eq!(
+        app.get("metrics:ns:team-a:retries:unknown_outcome").await,
+        None
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,6 +50,9 @@ pub fn instance(id: &str, ns: &str, model: &str, base_url: &str) -> InstanceConf
         timeout_ms: 5_000,
         enabled: true,
         health_check: None,
+        retry_unknown_outcome: false,
+        openai_organization: None,
+        openai_project: None,
     }
 }
 

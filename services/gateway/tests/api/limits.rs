@@ -294,3 +294,37 @@ async fn rpm_is_shared_by_two_gateway_processes() {
         assert!(!p.logs().contains("sk-upstream-secret"), "secret in logs");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_upstream_token_counts_saturate_instead_of_overflowing() {
+    let up = MockUpstream::start("a1").await;
+    up.set(|b| {
+        b.prompt_tokens = u64::MAX;
+        b.completion_tokens = u64::MAX;
+    });
+    let snap = limited(
+        &up.base_url(),
+        Limits {
+            tpm: Some(30),
+            ..Default::default()
+        },
+    );
+    let app = TestApp::spawn(&snap).await;
+    // Whole and streamed: the sums are taken when the request is accounted
+    // (in a `Drop`), which must neither panic nor wrap.
+    assert_eq!(app.chat(KEY_A, chat_body(false)).await.status(), 200);
+    app.settle().await;
+    let recs = app.usage_records().await;
+    assert_eq!(recs.len(), 1);
+    assert_eq!(
+        (recs[0].prompt_tokens, recs[0].completion_tokens),
+        (u64::MAX, u64::MAX)
+    );
+    // The window holds the saturated count: the next request is refused.
+    assert_429(
+        app.chat(KEY_A, chat_body(true)).await,
+        "tokens",
+        "rate_limit_exceeded",
+    )
+    .await;
+}

@@ -3,12 +3,15 @@
 
 mod helpers;
 mod mock;
+mod raw_upstream;
 
 mod accounting;
 mod config;
 mod failover;
 mod limits;
 mod proxy;
+mod relay_limits;
+mod retry;
 mod sdk;
 mod shutdown;
 mod streaming;

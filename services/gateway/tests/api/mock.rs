@@ -30,6 +30,15 @@ pub struct Behaviour {
     pub chunk_delay: Duration,
     /// Break the connection after sending this many chunks.
     pub break_after: Option<usize>,
+    /// Answer completions with a stream even when the request did not ask
+    /// for one (an upstream that coerces `"stream": "true"`).
+    pub force_stream: bool,
+    /// The usage chunk in LiteLLM's shape: a non-empty `choices` array
+    /// (`[{"index":0,"delta":{}}]`) and the upstream's own `cost` figure.
+    pub usage_with_choices: bool,
+    /// Bytes of padding in each answer (a `padding` field of the JSON
+    /// answer, appended to each streamed content chunk).
+    pub pad: usize,
 }
 
 impl Default for Behaviour {
@@ -44,6 +53,9 @@ impl Default for Behaviour {
             gated: false,
             chunk_delay: Duration::ZERO,
             break_after: None,
+            force_stream: false,
+            usage_with_choices: false,
+            pad: 0,
         }
     }
 }
@@ -249,7 +261,7 @@ async fn handle(req: HttpRequest, body: Bytes, st: web::Data<Arc<MockState>>) ->
     let usage = json!({
         "prompt_tokens": b.prompt_tokens,
         "completion_tokens": b.completion_tokens,
-        "total_tokens": b.prompt_tokens + b.completion_tokens,
+        "total_tokens": b.prompt_tokens.saturating_add(b.completion_tokens),
     });
     let chat = path.ends_with("/chat/completions");
     match path.as_str() {
@@ -266,7 +278,7 @@ async fn handle(req: HttpRequest, body: Bytes, st: web::Data<Arc<MockState>>) ->
             HttpResponse::Ok().json(out)
         }
         p if p.ends_with("/completions") => {
-            if json["stream"] == true {
+            if json["stream"] == true || b.force_stream {
                 let include_usage = json["stream_options"]["include_usage"] == true;
                 return stream(st.get_ref().clone(), b, model, chat, include_usage);
             }
@@ -285,6 +297,9 @@ async fn handle(req: HttpRequest, body: Bytes, st: web::Data<Arc<MockState>>) ->
             });
             if b.usage {
                 out["usage"] = usage;
+            }
+            if b.pad > 0 {
+                out["padding"] = json!("p".repeat(b.pad));
             }
             HttpResponse::Ok()
                 .insert_header(("x-upstream-name", st.name.clone()))
@@ -368,7 +383,7 @@ fn stream(
                 }
             }
             s.k += 1;
-            let text = format!("c{}", s.k);
+            let text = format!("c{}{}", s.k, " ".repeat(s.b.pad));
             let choice = if s.chat {
                 json!({"index": 0, "delta": {"content": text}, "finish_reason": null})
             } else {
@@ -390,7 +405,7 @@ fn stream(
         }
         if s.include_usage && s.b.usage && !s.usage_sent {
             s.usage_sent = true;
-            let chunk = json!({
+            let mut chunk = json!({
                 "id": "cmpl-mock",
                 "object": if s.chat { "chat.completion.chunk" } else { "text_completion" },
                 "created": 1,
@@ -399,9 +414,13 @@ fn stream(
                 "usage": {
                     "prompt_tokens": s.b.prompt_tokens,
                     "completion_tokens": s.b.completion_tokens,
-                    "total_tokens": s.b.prompt_tokens + s.b.completion_tokens,
+                    "total_tokens": s.b.prompt_tokens.saturating_add(s.b.completion_tokens),
                 },
             });
+            if s.b.usage_with_choices {
+                chunk["choices"] = json!([{"index": 0, "delta": {}}]);
+                chunk["cost"] = json!(0.000123);
+            }
             return Some((Ok(event(chunk)), s));
         }
         if !s.done_sent {

@@ -18,7 +18,9 @@ async fn the_general_upstream_client_forwards_the_same_request() {
 
 async fn forwarded_chat(direct: bool) {
     let up = MockUpstream::start("a1").await;
-    let app = TestApp::spawn_with(&one_instance(&up.base_url()), |s| {
+    let mut snap = one_instance(&up.base_url());
+    snap.instances[0].openai_organization = Some("org-of-the-instance".into());
+    let app = TestApp::spawn_with(&snap, |s| {
         s.upstream_direct = direct;
     })
     .await;
@@ -37,6 +39,10 @@ async fn forwarded_chat(direct: bool) {
         .header("x-api-key", "another-secret")
         .header("x-custom", "kept")
         .header("x-request-id", "client-rid-1")
+        .header("openai-organization", "org-chosen-by-client")
+        .header("openai-project", "proj-chosen-by-client")
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("forwarded", "for=198.51.100.1")
         .json(&body)
         .send()
         .await
@@ -60,6 +66,11 @@ async fn forwarded_chat(direct: bool) {
     assert_eq!(r.header("x-request-id"), Some("client-rid-1"));
     assert_eq!(r.header("cookie"), None);
     assert_eq!(r.header("x-api-key"), None);
+    // The billing scope is the instance's, never the client's.
+    assert_eq!(r.header("openai-organization"), Some("org-of-the-instance"));
+    assert_eq!(r.header("openai-project"), None);
+    assert_eq!(r.header("x-forwarded-for"), Some("203.0.113.7, 127.0.0.1"));
+    assert_eq!(r.header("forwarded"), None);
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert_eq!(r.header("accept"), Some("*/*"));
     let authority = up
@@ -79,6 +90,10 @@ async fn forwarded_chat(direct: bool) {
     let parsed = uuid::Uuid::parse_str(&rid).expect("uuid request id");
     assert_eq!(parsed.get_version_num(), 7);
     assert_eq!(up.requests()[1].header("x-request-id"), Some(rid.as_str()));
+    assert_eq!(
+        up.requests()[1].header("x-forwarded-for"),
+        Some("127.0.0.1")
+    );
 
     // A stream passes through whole, its usage chunk hidden and accounted.
     let resp = app.chat(KEY_A, chat_body(true)).await;

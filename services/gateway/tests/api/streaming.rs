@@ -228,3 +228,88 @@ async fn client_disconnect_while_waiting_cancels_the_upstream_request() {
     assert_eq!(recs[0].status, 499);
     assert_eq!(recs[0].token_source, TokenSource::None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_must_be_a_json_boolean() {
+    let up = MockUpstream::start("a1").await;
+    up.set(|b| b.force_stream = true);
+    let app = TestApp::spawn(&one_instance(&up.base_url())).await;
+    for stream in [json!("true"), json!(1), json!("yes"), json!({})] {
+        let mut body = chat_body(false);
+        body["stream"] = stream.clone();
+        let resp = app.chat(KEY_A, body).await;
+        assert_eq!(resp.status(), 400, "{stream}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "invalid_body", "{v}");
+        assert_eq!(v["error"]["param"], "stream", "{v}");
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    }
+    assert_eq!(up.request_count(), 0, "nothing reached the upstream");
+    let mut body = chat_body(false);
+    body["stream"] = Value::Null;
+    assert_eq!(app.chat(KEY_A, body).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_answer_is_relayed_and_accounted_as_a_stream() {
+    let up = MockUpstream::start("a1").await;
+    // The upstream streams although the request did not ask: no usage chunk
+    // was requested, so the text must be counted.
+    up.set(|b| b.force_stream = true);
+    let app = TestApp::spawn(&one_instance(&up.base_url())).await;
+    let resp = app.chat(KEY_A, chat_body(false)).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let text = resp.text().await.unwrap();
+    let contents: Vec<String> = payloads(&text)
+        .iter()
+        .map(|e| {
+            e["choices"][0]["delta"]["content"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(contents, vec!["c1", "c2", "c3"]);
+    app.settle().await;
+    let recs = app.usage_records().await;
+    assert_eq!(recs.len(), 1);
+    let r = &recs[0];
+    assert!(r.stream);
+    assert_eq!(r.token_source, TokenSource::Counted);
+    assert_eq!(r.count_text.as_ref().unwrap().completion, "c1c2c3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_usage_chunk_with_choices_is_stripped_for_a_client_that_did_not_ask() {
+    let up = MockUpstream::start("a1").await;
+    up.set(|b| b.usage_with_choices = true);
+    let app = TestApp::spawn(&one_instance(&up.base_url())).await;
+    let text = app.chat(KEY_A, chat_body(true)).await.text().await.unwrap();
+    // (`"usage": null` on content chunks is what OpenAI sends too.)
+    assert!(!text.contains("\"usage\":{"), "{text}");
+    assert!(!text.contains("cost"), "{text}");
+    assert!(!text.contains("prompt_tokens"), "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    let events = payloads(&text);
+    // The final chunk itself stays (its choices may carry a finish), without
+    // what the gateway asked for.
+    assert_eq!(events.len(), 4, "{text}");
+    assert_eq!(events[3]["choices"], json!([{"index": 0, "delta": {}}]));
+
+    // A client that asked gets the chunk whole.
+    let mut body = chat_body(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let text = app.chat(KEY_A, body).await.text().await.unwrap();
+    let events = payloads(&text);
+    assert_eq!(events[3]["usage"]["total_tokens"], 18);
+    assert_eq!(events[3]["cost"], json!(0.000123));
+
+    app.settle().await;
+    let recs = app.usage_records().await;
+    assert_eq!(recs.len(), 2);
+    for r in &recs {
+        assert_eq!(r.token_source, TokenSource::Upstream);
+        assert_eq!((r.prompt_tokens, r.completion_tokens), (11, 7));
+    }
+}
