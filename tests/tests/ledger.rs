@@ -94,19 +94,21 @@ async fn outage(engine: Engine, s: &Stack, pg_url: Option<&str>) {
         Engine::Postgres => {
             // The database refuses new connections and the server drops
             // every open one, again and again, batches in flight included.
-            let mut c = sqlx::PgConnection::connect(pg_url.unwrap()).await.unwrap();
-            let name: String = sqlx::query_scalar("SELECT current_database()")
-                .fetch_one(&mut c)
+            // From the server's admin database: a database cannot refuse
+            // connections to the session that asks.
+            let (base, name) = pg_url.unwrap().rsplit_once('/').unwrap();
+            let mut c = sqlx::PgConnection::connect(&format!("{base}/postgres"))
                 .await
                 .unwrap();
             // The name is the test kit's own (aigw_test_<uuid>), not input.
             let allow = |on: bool| format!(r#"ALTER DATABASE "{name}" ALLOW_CONNECTIONS {on}"#);
             c.execute(allow(false).as_str()).await.unwrap();
             for _ in 0..40 {
-                c.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
                 )
+                .bind(name)
+                .execute(&mut c)
                 .await
                 .unwrap();
                 tokio::time::sleep(Duration::from_millis(150)).await;

@@ -177,15 +177,21 @@ impl Writer {
         conn: &mut redis::aio::ConnectionManager,
         entries: Vec<Entry>,
     ) -> Result<(), StepError> {
-        let (ids, rows, malformed) = parse_batch(entries);
+        let Batch {
+            ids,
+            rows,
+            repeated,
+            malformed,
+        } = parse_batch(entries);
+        let mut duplicates = repeated;
         if !rows.is_empty() {
             let inserted = self.store.insert_ledger_rows(&rows).await?;
             fam::LEDGER_ROWS.add(&self.recorder, &NoLabels, inserted as i64);
             fam::LEDGER_BATCHES.add(&self.recorder, &NoLabels, 1);
-            let dup = rows.len() as i64 - inserted as i64;
-            if dup > 0 {
-                fam::LEDGER_DUPLICATES.add(&self.recorder, &NoLabels, dup);
-            }
+            duplicates += rows.len() as i64 - inserted as i64;
+        }
+        if duplicates > 0 {
+            fam::LEDGER_DUPLICATES.add(&self.recorder, &NoLabels, duplicates);
         }
         if malformed > 0 {
             fam::LEDGER_MALFORMED.add(&self.recorder, &NoLabels, malformed);
@@ -195,14 +201,24 @@ impl Writer {
     }
 }
 
-/// The entry ids, the rows, and how many entries were not a row. A row
-/// twice in one batch (a redelivery racing a claim) is kept once: one
-/// INSERT must not name a key twice.
-fn parse_batch(entries: Vec<Entry>) -> (Vec<String>, Vec<LedgerRow>, i64) {
+/// A batch of entries, read.
+struct Batch {
+    /// Every entry's id, to acknowledge.
+    ids: Vec<String>,
+    /// The rows, each request id once: one INSERT must not name a key
+    /// twice.
+    rows: Vec<LedgerRow>,
+    /// Rows left out because the batch held their request id already.
+    repeated: i64,
+    /// Entries that were not a row.
+    malformed: i64,
+}
+
+fn parse_batch(entries: Vec<Entry>) -> Batch {
     let mut ids = Vec::with_capacity(entries.len());
     let mut rows: Vec<LedgerRow> = Vec::with_capacity(entries.len());
     let mut seen = std::collections::HashSet::new();
-    let mut malformed = 0;
+    let (mut repeated, mut malformed) = (0, 0);
     for e in entries {
         ids.push(e.id.clone());
         if e.deleted {
@@ -219,6 +235,8 @@ fn parse_batch(entries: Vec<Entry>) -> (Vec<String>, Vec<LedgerRow>, i64) {
             Some(r) => {
                 if seen.insert(r.request_id.clone()) {
                     rows.push(r);
+                } else {
+                    repeated += 1;
                 }
             }
             None => {
@@ -228,7 +246,12 @@ fn parse_batch(entries: Vec<Entry>) -> (Vec<String>, Vec<LedgerRow>, i64) {
             }
         }
     }
-    (ids, rows, malformed)
+    Batch {
+        ids,
+        rows,
+        repeated,
+        malformed,
+    }
 }
 
 /// Deletes rows older than the retention, in bounded batches.

@@ -512,19 +512,22 @@ impl Outage {
                 Outage::Sqlite(c)
             }
             Db::Postgres(pg) => {
-                let mut c = sqlx::PgConnection::connect(&pg.url).await.unwrap();
-                let name: String = sqlx::query_scalar("SELECT current_database()")
-                    .fetch_one(&mut c)
+                // From the server's admin database: a database cannot
+                // refuse connections to the session that asks.
+                let (base, name) = pg.url.rsplit_once('/').unwrap();
+                let name = name.to_string();
+                let mut c = sqlx::PgConnection::connect(&format!("{base}/postgres"))
                     .await
                     .unwrap();
                 // The name is the test kit's own (aigw_test_<uuid>), not input.
                 c.execute(format!(r#"ALTER DATABASE "{name}" ALLOW_CONNECTIONS false"#).as_str())
                     .await
                     .unwrap();
-                c.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                     WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
                 )
+                .bind(&name)
+                .execute(&mut c)
                 .await
                 .unwrap();
                 Outage::Postgres(c, name)
@@ -584,10 +587,10 @@ async fn retention_deletes_old_rows_in_batches() {
         .ledger
         .clone();
     let cfg = config_center::config::LedgerConfig {
+        retention: Duration::from_secs(90 * 86_400),
         retention_batch: 10,
         ..cfg
     };
-    assert_eq!(cfg.retention, Duration::from_secs(90 * 86_400));
     let retention = Retention {
         cfg,
         store: store.clone(),
