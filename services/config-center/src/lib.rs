@@ -9,12 +9,15 @@
 //! - [`routes`]: handlers over the shared [`state`]; [`domain`]: input
 //!   parsing and the entities; [`storage`]: SQL, one module per entity.
 //! - [`publisher`]: the background publication to Redis.
+//! - [`usage`]: the spend ledger's queries (filters, groups, CSV);
+//!   [`ledger`]: its writer (the `usage:ledger` consumer) and retention.
 //! - [`metrics`], [`auth`], [`error`], [`openapi`].
 
 pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod ledger;
 pub mod metrics;
 pub mod openapi;
 pub mod publisher;
@@ -22,6 +25,7 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod storage;
+pub mod usage;
 
 pub use config::Config;
 pub use startup::Application;

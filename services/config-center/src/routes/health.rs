@@ -2,6 +2,8 @@
 
 use crate::state::AppState;
 use actix_web::{web, HttpRequest, HttpResponse};
+use aigw_metrics::families::config_center as fam;
+use aigw_metrics::{keys, NoLabels, ScrapeValues};
 use serde::Serialize;
 use std::time::Duration;
 use utoipa::ToSchema;
@@ -74,7 +76,19 @@ pub async fn ready(state: web::Data<AppState>) -> HttpResponse {
 pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let st = state.clone();
     let render = |accept: Option<String>| async move {
-        st.metrics.render_negotiated(accept.as_deref(), None).await
+        let mut values = ScrapeValues::new();
+        let backlog =
+            aigw_metrics::stream::group_backlog(&st.redis, keys::LEDGER_STREAM, keys::LEDGER_GROUP)
+                .await;
+        if let Some((pending, lag)) = backlog {
+            values.set(&fam::LEDGER_PENDING, &NoLabels, pending as f64);
+            if let Some(lag) = lag {
+                values.set(&fam::LEDGER_LAG, &NoLabels, lag as f64);
+            }
+        }
+        st.metrics
+            .render_negotiated_with(accept.as_deref(), &values)
+            .await
     };
     state.scrape.serve(&req, render).await
 }

@@ -6,6 +6,7 @@ mod helpers;
 mod auth_openapi;
 mod crud;
 mod errors;
+mod ledger;
 mod lifecycle;
 mod pagination;
 mod publication;
