@@ -9,6 +9,7 @@
 //! - [`routes`]: handlers over the shared [`state`]; [`domain`]: input
 //!   parsing and the entities; [`storage`]: SQL, one module per entity.
 //! - [`publisher`]: the background publication to Redis.
+//! - [`ui`]: the web console under `/ui`, over the same domain and storage.
 //! - [`metrics`], [`auth`], [`error`], [`openapi`].
 
 pub mod auth;
@@ -22,6 +23,7 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod storage;
+pub mod ui;
 
 pub use config::Config;
 pub use startup::Application;
