@@ -163,6 +163,9 @@ pub struct StackOptions {
     pub mock_env: Vec<(String, String)>,
     pub token_service_env: Vec<(String, String)>,
     pub config_center_env: Vec<(String, String)>,
+    /// The config-center's `DATABASE_URL`; `None`: a fresh SQLite file,
+    /// [`Stack::sqlite_path`].
+    pub database_url: Option<String>,
 }
 
 impl Default for StackOptions {
@@ -176,6 +179,7 @@ impl Default for StackOptions {
             mock_env: Vec::new(),
             token_service_env: Vec::new(),
             config_center_env: Vec::new(),
+            database_url: None,
         }
     }
 }
@@ -212,7 +216,10 @@ impl Stack {
     pub async fn start(o: StackOptions) -> Stack {
         let redis = RedisServer::start().await;
         let db = TempDir::new("stack-db");
-        let db_url = format!("sqlite://{}/cc.db", db.path().display());
+        let db_url = o
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}/cc.db", db.path().display()));
         let log = o.log.clone();
         let flush = format!("{}ms", FLUSH.as_millis());
         let cc = Svc::new(
@@ -231,6 +238,9 @@ impl Stack {
                     ("CONFIG_CENTER_PUBLISH_RETRY", "200ms".into()),
                     ("CONFIG_CENTER_PUBLISH_RESYNC", "2s".into()),
                     ("SHUTDOWN_TIMEOUT", "5s".into()),
+                    ("LEDGER_BLOCK", "200ms".into()),
+                    ("LEDGER_RETRY", "200ms".into()),
+                    ("LEDGER_CLAIM_IDLE", "2s".into()),
                 ]),
                 &o.config_center_env,
             ),
@@ -330,6 +340,11 @@ impl Stack {
             g.start().await;
         }
         s
+    }
+
+    /// The config-center's SQLite file (when the stack made one).
+    pub fn sqlite_path(&self) -> std::path::PathBuf {
+        self._db.path().join("cc.db")
     }
 
     pub fn gw(&self, i: usize) -> String {

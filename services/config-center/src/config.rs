@@ -60,6 +60,34 @@ pub struct Config {
     /// `CONSOLE_SESSION_TTL`, default 8h: how long a web console session
     /// lasts after sign-in.
     pub console_session_ttl: Duration,
+    pub ledger: LedgerConfig,
+}
+
+/// Settings of the spend ledger's writer and retention (`docs/ledger.md`).
+#[derive(Debug, Clone)]
+pub struct LedgerConfig {
+    /// `LEDGER_ENABLED`, default true: store `usage:ledger` in SQL.
+    pub enabled: bool,
+    /// `LEDGER_CONSUMER_NAME`, default `{hostname}-{pid}`: this writer's
+    /// name in the consumer group; unique per live replica.
+    pub consumer_name: String,
+    /// `LEDGER_BATCH_ROWS`, default 500: entries read, and rows inserted,
+    /// per batch.
+    pub batch_rows: usize,
+    /// `LEDGER_BLOCK`, default 1s: how long one read waits for new entries.
+    pub block: Duration,
+    /// `LEDGER_CLAIM_IDLE`, default 1m: entries pending this long on
+    /// another writer are taken over.
+    pub claim_idle: Duration,
+    /// `LEDGER_RETRY`, default 1s: wait after a failed batch (database or
+    /// Redis down) before trying again.
+    pub retry: Duration,
+    /// `LEDGER_RETENTION`, default 90d: rows older than this are deleted.
+    pub retention: Duration,
+    /// `LEDGER_RETENTION_INTERVAL`, default 10m: how often retention runs.
+    pub retention_interval: Duration,
+    /// `LEDGER_RETENTION_BATCH`, default 1000: rows deleted per statement.
+    pub retention_batch: u32,
 }
 
 impl Config {
@@ -101,6 +129,23 @@ impl Config {
             shutdown_timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(10))?,
             console_session_ttl: env
                 .positive_duration("CONSOLE_SESSION_TTL", Duration::from_secs(8 * 3600))?,
+            ledger: LedgerConfig {
+                enabled: env.flag("LEDGER_ENABLED", true)?,
+                consumer_name: env.string_or_else(
+                    "LEDGER_CONSUMER_NAME",
+                    "{hostname}-{pid}",
+                    || aigw_service::host_pid_name("config-center"),
+                ),
+                batch_rows: env.number_at_least("LEDGER_BATCH_ROWS", 500, 1)?,
+                block: env.positive_duration("LEDGER_BLOCK", Duration::from_secs(1))?,
+                claim_idle: env.positive_duration("LEDGER_CLAIM_IDLE", Duration::from_secs(60))?,
+                retry: env.positive_duration("LEDGER_RETRY", Duration::from_secs(1))?,
+                retention: env
+                    .positive_duration("LEDGER_RETENTION", Duration::from_secs(90 * 86_400))?,
+                retention_interval: env
+                    .positive_duration("LEDGER_RETENTION_INTERVAL", Duration::from_secs(600))?,
+                retention_batch: env.number_at_least("LEDGER_RETENTION_BATCH", 1000, 1)?,
+            },
         };
         config.validate()?;
         Ok(config)

@@ -10,12 +10,15 @@
 //!   parsing and the entities; [`storage`]: SQL, one module per entity.
 //! - [`publisher`]: the background publication to Redis.
 //! - [`ui`]: the web console under `/ui`, over the same domain and storage.
+//! - [`usage`]: the spend ledger's queries (filters, groups, CSV);
+//!   [`ledger`]: its writer (the `usage:ledger` consumer) and retention.
 //! - [`metrics`], [`auth`], [`error`], [`openapi`].
 
 pub mod auth;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod ledger;
 pub mod metrics;
 pub mod openapi;
 pub mod publisher;
@@ -24,6 +27,7 @@ pub mod startup;
 pub mod state;
 pub mod storage;
 pub mod ui;
+pub mod usage;
 
 pub use config::Config;
 pub use startup::Application;

@@ -22,6 +22,12 @@ pub static EXPOSITION: Exposition = Exposition {
         Render::of(&fam::PUBLICATION_FAILURES),
         Render::of(&fam::LAST_PUBLICATION),
         Render::of(&fam::ENTITIES),
+        Render::of(&fam::LEDGER_ROWS),
+        Render::of(&fam::LEDGER_DUPLICATES),
+        Render::of(&fam::LEDGER_BATCHES),
+        Render::of(&fam::LEDGER_FAILURES),
+        Render::of(&fam::LEDGER_MALFORMED),
+        Render::of(&fam::LEDGER_DELETED),
     ],
 };
 

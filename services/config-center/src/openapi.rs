@@ -1,7 +1,7 @@
 //! The OpenAPI 3 document, generated from the handlers' and types'
 //! annotations so it follows the code.
 
-use crate::routes::{api_keys, health, instances, models, namespaces, snapshot};
+use crate::routes::{api_keys, health, instances, models, namespaces, snapshot, usage};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -21,7 +21,7 @@ impl Modify for AdminTokenScheme {
 #[openapi(
     info(
         title = "AI Gateway config-center",
-        description = "Namespaces, API keys, models and upstream instances. \
+        description = "Namespaces, API keys, models and upstream instances; the spend ledger. \
             Every change is committed to SQL and published to Redis as a versioned snapshot. \
             Every /api/v1 route needs `Authorization: Bearer <ADMIN_TOKEN>`. \
             Errors are `{\"error\":{\"code\",\"message\",\"field\"}}`."
@@ -32,6 +32,7 @@ impl Modify for AdminTokenScheme {
         models::create, models::list, models::get, models::patch, models::delete,
         instances::create, instances::list, instances::get, instances::patch, instances::delete,
         snapshot::get, snapshot::openapi,
+        usage::totals, usage::requests,
         health::health, health::ready, health::metrics,
     ),
     modifiers(&AdminTokenScheme),
@@ -42,6 +43,7 @@ impl Modify for AdminTokenScheme {
         (name = "models", description = "Models with encoding and prices"),
         (name = "instances", description = "Upstream deployments"),
         (name = "snapshot", description = "The config as published to Redis"),
+        (name = "usage", description = "The spend ledger: one row per request, totals by namespace, key, model, day, hour"),
         (name = "operations", description = "Health, readiness, metrics, this document"),
     )
 )]

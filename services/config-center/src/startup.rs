@@ -1,9 +1,10 @@
 //! Building and running the service: shared state is built once (pool,
-//! Redis handle, recorder, publisher), then the HTTP server; shutdown stops
-//! accepting, drains in-flight requests within a bound, stops the
-//! publisher and lets the metrics flusher drain.
+//! Redis handle, recorder, publisher, ledger writer), then the HTTP server;
+//! shutdown stops accepting, drains in-flight requests within a bound, stops
+//! the publisher and the ledger's tasks and lets the metrics flusher drain.
 
 use crate::config::Config;
+use crate::ledger;
 use crate::publisher::Publisher;
 use crate::state::AppState;
 use crate::storage::Store;
@@ -28,6 +29,8 @@ pub struct Application {
     cancel: CancellationToken,
     flush_cancel: CancellationToken,
     publisher_task: JoinHandle<()>,
+    /// The ledger's writer and retention, when `LEDGER_ENABLED`.
+    ledger_tasks: Vec<JoinHandle<()>>,
     flusher_task: JoinHandle<()>,
     shutdown_timeout: Duration,
 }
@@ -59,6 +62,26 @@ impl Application {
         let cancel = CancellationToken::new();
         let flush_cancel = CancellationToken::new();
         let publisher_task = publisher.spawn(cancel.clone());
+        let mut ledger_tasks = Vec::new();
+        if config.ledger.enabled {
+            ledger_tasks.push(
+                ledger::Writer {
+                    cfg: config.ledger.clone(),
+                    store: store.clone(),
+                    redis: redis.clone(),
+                    recorder: recorder.clone(),
+                }
+                .spawn(cancel.clone()),
+            );
+            ledger_tasks.push(
+                ledger::Retention {
+                    cfg: config.ledger.clone(),
+                    store: store.clone(),
+                    recorder: recorder.clone(),
+                }
+                .spawn(cancel.clone()),
+            );
+        }
         let flusher_task = aigw_metrics::spawn_flusher(
             recorder.clone(),
             redis.clone(),
@@ -110,6 +133,7 @@ impl Application {
             cancel,
             flush_cancel,
             publisher_task,
+            ledger_tasks,
             flusher_task,
             shutdown_timeout: config.shutdown_timeout,
         })
@@ -150,6 +174,11 @@ impl Application {
             .is_err()
         {
             tracing::warn!("publisher did not stop in time");
+        }
+        for task in self.ledger_tasks {
+            if tokio::time::timeout(bound, task).await.is_err() {
+                tracing::warn!("ledger task did not stop in time");
+            }
         }
         self.flush_cancel.cancel();
         if tokio::time::timeout(bound, self.flusher_task)

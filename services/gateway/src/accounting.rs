@@ -199,6 +199,7 @@ impl Accounting {
             record_id: new_record_id(started_at_ms),
             endpoint,
             ns: None,
+            api_key_id: None,
             model: None,
             instance_id: None,
             tpm_limited: false,
@@ -246,6 +247,7 @@ pub struct RequestGuard {
     pub record_id: String,
     endpoint: Endpoint,
     ns: Option<Arc<NamespaceRuntime>>,
+    api_key_id: Option<Arc<str>>,
     model: Option<Arc<str>>,
     instance_id: Option<Arc<str>>,
     tpm_limited: bool,
@@ -282,6 +284,11 @@ impl RequestGuard {
             ns.concurrent.add(1);
             self.in_flight = true;
         }
+    }
+
+    /// The API key the request authenticated with (its id).
+    pub fn set_api_key(&mut self, id: Arc<str>) {
+        self.api_key_id = Some(id);
     }
 
     pub fn namespace(&self) -> Option<&Arc<NamespaceRuntime>> {
@@ -424,6 +431,9 @@ impl RequestGuard {
         kind: Option<&'static str>,
         dur_us: u64,
     ) -> UsageRecord {
+        let (cached_tokens, reasoning_tokens) = self
+            .usage
+            .map_or((0, 0), |u| (u.cached_tokens(), u.reasoning_tokens()));
         let (prompt_tokens, completion_tokens, token_source, count_text) = match &self.usage {
             Some(u) => (
                 u.prompt_tokens,
@@ -456,6 +466,7 @@ impl RequestGuard {
         UsageRecord {
             id: std::mem::take(&mut self.record_id),
             namespace_code: ns.to_string(),
+            api_key_id: self.api_key_id.as_deref().map(str::to_string),
             model: model.to_string(),
             instance_id: self.instance_id.as_deref().map(str::to_string),
             endpoint: self.endpoint.as_str().to_string(),
@@ -467,6 +478,8 @@ impl RequestGuard {
             stream: self.stream,
             prompt_tokens,
             completion_tokens,
+            cached_tokens,
+            reasoning_tokens,
             token_source,
             count_text,
         }

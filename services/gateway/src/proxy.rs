@@ -141,6 +141,7 @@ async fn run(
     let key = key.map_err(|(_, e)| e)?;
     let ns = key.namespace.clone();
     guard.set_namespace(ns.runtime.clone());
+    guard.set_api_key(key.id.clone());
     if !ns.enabled {
         return Err(GatewayError::NamespaceDisabled(ns.code.clone()));
     }

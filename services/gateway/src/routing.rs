@@ -48,6 +48,8 @@ impl Endpoint {
 
 /// An API key as the gateway needs it.
 pub struct KeyEntry {
+    /// The key's id (never the key), for the usage record.
+    pub id: Arc<str>,
     pub namespace: Arc<NamespaceRoute>,
     pub revoked: bool,
     pub expires_at_ms: Option<i64>,
@@ -411,6 +413,7 @@ impl RoutingStore {
             keys.insert(
                 k.key_hash.to_ascii_lowercase(),
                 KeyEntry {
+                    id: Arc::from(k.id.as_str()),
                     namespace: ns.clone(),
                     revoked: k.revoked,
                     expires_at_ms: k.expires_at_ms,

@@ -15,6 +15,59 @@ pub struct Usage {
     pub prompt_tokens: u64,
     #[serde(default)]
     pub completion_tokens: u64,
+    #[serde(default, deserialize_with = "lenient")]
+    pub prompt_tokens_details: Option<PromptDetails>,
+    #[serde(default, deserialize_with = "lenient")]
+    pub completion_tokens_details: Option<CompletionDetails>,
+}
+
+/// A details object of an unexpected shape is ignored, never a reason to
+/// lose the usage it came with.
+fn lenient<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Lenient<T> {
+        Ok(T),
+        Other(IgnoredAny),
+    }
+    Ok(match Lenient::<T>::deserialize(d)? {
+        Lenient::Ok(v) => Some(v),
+        Lenient::Other(_) => None,
+    })
+}
+
+/// `usage.prompt_tokens_details` (only what the ledger keeps).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct PromptDetails {
+    #[serde(default)]
+    pub cached_tokens: Option<u64>,
+}
+
+/// `usage.completion_tokens_details` (only what the ledger keeps).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct CompletionDetails {
+    #[serde(default)]
+    pub reasoning_tokens: Option<u64>,
+}
+
+impl Usage {
+    /// Prompt tokens the upstream served from its cache.
+    pub fn cached_tokens(&self) -> u64 {
+        self.prompt_tokens_details
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0)
+    }
+
+    /// Completion tokens spent reasoning.
+    pub fn reasoning_tokens(&self) -> u64 {
+        self.completion_tokens_details
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0)
+    }
 }
 
 #[derive(Deserialize)]
@@ -274,7 +327,8 @@ mod tests {
             info.usage,
             Some(Usage {
                 prompt_tokens: 5,
-                completion_tokens: 7
+                completion_tokens: 7,
+                ..Usage::default()
             })
         );
         assert!(info.usage_only);
@@ -311,10 +365,24 @@ mod tests {
             usage_of_body(b),
             Some(Usage {
                 prompt_tokens: 3,
-                completion_tokens: 0
+                completion_tokens: 0,
+                ..Usage::default()
             })
         );
         assert_eq!(usage_of_body(b"{}"), None);
+        let d = br#"{"usage":{"prompt_tokens":9,"completion_tokens":4,
+            "prompt_tokens_details":{"cached_tokens":6,"audio_tokens":0},
+            "completion_tokens_details":{"reasoning_tokens":3}}}"#;
+        let u = usage_of_body(d).unwrap();
+        assert_eq!((u.cached_tokens(), u.reasoning_tokens()), (6, 3));
+        // Details of another shape do not cost the counts.
+        let odd = br#"{"usage":{"prompt_tokens":2,"prompt_tokens_details":7,
+            "completion_tokens_details":{"reasoning_tokens":"x"}}}"#;
+        let u = usage_of_body(odd).unwrap();
+        assert_eq!(
+            (u.prompt_tokens, u.cached_tokens(), u.reasoning_tokens()),
+            (2, 0, 0)
+        );
         assert_eq!(usage_of_body(b"not json"), None);
     }
 }

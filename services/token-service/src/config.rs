@@ -62,6 +62,10 @@ pub struct ConsumerConfig {
     /// `USAGE_DEDUP_TTL`: how long a record id is remembered as applied,
     /// default 7 days; redeliveries later than this would count twice.
     pub dedup_ttl: Duration,
+    /// `USAGE_LEDGER`, default true: append each accounted record to the
+    /// spend ledger's stream (`usage:ledger`), which the config-center
+    /// stores. Turn off only where no config-center consumes it.
+    pub ledger: bool,
 }
 
 fn cpus() -> usize {
@@ -69,12 +73,7 @@ fn cpus() -> usize {
 }
 
 fn default_consumer_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "token-service".to_string());
-    format!("{host}-{}", std::process::id())
+    aigw_service::host_pid_name("token-service")
 }
 
 /// The defaults: the configuration of an empty environment.
@@ -115,6 +114,7 @@ impl Config {
                 claim_idle: env.positive_duration("USAGE_CLAIM_IDLE", Duration::from_secs(60))?,
                 claim_interval: env.duration("USAGE_CLAIM_INTERVAL", Duration::from_secs(10))?,
                 dedup_ttl: env.duration("USAGE_DEDUP_TTL", Duration::from_secs(7 * 24 * 3600))?,
+                ledger: env.flag("USAGE_LEDGER", true)?,
             },
             handle_signals: true,
         };

@@ -193,14 +193,14 @@ async fn ten_thousand_records_are_exact_across_crashes() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let ghost_entries = token_service::usage::consumer::parse_read_reply(&v);
+    let ghost_entries = aigw_metrics::stream::parse_read_reply(&v, keys::USAGE_FIELD);
     assert_eq!(ghost_entries.len(), 3);
     let first: Vec<UsageRecord> =
-        serde_json::from_str(ghost_entries[0].records.as_deref().unwrap()).unwrap();
+        serde_json::from_str(ghost_entries[0].payload.as_deref().unwrap()).unwrap();
     let encoders = Encoders::load().unwrap();
     let mut partial = OnceBatch::new();
     for r in first.iter().take(40) {
-        partial.push(ONCE_SCOPE, &r.id, record_ops(r, &snap, &encoders).ops);
+        partial.push(ONCE_SCOPE, &r.id, record_ops(r, &snap, &encoders, true).ops);
     }
     assert_eq!(partial.apply(&mut conn, 3600).await.unwrap(), 40);
     assert_eq!(pending_of(&redis, "ghost").await, 3);

@@ -45,6 +45,8 @@
 //! | `config:updates` | pub/sub channel | the new version, published after each write |
 //! | `usage:stream` | stream | entries with field `records`: a JSON array of usage records |
 //! | consumer group `token-service` on `usage:stream` | | |
+//! | `usage:ledger` | stream | entries with field `row`: one `aigw_types::LedgerRow` as JSON (the token-service appends it in the script that accounts the record) |
+//! | consumer group `config-center` on `usage:ledger` | | the spend ledger's writer (`docs/ledger.md`) |
 //!
 //! # Rate limits (the gateway's RPM/TPM windows)
 //! | key | type | meaning |
@@ -128,6 +130,14 @@ pub const USAGE_STREAM: &str = "usage:stream";
 pub const USAGE_GROUP: &str = "token-service";
 /// Field of a usage stream entry holding the JSON array of records.
 pub const USAGE_FIELD: &str = "records";
+
+/// The spend ledger's stream: one entry per accounted usage record,
+/// appended by the token-service in the script that accounts the record.
+pub const LEDGER_STREAM: &str = "usage:ledger";
+/// The config-center's consumer group on [`LEDGER_STREAM`].
+pub const LEDGER_GROUP: &str = "config-center";
+/// Field of a ledger entry holding one `aigw_types::LedgerRow` as JSON.
+pub const LEDGER_FIELD: &str = "row";
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,7 @@
 //! - [`collector`]: the Redis-backed Prometheus exposition for `/metrics`.
 //! - [`process`]: process-local metrics.
 //! - [`conn`]: a lazily connecting Redis handle with bounded timeouts.
+//! - [`stream`]: consumer groups on Redis streams (replies parsed, backlog).
 //!
 //! Only this crate talks to prometheus-client; it is re-exported for
 //! services that register local metrics.
@@ -47,6 +48,7 @@ pub mod metric;
 pub mod ops;
 pub mod process;
 pub mod recorder;
+pub mod stream;
 pub mod writer;
 
 pub use collector::{

@@ -48,3 +48,14 @@ pub fn redis_url(env: &Env) -> Result<Secret, EnvError> {
         &["redis", "rediss", "unix", "redis+unix"],
     )
 }
+
+/// `{hostname}-{pid}`: a name unique per live process, for a stream
+/// consumer (`fallback` stands in for an unreadable hostname).
+pub fn host_pid_name(fallback: &str) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| fallback.to_string());
+    format!("{host}-{}", std::process::id())
+}

@@ -18,4 +18,4 @@ pub use snapshot::{
     hash_api_key, ApiKeyConfig, ConfigSnapshot, HealthCheckConfig, InstanceConfig, Limits,
     ModelConfig, NamespaceConfig, API_KEY_PREFIX,
 };
-pub use usage::{CountText, TokenSource, UsageRecord};
+pub use usage::{CountText, LedgerRow, TokenSource, UsageRecord};

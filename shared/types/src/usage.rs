@@ -32,6 +32,9 @@ pub struct UsageRecord {
     /// consumers are idempotent on it.
     pub id: String,
     pub namespace_code: String,
+    /// Id of the API key the request authenticated with (never the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<String>,
     pub model: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance_id: Option<String>,
@@ -54,10 +57,59 @@ pub struct UsageRecord {
     pub prompt_tokens: u64,
     #[serde(default)]
     pub completion_tokens: u64,
+    /// Of the prompt tokens, those the upstream served from its cache
+    /// (`usage.prompt_tokens_details.cached_tokens`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cached_tokens: u64,
+    /// Of the completion tokens, those spent reasoning
+    /// (`usage.completion_tokens_details.reasoning_tokens`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub reasoning_tokens: u64,
     pub token_source: TokenSource,
     /// Present only when `token_source` is `counted`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count_text: Option<CountText>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One priced request as the spend ledger keeps it: the token-service
+/// appends one per usage record it accounts (to the stream
+/// `usage:ledger`, in the same atomic step), the config-center stores it as
+/// one SQL row keyed by `request_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerRow {
+    pub request_id: String,
+    /// Unix milliseconds when the request arrived.
+    pub started_at_ms: i64,
+    pub namespace_code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_id: Option<String>,
+    pub model: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    pub endpoint: String,
+    pub stream: bool,
+    pub status: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_kind: Option<String>,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    #[serde(default)]
+    pub cached_tokens: u64,
+    #[serde(default)]
+    pub reasoning_tokens: u64,
+    /// The token-service counted the tokens (the upstream reported none).
+    pub estimated: bool,
+    /// Cost in nano-USD (1e-9 USD), as added to the Redis counters.
+    pub cost_nano_usd: u64,
+    /// Total duration, microseconds.
+    pub duration_us: u64,
+    /// Time to first byte of the answer, microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttft_us: Option<u64>,
 }
 
 #[cfg(test)]
@@ -69,6 +121,7 @@ mod tests {
         let r = UsageRecord {
             id: "r1".into(),
             namespace_code: "team-a".into(),
+            api_key_id: Some("k1".into()),
             model: "gpt-4o-mini".into(),
             instance_id: Some("i1".into()),
             endpoint: "chat".into(),
@@ -80,6 +133,8 @@ mod tests {
             stream: true,
             prompt_tokens: 0,
             completion_tokens: 0,
+            cached_tokens: 0,
+            reasoning_tokens: 3,
             token_source: TokenSource::Counted,
             count_text: Some(CountText {
                 prompt: "hi".into(),

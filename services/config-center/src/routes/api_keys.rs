@@ -6,6 +6,7 @@ use super::common::{paginate, Pagination};
 use crate::domain::{self, format_ms, ApiKey, IssuedKey};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
+use crate::usage::{Totals, UsageGroup, UsageGroupView};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use aigw_service::clock::now_ms;
@@ -38,6 +39,21 @@ pub struct ApiKeyView {
     pub revoked: bool,
     pub revoked_at: Option<String>,
     pub allowed_models: Option<Vec<String>>,
+    /// All-time totals of the key's requests in the spend ledger (within
+    /// its retention); absent on creation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageGroupView>,
+}
+
+impl ApiKeyView {
+    fn with_usage(mut self, t: Option<&Totals>) -> Self {
+        let g = UsageGroup {
+            totals: t.copied().unwrap_or_default(),
+            ..UsageGroup::default()
+        };
+        self.usage = Some(UsageGroupView::new(&g, &[]));
+        self
+    }
 }
 
 impl From<&ApiKey> for ApiKeyView {
@@ -52,6 +68,7 @@ impl From<&ApiKey> for ApiKeyView {
             revoked: k.revoked_at_ms.is_some(),
             revoked_at: k.revoked_at_ms.map(format_ms),
             allowed_models: k.allowed_models.clone(),
+            usage: None,
         }
     }
 }
@@ -195,7 +212,7 @@ pub async fn issue_api_key(
     get, operation_id = "list_api_keys", path = "/api/v1/namespaces/{code}/api-keys", tag = "api-keys",
     params(("code" = String, Path, description = "Namespace code"), Pagination),
     responses(
-        (status = 200, description = "A page of keys in creation order (revoked ones included)", body = ApiKeyPage),
+        (status = 200, description = "A page of keys in creation order (revoked ones included), each with its totals from the spend ledger", body = ApiKeyPage),
         (status = 400, description = "Invalid query", body = ErrorBody),
         (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
         (status = 404, description = "No such namespace", body = ErrorBody),
@@ -217,8 +234,13 @@ pub async fn list(
         .list_api_keys(&code, q.cursor(), limit + 1)
         .await?;
     let (rows, next_cursor) = paginate(rows, limit, |k| k.id.clone());
+    let ids: Vec<String> = rows.iter().map(|k| k.id.clone()).collect();
+    let usage = state.store.key_totals(&code, &ids).await?;
     Ok(HttpResponse::Ok().json(ApiKeyPage {
-        items: rows.iter().map(ApiKeyView::from).collect(),
+        items: rows
+            .iter()
+            .map(|k| ApiKeyView::from(k).with_usage(usage.get(&k.id)))
+            .collect(),
         next_cursor,
     }))
 }
@@ -230,7 +252,7 @@ pub async fn list(
         ("id" = String, Path, description = "Key id"),
     ),
     responses(
-        (status = 200, description = "The key (never the key itself)", body = ApiKeyView),
+        (status = 200, description = "The key (never the key itself), with its totals from the spend ledger", body = ApiKeyView),
         (status = 401, description = "Missing or wrong admin token", body = ErrorBody),
         (status = 404, description = "No such key in this namespace", body = ErrorBody),
     )
@@ -245,7 +267,11 @@ pub async fn get(
         .api_key(&code, &id)
         .await?
         .ok_or_else(|| key_not_found(&id))?;
-    Ok(HttpResponse::Ok().json(ApiKeyView::from(&key)))
+    let usage = state
+        .store
+        .key_totals(&code, std::slice::from_ref(&key.id))
+        .await?;
+    Ok(HttpResponse::Ok().json(ApiKeyView::from(&key).with_usage(usage.get(&key.id))))
 }
 
 #[utoipa::path(

@@ -3,6 +3,8 @@
 use crate::state::AppState;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
+use aigw_metrics::families::config_center as fam;
+use aigw_metrics::{keys, NoLabels, ScrapeValues};
 use serde::Serialize;
 use std::time::Duration;
 use utoipa::ToSchema;
@@ -77,7 +79,17 @@ pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> HttpRespon
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok());
-    let (content_type, body) = state.metrics.render_negotiated(accept, None).await;
+    let mut values = ScrapeValues::new();
+    let backlog =
+        aigw_metrics::stream::group_backlog(&state.redis, keys::LEDGER_STREAM, keys::LEDGER_GROUP)
+            .await;
+    if let Some((pending, lag)) = backlog {
+        values.set(&fam::LEDGER_PENDING, &NoLabels, pending as f64);
+        if let Some(lag) = lag {
+            values.set(&fam::LEDGER_LAG, &NoLabels, lag as f64);
+        }
+    }
+    let (content_type, body) = state.metrics.render_negotiated_with(accept, &values).await;
     HttpResponse::Ok()
         .insert_header((header::CONTENT_TYPE, content_type))
         .body(body)

@@ -9,6 +9,7 @@ pub mod instances;
 pub mod models;
 pub mod namespaces;
 pub mod snapshot;
+pub mod usage;
 
 use crate::auth;
 use crate::error::{json_error, query_error, ApiError};
@@ -80,6 +81,8 @@ pub fn configure(max_body: usize) -> impl FnOnce(&mut web::ServiceConfig) {
                         .route(web::patch().to(instances::patch))
                         .route(web::delete().to(instances::delete)),
                 )
+                .service(resource("/usage", "GET").route(web::get().to(usage::totals)))
+                .service(resource("/usage/requests", "GET").route(web::get().to(usage::requests)))
                 .default_service(web::to(route_not_found)),
         )
         .default_service(web::to(route_not_found));

@@ -7,15 +7,19 @@
 //! Here: the store, its transactions and versions. One module per entity
 //! holds that entity's statements ([`namespaces`], [`models`],
 //! [`api_keys`], [`instances`]); [`snapshot`] assembles the published
-//! config from them; [`migrations`] owns the schema.
+//! config from them; [`migrations`] owns the schema; [`ledger`] holds the
+//! spend ledger's rows (written by `crate::ledger`, not versioned).
 
 mod api_keys;
 mod instances;
+mod ledger;
 mod migrations;
 mod models;
 mod namespaces;
 mod rows;
 mod snapshot;
+
+pub use ledger::INSERT_CHUNK;
 
 use anyhow::Context;
 use sqlx::any::AnyPoolOptions;

@@ -38,8 +38,8 @@ async fn every_route_needs_the_token(b: Backend) {
         .iter()
         .filter(|(_, p)| p.starts_with("/api/v1"))
         .collect();
-    // Namespaces 5, keys 4, models 5, instances 5, snapshot, openapi.
-    assert_eq!(api.len(), 21, "{api:?}");
+    // Namespaces 5, keys 4, models 5, instances 5, snapshot, openapi, usage 2.
+    assert_eq!(api.len(), 23, "{api:?}");
     for (method, path) in &api {
         for token in [None, Some("not-the-token")] {
             let r = app

@@ -135,6 +135,10 @@ pub fn test_config(db_url: &str, redis_url: &str) -> Config {
         ("CONFIG_CENTER_PUBLISH_WAIT", "2s"),
         ("METRICS_FLUSH_INTERVAL", "200ms"),
         ("SHUTDOWN_TIMEOUT", "3s"),
+        ("LEDGER_BLOCK", "100ms"),
+        ("LEDGER_RETRY", "200ms"),
+        // The ledger tests use fixed dates, which must not age out.
+        ("LEDGER_RETENTION", "36500d"),
     ]);
     Config::from_env(&env).expect("test settings")
 }

@@ -7,6 +7,7 @@ mod auth_openapi;
 mod console;
 mod crud;
 mod errors;
+mod ledger;
 mod lifecycle;
 mod pagination;
 mod publication;

@@ -17,11 +17,11 @@ use crate::config::ConsumerConfig;
 use crate::pool::CountPool;
 use crate::tokenize::Encoders;
 use aigw_metrics::families::token_service as f;
+use aigw_metrics::stream::{Entry, GroupReader};
 use aigw_metrics::{keys, NoLabels, OnceBatch, Ops, Recorder, RedisConn};
 use aigw_snapshot::SnapshotCell;
 use aigw_types::{ConfigSnapshot, UsageRecord};
 use redis::aio::ConnectionManager;
-use redis::Value;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,16 +78,6 @@ impl ConsumerStatus {
     }
 }
 
-/// One stream entry as read.
-#[derive(Debug, Clone)]
-pub struct Entry {
-    pub id: String,
-    /// The `records` field; `None` when the entry has no such field.
-    pub records: Option<String>,
-    /// The entry was deleted from the stream while pending (nothing to apply).
-    pub deleted: bool,
-}
-
 /// The records of a batch of entries, ready to apply.
 struct Prepared {
     ids: Vec<String>,
@@ -100,7 +90,7 @@ struct Prepared {
 /// key names).
 const MAX_RECORD_ID: usize = 256;
 
-fn prepare(entries: Vec<Entry>, snap: &ConfigSnapshot, enc: &Encoders) -> Prepared {
+fn prepare(entries: Vec<Entry>, snap: &ConfigSnapshot, enc: &Encoders, ledger: bool) -> Prepared {
     let mut p = Prepared {
         ids: Vec::with_capacity(entries.len()),
         plans: Vec::new(),
@@ -112,7 +102,7 @@ fn prepare(entries: Vec<Entry>, snap: &ConfigSnapshot, enc: &Encoders) -> Prepar
         if e.deleted {
             continue;
         }
-        let Some(raw) = e.records else {
+        let Some(raw) = e.payload else {
             p.malformed_entries += 1;
             // The id is ours (Redis-generated); the payload is never logged.
             tracing::warn!(entry = %e.id, "usage entry without a `records` field; skipped");
@@ -131,7 +121,7 @@ fn prepare(entries: Vec<Entry>, snap: &ConfigSnapshot, enc: &Encoders) -> Prepar
         for (i, item) in items.into_iter().enumerate() {
             match serde_json::from_str::<UsageRecord>(item.get()) {
                 Ok(rec) if !rec.id.is_empty() && rec.id.len() <= MAX_RECORD_ID => {
-                    let plan = record_ops(&rec, snap, enc);
+                    let plan = record_ops(&rec, snap, enc, ledger);
                     p.plans.push((rec.id, plan.ops));
                 }
                 Ok(_) => {
@@ -186,6 +176,18 @@ struct LoopState {
 }
 
 impl Consumer {
+    /// The group commands of this consumer.
+    fn reader(&self) -> GroupReader {
+        GroupReader {
+            stream: keys::USAGE_STREAM,
+            group: keys::USAGE_GROUP,
+            field: keys::USAGE_FIELD,
+            consumer: self.cfg.name.clone(),
+            count: self.cfg.batch_entries,
+            claim_idle: self.cfg.claim_idle,
+        }
+    }
+
     /// Runs until `cancel` fires; a batch being applied is always finished
     /// (at most one blocking read, `USAGE_BLOCK`, is waited out).
     pub fn spawn(self, cancel: CancellationToken) -> JoinHandle<()> {
@@ -251,8 +253,7 @@ impl Consumer {
         // Entries this consumer name was given before a restart.
         if !st.own_pending_done {
             loop {
-                let v = self.read_group(&mut conn, "0", None).await?;
-                let entries = parse_read_reply(&v);
+                let entries = self.reader().read(&mut conn, "0", None).await?;
                 if entries.is_empty() {
                     break;
                 }
@@ -271,33 +272,16 @@ impl Consumer {
             st.reader = Some(self.redis.dedicated().await?);
         }
         let reader = st.reader.as_mut().expect("reader just set");
-        let v = self.read_group(reader, ">", Some(self.cfg.block)).await?;
-        let entries = parse_read_reply(&v);
+        let entries = self
+            .reader()
+            .read(reader, ">", Some(self.cfg.block))
+            .await?;
         if !entries.is_empty() {
             // Take the latest snapshot: a model may have been added meanwhile.
             let snap = self.snapshot.current().unwrap_or(snap);
             self.handle(&mut conn, entries, &snap).await?;
         }
         Ok(())
-    }
-
-    async fn read_group<C: redis::aio::ConnectionLike>(
-        &self,
-        conn: &mut C,
-        id: &str,
-        block: Option<Duration>,
-    ) -> redis::RedisResult<Value> {
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(keys::USAGE_GROUP)
-            .arg(&self.cfg.name)
-            .arg("COUNT")
-            .arg(self.cfg.batch_entries);
-        if let Some(b) = block {
-            cmd.arg("BLOCK").arg(b.as_millis().max(1) as u64);
-        }
-        cmd.arg("STREAMS").arg(keys::USAGE_STREAM).arg(id);
-        cmd.query_async(conn).await
     }
 
     /// Takes over entries left pending by consumers that went away.
@@ -309,17 +293,7 @@ impl Consumer {
         let mut cursor = "0-0".to_string();
         // Bounded per round so new entries are not starved by a huge backlog.
         for _ in 0..64 {
-            let v: Value = redis::cmd("XAUTOCLAIM")
-                .arg(keys::USAGE_STREAM)
-                .arg(keys::USAGE_GROUP)
-                .arg(&self.cfg.name)
-                .arg(self.cfg.claim_idle.as_millis() as u64)
-                .arg(&cursor)
-                .arg("COUNT")
-                .arg(self.cfg.batch_entries)
-                .query_async(conn)
-                .await?;
-            let (next, entries) = parse_autoclaim_reply(&v);
+            let (next, entries) = self.reader().claim(conn, &cursor).await?;
             if !entries.is_empty() {
                 tracing::info!(
                     entries = entries.len(),
@@ -345,12 +319,12 @@ impl Consumer {
     ) -> anyhow::Result<()> {
         let bytes: usize = entries
             .iter()
-            .map(|e| e.records.as_ref().map_or(0, String::len))
+            .map(|e| e.payload.as_ref().map_or(0, String::len))
             .sum();
-        let (snap, enc) = (snap.clone(), self.encoders.clone());
+        let (snap, enc, ledger) = (snap.clone(), self.encoders.clone(), self.cfg.ledger);
         let prepared = self
             .pool
-            .run(bytes, move || prepare(entries, &snap, &enc))
+            .run(bytes, move || prepare(entries, &snap, &enc, ledger))
             .await?;
         let ttl_s = self.cfg.dedup_ttl.as_secs().max(1);
         let mut duplicates = 0usize;
@@ -374,153 +348,18 @@ impl Consumer {
             let reason = f::Reason { reason: "record" };
             f::USAGE_MALFORMED.add(&self.recorder, &reason, prepared.malformed_records);
         }
-        let mut p = redis::pipe();
-        p.cmd("XACK")
-            .arg(keys::USAGE_STREAM)
-            .arg(keys::USAGE_GROUP)
-            .arg(&prepared.ids)
-            .ignore();
-        p.cmd("XDEL")
-            .arg(keys::USAGE_STREAM)
-            .arg(&prepared.ids)
-            .ignore();
-        p.query_async::<()>(conn).await?;
+        self.reader().ack_and_delete(conn, &prepared.ids).await?;
         Ok(())
     }
 }
 
-/// Creates the consumer group (and the stream) if missing. Starts at the
-/// beginning of the stream, so records written before the first
-/// token-service started are counted too.
+/// Creates the usage consumer group (and the stream) if missing, from the
+/// stream's beginning.
 pub async fn ensure_group<C: redis::aio::ConnectionLike>(conn: &mut C) -> redis::RedisResult<()> {
-    let r: redis::RedisResult<()> = redis::cmd("XGROUP")
-        .arg("CREATE")
-        .arg(keys::USAGE_STREAM)
-        .arg(keys::USAGE_GROUP)
-        .arg("0")
-        .arg("MKSTREAM")
-        .query_async(conn)
-        .await;
-    match r {
-        Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-        other => other,
-    }
+    aigw_metrics::stream::ensure_group(conn, keys::USAGE_STREAM, keys::USAGE_GROUP).await
 }
 
-/// Pending and undelivered entries of the group (`XINFO GROUPS`).
+/// Pending and undelivered entries of the usage group.
 pub async fn stream_backlog(redis: &RedisConn) -> Option<(i64, Option<i64>)> {
-    let fut = async {
-        let mut conn = redis.get().await.ok()?;
-        let v: Value = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(keys::USAGE_STREAM)
-            .query_async(&mut conn)
-            .await
-            .ok()?;
-        let groups = as_seq(&v)?;
-        for g in groups {
-            let fields = as_pairs(g);
-            let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
-            if get("name").and_then(as_string).as_deref() != Some(keys::USAGE_GROUP) {
-                continue;
-            }
-            let pending = get("pending").and_then(as_int).unwrap_or(0);
-            let lag = get("lag").and_then(as_int);
-            return Some((pending, lag));
-        }
-        None
-    };
-    tokio::time::timeout(Duration::from_millis(1000), fut)
-        .await
-        .ok()
-        .flatten()
-}
-
-fn as_seq(v: &Value) -> Option<&[Value]> {
-    match v {
-        Value::Array(a) | Value::Set(a) => Some(a),
-        _ => None,
-    }
-}
-
-fn as_string(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::VerbatimString { text, .. } => Some(text.clone()),
-        _ => None,
-    }
-}
-
-fn as_int(v: &Value) -> Option<i64> {
-    match v {
-        Value::Int(i) => Some(*i),
-        other => as_string(other).and_then(|s| s.parse().ok()),
-    }
-}
-
-/// Field/value pairs of a RESP2 flat array or a RESP3 map.
-fn as_pairs(v: &Value) -> Vec<(String, &Value)> {
-    match v {
-        Value::Map(m) => m
-            .iter()
-            .filter_map(|(k, v)| Some((as_string(k)?, v)))
-            .collect(),
-        Value::Array(a) => a
-            .chunks(2)
-            .filter_map(|c| match c {
-                [k, v] => Some((as_string(k)?, v)),
-                _ => None,
-            })
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Entries of an `[[id, fields-or-nil], ...]` list.
-fn parse_entries(v: &Value) -> Vec<Entry> {
-    as_seq(v)
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|e| {
-            let parts = as_seq(e)?;
-            let id = as_string(parts.first()?)?;
-            let deleted = matches!(parts.get(1), None | Some(Value::Nil));
-            let records = parts.get(1).and_then(|fields| {
-                as_pairs(fields)
-                    .into_iter()
-                    .find(|(k, _)| k == keys::USAGE_FIELD)
-                    .and_then(|(_, v)| as_string(v))
-            });
-            Some(Entry {
-                id,
-                records,
-                deleted,
-            })
-        })
-        .collect()
-}
-
-/// Entries of an `XREADGROUP` reply (nil on timeout).
-pub fn parse_read_reply(v: &Value) -> Vec<Entry> {
-    match v {
-        Value::Nil => Vec::new(),
-        Value::Map(m) => m.iter().flat_map(|(_, e)| parse_entries(e)).collect(),
-        Value::Array(streams) => streams
-            .iter()
-            .filter_map(|s| as_seq(s).and_then(|p| p.get(1)))
-            .flat_map(parse_entries)
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// The next cursor and the claimed entries of an `XAUTOCLAIM` reply.
-pub fn parse_autoclaim_reply(v: &Value) -> (String, Vec<Entry>) {
-    let Some(parts) = as_seq(v) else {
-        return (String::new(), Vec::new());
-    };
-    let next = parts.first().and_then(as_string).unwrap_or_default();
-    let entries = parts.get(1).map(parse_entries).unwrap_or_default();
-    (next, entries)
+    aigw_metrics::stream::group_backlog(redis, keys::USAGE_STREAM, keys::USAGE_GROUP).await
 }

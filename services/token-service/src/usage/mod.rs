@@ -3,7 +3,10 @@
 //! [`consumer`] reads the usage stream; this module decides what one record
 //! writes ([`record_ops`]): tokens (counted here when the upstream reported
 //! none), cost from the snapshot's prices ([`pricing`]), and the model
-//! series, all as one idempotent unit keyed by the record id.
+//! series, all as one idempotent unit keyed by the record id. The same unit
+//! appends the priced record to the spend ledger's stream (`usage:ledger`,
+//! see `docs/ledger.md`), so the ledger holds a row exactly when the
+//! counters hold the record, with the same tokens and cost.
 //!
 //! Labels stay bounded: a model or namespace missing from the snapshot is
 //! recorded as `other` (the gateway only forwards configured models, so this
@@ -15,8 +18,8 @@ pub mod pricing;
 use crate::chat::{count_chat, ChatCountRequest, ChatMessage};
 use crate::tokenize::{models, Encoders, Encoding};
 use aigw_metrics::families::token_service as f;
-use aigw_metrics::{NoLabels, Ops};
-use aigw_types::{ConfigSnapshot, TokenSource, UsageRecord};
+use aigw_metrics::{keys, NoLabels, Ops};
+use aigw_types::{ConfigSnapshot, LedgerRow, TokenSource, UsageRecord};
 
 /// Scope of the idempotence markers (`metrics:once:usage:{record id}`).
 pub const ONCE_SCOPE: &str = "usage";
@@ -99,8 +102,38 @@ fn cap_tokens(rec: &UsageRecord, what: &'static str, v: u64) -> u64 {
     }
 }
 
-/// The writes of one usage record, priced with `snap`.
-pub fn record_ops(rec: &UsageRecord, snap: &ConfigSnapshot, enc: &Encoders) -> RecordPlan {
+/// The spend ledger's row of a record, with the tokens and cost accounted.
+fn ledger_row(rec: &UsageRecord, plan: &RecordPlan) -> LedgerRow {
+    LedgerRow {
+        request_id: rec.id.clone(),
+        started_at_ms: rec.started_at_ms,
+        namespace_code: rec.namespace_code.clone(),
+        api_key_id: rec.api_key_id.clone(),
+        model: rec.model.clone(),
+        instance_id: rec.instance_id.clone(),
+        endpoint: rec.endpoint.clone(),
+        stream: rec.stream,
+        status: rec.status,
+        error_kind: rec.error_kind.clone(),
+        prompt_tokens: plan.prompt_tokens,
+        completion_tokens: plan.completion_tokens,
+        cached_tokens: rec.cached_tokens.min(plan.prompt_tokens),
+        reasoning_tokens: rec.reasoning_tokens.min(plan.completion_tokens),
+        estimated: plan.counted,
+        cost_nano_usd: plan.cost_nano_usd,
+        duration_us: rec.duration_us,
+        ttft_us: rec.ttft_us,
+    }
+}
+
+/// The writes of one usage record, priced with `snap`; with `ledger`, also
+/// its row appended to the ledger stream.
+pub fn record_ops(
+    rec: &UsageRecord,
+    snap: &ConfigSnapshot,
+    enc: &Encoders,
+    ledger: bool,
+) -> RecordPlan {
     let model_cfg = snap.model(&rec.model);
     let model = if model_cfg.is_some() {
         rec.model.as_str()
@@ -164,12 +197,21 @@ pub fn record_ops(rec: &UsageRecord, snap: &ConfigSnapshot, enc: &Encoders) -> R
     if c.unpriced {
         ops.counter(&f::USAGE_UNPRICED, &f::Model { model }, 1);
     }
-    RecordPlan {
+    let mut plan = RecordPlan {
         ops,
         prompt_tokens: prompt,
         completion_tokens: completion,
         cost_nano_usd: c.nano_usd,
         counted,
         unpriced: c.unpriced,
+    };
+    if ledger {
+        match serde_json::to_string(&ledger_row(rec, &plan)) {
+            Ok(json) => plan
+                .ops
+                .xadd(keys::LEDGER_STREAM, keys::LEDGER_FIELD, &json),
+            Err(e) => tracing::error!(record = %rec.id, error = %e, "ledger row not serializable"),
+        }
     }
+    plan
 }

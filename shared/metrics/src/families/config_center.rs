@@ -3,7 +3,9 @@
 //! `/metrics` shows it) and written through the batched recorder.
 
 use crate::family::FAST_BUCKETS_US;
-use crate::metric::{Counter, Decl, Desc, Histogram, MaxGauge, NoLabels, SetGauge, Unit};
+use crate::metric::{
+    Counter, Decl, Desc, Histogram, MaxGauge, NoLabels, ScrapeGauge, SetGauge, Unit,
+};
 
 crate::label_set! {
     /// An HTTP request: method (a fixed set, else `OTHER`), route template
@@ -79,6 +81,69 @@ pub static ENTITIES: SetGauge<EntityKind<'static>> = SetGauge::new(Decl {
     unit: Unit::Count,
 });
 
+// ----- the spend ledger (`usage:ledger` → SQL) -------------------------------
+
+pub static LEDGER_ROWS: Counter<NoLabels> = Counter::new(Decl {
+    id: "config_center_ledger_rows",
+    key: "metrics:config_center:ledger_rows",
+    name: "config_center_ledger_rows_written_total",
+    help: "Spend-ledger rows inserted into SQL.",
+    unit: Unit::Count,
+});
+
+/// Rows redelivered after their commit (e.g. an acknowledgement lost):
+/// ignored by the request-id key.
+pub static LEDGER_DUPLICATES: Counter<NoLabels> = Counter::new(Decl {
+    id: "config_center_ledger_duplicates",
+    key: "metrics:config_center:ledger_duplicates",
+    name: "config_center_ledger_rows_duplicate_total",
+    help: "Spend-ledger rows received again and ignored (already stored).",
+    unit: Unit::Count,
+});
+
+pub static LEDGER_BATCHES: Counter<NoLabels> = Counter::new(Decl {
+    id: "config_center_ledger_batches",
+    key: "metrics:config_center:ledger_batches",
+    name: "config_center_ledger_batches_total",
+    help: "Spend-ledger batches committed to SQL.",
+    unit: Unit::Count,
+});
+
+/// Each failed attempt counts; the batch stays pending and is retried.
+pub static LEDGER_FAILURES: Counter<NoLabels> = Counter::new(Decl {
+    id: "config_center_ledger_failures",
+    key: "metrics:config_center:ledger_failures",
+    name: "config_center_ledger_write_failures_total",
+    help: "Failed attempts to write a spend-ledger batch to SQL (retried).",
+    unit: Unit::Count,
+});
+
+pub static LEDGER_MALFORMED: Counter<NoLabels> = Counter::new(Decl {
+    id: "config_center_ledger_malformed",
+    key: "metrics:config_center:ledger_malformed",
+    name: "config_center_ledger_malformed_total",
+    help: "Spend-ledger stream entries that were not a ledger row (skipped).",
+    unit: Unit::Count,
+});
+
+pub static LEDGER_DELETED: Counter<NoLabels> = Counter::new(Decl {
+    id: "config_center_ledger_deleted",
+    key: "metrics:config_center:ledger_deleted",
+    name: "config_center_ledger_rows_deleted_total",
+    help: "Spend-ledger rows deleted by retention.",
+    unit: Unit::Count,
+});
+
+pub static LEDGER_PENDING: ScrapeGauge<NoLabels> = ScrapeGauge::new(
+    "config_center_ledger_stream_pending",
+    "Spend-ledger stream entries delivered to a writer and not yet stored.",
+);
+
+pub static LEDGER_LAG: ScrapeGauge<NoLabels> = ScrapeGauge::new(
+    "config_center_ledger_stream_lag",
+    "Spend-ledger stream entries not yet delivered to a writer.",
+);
+
 /// Every metric of the config-center.
 pub static ALL: &[&Desc] = &[
     HTTP_REQUESTS.desc(),
@@ -88,4 +153,10 @@ pub static ALL: &[&Desc] = &[
     LAST_PUBLICATION.desc(),
     SNAPSHOT_VERSION.desc(),
     ENTITIES.desc(),
+    LEDGER_ROWS.desc(),
+    LEDGER_DUPLICATES.desc(),
+    LEDGER_BATCHES.desc(),
+    LEDGER_FAILURES.desc(),
+    LEDGER_MALFORMED.desc(),
+    LEDGER_DELETED.desc(),
 ];

@@ -1,0 +1,305 @@
+//! The spend ledger's writer and its retention.
+//!
+//! The token-service appends one priced row per accounted usage record to
+//! the stream `usage:ledger`, in the same script that accounts the record.
+//! [`Writer`] reads that stream with its own consumer group and stores each
+//! batch in one SQL transaction (`INSERT … ON CONFLICT (request_id) DO
+//! NOTHING`); only after the commit are the entries acknowledged and
+//! deleted. So while the database is down or slow the entries wait in the
+//! stream, pending, and the gateway is not concerned; a batch whose commit
+//! failed is read again from this writer's pending list; a writer that died
+//! leaves its entries pending until another claims them (`XAUTOCLAIM`) or
+//! it restarts under the same name; and a row delivered twice (an
+//! acknowledgement lost) is ignored by its key. Every record lands once.
+//!
+//! [`Retention`] deletes rows older than `LEDGER_RETENTION` in short,
+//! bounded statements, so writers wait at most for one of them.
+
+use crate::config::LedgerConfig;
+use crate::storage::Store;
+use aigw_metrics::families::config_center as fam;
+use aigw_metrics::stream::{Entry, GroupReader};
+use aigw_metrics::{keys, NoLabels, Recorder, RedisConn};
+use aigw_service::clock::now_ms;
+use aigw_types::LedgerRow;
+use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How often entries abandoned by a writer that went away are looked for.
+const CLAIM_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Why a step failed: which side to report.
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("database: {0}")]
+    Database(#[from] crate::storage::StoreError),
+}
+
+/// Reads `usage:ledger` and stores it.
+pub struct Writer {
+    pub cfg: LedgerConfig,
+    pub store: Store,
+    pub redis: RedisConn,
+    pub recorder: Recorder,
+}
+
+struct LoopState {
+    reader: Option<redis::aio::MultiplexedConnection>,
+    group_ready: bool,
+    /// This writer's pending entries (from before a restart, or a batch
+    /// whose commit failed) have been stored.
+    own_pending_done: bool,
+    last_claim: Option<Instant>,
+    failing: bool,
+}
+
+impl Writer {
+    /// The group commands of this writer.
+    fn reader(&self) -> GroupReader {
+        GroupReader {
+            stream: keys::LEDGER_STREAM,
+            group: keys::LEDGER_GROUP,
+            field: keys::LEDGER_FIELD,
+            consumer: self.cfg.consumer_name.clone(),
+            count: self.cfg.batch_rows,
+            claim_idle: self.cfg.claim_idle,
+        }
+    }
+
+    /// Runs until `cancel` fires; a batch being stored is finished first.
+    pub fn spawn(self, cancel: CancellationToken) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            tracing::info!(consumer = %self.cfg.consumer_name, "ledger writer started");
+            let mut st = LoopState {
+                reader: None,
+                group_ready: false,
+                own_pending_done: false,
+                last_claim: None,
+                failing: false,
+            };
+            while !cancel.is_cancelled() {
+                match self.step(&mut st).await {
+                    Ok(()) => {
+                        if st.failing {
+                            tracing::info!("ledger writer recovered");
+                            st.failing = false;
+                        }
+                    }
+                    Err(e) => {
+                        if !st.failing {
+                            tracing::warn!(error = %e, "ledger writer: batch not stored, retrying");
+                        }
+                        st.failing = true;
+                        st.reader = None;
+                        // Read the batch again from the pending list.
+                        st.own_pending_done = false;
+                        if let StepError::Database(_) = e {
+                            fam::LEDGER_FAILURES.add(&self.recorder, &NoLabels, 1);
+                        } else {
+                            st.group_ready = false;
+                        }
+                        tokio::select! {
+                            _ = cancel.cancelled() => {}
+                            _ = tokio::time::sleep(self.cfg.retry) => {}
+                        }
+                    }
+                }
+            }
+            tracing::info!("ledger writer stopped");
+        })
+    }
+
+    async fn step(&self, st: &mut LoopState) -> Result<(), StepError> {
+        let mut conn = self.redis.get().await?;
+        if !st.group_ready {
+            self.reader().ensure_group(&mut conn).await?;
+            st.group_ready = true;
+        }
+        if !st.own_pending_done {
+            loop {
+                let entries = self.reader().read(&mut conn, "0", None).await?;
+                if entries.is_empty() {
+                    break;
+                }
+                self.store_batch(&mut conn, entries).await?;
+            }
+            st.own_pending_done = true;
+        }
+        if st.last_claim.is_none_or(|t| t.elapsed() >= CLAIM_INTERVAL) {
+            self.claim_abandoned(&mut conn).await?;
+            st.last_claim = Some(Instant::now());
+        }
+        if st.reader.is_none() {
+            st.reader = Some(self.redis.dedicated().await?);
+        }
+        let reader = st.reader.as_mut().expect("reader just set");
+        let entries = self
+            .reader()
+            .read(reader, ">", Some(self.cfg.block))
+            .await?;
+        if !entries.is_empty() {
+            self.store_batch(&mut conn, entries).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes over entries left pending by writers that went away.
+    async fn claim_abandoned(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+    ) -> Result<(), StepError> {
+        let mut cursor = "0-0".to_string();
+        // Bounded per round so new entries are not starved by a huge backlog.
+        for _ in 0..64 {
+            let (next, entries) = self.reader().claim(conn, &cursor).await?;
+            if !entries.is_empty() {
+                tracing::info!(
+                    entries = entries.len(),
+                    "claimed ledger entries abandoned by another writer"
+                );
+                self.store_batch(conn, entries).await?;
+            }
+            if next == "0-0" || next.is_empty() {
+                break;
+            }
+            cursor = next;
+        }
+        Ok(())
+    }
+
+    /// Stores a batch in one transaction, then acknowledges and deletes
+    /// its entries.
+    async fn store_batch(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+        entries: Vec<Entry>,
+    ) -> Result<(), StepError> {
+        let Batch {
+            ids,
+            rows,
+            repeated,
+            malformed,
+        } = parse_batch(entries);
+        let mut duplicates = repeated;
+        if !rows.is_empty() {
+            let inserted = self.store.insert_ledger_rows(&rows).await?;
+            fam::LEDGER_ROWS.add(&self.recorder, &NoLabels, inserted as i64);
+            fam::LEDGER_BATCHES.add(&self.recorder, &NoLabels, 1);
+            duplicates += rows.len() as i64 - inserted as i64;
+        }
+        if duplicates > 0 {
+            fam::LEDGER_DUPLICATES.add(&self.recorder, &NoLabels, duplicates);
+        }
+        if malformed > 0 {
+            fam::LEDGER_MALFORMED.add(&self.recorder, &NoLabels, malformed);
+        }
+        self.reader().ack_and_delete(conn, &ids).await?;
+        Ok(())
+    }
+}
+
+/// A batch of entries, read.
+struct Batch {
+    /// Every entry's id, to acknowledge.
+    ids: Vec<String>,
+    /// The rows, each request id once: one INSERT must not name a key
+    /// twice.
+    rows: Vec<LedgerRow>,
+    /// Rows left out because the batch held their request id already.
+    repeated: i64,
+    /// Entries that were not a row.
+    malformed: i64,
+}
+
+fn parse_batch(entries: Vec<Entry>) -> Batch {
+    let mut ids = Vec::with_capacity(entries.len());
+    let mut rows: Vec<LedgerRow> = Vec::with_capacity(entries.len());
+    let mut seen = std::collections::HashSet::new();
+    let (mut repeated, mut malformed) = (0, 0);
+    for e in entries {
+        ids.push(e.id.clone());
+        if e.deleted {
+            continue;
+        }
+        let row = e
+            .payload
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<LedgerRow>(p).ok())
+            .filter(|r| {
+                !r.request_id.is_empty() && r.request_id.len() <= crate::usage::MAX_REQUEST_ID
+            });
+        match row {
+            Some(r) => {
+                if seen.insert(r.request_id.clone()) {
+                    rows.push(r);
+                } else {
+                    repeated += 1;
+                }
+            }
+            None => {
+                malformed += 1;
+                // The payload is never logged; the entry id is ours.
+                tracing::warn!(entry = %e.id, "ledger entry is not a ledger row; skipped");
+            }
+        }
+    }
+    Batch {
+        ids,
+        rows,
+        repeated,
+        malformed,
+    }
+}
+
+/// Deletes rows older than the retention, in bounded batches.
+pub struct Retention {
+    pub cfg: LedgerConfig,
+    pub store: Store,
+    pub recorder: Recorder,
+}
+
+impl Retention {
+    pub fn spawn(self, cancel: CancellationToken) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            loop {
+                match self.run_once(&cancel).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "ledger retention deleted old rows"),
+                    Err(e) => tracing::warn!(error = %e, "ledger retention failed; will retry"),
+                }
+                tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    _ = tokio::time::sleep(self.cfg.retention_interval) => {}
+                }
+            }
+        })
+    }
+
+    /// Deletes every row older than the retention, one batch per statement
+    /// (yielding between them); returns how many.
+    pub async fn run_once(
+        &self,
+        cancel: &CancellationToken,
+    ) -> Result<u64, crate::storage::StoreError> {
+        let cutoff = now_ms().saturating_sub(self.cfg.retention.as_millis() as i64);
+        let mut total = 0;
+        while !cancel.is_cancelled() {
+            let n = self
+                .store
+                .delete_ledger_before(cutoff, self.cfg.retention_batch)
+                .await?;
+            total += n;
+            if n > 0 {
+                fam::LEDGER_DELETED.add(&self.recorder, &NoLabels, n as i64);
+            }
+            if n < u64::from(self.cfg.retention_batch) {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        Ok(total)
+    }
+}
