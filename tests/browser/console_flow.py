@@ -18,6 +18,7 @@ import pathlib
 import shutil
 import sys
 import time
+import urllib.request
 
 import openai
 from openai import OpenAI
@@ -35,7 +36,7 @@ MOCK = os.environ["MOCK_BASE"]
 TOKEN = os.environ["ADMIN_TOKEN"]
 SHOTS = pathlib.Path(os.environ["SCREENSHOT_DIR"])
 DOCS = os.environ.get("DOCS_IMG_DIR")
-LEDGER = os.environ.get("CONSOLE_LEDGER", "0") == "1"
+LEDGER = os.environ.get("CONSOLE_LEDGER", "1") == "1"
 EVIL = "<script>alert(\"x\")</script>' \"q\""
 NS = "team-web"
 MODEL = "gpt-4o-mini"
@@ -247,8 +248,14 @@ def main():
             assert str(r.usage.completion_tokens) in cells, cells
             cost = (r.usage.prompt_tokens * 0.15 + r.usage.completion_tokens * 0.60) / 1e6
             assert any(c.startswith("$") and abs(float(c[1:]) - cost) < 1e-9 for c in cells), (cells, cost)
-            csv = d.find_element(By.LINK_TEXT, "Download CSV").get_attribute("href")
-            assert "format=csv" in csv or csv.endswith(".csv") or "usage.csv" in csv, csv
+            csv_url = d.find_element(By.LINK_TEXT, "Download CSV").get_attribute("href")
+            req = urllib.request.Request(
+                csv_url, headers={"Cookie": f"aigw_console={d.get_cookie('aigw_console')['value']}"})
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                assert resp.headers["Content-Type"].startswith("text/csv"), resp.headers
+                csv_lines = resp.read().decode().strip().splitlines()
+            assert len(csv_lines) == 2 and NS in csv_lines[1], csv_lines
+            out["csv"] = csv_lines
             check_page(d, seen)
             shot(d, "usage", docs=True)
 

@@ -29,10 +29,9 @@
   }
 
   function usageChart() {
-    var data = document.getElementById("usage-series");
     var box = document.getElementById("usage-chart");
-    if (!data || !box || typeof uPlot === "undefined") return;
-    var s = JSON.parse(data.textContent);
+    if (!box || !box.dataset.series || typeof uPlot === "undefined") return;
+    var s = JSON.parse(box.dataset.series);
     if (!s.t.length) return;
     var width = Math.max(280, box.clientWidth);
     var opts = {
@@ -40,11 +39,22 @@
       height: 240,
       series: [
         {},
-        { label: "Requests", stroke: "#2563eb", width: 2 },
-        { label: "Cost (USD)", stroke: "#16a34a", width: 2, scale: "usd" },
+        { label: "Requests", stroke: "#2563eb", width: 2, points: { show: true, size: 7 } },
+        { label: "Cost (USD)", stroke: "#16a34a", width: 2, scale: "usd", points: { show: true, size: 7 } },
       ],
-      axes: [{}, { label: "requests" }, { side: 1, scale: "usd", label: "USD", grid: { show: false } }],
-      scales: { x: { time: true } },
+      axes: [
+        {},
+        { label: "requests" },
+        {
+          side: 1, scale: "usd", label: "USD", grid: { show: false },
+          values: function (u, vals) { return vals.map(function (v) { return "$" + Number(v.toPrecision(2)); }); },
+        },
+      ],
+      scales: {
+        x: { time: true, range: [s.from, s.to] },
+        y: { range: function (u, min, max) { return [0, Math.max(1, max)]; } },
+        usd: { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } },
+      },
     };
     box.textContent = "";
     new uPlot(opts, [s.t, s.requests, s.cost], box);

@@ -4,7 +4,7 @@
 
 use super::error::UiError;
 use super::forms::{committed, namespace, opt, published, see_other};
-use super::layout::{csrf_input, field, form_problem, Input, Nav, Page, Problem};
+use super::layout::{csrf_input, field, form_problem, usd, Input, Nav, Page, Problem};
 use super::session::Session;
 use crate::domain::{format_ms, IssuedKey};
 use crate::error::ApiError;
@@ -67,6 +67,12 @@ async fn page(
         .list_api_keys(code, None, MAX_PAGE as u32)
         .await
         .map_err(ApiError::from)?;
+    let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
+    let spend = state
+        .store
+        .key_totals(code, &ids)
+        .await
+        .map_err(ApiError::from)?;
     let problem = match outcome {
         Outcome::Problem(p) => Some(p),
         _ => None,
@@ -95,6 +101,7 @@ async fn page(
                 thead { tr {
                     th scope="col" { "Name" } th scope="col" { "Prefix" } th scope="col" { "Models" }
                     th scope="col" { "Created" } th scope="col" { "Expires" } th scope="col" { "State" }
+                    th.num scope="col" { "Requests" } th.num scope="col" { "Spend" }
                     th scope="col" { span.hint { "Action" } }
                 } }
                 tbody {
@@ -106,6 +113,9 @@ async fn page(
                             td { (format_ms(k.created_at_ms)) }
                             td { @match k.expires_at_ms { None => "never", Some(t) => (format_ms(t)) } }
                             td { @if k.revoked_at_ms.is_some() { span.badge.bad { "revoked" } } @else { span.badge.good { "active" } } }
+                            @let t = spend.get(&k.id).copied().unwrap_or_default();
+                            td.num { (t.requests) }
+                            td.num { (usd(t.cost_nano_usd)) }
                             td {
                                 @if k.revoked_at_ms.is_none() {
                                     form.inline method="post" action=(format!("/ui/namespaces/{}/keys/{}/revoke", ns.code, k.id)) {

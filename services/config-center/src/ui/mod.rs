@@ -98,6 +98,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/instances", web::post().to(instances::create))
             .route("/instances/table", web::get().to(instances::live_table))
             .route("/usage", web::get().to(usage::show))
+            .route("/usage.csv", web::get().to(usage::csv))
             .default_service(web::to(error::not_found)),
     );
 }
