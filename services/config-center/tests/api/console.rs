@@ -345,7 +345,9 @@ async fn validation_errors_sit_next_to_their_field(b: Backend) {
     let mut br = Browser::new(&app);
     br.sign_in().await;
     let csrf = br.csrf().await;
-    let cases: &[(&str, &[(&str, &str)], &str, &str)] = &[
+    // (path, form fields, id of the message, start of the message)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: &[Case] = &[
         (
             "/ui/namespaces",
             &[("code", "Bad Code")],
