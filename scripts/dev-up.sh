@@ -81,6 +81,7 @@ print_urls() {
     cat <<EOF
 
   Gateway (OpenAI API)  $GATEWAY_URL/v1
+  Admin console         $CONFIG_CENTER_URL/ui   (sign in with the admin token: $ADMIN_TOKEN)
   Config-center admin   $CONFIG_CENTER_URL/api/v1   (Authorization: Bearer $ADMIN_TOKEN)
   Token-service         http://127.0.0.1:$TOKEN_SERVICE_PORT
   Mock upstream         http://127.0.0.1:$MOCK_PORT/v1

@@ -16,6 +16,9 @@ command -v redis-server >/dev/null || need_pkgs+=(redis-server)
 command -v promtool >/dev/null || need_pkgs+=(prometheus)
 command -v python3 >/dev/null || need_pkgs+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+# The console's browser tests: Debian's headless Chromium and its driver.
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_pkgs+=(chromium-driver)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     say "installing ${need_pkgs[*]}"

@@ -59,6 +59,9 @@ pub struct Config {
     /// `SHUTDOWN_TIMEOUT`, default 10s: bound for draining requests and
     /// flushing metrics on shutdown.
     pub shutdown_timeout: Duration,
+    /// `CONSOLE_SESSION_TTL`, default 8h: how long a web console session
+    /// lasts after sign-in.
+    pub console_session_ttl: Duration,
     pub ledger: LedgerConfig,
 }
 
@@ -127,6 +130,8 @@ impl Config {
             metrics_flush_interval: env
                 .positive_duration("METRICS_FLUSH_INTERVAL", Duration::from_secs(1))?,
             shutdown_timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(10))?,
+            console_session_ttl: env
+                .positive_duration("CONSOLE_SESSION_TTL", Duration::from_secs(8 * 3600))?,
             ledger: LedgerConfig {
                 enabled: env.flag("LEDGER_ENABLED", true)?,
                 consumer_name: env.string_or_else(
@@ -195,6 +200,7 @@ impl Config {
             ("CONFIG_CENTER_PUBLISH_RESYNC", self.publish_resync),
             ("METRICS_FLUSH_INTERVAL", self.metrics_flush_interval),
             ("BODY_TIMEOUT", self.body_timeout),
+            ("CONSOLE_SESSION_TTL", self.console_session_ttl),
         ] {
             if d.is_zero() {
                 return invalid(var, "must be greater than zero");

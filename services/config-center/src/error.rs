@@ -65,7 +65,7 @@ impl ApiError {
         ApiError::NotFound { what: what.into() }
     }
 
-    fn code(&self) -> &'static str {
+    pub fn code(&self) -> &'static str {
         match self {
             ApiError::Validation { .. } => "validation_error",
             ApiError::InvalidBody { .. } => "invalid_body",
@@ -82,7 +82,7 @@ impl ApiError {
         }
     }
 
-    fn field(&self) -> Option<&str> {
+    pub fn field(&self) -> Option<&str> {
         match self {
             ApiError::Validation { field, .. } | ApiError::InvalidBody { field, .. } => {
                 field.as_deref()

@@ -9,6 +9,7 @@
 //! - [`routes`]: handlers over the shared [`state`]; [`domain`]: input
 //!   parsing and the entities; [`storage`]: SQL, one module per entity.
 //! - [`publisher`]: the background publication to Redis.
+//! - [`ui`]: the web console under `/ui`, over the same domain and storage.
 //! - [`usage`]: the spend ledger's queries (filters, groups, CSV);
 //!   [`ledger`]: its writer (the `usage:ledger` consumer) and retention.
 //! - [`metrics`], [`auth`], [`error`], [`openapi`].
@@ -25,6 +26,7 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod storage;
+pub mod ui;
 pub mod usage;
 
 pub use config::Config;

@@ -6,10 +6,10 @@
 use crate::config::Config;
 use crate::ledger;
 use crate::publisher::Publisher;
-use crate::routes;
 use crate::state::AppState;
 use crate::storage::Store;
 use crate::{auth, metrics, openapi};
+use crate::{routes, ui};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
@@ -104,6 +104,7 @@ impl Application {
             admin_token_hash: auth::token_hash(config.admin_token.expose()),
             publish_wait: config.publish_wait,
             openapi_json: openapi::json(),
+            console_session_ttl: config.console_session_ttl,
         });
 
         let listener = std::net::TcpListener::bind((config.bind_addr.as_str(), config.port))
@@ -114,6 +115,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
+                .configure(ui::configure)
                 .configure(routes::configure(max_body))
                 .wrap(from_fn(metrics::track))
                 .wrap(aigw_service::BodyDeadline(body_timeout))

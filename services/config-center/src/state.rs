@@ -16,4 +16,6 @@ pub struct AppState {
     pub admin_token_hash: [u8; 32],
     pub publish_wait: Duration,
     pub openapi_json: String,
+    /// How long a console session lasts (`CONSOLE_SESSION_TTL`).
+    pub console_session_ttl: Duration,
 }

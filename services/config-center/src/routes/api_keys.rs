@@ -122,7 +122,32 @@ pub async fn create(
     code: web::Path<String>,
     body: web::Json<CreateApiKey>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let (key, issued, v) = issue_api_key(&state, &code, body.into_inner()).await?;
+    let view = ApiKeyView::from(&key);
+    let created = CreatedApiKey {
+        id: view.id,
+        key: issued.plaintext,
+        namespace_code: view.namespace_code,
+        name: view.name,
+        prefix: view.prefix,
+        created_at: view.created_at,
+        expires_at: view.expires_at,
+        revoked: view.revoked,
+        revoked_at: view.revoked_at,
+        allowed_models: view.allowed_models,
+    };
+    Ok(state
+        .committed(StatusCode::CREATED, v, Some(&created))
+        .await)
+}
+
+/// Validates and commits a new key for namespace `code` (the admin API and
+/// the console); the issued plaintext goes back to the caller only.
+pub async fn issue_api_key(
+    state: &AppState,
+    code: &str,
+    body: CreateApiKey,
+) -> Result<(ApiKey, IssuedKey, u64), ApiError> {
     let now = now_ms();
     let name = domain::parse_text("name", &body.name, 100, false)?;
     let expires_at_ms = body
@@ -153,9 +178,9 @@ pub async fn create(
     };
 
     let mut tx = state.store.write().await?;
-    tx.namespace(&code)
+    tx.namespace(code)
         .await?
-        .ok_or_else(|| ns_not_found(&code))?;
+        .ok_or_else(|| ns_not_found(code))?;
     if let Some(names) = &allowed_models {
         let unknown = tx.unknown_models(names).await?;
         if !unknown.is_empty() {
@@ -168,7 +193,7 @@ pub async fn create(
     let issued = IssuedKey::generate();
     let key = ApiKey {
         id: uuid::Uuid::now_v7().to_string(),
-        namespace_code: code.into_inner(),
+        namespace_code: code.to_string(),
         name,
         key_hash: issued.hash.clone(),
         prefix: issued.prefix.clone(),
@@ -180,22 +205,7 @@ pub async fn create(
     tx.insert_api_key(&key).await?;
     let v = tx.commit().await?;
     tracing::info!(namespace = %key.namespace_code, key_id = %key.id, prefix = %key.prefix, version = v, "API key issued");
-    let view = ApiKeyView::from(&key);
-    let created = CreatedApiKey {
-        id: view.id,
-        key: issued.plaintext,
-        namespace_code: view.namespace_code,
-        name: view.name,
-        prefix: view.prefix,
-        created_at: view.created_at,
-        expires_at: view.expires_at,
-        revoked: view.revoked,
-        revoked_at: view.revoked_at,
-        allowed_models: view.allowed_models,
-    };
-    Ok(state
-        .committed(StatusCode::CREATED, v, Some(&created))
-        .await)
+    Ok((key, issued, v))
 }
 
 #[utoipa::path(
@@ -281,16 +291,29 @@ pub async fn revoke(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (code, id) = path.into_inner();
-    if state.store.api_key(&code, &id).await?.is_none() {
-        return Err(key_not_found(&id));
+    match revoke_api_key(&state, &code, &id).await? {
+        Some(v) => Ok(state.committed::<()>(StatusCode::NO_CONTENT, v, None).await),
+        None => Ok(HttpResponse::NoContent().finish()),
+    }
+}
+
+/// Revokes a key (the admin API and the console): the version committed,
+/// or `None` when it was already revoked and nothing changed.
+pub async fn revoke_api_key(
+    state: &AppState,
+    code: &str,
+    id: &str,
+) -> Result<Option<u64>, ApiError> {
+    if state.store.api_key(code, id).await?.is_none() {
+        return Err(key_not_found(id));
     }
     let mut tx = state.store.write().await?;
-    if !tx.revoke_api_key(&code, &id, now_ms()).await? {
+    if !tx.revoke_api_key(code, id, now_ms()).await? {
         // Already revoked (or gone meanwhile): nothing changes, no new version.
         drop(tx);
-        return Ok(HttpResponse::NoContent().finish());
+        return Ok(None);
     }
     let v = tx.commit().await?;
     tracing::info!(namespace = %code, key_id = %id, version = v, "API key revoked");
-    Ok(state.committed::<()>(StatusCode::NO_CONTENT, v, None).await)
+    Ok(Some(v))
 }

@@ -337,15 +337,24 @@ pub async fn create(
     state: web::Data<AppState>,
     body: web::Json<CreateInstance>,
 ) -> Result<HttpResponse, ApiError> {
-    let inst = body.into_inner().parse(now_ms())?;
+    let (inst, v) = create_instance(&state, body.into_inner()).await?;
+    Ok(state
+        .committed(StatusCode::CREATED, v, Some(&InstanceView::from(&inst)))
+        .await)
+}
+
+/// Validates and commits a new instance (the admin API and the console).
+pub async fn create_instance(
+    state: &AppState,
+    input: CreateInstance,
+) -> Result<(Instance, u64), ApiError> {
+    let inst = input.parse(now_ms())?;
     let mut tx = state.store.write().await?;
     check_references(&mut tx, &inst).await?;
     tx.insert_instance(&inst).await?;
     let v = tx.commit().await?;
     tracing::info!(instance = %inst.id, namespace = %inst.namespace_code, model = %inst.model, version = v, "instance created");
-    Ok(state
-        .committed(StatusCode::CREATED, v, Some(&InstanceView::from(&inst)))
-        .await)
+    Ok((inst, v))
 }
 
 #[utoipa::path(

@@ -156,14 +156,20 @@ pub async fn create(
     state: web::Data<AppState>,
     body: web::Json<CreateModel>,
 ) -> Result<HttpResponse, ApiError> {
-    let m = body.into_inner().parse(now_ms())?;
+    let (m, v) = create_model(&state, body.into_inner()).await?;
+    Ok(state
+        .committed(StatusCode::CREATED, v, Some(&ModelView::from(&m)))
+        .await)
+}
+
+/// Validates and commits a new model (the admin API and the console).
+pub async fn create_model(state: &AppState, input: CreateModel) -> Result<(Model, u64), ApiError> {
+    let m = input.parse(now_ms())?;
     let mut tx = state.store.write().await?;
     tx.insert_model(&m).await?;
     let v = tx.commit().await?;
     tracing::info!(model = %m.name, version = v, "model created");
-    Ok(state
-        .committed(StatusCode::CREATED, v, Some(&ModelView::from(&m)))
-        .await)
+    Ok((m, v))
 }
 
 #[utoipa::path(

@@ -233,14 +233,24 @@ pub async fn create(
     state: web::Data<AppState>,
     body: web::Json<CreateNamespace>,
 ) -> Result<HttpResponse, ApiError> {
-    let ns = body.into_inner().parse(now_ms())?;
+    let (ns, v) = create_namespace(&state, body.into_inner()).await?;
+    Ok(state
+        .committed(StatusCode::CREATED, v, Some(&NamespaceView::from(&ns)))
+        .await)
+}
+
+/// Validates and commits a new namespace (the admin API and the console);
+/// answers it and the version it committed as.
+pub async fn create_namespace(
+    state: &AppState,
+    input: CreateNamespace,
+) -> Result<(Namespace, u64), ApiError> {
+    let ns = input.parse(now_ms())?;
     let mut tx = state.store.write().await?;
     tx.insert_namespace(&ns).await?;
     let v = tx.commit().await?;
     tracing::info!(namespace = %ns.code, version = v, "namespace created");
-    Ok(state
-        .committed(StatusCode::CREATED, v, Some(&NamespaceView::from(&ns)))
-        .await)
+    Ok((ns, v))
 }
 
 #[utoipa::path(
@@ -304,15 +314,26 @@ pub async fn patch(
     code: web::Path<String>,
     body: web::Json<PatchNamespace>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut tx = state.store.write().await?;
-    let mut ns = tx.namespace(&code).await?.ok_or_else(|| not_found(&code))?;
-    body.into_inner().apply(&mut ns, now_ms())?;
-    tx.update_namespace(&ns).await?;
-    let v = tx.commit().await?;
-    tracing::info!(namespace = %ns.code, version = v, "namespace updated");
+    let (ns, v) = patch_namespace(&state, &code, body.into_inner()).await?;
     Ok(state
         .committed(StatusCode::OK, v, Some(&NamespaceView::from(&ns)))
         .await)
+}
+
+/// Applies a merge patch to a namespace and commits it (the admin API and
+/// the console).
+pub async fn patch_namespace(
+    state: &AppState,
+    code: &str,
+    patch: PatchNamespace,
+) -> Result<(Namespace, u64), ApiError> {
+    let mut tx = state.store.write().await?;
+    let mut ns = tx.namespace(code).await?.ok_or_else(|| not_found(code))?;
+    patch.apply(&mut ns, now_ms())?;
+    tx.update_namespace(&ns).await?;
+    let v = tx.commit().await?;
+    tracing::info!(namespace = %ns.code, version = v, "namespace updated");
+    Ok((ns, v))
 }
 
 #[utoipa::path(

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod auth_openapi;
+mod console;
 mod crud;
 mod errors;
 mod ledger;
