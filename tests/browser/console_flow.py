@@ -258,6 +258,12 @@ def main():
             out["csv"] = csv_lines
             check_page(d, seen)
             shot(d, "usage", docs=True)
+            # The overview's spend today (from the ledger) is that cost.
+            d.get(f"{CC}/ui")
+            row = d.find_element(By.XPATH, f"//tbody/tr[td/a[text()='{NS}']]")
+            today = row.find_elements(By.TAG_NAME, "td")[4].text
+            assert today.startswith("$") and abs(float(today[1:]) - cost) < 1e-6, (today, cost)
+            out["overview_today"] = today
 
         # Revoke, and the gateway refuses the key.
         d.get(f"{CC}/ui/namespaces/{NS}/keys")

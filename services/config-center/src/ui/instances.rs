@@ -39,6 +39,11 @@ pub struct InstanceForm {
     #[serde(default, rename = "health_check.path")]
     health_path: String,
     enabled: Option<String>,
+    retry_unknown_outcome: Option<String>,
+    #[serde(default)]
+    openai_organization: String,
+    #[serde(default)]
+    openai_project: String,
 }
 
 impl Default for InstanceForm {
@@ -55,6 +60,9 @@ impl Default for InstanceForm {
             timeout_ms: "60000".into(),
             health_path: String::new(),
             enabled: Some("true".into()),
+            retry_unknown_outcome: None,
+            openai_organization: String::new(),
+            openai_project: String::new(),
         }
     }
 }
@@ -75,6 +83,9 @@ impl InstanceForm {
                 path,
                 interval_s: None,
             }),
+            retry_unknown_outcome: Some(checked(&self.retry_unknown_outcome)),
+            openai_organization: opt(&self.openai_organization),
+            openai_project: opt(&self.openai_project),
         })
     }
 }
@@ -90,6 +101,9 @@ const FIELDS: &[&str] = &[
     "timeout_ms",
     "health_check.path",
     "enabled",
+    "retry_unknown_outcome",
+    "openai_organization",
+    "openai_project",
 ];
 
 /// The instance table; htmx swaps it for a fresh one every 5 s.
@@ -195,6 +209,9 @@ async fn page(
                 (field("Timeout (ms)", "timeout_ms", number(&f.timeout_ms), None, problem))
                 (field("Health check path", "health_check.path", text(&f.health_path), Some("e.g. /models; empty = passive checks only"), problem))
                 (field("Enabled", "enabled", Input::Check { checked: checked(&f.enabled) }, None, problem))
+                (field("Resend on unknown outcome", "retry_unknown_outcome", Input::Check { checked: checked(&f.retry_unknown_outcome) }, Some("fail over a request that may have been processed (off for paid upstreams)"), problem))
+                (field("OpenAI-Organization", "openai_organization", text(&f.openai_organization), Some("sent with this instance's key; empty = none"), problem))
+                (field("OpenAI-Project", "openai_project", text(&f.openai_project), Some("sent with this instance's key; empty = none"), problem))
             }
             div.actions { button type="submit" { "Create instance" } }
         }

@@ -1,6 +1,7 @@
 //! `/ui`: the fleet at a glance — per namespace its requests, error rate,
 //! p95 latency and spend this month (the gateways' and token-service's
-//! counters in Redis), and how many instances are healthy.
+//! counters in Redis), its spend today (the ledger's rows since 00:00 UTC),
+//! and how many instances are healthy.
 
 use super::error::UiError;
 use super::layout::{usd, Nav, Page};
@@ -9,9 +10,12 @@ use super::session::Session;
 use crate::error::ApiError;
 use crate::routes::common::MAX_PAGE;
 use crate::state::AppState;
+use crate::usage::{GroupBy, UsageFilter};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
+use aigw_service::clock::now_ms;
 use maud::html;
+use std::collections::HashMap;
 
 fn ms(us: u64) -> String {
     if us >= 1_000_000 {
@@ -40,6 +44,28 @@ pub async fn show(state: web::Data<AppState>, session: Session) -> Result<HttpRe
         .map(|i| (i.id.as_str(), i.namespace_code.as_str()))
         .collect();
     let health = live::instance_health(&state, &pairs).await;
+    // Spend today per namespace, from the ledger (None: the query failed).
+    const DAY_MS: i64 = 86_400_000;
+    let today = UsageFilter {
+        from_ms: Some(now_ms() - now_ms().rem_euclid(DAY_MS)),
+        ..UsageFilter::default()
+    };
+    let today: Option<HashMap<String, i64>> = state
+        .store
+        .usage_totals(&today, &[GroupBy::Namespace], limit)
+        .await
+        .ok()
+        .map(|groups| {
+            groups
+                .into_iter()
+                .filter_map(|g| Some((g.namespace?, g.totals.cost_nano_usd)))
+                .collect()
+        });
+    let today_of = |code: &str| {
+        today
+            .as_ref()
+            .map(|t| usd(t.get(code).copied().unwrap_or(0)))
+    };
     let healthy = health.iter().filter(|h| **h == Some(true)).count();
     let unhealthy = health.iter().filter(|h| **h == Some(false)).count();
     let total = stats.as_ref().map(|s| {
@@ -63,6 +89,7 @@ pub async fn show(state: web::Data<AppState>, session: Session) -> Result<HttpRe
             div.tile { div.value { (total.as_ref().map_or("—".into(), |t| t.requests.to_string())) } div.label { "requests (all time)" } }
             div.tile { div.value { (pct(total.as_ref().and_then(live::NsStats::error_rate))) } div.label { "error rate" } }
             div.tile { div.value { (total.as_ref().map_or("—".into(), |t| usd(t.month_cost_nano))) } div.label { "spend this month" } }
+            div.tile { div.value { (today.as_ref().map_or("—".into(), |t| usd(t.values().sum::<i64>()))) } div.label { "spend today (UTC)" } }
             div.tile { div.value { (healthy) " / " (instances.len()) } div.label { "instances healthy" } }
             div.tile { div.value { (unhealthy) } div.label { "instances unhealthy" } }
             div.tile { div.value { (namespaces.len()) } div.label { "namespaces" } }
@@ -72,7 +99,7 @@ pub async fn show(state: web::Data<AppState>, session: Session) -> Result<HttpRe
             table {
                 thead { tr {
                     th scope="col" { "Namespace" } th.num scope="col" { "Requests" } th.num scope="col" { "Error rate" }
-                    th.num scope="col" { "p95 latency" } th.num scope="col" { "Spend this month" }
+                    th.num scope="col" { "p95 latency" } th.num scope="col" { "Spend today" } th.num scope="col" { "Spend this month" }
                 } }
                 tbody {
                     @for (i, n) in namespaces.iter().enumerate() {
@@ -82,6 +109,7 @@ pub async fn show(state: web::Data<AppState>, session: Session) -> Result<HttpRe
                             td.num { (s.map_or("—".into(), |s| s.requests.to_string())) }
                             td.num { (pct(s.and_then(live::NsStats::error_rate))) }
                             td.num { (s.and_then(|s| s.p95_us).map_or("—".into(), ms)) }
+                            td.num { (today_of(&n.code).unwrap_or_else(|| "—".into())) }
                             td.num { (s.map_or("—".into(), |s| usd(s.month_cost_nano))) }
                         }
                     }
