@@ -28,7 +28,8 @@ from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import Select
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 CC = os.environ["CC_URL"]
 GW = os.environ["GW_URL"]
@@ -91,8 +92,16 @@ def fill(d, name, value):
     el.send_keys(value)
 
 
+def click_and_load(d, element):
+    """Clicks a control that posts a form, and waits until the answer's
+    page replaced this one (a click returns before the navigation ends)."""
+    old = d.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(d, 20).until(EC.staleness_of(old))
+
+
 def submit(d, label):
-    d.find_element(By.XPATH, f"//main//button[normalize-space()='{label}']").click()
+    click_and_load(d, d.find_element(By.XPATH, f"//main//button[normalize-space()='{label}']"))
 
 
 def check_page(d, seen):
@@ -267,7 +276,7 @@ def main():
 
         # Revoke, and the gateway refuses the key.
         d.get(f"{CC}/ui/namespaces/{NS}/keys")
-        d.find_element(By.XPATH, "//button[@aria-label='Revoke key web-flow']").click()
+        click_and_load(d, d.find_element(By.XPATH, "//button[@aria-label='Revoke key web-flow']"))
         assert "revoked" in d.find_element(By.TAG_NAME, "tbody").text
         check_page(d, seen)
         shot(d, "keys", docs=True)

@@ -542,7 +542,7 @@ async fn prometheus_scrapes_the_stack_and_every_query_works() {
 
     // ---- the alert rules evaluate cleanly against real series ----
     let rules = prom.rules().await;
-    assert_eq!(rules.len(), 8, "{rules:?}");
+    assert_eq!(rules.len(), 9, "{rules:?}");
     for (name, health, err) in &rules {
         assert_eq!(health, "ok", "rule {name}: {err}");
     }

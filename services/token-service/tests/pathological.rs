@@ -64,7 +64,13 @@ async fn eight_mib_letter_runs_are_exact_and_health_answers_meanwhile() {
         assert_eq!(status, 200, "{e}: {v}");
         assert_eq!(v["tokens"], python_count(e, "a", EIGHT_MIB, ""), "{e}");
     }
-    assert_eq!(in_flight(&app).await, 0.0);
+    // `/metrics` serves a render up to a second old: wait for a fresh one.
+    wait_for(
+        Duration::from_secs(10),
+        "no counting job in flight",
+        || async { in_flight(&app).await == 0.0 },
+    )
+    .await;
     app.stop().await;
 }
 
