@@ -19,6 +19,9 @@ pub struct Config {
     pub redis_url: Secret,
     /// `METRICS_TOKEN`: bearer token `/metrics` requires, default none (open).
     pub metrics_token: Option<Secret>,
+    /// How long a `/metrics` render is served again: one second (not a
+    /// setting; tests that watch a gauge move set it to zero).
+    pub metrics_cache_ttl: Duration,
     /// `MAX_BODY_BYTES`: largest request body, default 8 MiB.
     pub max_body_bytes: usize,
     /// `BODY_TIMEOUT`: bound on receiving a whole request body, default 30s.
@@ -95,6 +98,7 @@ impl Config {
             port: env.number("TOKEN_SERVICE_PORT", 8001)?,
             redis_url: aigw_service::redis_url(env)?,
             metrics_token: aigw_service::scrape::metrics_token(env),
+            metrics_cache_ttl: aigw_service::scrape::SCRAPE_CACHE_TTL,
             max_body_bytes: env.number_at_least("MAX_BODY_BYTES", 8 * 1024 * 1024, 1)?,
             body_timeout: aigw_service::body_timeout(env)?,
             count_concurrency: env.number_or_else("COUNT_CONCURRENCY", "CPUs", cpus, 1)?,

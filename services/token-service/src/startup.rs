@@ -47,7 +47,10 @@ impl Application {
             snapshot: SnapshotCell::new(),
             pool: CountPool::new(config.count_concurrency),
             metrics: MetricsEndpoint::new(redis.clone(), &EXPOSITION, Some(recorder.clone())),
-            scrape: aigw_service::ScrapeGate::new(config.metrics_token.clone()),
+            scrape: aigw_service::ScrapeGate::with(
+                config.metrics_token.clone(),
+                config.metrics_cache_ttl,
+            ),
             recorder,
             redis,
             max_body_bytes: config.max_body_bytes,
