@@ -9,144 +9,22 @@
 //! are each counted exactly once. Nothing here touches Redis: series handles
 //! are atomics that the flusher drains.
 
-use crate::error::LimitReason;
 use crate::limits::TokenSink;
+use crate::namespace::{AuthFailure, ConcurrencySlot, NamespaceRuntime};
 use crate::routing::Endpoint;
 use crate::usage::{self, Usage};
 use aigw_metrics::families::gateway as fam;
 use aigw_metrics::{Recorder, Series};
 use aigw_types::{CountText, TokenSource, UsageRecord};
 use bytes::Bytes;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-/// Why a request was retried on another instance (metric label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryReason {
-    Connect,
-    Timeout,
-    Status429,
-    Status5xx,
-    /// The request was sent and its outcome is unknown; resent only to an
-    /// instance that opted in, or with the client's `Idempotency-Key`.
-    UnknownOutcome,
-}
-
-impl RetryReason {
-    const ALL: [RetryReason; 5] = [
-        RetryReason::Connect,
-        RetryReason::Timeout,
-        RetryReason::Status429,
-        RetryReason::Status5xx,
-        RetryReason::UnknownOutcome,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RetryReason::Connect => "connect_error",
-            RetryReason::Timeout => "timeout",
-            RetryReason::Status429 => "status_429",
-            RetryReason::Status5xx => "status_5xx",
-            RetryReason::UnknownOutcome => "unknown_outcome",
-        }
-    }
-}
-
-/// Why a request was refused before a namespace was known (metric label).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthFailure {
-    MissingKey,
-    InvalidKey,
-    RevokedKey,
-    ExpiredKey,
-}
-
-impl AuthFailure {
-    const ALL: [AuthFailure; 4] = [
-        AuthFailure::MissingKey,
-        AuthFailure::InvalidKey,
-        AuthFailure::RevokedKey,
-        AuthFailure::ExpiredKey,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuthFailure::MissingKey => "missing_key",
-            AuthFailure::InvalidKey => "invalid_key",
-            AuthFailure::RevokedKey => "revoked_key",
-            AuthFailure::ExpiredKey => "expired_key",
-        }
-    }
-}
-
-const STATUS_MIN: u16 = 100;
-const STATUS_MAX: u16 = 599;
-
-/// Per-namespace state that outlives config snapshots: metric handles (so
-/// the hot path never formats a key), the local in-flight count used by the
-/// concurrency limit, and the month-to-date cost read for the budget.
-pub struct NamespaceRuntime {
-    pub code: Arc<str>,
-    recorder: Recorder,
-    requests: Series,
-    successful: Series,
-    failed: Series,
-    response_time: Series,
-    concurrent: Series,
-    latency: Series,
-    ttft: Series,
-    status: Box<[OnceLock<Series>]>,
-    rejections: [Series; 4],
-    retries: [Series; 5],
-    /// Requests of this namespace in flight in this replica.
-    pub in_flight: AtomicU32,
-    /// Month-to-date cost in nano-USD, as last read from the token-service's
-    /// totals.
-    pub spent_nano_usd: AtomicI64,
-}
-
-impl NamespaceRuntime {
-    pub fn new(recorder: &Recorder, code: &str) -> Self {
-        let l = [code];
-        NamespaceRuntime {
-            code: Arc::from(code),
-            recorder: recorder.clone(),
-            requests: recorder.series(&fam::NS_REQUESTS, &l),
-            successful: recorder.series(&fam::NS_SUCCESSFUL, &l),
-            failed: recorder.series(&fam::NS_FAILED, &l),
-            response_time: recorder.series(&fam::NS_RESPONSE_TIME, &l),
-            concurrent: recorder.series(&fam::NS_CONCURRENT, &l),
-            latency: recorder.series(&fam::NS_LATENCY, &l),
-            ttft: recorder.series(&fam::NS_TTFT, &l),
-            status: (STATUS_MIN..=STATUS_MAX).map(|_| OnceLock::new()).collect(),
-            rejections: LimitReason::ALL
-                .map(|r| recorder.series(&fam::NS_REJECTIONS, &[code, r.as_str()])),
-            retries: RetryReason::ALL
-                .map(|r| recorder.series(&fam::NS_RETRIES, &[code, r.as_str()])),
-            in_flight: AtomicU32::new(0),
-            spent_nano_usd: AtomicI64::new(0),
-        }
-    }
-
-    fn status_series(&self, status: u16) -> Series {
-        let status = status.clamp(STATUS_MIN, STATUS_MAX);
-        self.status[(status - STATUS_MIN) as usize]
-            .get_or_init(|| {
-                self.recorder
-                    .series(&fam::NS_STATUS, &[&self.code, &status.to_string()])
-            })
-            .clone()
-    }
-
-    pub fn count_rejection(&self, reason: LimitReason) {
-        self.rejections[reason.index()].inc();
-    }
-
-    pub fn count_retry(&self, reason: RetryReason) {
-        self.retries[reason as usize].inc();
-    }
-}
+/// How a request that nobody finished ended: its client went away (the
+/// handler or the body stream was dropped). Never shown to anyone, so not a
+/// [`crate::error::GatewayError`]; recorded as nginx does.
+pub const CLIENT_DISCONNECTED: (u16, &str) = (499, "client_disconnected");
 
 /// Process-wide accounting handles.
 pub struct Accounting {
@@ -229,17 +107,8 @@ pub enum Completion {
     /// A whole JSON answer.
     Body(Bytes),
     /// Whole SSE events of a stream, in order, as read (see
-    /// [`crate::stream::payloads`]).
+    /// [`crate::sse::payloads`]).
     Events(Vec<Bytes>),
-}
-
-/// Holds a namespace's concurrency slot; released on drop.
-pub struct ConcurrencySlot(pub Arc<NamespaceRuntime>);
-
-impl Drop for ConcurrencySlot {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Relaxed);
-    }
 }
 
 /// Accounts for one request when dropped. See the module doc.
@@ -378,7 +247,7 @@ impl RequestGuard {
         let (status, kind) = self
             .outcome
             .take()
-            .unwrap_or((499, Some("client_disconnected")));
+            .unwrap_or((CLIENT_DISCONNECTED.0, Some(CLIENT_DISCONNECTED.1)));
         let dur_us = self.start.elapsed().as_micros() as u64;
         let acc = Arc::clone(&self.acc);
         let failed = status >= 400;
@@ -466,7 +335,7 @@ impl RequestGuard {
                     Completion::None => String::new(),
                     Completion::Body(b) => usage::completion_text(self.endpoint, &b),
                     Completion::Events(ev) => {
-                        usage::stream_completion_text(&crate::stream::payloads(&ev))
+                        usage::stream_completion_text(&crate::sse::payloads(&ev))
                     }
                 };
                 (

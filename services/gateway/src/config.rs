@@ -198,7 +198,7 @@ impl Settings {
             budget_poll_interval: parse_dur(&get, "BUDGET_POLL_INTERVAL", d.budget_poll_interval)?,
             rate_limit_timeout: parse_dur(&get, "RATE_LIMIT_TIMEOUT", d.rate_limit_timeout)?,
             shutdown_grace: parse_dur(&get, "SHUTDOWN_GRACE", d.shutdown_grace)?,
-            upstream_direct: !crate::upstream::http_proxy_configured(&get),
+            upstream_direct: !http_proxy_configured(&get),
         };
         s.validate()?;
         Ok(s)
@@ -297,9 +297,48 @@ pub fn parse_duration(v: &str) -> Option<Duration> {
     humantime::parse_duration(v).ok()
 }
 
+/// Whether reqwest would send plain-HTTP requests through a proxy (it reads
+/// these variables; `HTTPS_PROXY` only concerns HTTPS instances, which take
+/// the general path anyway).
+pub fn http_proxy_configured(get: impl Fn(&str) -> Option<String>) -> bool {
+    ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+        .iter()
+        .any(|k| get(k).is_some_and(|v| !v.is_empty()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_proxy_variables_switch_the_direct_path_off() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert!(!http_proxy_configured(env(&[])));
+        assert!(!http_proxy_configured(env(&[(
+            "HTTPS_PROXY",
+            "http://p:3128"
+        )])));
+        assert!(!http_proxy_configured(env(&[("HTTP_PROXY", "")])));
+        assert!(http_proxy_configured(env(&[(
+            "HTTP_PROXY",
+            "http://p:3128"
+        )])));
+        assert!(http_proxy_configured(env(&[(
+            "http_proxy",
+            "http://p:3128"
+        )])));
+        assert!(http_proxy_configured(env(&[(
+            "ALL_PROXY",
+            "socks5://p:1080"
+        )])));
+    }
     use std::collections::HashMap;
 
     fn from(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {

@@ -2,23 +2,25 @@
 //! namespace, routes the request to a healthy instance of the requested
 //! model, streams the answer back and accounts for every request.
 //!
-//! Code map:
-//! - [`config`]: typed settings from the environment.
-//! - [`startup`]: [`Application::build`] / [`Application::run_until_stopped`],
-//!   background tasks and graceful shutdown.
-//! - [`routing`]: the compiled routing table of one config snapshot, and
-//!   [`config_watch`] which keeps it current from Redis.
-//! - [`routes`]: HTTP handlers; [`proxy`] the request path (auth → namespace
-//!   → model → limits → instance → forward), [`stream`] the SSE pass-through,
-//!   [`client_watch`] which ends streams whose client stopped reading.
-//! - [`upstream`]: the HTTP client of the request path (hyper direct for
-//!   plain-HTTP instances, reqwest for HTTPS and proxies).
-//! - [`balance`] instance selection, [`health`] active and passive health,
-//!   [`limits`] concurrency / RPM / TPM / budget.
-//! - [`accounting`]: per-request metrics and usage records through the shared
-//!   batched writer; [`exposition`] what `/metrics` shows.
-//! - [`error`]: every client-visible error, in OpenAI's shape.
-//! - [`usage`]: token usage and the text to count when upstream reports none.
+//! Code map, in layers from the request's entry down (a module imports only
+//! its own layer or those below; `ARCHITECTURE.md` has the table):
+//! - entry: [`startup`] ([`Application::build`], background tasks, graceful
+//!   shutdown) and [`routes`] (the HTTP surface);
+//! - request: [`proxy`] (auth → namespace → body → model → limits → forward
+//!   → answer) over [`request`] (key check, body, the `model`/`stream` probe
+//!   and rewrite);
+//! - failover: [`failover`], the attempts under the retry contract, using
+//!   [`state`] (what every handler shares);
+//! - relay: [`stream`] (the SSE pass-through) and [`client_watch`] (ends
+//!   streams whose client stopped reading);
+//! - upstream: [`upstream`] (`aigw_upstream_http` for plain-HTTP instances,
+//!   reqwest for HTTPS and proxies) and [`headers`];
+//! - policy: [`limits`] (concurrency / RPM / TPM / budget), [`balance`]
+//!   (weighted P2C), [`probe`] (active checks), [`health`] (passive health);
+//! - accounting: [`accounting`] (the per-request guard), [`usage`], [`sse`];
+//! - namespace: [`namespace`] (per-namespace runtime state and labels);
+//! - data: [`routing`] (the compiled snapshot) and [`config_watch`],
+//!   [`config`], [`error`], [`exposition`], [`telemetry`].
 //!
 //! Invariants: the request path never waits on Redis except for the RPM/TPM
 //! check of namespaces that have such a limit; every request is accounted
@@ -32,12 +34,19 @@ pub mod config;
 pub mod config_watch;
 pub mod error;
 pub mod exposition;
+pub mod failover;
+pub mod headers;
 pub mod health;
 pub mod limits;
+pub mod namespace;
+pub mod probe;
 pub mod proxy;
+pub mod request;
 pub mod routes;
 pub mod routing;
+pub mod sse;
 pub mod startup;
+pub mod state;
 pub mod stream;
 pub mod telemetry;
 pub mod upstream;

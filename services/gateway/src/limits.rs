@@ -20,8 +20,8 @@
 //!   does not answer within `RATE_LIMIT_TIMEOUT` the request is let through:
 //!   an outage of the metrics store must not take the API down.
 
-use crate::accounting::ConcurrencySlot;
 use crate::error::{GatewayError, LimitReason};
+use crate::namespace::ConcurrencySlot;
 use crate::routing::{NamespaceRoute, RoutingStore};
 use aigw_metrics::RedisConn;
 use redis::Script;

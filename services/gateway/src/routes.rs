@@ -3,9 +3,10 @@
 //! OpenAI error shape too.
 
 use crate::error::GatewayError;
-use crate::proxy::{self, Input};
+use crate::proxy;
+use crate::request::Input;
 use crate::routing::Endpoint;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::upstream::UpstreamClient;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 

@@ -7,8 +7,8 @@
 //! per-namespace metric handles and counters — lives in registries keyed by
 //! id and is shared by the old and the new table.
 
-use crate::accounting::NamespaceRuntime;
 use crate::health::{HealthPolicy, InstanceState};
+use crate::namespace::NamespaceRuntime;
 use aigw_metrics::families::gateway as fam;
 use aigw_metrics::Recorder;
 use aigw_types::{ConfigSnapshot, Limits};

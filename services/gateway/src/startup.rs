@@ -9,9 +9,10 @@ use crate::exposition::EXPOSITION;
 use crate::health::HealthPolicy;
 use crate::limits::Limiter;
 use crate::routing::RoutingStore;
+use crate::state::AppState;
 use crate::stream::RelayLimits;
 use crate::upstream::{self, UpstreamClient, UpstreamConfig};
-use crate::{config_watch, health, limits, routes};
+use crate::{config_watch, limits, probe, routes};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
 use aigw_metrics::{MetricsEndpoint, Recorder, RecorderConfig, RedisConn};
@@ -20,22 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// Shared state of the request handlers.
-pub struct AppState {
-    pub store: Arc<RoutingStore>,
-    pub accounting: Arc<Accounting>,
-    pub limiter: Limiter,
-    pub metrics: MetricsEndpoint,
-    pub max_body_bytes: usize,
-    pub max_attempts: u32,
-    pub total_timeout: Duration,
-    /// Largest non-streamed upstream answer.
-    pub max_response_bytes: usize,
-    pub relay: RelayLimits,
-    /// How long a stream's output may wait for its client.
-    pub client_write_timeout: Duration,
-}
 
 pub struct Application {
     port: u16,
@@ -156,7 +141,7 @@ impl Application {
                 settings.config_poll_interval,
                 cancel.clone(),
             ),
-            tokio::spawn(health::run_active_checks(
+            tokio::spawn(probe::run_active_checks(
                 store.clone(),
                 probe_client,
                 cancel.clone(),

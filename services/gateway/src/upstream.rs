@@ -12,7 +12,7 @@
 //! through reqwest ("general" path: rustls, proxy variables). Both paths
 //! answer with the same [`UpstreamResponse`].
 
-use crate::proxy::Forward;
+use crate::headers::Forward;
 use crate::routing::{Endpoint, Instance};
 use aigw_upstream_http as h1;
 use bytes::Bytes;
@@ -39,15 +39,6 @@ pub struct UpstreamConfig {
     /// Plain-HTTP instances use the direct path; false when an HTTP proxy is
     /// configured, so that reqwest applies it as before.
     pub direct: bool,
-}
-
-/// Whether reqwest would send plain-HTTP requests through a proxy (it reads
-/// these variables; `HTTPS_PROXY` only concerns HTTPS instances, which take
-/// the general path anyway).
-pub fn http_proxy_configured(get: impl Fn(&str) -> Option<String>) -> bool {
-    ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
-        .iter()
-        .any(|k| get(k).is_some_and(|v| !v.is_empty()))
 }
 
 /// The general client (reqwest), shared by all workers and used by the
@@ -286,40 +277,5 @@ impl fmt::Display for UpstreamError {
 impl fmt::Debug for UpstreamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn http_proxy_variables_switch_the_direct_path_off() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
-        assert!(!http_proxy_configured(env(&[])));
-        assert!(!http_proxy_configured(env(&[(
-            "HTTPS_PROXY",
-            "http://p:3128"
-        )])));
-        assert!(!http_proxy_configured(env(&[("HTTP_PROXY", "")])));
-        assert!(http_proxy_configured(env(&[(
-            "HTTP_PROXY",
-            "http://p:3128"
-        )])));
-        assert!(http_proxy_configured(env(&[(
-            "http_proxy",
-            "http://p:3128"
-        )])));
-        assert!(http_proxy_configured(env(&[(
-            "ALL_PROXY",
-            "socks5://p:1080"
-        )])));
     }
 }

@@ -116,7 +116,7 @@ pub fn inspect_event(payload: &[u8]) -> EventInfo {
 /// the cost some upstreams (LiteLLM) report with it.
 const USAGE_FIELDS: [&str; 2] = ["usage", "cost"];
 
-/// A stream chunk's JSON without [`USAGE_FIELDS`]; `None` when it is not a
+/// A stream chunk's JSON without its `usage` and `cost` fields; `None` when it is not a
 /// JSON object.
 pub fn without_usage(payload: &[u8]) -> Option<Vec<u8>> {
     let mut chunk: serde_json::Map<String, serde_json::Value> =
