@@ -75,6 +75,10 @@ pub struct Config {
     pub cache_write_tokens: Option<u64>,
     /// `MOCK_REASONING_TOKENS`: reasoning (thinking) tokens added to each answer.
     pub reasoning_tokens: Option<u64>,
+    /// `MOCK_RESPONSE_HEADERS`: headers added to every answer, a JSON object
+    /// of name → value (e.g. a name that tells instances apart, or a
+    /// `set-cookie` a gateway must not relay).
+    pub response_headers: Vec<(String, String)>,
 }
 
 impl Default for Config {
@@ -98,6 +102,7 @@ impl Default for Config {
             cached_tokens: None,
             cache_write_tokens: None,
             reasoning_tokens: None,
+            response_headers: Vec::new(),
         }
     }
 }
@@ -132,6 +137,7 @@ const FLAGS: &[(&str, &str)] = &[
     ("--cached-tokens", "MOCK_CACHED_TOKENS"),
     ("--cache-write-tokens", "MOCK_CACHE_WRITE_TOKENS"),
     ("--reasoning-tokens", "MOCK_REASONING_TOKENS"),
+    ("--response-headers", "MOCK_RESPONSE_HEADERS"),
 ];
 
 pub const HELP: &str =
@@ -154,13 +160,16 @@ Flags (each also read from the environment variable shown; flags win):
   --cached-tokens N      MOCK_CACHED_TOKENS   prompt tokens read from the cache (unset)
   --cache-write-tokens N MOCK_CACHE_WRITE_TOKENS prompt tokens written to the cache (unset)
   --reasoning-tokens N   MOCK_REASONING_TOKENS reasoning tokens per answer (unset)
+  --response-headers J   MOCK_RESPONSE_HEADERS headers on every answer, a JSON object (none)
 
 Per request, an optional body field (or a rule POSTed to /mock/overrides)
 overrides these:
   \"mock\": {\"latency_ms\":N, \"status\":N, \"error\":\"KIND\", \"chunks\":N,
            \"chunk_delay_ms\":N, \"no_usage\":true, \"abort_after_chunks\":N,
            \"error_after_chunks\":N, \"cached_tokens\":N, \"cache_write_tokens\":N,
-           \"reasoning_tokens\":N, \"tool_call\":true, \"filtered\":true}
+           \"reasoning_tokens\":N, \"tool_call\":true, \"filtered\":true,
+           \"pad\":N, \"prompt_tokens\":N, \"completion_tokens\":N,
+           \"force_stream\":true, \"usage_with_choices\":true, \"gated\":true}
 See docs/mock-upstream.md.
 ";
 
@@ -232,6 +241,7 @@ impl Config {
                 "MOCK_CACHED_TOKENS" => c.cached_tokens = Some(parse(var, v)?),
                 "MOCK_CACHE_WRITE_TOKENS" => c.cache_write_tokens = Some(parse(var, v)?),
                 "MOCK_REASONING_TOKENS" => c.reasoning_tokens = Some(parse(var, v)?),
+                "MOCK_RESPONSE_HEADERS" => c.response_headers = parse_headers(var, v)?,
                 _ => unreachable!("every FLAGS entry is matched"),
             }
         }
@@ -285,8 +295,41 @@ impl Config {
                 "MOCK_REASONING_TOKENS must be at most {MAX_CHUNKS}"
             ));
         }
+        for (name, value) in &self.response_headers {
+            let name_ok = actix_web::http::header::HeaderName::try_from(name.as_str()).is_ok();
+            let value_ok = actix_web::http::header::HeaderValue::try_from(value.as_str()).is_ok();
+            if !name_ok || !value_ok {
+                return bad(format!(
+                    "MOCK_RESPONSE_HEADERS: {name:?}: {value:?} is not a valid header"
+                ));
+            }
+        }
         Ok(())
     }
+}
+
+/// `{"name": "value", ...}`, sorted by name; empty text means none.
+fn parse_headers(name: &str, v: &str) -> Result<Vec<(String, String)>, ConfigError> {
+    if v.is_empty() {
+        return Ok(Vec::new());
+    }
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(v).map_err(|_| ConfigError::Parse {
+            name: name.into(),
+            value: v.into(),
+        })?;
+    let mut headers = map
+        .into_iter()
+        .map(|(k, val)| match val {
+            serde_json::Value::String(s) => Ok((k, s)),
+            _ => Err(ConfigError::Parse {
+                name: name.into(),
+                value: v.into(),
+            }),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    headers.sort();
+    Ok(headers)
 }
 
 fn parse<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ConfigError> {
@@ -359,5 +402,29 @@ mod tests {
             Config::from_sources(|_| None, &args(&["--chunks"])),
             Err(ConfigError::MissingValue(_))
         ));
+        for bad in [r#"["a"]"#, r#"{"x": 1}"#, r#"{"bad name": "v"}"#] {
+            let e =
+                Config::from_sources(|_| None, &args(&["--response-headers", bad])).unwrap_err();
+            assert!(
+                e.to_string().contains("MOCK_RESPONSE_HEADERS"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn response_headers_are_a_json_object() {
+        let env = |k: &str| {
+            (k == "MOCK_RESPONSE_HEADERS")
+                .then(|| r#"{"x-upstream-name": "a1", "set-cookie": "s=1; Path=/"}"#.into())
+        };
+        let c = Config::from_sources(env, &[]).unwrap();
+        assert_eq!(
+            c.response_headers,
+            vec![
+                ("set-cookie".to_string(), "s=1; Path=/".to_string()),
+                ("x-upstream-name".to_string(), "a1".to_string())
+            ]
+        );
     }
 }

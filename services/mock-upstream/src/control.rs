@@ -1,10 +1,12 @@
 //! The mock's own endpoints for tests: `/health`, `/mock/stats`,
-//! `/mock/requests` (what arrived) and `/mock/overrides` (how the next
-//! requests are answered).
+//! `/mock/requests` (what arrived), `/mock/overrides` (how the next
+//! requests are answered), `/mock/release` (gated streams) and
+//! `/mock/models-status` (the health probe's answer).
 
 use crate::error::{MockError, Provider};
 use crate::overrides::RuleRequest;
 use crate::state::{Endpoint, State};
+use crate::stream::MAX_RELEASE;
 use crate::wire::parse;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
@@ -34,6 +36,13 @@ pub async fn stats(state: web::Data<State>) -> HttpResponse {
         },
         "requests_by_provider": state.counts_by_provider(),
         "injected_errors": state.injected(),
+        "requests_cancelled": state.requests_cancelled(),
+        "models_requests": state.models_requests(),
+        "streams": {
+            "chunks_sent": state.streams.chunks_sent(),
+            "completed": state.streams.completed(),
+            "cancelled": state.streams.cancelled(),
+        },
         "last_request": last.unwrap_or_else(|| json!({
             "provider": null, "path": null, "model": null, "authorization": null
         })),
@@ -98,6 +107,48 @@ pub async fn list_overrides(state: web::Data<State>) -> HttpResponse {
 pub async fn clear_overrides(state: web::Data<State>) -> HttpResponse {
     state.rules.clear();
     HttpResponse::NoContent().finish()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    chunks: usize,
+}
+
+/// `POST /mock/release {"chunks": n}`: gated streams may send `n` more
+/// content chunks.
+pub async fn release(state: web::Data<State>, body: web::Bytes) -> Result<HttpResponse, MockError> {
+    let r: Release = parse(&body)?;
+    if r.chunks > MAX_RELEASE {
+        return Err(MockError::InvalidRequest(format!(
+            "chunks must be at most {MAX_RELEASE}"
+        )));
+    }
+    state.streams.release(r.chunks);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsStatus {
+    status: u16,
+}
+
+/// `POST /mock/models-status {"status": 503}`: the status OpenAI's model
+/// list answers with from now on.
+pub async fn models_status(
+    state: web::Data<State>,
+    body: web::Bytes,
+) -> Result<HttpResponse, MockError> {
+    let r: ModelsStatus = parse(&body)?;
+    if !(200..=599).contains(&r.status) {
+        return Err(MockError::InvalidRequest(format!(
+            "status must be 200..599, got {}",
+            r.status
+        )));
+    }
+    state.set_models_status(r.status);
+    Ok(HttpResponse::NoContent().finish())
 }
 
 pub async fn not_found() -> Result<HttpResponse, MockError> {

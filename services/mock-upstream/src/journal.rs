@@ -67,6 +67,16 @@ impl Entry {
             .map(|(_, v)| v.into_owned())
     }
 
+    /// The body as JSON (a body that is not JSON, or was truncated, as a
+    /// string), as `GET /mock/requests` shows it.
+    pub fn body(&self) -> Value {
+        let truncated = self.body_len > self.body.len();
+        match serde_json::from_slice::<Value>(&self.body) {
+            Ok(v) if !truncated => v,
+            _ => Value::String(String::from_utf8_lossy(&self.body).into_owned()),
+        }
+    }
+
     /// The model the request named: in its path, else in its body.
     pub fn model(&self) -> Option<String> {
         if let Some(m) = &self.path_model {
@@ -99,10 +109,6 @@ impl Entry {
             v.into_iter().collect()
         };
         let truncated = self.body_len > self.body.len();
-        let body = match serde_json::from_slice::<Value>(&self.body) {
-            Ok(v) if !truncated => v,
-            _ => Value::String(String::from_utf8_lossy(&self.body).into_owned()),
-        };
         json!({
             "seq": self.seq,
             "provider": self.provider,
@@ -112,7 +118,7 @@ impl Entry {
             "path": self.path(),
             "query": self.query(),
             "headers": headers,
-            "body": body,
+            "body": self.body(),
             "body_bytes": self.body_len,
             "body_truncated": truncated,
         })

@@ -18,6 +18,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod gemini;
+pub mod handle;
 pub mod journal;
 pub mod models;
 pub mod openai;
@@ -28,8 +29,10 @@ pub mod wire;
 pub mod words;
 
 pub use config::{Config, ConfigError};
+pub use handle::MockServer;
 
 use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, App, HttpServer};
 use std::net::TcpListener;
 
@@ -97,7 +100,52 @@ fn control_api(cfg: &mut web::ServiceConfig) {
         .route(
             "/mock/overrides",
             web::delete().to(control::clear_overrides),
+        )
+        .route("/mock/release", web::post().to(control::release))
+        .route(
+            "/mock/models-status",
+            web::post().to(control::models_status),
         );
+}
+
+/// The server over `state` on `listener`. A client that closes its half of
+/// the connection is gone: its request is dropped (a gateway cancelling an
+/// upstream request closes the connection). In-process servers (tests)
+/// leave the process's signals alone and stop at once.
+fn serve(
+    state: web::Data<state::State>,
+    listener: TcpListener,
+    in_process: bool,
+) -> std::io::Result<Server> {
+    let workers = state.config.workers;
+    let mut server = HttpServer::new(move || {
+        let mut headers = DefaultHeaders::new();
+        for (name, value) in &state.config.response_headers {
+            headers = headers.add((name.as_str(), value.as_str()));
+        }
+        App::new()
+            .wrap(headers)
+            .app_data(state.clone())
+            .app_data(web::PayloadConfig::new(MAX_BODY))
+            .service(web::scope("/v1").configure(v1_api))
+            .configure(api)
+            .configure(control_api)
+            .configure(pattern_api)
+            .default_service(web::to(control::not_found))
+    })
+    // Streams in flight get 5 s to finish on SIGTERM.
+    .shutdown_timeout(if in_process { 0 } else { 5 })
+    .h1_allow_half_closed(false)
+    // SSE chunks must leave at once, not wait for Nagle's delayed ACK.
+    .tcp_nodelay(true)
+    .listen(listener)?;
+    if let Some(w) = workers {
+        server = server.workers(w);
+    }
+    if in_process {
+        server = server.disable_signals();
+    }
+    Ok(server.run())
 }
 
 pub struct Application {
@@ -112,30 +160,9 @@ impl Application {
         config.validate()?;
         let listener = TcpListener::bind((config.bind_addr.as_str(), config.port))?;
         let port = listener.local_addr()?.port();
-        let workers = config.workers;
         let state = web::Data::new(state::State::new(config));
-        let mut server = HttpServer::new(move || {
-            App::new()
-                .app_data(state.clone())
-                .app_data(web::PayloadConfig::new(MAX_BODY))
-                .service(web::scope("/v1").configure(v1_api))
-                .configure(api)
-                .configure(control_api)
-                .configure(pattern_api)
-                .default_service(web::to(control::not_found))
-        })
-        // Streams in flight get this long to finish on SIGTERM.
-        .shutdown_timeout(5)
-        // SSE chunks must leave at once, not wait for Nagle's delayed ACK.
-        .tcp_nodelay(true)
-        .listen(listener)?;
-        if let Some(w) = workers {
-            server = server.workers(w);
-        }
-        Ok(Application {
-            port,
-            server: server.run(),
-        })
+        let server = serve(state, listener, false)?;
+        Ok(Application { port, server })
     }
 
     pub fn port(&self) -> u16 {

@@ -3,11 +3,15 @@
 //! `GET /v1/models`, so the request's headers pick the dialect.
 
 use crate::state::State;
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
+/// OpenAI's list, with the status set for it (`POST /mock/models-status`),
+/// counted: a gateway probes an instance's health with it.
 fn openai(state: &State) -> HttpResponse {
-    HttpResponse::Ok()
+    let status = StatusCode::from_u16(state.models_requested()).unwrap_or(StatusCode::OK);
+    HttpResponse::build(status)
         .content_type("application/json")
         .body(state.models_body.clone())
 }

@@ -8,7 +8,7 @@ use crate::auth;
 use crate::error::{MockError, Provider};
 use crate::overrides::MockOverrides;
 use crate::state::{Endpoint, Plan, State};
-use crate::stream::{self, Shape, StreamPlan, StreamTool};
+use crate::stream::{self, Shape, StreamPlan, StreamTool, Tracker};
 use crate::wire::{embedding_dim, json_str, parse, unix_now, vector};
 use crate::words::{EmbeddingInput, MessageWords, Words};
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -39,8 +39,9 @@ struct ChatRequest {
     #[serde(default)]
     model: Option<String>,
     messages: MessageWords,
+    /// `null` is accepted as false, as OpenAI does.
     #[serde(default)]
-    stream: bool,
+    stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
     #[serde(default)]
@@ -83,14 +84,16 @@ impl Usage {
         Usage {
             prompt_tokens: prompt,
             completion_tokens: completion,
-            total_tokens: prompt + completion,
+            total_tokens: prompt.saturating_add(completion),
             prompt_tokens_details: None,
             completion_tokens_details: None,
         }
     }
 
-    fn of(a: &Answer) -> Usage {
-        let mut u = Usage::new(a.input_total(), a.output_total());
+    /// The answer's usage, or the numbers the plan reports instead.
+    fn of(a: &Answer, plan: &Plan) -> Usage {
+        let (p, c) = plan.reported(a.input_total(), a.output_total());
+        let mut u = Usage::new(p, c);
         if a.details {
             u.prompt_tokens_details = Some(PromptDetails {
                 cached_tokens: a.cache_read,
@@ -158,7 +161,8 @@ pub async fn chat_answer(
 ) -> Result<HttpResponse, MockError> {
     let r: ChatRequest = parse(body)?;
     let model = model_or(r.model.as_deref(), deployment)?;
-    let mut plan = state.begin(provider, model, r.mock, r.stream).await?;
+    let asked = r.stream.unwrap_or(false);
+    let mut plan = state.begin(provider, model, r.mock, asked).await?;
     let first_tool = r
         .tools
         .as_ref()
@@ -174,7 +178,7 @@ pub async fn chat_answer(
     let created = unix_now();
     let azure = provider == Provider::AzureOpenAi;
 
-    if r.stream {
+    if asked || plan.force_stream {
         let include_usage = r.stream_options.is_some_and(|o| o.include_usage);
         let sp = StreamPlan {
             shape: Shape::Chat,
@@ -186,7 +190,7 @@ pub async fn chat_answer(
             finish: finish_reason(answer.finish),
             chunk_delay: plan.chunk_delay,
             usage: (include_usage && !plan.no_usage)
-                .then_some((answer.input_total(), answer.output_total())),
+                .then(|| plan.reported(answer.input_total(), answer.output_total())),
             usage_details: answer
                 .details
                 .then_some((answer.cache_read, answer.reasoning)),
@@ -199,6 +203,8 @@ pub async fn chat_answer(
             }),
             filtered: answer.finish == Finish::Filtered,
             error_after: stream_error(&mut plan, provider),
+            extras: plan.extras,
+            tracker: Tracker::new(state.streams.clone()),
         };
         return Ok(stream::response(sp));
     }
@@ -244,7 +250,7 @@ pub async fn chat_answer(
         #[serde(skip_serializing_if = "Option::is_none")]
         usage: Option<Usage>,
     }
-    let text = stream::text(answer.text);
+    let text = stream::padded_text(answer.text, plan.extras.pad);
     let out = Completion {
         id: format!("chatcmpl-mock-{id}"),
         object: "chat.completion",
@@ -281,7 +287,7 @@ pub async fn chat_answer(
                 })
                 .flatten(),
         }],
-        usage: (!plan.no_usage).then(|| Usage::of(&answer)),
+        usage: (!plan.no_usage).then(|| Usage::of(&answer, &plan)),
     };
     Ok(HttpResponse::Ok().json(out))
 }
@@ -292,7 +298,7 @@ struct CompletionRequest {
     #[serde(default)]
     prompt: Words,
     #[serde(default)]
-    stream: bool,
+    stream: Option<bool>,
     #[serde(default)]
     stream_options: Option<StreamOptions>,
     #[serde(default)]
@@ -309,15 +315,16 @@ pub async fn completions(
     state.arrived(Endpoint::Completions, &req, &body, None);
     auth::check(state.config.api_key.as_ref(), Provider::OpenAi, &req)?;
     let r: CompletionRequest = parse(&body)?;
+    let asked = r.stream.unwrap_or(false);
     let mut plan = state
-        .begin(Provider::OpenAi, &r.model, r.mock, r.stream)
+        .begin(Provider::OpenAi, &r.model, r.mock, asked)
         .await?;
     let (n, finish) = completion_len(plan.chunks, r.max_tokens);
     let prompt = r.prompt.0;
     let id = state.next_id();
     let created = unix_now();
 
-    if r.stream {
+    if asked || plan.force_stream {
         let include_usage = r.stream_options.is_some_and(|o| o.include_usage);
         return Ok(stream::response(StreamPlan {
             shape: Shape::Completion,
@@ -328,13 +335,15 @@ pub async fn completions(
             chunks: n,
             finish,
             chunk_delay: plan.chunk_delay,
-            usage: (include_usage && !plan.no_usage).then_some((prompt, n as u64)),
+            usage: (include_usage && !plan.no_usage).then(|| plan.reported(prompt, n as u64)),
             usage_details: None,
             usage_null: include_usage,
             abort_after: plan.abort_after,
             tool: None,
             filtered: false,
             error_after: stream_error(&mut plan, Provider::OpenAi),
+            extras: plan.extras,
+            tracker: Tracker::new(state.streams.clone()),
         }));
     }
 
@@ -361,12 +370,15 @@ pub async fn completions(
         created,
         model: &r.model,
         choices: [Choice {
-            text: stream::text(n),
+            text: stream::padded_text(n, plan.extras.pad),
             index: 0,
             logprobs: None,
             finish_reason: finish,
         }],
-        usage: (!plan.no_usage).then(|| Usage::new(prompt, n as u64)),
+        usage: (!plan.no_usage).then(|| {
+            let (p, c) = plan.reported(prompt, n as u64);
+            Usage::new(p, c)
+        }),
     }))
 }
 
@@ -436,9 +448,12 @@ pub async fn embeddings_answer(
             })
             .collect(),
         model,
-        usage: (!plan.no_usage).then_some(EmbeddingUsage {
-            prompt_tokens: words,
-            total_tokens: words,
+        usage: (!plan.no_usage).then(|| {
+            let (words, _) = plan.reported(words, 0);
+            EmbeddingUsage {
+                prompt_tokens: words,
+                total_tokens: words,
+            }
         }),
     }))
 }

@@ -43,6 +43,27 @@ pub struct MockOverrides {
     /// The provider's content filter stops the answer.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filtered: Option<bool>,
+    /// OpenAI shape: spaces appended to each content chunk's text (a
+    /// bigger answer with the same token counts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pad: Option<u32>,
+    /// OpenAI shape: report this `prompt_tokens` instead of the counted one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<u64>,
+    /// OpenAI shape: report this `completion_tokens` instead of the counted one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_tokens: Option<u64>,
+    /// OpenAI shape: answer with a stream although the request did not ask.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub force_stream: Option<bool>,
+    /// OpenAI shape: the usage chunk as LiteLLM sends it, with a non-empty
+    /// `choices` (`[{"index":0,"delta":{}}]`) and a `cost` figure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage_with_choices: Option<bool>,
+    /// OpenAI shape: before each content chunk after the first, wait for a
+    /// permit (`POST /mock/release`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gated: Option<bool>,
 }
 
 /// `"tool_call": true` (the request's first tool, default arguments) or a
@@ -93,6 +114,12 @@ impl MockOverrides {
             reasoning_tokens: self.reasoning_tokens.or(under.reasoning_tokens),
             tool_call: self.tool_call.or(under.tool_call),
             filtered: self.filtered.or(under.filtered),
+            pad: self.pad.or(under.pad),
+            prompt_tokens: self.prompt_tokens.or(under.prompt_tokens),
+            completion_tokens: self.completion_tokens.or(under.completion_tokens),
+            force_stream: self.force_stream.or(under.force_stream),
+            usage_with_choices: self.usage_with_choices.or(under.usage_with_choices),
+            gated: self.gated.or(under.gated),
         }
     }
 }

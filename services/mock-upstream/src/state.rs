@@ -6,10 +6,15 @@ use crate::config::{Config, MAX_CHUNKS, MAX_DELAY_MS, MAX_EXTRA_TOKENS};
 use crate::error::{MockError, Provider};
 use crate::journal::Journal;
 use crate::overrides::{MockOverrides, Rules, ToolCallSpec};
+use crate::stream::{Extras, Streams};
 use actix_web::HttpRequest;
 use bytes::Bytes;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// At most this many spaces of `pad` per content chunk.
+pub const MAX_PAD: u32 = 64 * 1024;
 
 /// Every endpoint the mock counts, with its provider and its name in
 /// `/mock/stats`.
@@ -81,6 +86,12 @@ pub struct State {
     injected: AtomicU64,
     pub journal: Journal,
     pub rules: Rules,
+    pub streams: Arc<Streams>,
+    /// Requests whose caller went away while they waited out their latency.
+    requests_cancelled: AtomicU64,
+    /// The status of OpenAI's `GET /models` (a gateway's health probe).
+    models_status: AtomicU16,
+    models_requests: AtomicU64,
 }
 
 impl State {
@@ -100,7 +111,35 @@ impl State {
             counts: Default::default(),
             injected: AtomicU64::new(0),
             rules: Rules::default(),
+            streams: Arc::default(),
+            requests_cancelled: AtomicU64::new(0),
+            models_status: AtomicU16::new(200),
+            models_requests: AtomicU64::new(0),
         }
+    }
+
+    /// Every API request counted so far (model lists not included).
+    pub fn total_requests(&self) -> u64 {
+        Endpoint::ALL.iter().map(|e| self.count(*e)).sum()
+    }
+
+    pub fn requests_cancelled(&self) -> u64 {
+        self.requests_cancelled.load(Relaxed)
+    }
+
+    /// Sets the status OpenAI's model list answers with (200 by default).
+    pub fn set_models_status(&self, status: u16) {
+        self.models_status.store(status, Relaxed);
+    }
+
+    /// Counts one OpenAI model list request and returns its status.
+    pub fn models_requested(&self) -> u16 {
+        self.models_requests.fetch_add(1, Relaxed);
+        self.models_status.load(Relaxed)
+    }
+
+    pub fn models_requests(&self) -> u64 {
+        self.models_requests.load(Relaxed)
     }
 
     /// Counts and records one API request before anything can refuse it, so
@@ -159,6 +198,9 @@ impl State {
         if o.latency_ms.unwrap_or(0) > MAX_DELAY_MS || o.chunk_delay_ms.unwrap_or(0) > MAX_DELAY_MS
         {
             return bad(format!("mock delays must be at most {MAX_DELAY_MS} ms"));
+        }
+        if o.pad.unwrap_or(0) > MAX_PAD {
+            return bad(format!("mock.pad must be at most {MAX_PAD}"));
         }
         if o.chunks.unwrap_or(0) > MAX_CHUNKS {
             return bad(format!("mock.chunks must be at most {MAX_CHUNKS}"));
@@ -222,6 +264,14 @@ impl State {
             reasoning: o.reasoning_tokens.or(c.reasoning_tokens),
             tool_call,
             filtered: o.filtered.unwrap_or(false),
+            prompt_tokens: o.prompt_tokens,
+            completion_tokens: o.completion_tokens,
+            force_stream: o.force_stream.unwrap_or(false),
+            extras: Extras {
+                pad: o.pad.unwrap_or(0),
+                gated: o.gated.unwrap_or(false),
+                usage_with_choices: o.usage_with_choices.unwrap_or(false),
+            },
         })
     }
 
@@ -248,7 +298,12 @@ impl State {
     /// Waits out the planned latency and fails if the plan says so.
     async fn start(&self, plan: &mut Plan) -> Result<(), MockError> {
         if !plan.latency.is_zero() {
+            let mut waiting = Waiting {
+                cancelled: &self.requests_cancelled,
+                done: false,
+            };
             tokio::time::sleep(plan.latency).await;
+            waiting.done = true;
         }
         if let Some(e) = plan.fail_with.take() {
             self.injected.fetch_add(1, Relaxed);
@@ -258,6 +313,20 @@ impl State {
             self.injected.fetch_add(1, Relaxed);
         }
         Ok(())
+    }
+}
+
+/// Counts a request dropped (its caller gone) while it waited.
+struct Waiting<'a> {
+    cancelled: &'a AtomicU64,
+    done: bool,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.cancelled.fetch_add(1, Relaxed);
+        }
     }
 }
 
@@ -287,4 +356,21 @@ pub struct Plan {
     pub reasoning: Option<u64>,
     pub tool_call: Option<ToolCallSpec>,
     pub filtered: bool,
+    /// Reported instead of the counted usage (OpenAI shape).
+    pub prompt_tokens: Option<u64>,
+    pub completion_tokens: Option<u64>,
+    /// Stream although the request did not ask (OpenAI shape).
+    pub force_stream: bool,
+    pub extras: Extras,
+}
+
+impl Plan {
+    /// `(prompt, completion)` as reported: the counted numbers unless a
+    /// knob names others.
+    pub fn reported(&self, prompt: u64, completion: u64) -> (u64, u64) {
+        (
+            self.prompt_tokens.unwrap_or(prompt),
+            self.completion_tokens.unwrap_or(completion),
+        )
+    }
 }

@@ -5,7 +5,92 @@
 
 use actix_web::HttpResponse;
 use bytes::Bytes;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
+
+/// What every worker's OpenAI-shaped streams share: the gate of gated
+/// streams, and counters a test reads back.
+pub struct Streams {
+    gate: Semaphore,
+    chunks_sent: AtomicU64,
+    completed: AtomicU64,
+    cancelled: AtomicU64,
+}
+
+impl Default for Streams {
+    fn default() -> Self {
+        Streams {
+            gate: Semaphore::new(0),
+            chunks_sent: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+        }
+    }
+}
+
+/// At most this many permits are released at once (the semaphore's own
+/// bound is far above).
+pub const MAX_RELEASE: usize = 1_000_000;
+
+impl Streams {
+    /// Lets gated streams send `n` more content chunks (at most
+    /// [`MAX_RELEASE`] at once).
+    pub fn release(&self, n: usize) {
+        self.gate.add_permits(n.min(MAX_RELEASE));
+    }
+
+    /// Content chunks sent by every stream so far.
+    pub fn chunks_sent(&self) -> u64 {
+        self.chunks_sent.load(Relaxed)
+    }
+
+    /// Streams that reached the end of their plan (`[DONE]`, or a planned
+    /// error event or break).
+    pub fn completed(&self) -> u64 {
+        self.completed.load(Relaxed)
+    }
+
+    /// Streams dropped before their end: the client went away.
+    pub fn cancelled(&self) -> u64 {
+        self.cancelled.load(Relaxed)
+    }
+}
+
+/// Counts one stream as completed or cancelled when it is dropped.
+pub struct Tracker {
+    live: Arc<Streams>,
+    ended: bool,
+}
+
+impl Tracker {
+    pub fn new(live: Arc<Streams>) -> Tracker {
+        Tracker { live, ended: false }
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        let counter = match self.ended {
+            true => &self.live.completed,
+            false => &self.live.cancelled,
+        };
+        counter.fetch_add(1, Relaxed);
+    }
+}
+
+/// Knobs of the OpenAI shape only (see [`crate::overrides::MockOverrides`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Extras {
+    /// Spaces appended to each content chunk's text.
+    pub pad: u32,
+    /// Wait for a permit before each content chunk after the first.
+    pub gated: bool,
+    /// The usage chunk with a non-empty `choices` and a `cost`, as LiteLLM
+    /// sends it.
+    pub usage_with_choices: bool,
+}
 
 /// Words of the answer, cycled. Each is a single token in OpenAI's
 /// encodings, so a tokenizer counting the streamed text agrees with the
@@ -37,6 +122,15 @@ pub fn word(i: u32) -> &'static str {
 /// The full answer of `n` tokens: the concatenation of the streamed chunks.
 pub fn text(n: u32) -> String {
     (0..n).map(word).collect()
+}
+
+/// The same with `pad` spaces after each chunk's word.
+pub fn padded_text(n: u32, pad: u32) -> String {
+    if pad == 0 {
+        return text(n);
+    }
+    let pad = " ".repeat(pad as usize);
+    (0..n).map(|i| format!("{}{pad}", word(i))).collect()
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -77,6 +171,8 @@ pub struct StreamPlan {
     pub usage_null: bool,
     /// Break the connection after this many content chunks.
     pub abort_after: Option<u32>,
+    pub extras: Extras,
+    pub tracker: Tracker,
 }
 
 /// Where the generator is. Azure streams open with the prompt filter chunk;
@@ -110,14 +206,19 @@ pub fn response(plan: StreamPlan) -> HttpResponse {
     // Boxed: the state moves in and out of each step's future, and a
     // pointer moves cheaper than the plan.
     let events = futures_util::stream::unfold((Box::new(plan), first), |(plan, step)| async move {
+        let mut plan = plan;
         let (event, next) = match step {
-            Step::End => return None,
+            Step::End => {
+                plan.tracker.ended = true;
+                return None;
+            }
             Step::Prompt => (plan.prompt_filter_event(), Step::Role),
             Step::Role => (plan.event(Some("assistant"), "", None), Step::Content(0)),
             Step::Content(i) => {
                 if let Some((k, event)) = &plan.error_after {
                     if i == (*k).min(plan.chunks) {
                         let event = event.clone();
+                        plan.tracker.ended = true;
                         return Some((Ok(event), (plan, Step::End)));
                     }
                 }
@@ -128,12 +229,20 @@ pub fn response(plan: StreamPlan) -> HttpResponse {
                     };
                 }
                 if plan.abort_after == Some(i) {
+                    // A planned break: the end of this stream's plan.
+                    plan.tracker.ended = true;
                     return Some((Err(abort().await), (plan, Step::End)));
+                }
+                if i > 0 && plan.extras.gated {
+                    if let Ok(permit) = plan.tracker.live.gate.acquire().await {
+                        permit.forget();
+                    }
                 }
                 if i > 0 && !plan.chunk_delay.is_zero() {
                     tokio::time::sleep(plan.chunk_delay).await;
                 }
-                (plan.event(None, word(i), None), Step::Content(i + 1))
+                plan.tracker.live.chunks_sent.fetch_add(1, Relaxed);
+                (plan.content_event(i), Step::Content(i + 1))
             }
             Step::ToolPiece(k) => match plan.tool.as_ref().and_then(|t| t.pieces_json.get(k)) {
                 Some(piece) => (plan.tool_piece_event(piece), Step::ToolPiece(k + 1)),
@@ -144,7 +253,10 @@ pub fn response(plan: StreamPlan) -> HttpResponse {
                 None => (Bytes::from_static(b"data: [DONE]\n\n"), Step::Done),
             },
             Step::Usage => (Bytes::from_static(b"data: [DONE]\n\n"), Step::Done),
-            Step::Done => return None,
+            Step::Done => {
+                plan.tracker.ended = true;
+                return None;
+            }
         };
         Some((Ok::<_, std::io::Error>(event), (plan, next)))
     });
@@ -183,7 +295,19 @@ impl StreamPlan {
         }
     }
 
-    /// One content-carrying event. `text` is one of [`WORDS`] (no escaping needed).
+    /// Content chunk `i`: its word and the padding.
+    fn content_event(&self, i: u32) -> Bytes {
+        match self.extras.pad {
+            0 => self.event(None, word(i), None),
+            pad => {
+                let text = format!("{}{}", word(i), " ".repeat(pad as usize));
+                self.event(None, &text, None)
+            }
+        }
+    }
+
+    /// One content-carrying event. `text` is one of [`WORDS`] (no escaping
+    /// needed), maybe with spaces after it.
     fn event(&self, role: Option<&str>, text: &str, finish: Option<&str>) -> Bytes {
         let finish = match finish {
             Some(f) => format!("\"{f}\""),
@@ -266,9 +390,13 @@ impl StreamPlan {
             None => String::new(),
             Some((cached, reasoning)) => openai_usage_details(cached, reasoning),
         };
+        let (choices, cost) = match self.extras.usage_with_choices {
+            true => (r#"[{"index":0,"delta":{}}]"#, r#","cost":0.000123"#),
+            false => ("[]", ""),
+        };
         Bytes::from(format!(
-            "data: {{\"id\":\"{id_prefix}-mock-{}\",\"object\":\"{object}\",\"created\":{},\"model\":{},\"choices\":[],\"usage\":{{\"prompt_tokens\":{p},\"completion_tokens\":{c},\"total_tokens\":{}{details}}}}}\n\n",
-            self.id, self.created, self.model_json, p + c
+            "data: {{\"id\":\"{id_prefix}-mock-{}\",\"object\":\"{object}\",\"created\":{},\"model\":{},\"choices\":{choices},\"usage\":{{\"prompt_tokens\":{p},\"completion_tokens\":{c},\"total_tokens\":{}{details}}}{cost}}}\n\n",
+            self.id, self.created, self.model_json, p.saturating_add(c)
         ))
     }
 }

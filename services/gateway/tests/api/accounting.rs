@@ -2,16 +2,15 @@
 //! `ai_gateway_*` series has exactly the expected value.
 
 use crate::helpers::*;
-use crate::mock::MockUpstream;
 use aigw_types::{ConfigSnapshot, TokenSource};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_keys_and_every_series_have_exact_values() {
-    let up = MockUpstream::start("a1").await;
-    let bad = MockUpstream::start("x1").await;
-    bad.set(|b| b.status = Some(400));
+    let up = upstream("a1").await;
+    let bad = upstream("x1").await;
+    bad.set(mock(json!({"status": 400})));
     let snap = ConfigSnapshot {
         version: 1,
         generated_at_ms: 0,
@@ -145,8 +144,12 @@ async fn seed_keys_and_every_series_have_exact_values() {
         match r.status {
             200 => {
                 assert_eq!(r.token_source, TokenSource::Upstream);
-                let expected_out = if r.endpoint == "embeddings" { 0 } else { 7 };
-                assert_eq!((r.prompt_tokens, r.completion_tokens), (11, expected_out));
+                // The embedding's input is one word, "x".
+                let expected = match r.endpoint.as_str() {
+                    "embeddings" => (1, 0),
+                    _ => (PROMPT_TOKENS, COMPLETION_TOKENS),
+                };
+                assert_eq!((r.prompt_tokens, r.completion_tokens), expected);
             }
             _ => {
                 assert_eq!(r.token_source, TokenSource::None);

@@ -1,7 +1,6 @@
 //! Config changes without restart, readiness, and life without Redis.
 
 use crate::helpers::*;
-use crate::mock::MockUpstream;
 use aigw_metrics::keys::{CONFIG_SNAPSHOT, CONFIG_VERSION};
 use aigw_testkit::RedisServer;
 use serde_json::Value;
@@ -9,8 +8,8 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_changes_apply_without_restart_and_spare_requests_in_flight() {
-    let m1 = MockUpstream::start("i1").await;
-    let m2 = MockUpstream::start("i2").await;
+    let m1 = upstream("i1").await;
+    let m2 = upstream("i2").await;
     let mut snap = one_instance(&m1.base_url());
     snap.instances = vec![
         instance("i1", "team-a", MODEL, &m1.base_url()),
@@ -36,10 +35,10 @@ async fn config_changes_apply_without_restart_and_spare_requests_in_flight() {
     assert_eq!(m1.request_count(), before);
 
     // A stream in flight on i2 finishes although i2 is disabled meanwhile.
-    m2.set(|b| b.gated = true);
+    m2.set(mock(serde_json::json!({"gated": true})));
     let mut stream = app.chat(KEY_A, chat_body(true)).await;
     let mut text = String::new();
-    read_until(&mut stream, &mut text, "\"c1\"").await;
+    read_until(&mut stream, &mut text, "\"Hello\"").await;
     snap.version = 4;
     snap.instances[0].enabled = true;
     snap.instances[1].enabled = false;
@@ -70,7 +69,7 @@ async fn config_changes_apply_without_restart_and_spare_requests_in_flight() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keeps_serving_the_last_snapshot_while_redis_is_down() {
-    let up = MockUpstream::start("a1").await;
+    let up = upstream("a1").await;
     let mut snap = one_instance(&up.base_url());
     let mut app = TestApp::spawn(&snap).await;
     assert_eq!(app.chat(KEY_A, chat_body(false)).await.status(), 200);
@@ -109,7 +108,7 @@ async fn keeps_serving_the_last_snapshot_while_redis_is_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starts_without_redis_and_is_ready_once_a_snapshot_arrives() {
-    let up = MockUpstream::start("a1").await;
+    let up = upstream("a1").await;
     let mut redis = RedisServer::start().await;
     redis.stop().await;
     let gw = Gateway::start(test_settings(&redis.url())).await;
@@ -151,7 +150,7 @@ async fn starts_without_redis_and_is_ready_once_a_snapshot_arrives() {
 /// version over new ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_redis_connection_does_not_stall_the_config_watcher() {
-    let up = MockUpstream::start("a1").await;
+    let up = upstream("a1").await;
     let redis = RedisServer::start().await;
     let proxy = aigw_testkit::TcpProxy::start(redis.port()).await;
     let mut snap = one_instance(&up.base_url());

@@ -1,10 +1,8 @@
 //! Failover before the first byte, and instance health (passive and active).
 
 use crate::helpers::*;
-use crate::mock::MockUpstream;
 use aigw_types::{ConfigSnapshot, HealthCheckConfig};
-use serde_json::Value;
-use std::sync::atomic::Ordering::SeqCst;
+use serde_json::{json, Value};
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug)]
@@ -31,18 +29,18 @@ fn refused_url() -> String {
 }
 
 async fn failover_case(mode: Bad, reason: &str) {
-    let bad = MockUpstream::start("bad").await;
-    let good = MockUpstream::start("good").await;
+    let bad = upstream("bad").await;
+    let good = upstream("good").await;
     let bad_url = match mode {
         Bad::Refused => refused_url(),
         _ => bad.base_url(),
     };
-    bad.set(|b| match mode {
-        Bad::Status500 => b.status = Some(500),
-        Bad::Status429 => b.status = Some(429),
-        Bad::Timeout => b.delay = Duration::from_secs(3),
+    match mode {
+        Bad::Status500 => bad.set(mock(json!({"status": 500}))),
+        Bad::Status429 => bad.set(mock(json!({"status": 429}))),
+        Bad::Timeout => bad.set(mock(json!({"latency_ms": 3000}))),
         Bad::Refused => {}
-    });
+    }
     let mut snap = two_instances(&bad_url, &good.base_url());
     // A timeout after the request was sent is an unknown outcome: resent
     // only to an instance that opted in.
@@ -57,18 +55,20 @@ async fn failover_case(mode: Bad, reason: &str) {
     for stream in [false, true] {
         let resp = app.chat(KEY_A, chat_body(stream)).await;
         assert_eq!(resp.status(), 200, "{mode:?}");
+        let from = resp.headers().get("x-upstream-name").cloned();
         let text = resp.text().await.unwrap();
         if stream {
-            assert!(text.contains("\"c3\""), "{mode:?}: {text}");
+            assert!(text.contains("\" the\""), "{mode:?}: {text}");
         } else {
+            assert_eq!(from.unwrap(), "good", "{mode:?}");
             let v: Value = serde_json::from_str(&text).unwrap();
-            assert_eq!(v["choices"][0]["message"]["content"], "Hello from good");
+            assert_eq!(v["choices"][0]["message"]["content"], ANSWER);
         }
     }
     let expected_bad = if matches!(mode, Bad::Refused) { 0 } else { 2 };
     assert_eq!(bad.request_count(), expected_bad, "{mode:?}");
     assert_eq!(good.request_count(), 2, "{mode:?}");
-    assert_eq!(good.requests()[0].body["model"], "up-good");
+    assert_eq!(good.requests()[0].body()["model"], "up-good");
 
     app.settle().await;
     let key = format!("metrics:ns:team-a:retries:{reason}");
@@ -113,9 +113,9 @@ async fn failover_on_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attempts_are_bounded_and_the_last_failure_is_reported() {
     let ups = [
-        MockUpstream::start("u1").await,
-        MockUpstream::start("u2").await,
-        MockUpstream::start("u3").await,
+        upstream("u1").await,
+        upstream("u2").await,
+        upstream("u3").await,
     ];
     let mut snap = one_instance(&ups[0].base_url());
     snap.instances = ups
@@ -124,7 +124,7 @@ async fn attempts_are_bounded_and_the_last_failure_is_reported() {
         .map(|(i, u)| instance(&format!("u{}", i + 1), "team-a", MODEL, &u.base_url()))
         .collect();
     for u in &ups {
-        u.set(|b| b.status = Some(503));
+        u.set(mock(json!({"status": 503})));
     }
     // Two attempts allowed for three instances; failures never make an
     // instance unhealthy here, so every request tries two.
@@ -137,8 +137,8 @@ async fn attempts_are_bounded_and_the_last_failure_is_reported() {
     // The upstream's own last answer is relayed.
     assert_eq!(resp.status(), 503);
     let v: Value = resp.json().await.unwrap();
-    assert_eq!(v["error"]["message"], "mock upstream error 503");
-    let total: usize = ups.iter().map(|u| u.request_count()).sum();
+    assert_eq!(v["error"]["message"], "mock upstream injected a 503 error");
+    let total: u64 = ups.iter().map(|u| u.request_count()).sum();
     assert_eq!(total, 2);
 
     // Unreachable everywhere → 502; too slow everywhere → 504.
@@ -159,19 +159,16 @@ async fn attempts_are_bounded_and_the_last_failure_is_reported() {
         i.timeout_ms = 200;
     }
     for u in &ups {
-        u.set(|b| {
-            b.status = None;
-            b.delay = Duration::from_secs(2);
-        });
+        u.set(mock(json!({"latency_ms": 2000})));
     }
     app.publish(&snap3).await;
-    let before: usize = ups.iter().map(|u| u.request_count()).sum();
+    let before: u64 = ups.iter().map(|u| u.request_count()).sum();
     let resp = app.chat(KEY_A, chat_body(false)).await;
     assert_eq!(resp.status(), 504);
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], "upstream_timeout");
     // It was sent: its outcome is unknown, so it is not sent again.
-    let after: usize = ups.iter().map(|u| u.request_count()).sum();
+    let after: u64 = ups.iter().map(|u| u.request_count()).sum();
     assert_eq!(after - before, 1);
 
     app.settle().await;
@@ -192,8 +189,8 @@ async fn attempts_are_bounded_and_the_last_failure_is_reported() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn passive_health_marks_an_instance_unhealthy_and_a_trial_restores_it() {
-    let bad = MockUpstream::start("bad").await;
-    let good = MockUpstream::start("good").await;
+    let bad = upstream("bad").await;
+    let good = upstream("good").await;
     let snap = two_instances(&bad.base_url(), &good.base_url());
     let app = TestApp::spawn_with(&snap, |s| {
         s.passive_failure_threshold = 2;
@@ -229,7 +226,7 @@ async fn passive_health_marks_an_instance_unhealthy_and_a_trial_restores_it() {
     );
 
     // Back up; after the cool-down one trial request goes to it.
-    let bad = bad.restart().await;
+    bad.restart().await.expect("restart the mock");
     let probe = format!("{}/models", bad.base_url());
     eventually("bad serving again", || async {
         app.client.get(&probe).send().await.is_ok()
@@ -237,11 +234,9 @@ async fn passive_health_marks_an_instance_unhealthy_and_a_trial_restores_it() {
     .await;
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let resp = app.chat(KEY_A, chat_body(false)).await;
+    assert_eq!(resp.headers()["x-upstream-name"], "bad");
     let v: Value = resp.json().await.unwrap();
-    assert_eq!(
-        v["choices"][0]["message"]["content"], "Hello from bad",
-        "{v}"
-    );
+    assert_eq!(v["choices"][0]["message"]["content"], ANSWER, "{v}");
     assert_eq!(bad.request_count(), 1);
     app.settle().await;
     assert_eq!(app.get(health_key).await.as_deref(), Some("1"));
@@ -250,8 +245,8 @@ async fn passive_health_marks_an_instance_unhealthy_and_a_trial_restores_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn active_health_checks_drive_health_and_all_unhealthy_answers_503_at_once() {
-    let x1 = MockUpstream::start("x1").await;
-    let x2 = MockUpstream::start("x2").await;
+    let x1 = upstream("x1").await;
+    let x2 = upstream("x2").await;
     let mut snap = one_instance(&x1.base_url());
     snap.instances = vec![
         instance("x1", "team-a", MODEL, &x1.base_url()),
@@ -265,12 +260,12 @@ async fn active_health_checks_drive_health_and_all_unhealthy_answers_503_at_once
     }
     let app = TestApp::spawn(&snap).await;
     eventually("first probes", || async {
-        x1.health_checks() >= 1 && x2.health_checks() >= 1
+        x1.models_requests() >= 1 && x2.models_requests() >= 1
     })
     .await;
 
-    x1.state.health_status.store(500, SeqCst);
-    x2.state.health_status.store(503, SeqCst);
+    x1.set_models_status(500);
+    x2.set_models_status(503);
     for id in ["x1", "x2"] {
         let k = format!("metrics:instance:{id}:team-a");
         eventually(&format!("{id} unhealthy in Redis"), || async {
@@ -293,7 +288,7 @@ async fn active_health_checks_drive_health_and_all_unhealthy_answers_503_at_once
     assert_eq!(v["error"]["code"], "no_healthy_instance");
     assert_eq!(x1.request_count() + x2.request_count(), 0);
 
-    x1.state.health_status.store(200, SeqCst);
+    x1.set_models_status(200);
     eventually("x1 healthy again", || async {
         app.get("metrics:instance:x1:team-a").await.as_deref() == Some("1")
     })

@@ -9,6 +9,8 @@ use aigw_types::{
     NamespaceConfig, UsageRecord,
 };
 use gateway::{AppHandle, Application, Settings};
+use mock_upstream::overrides::MockOverrides;
+use mock_upstream::MockServer;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -16,6 +18,39 @@ use std::time::Duration;
 pub const KEY_A: &str = "sk-aigw-test-a-00000000000000000000000000000000";
 pub const KEY_B: &str = "sk-aigw-test-b-00000000000000000000000000000000";
 pub const MODEL: &str = "gpt-4o-mini";
+
+/// Content chunks of every mock answer, whose text is then [`ANSWER`]
+/// (streamed as `"Hello"`, `" from"`, `" the"`).
+pub const CHUNKS: u32 = 3;
+pub const ANSWER: &str = "Hello from the";
+/// The usage the mock reports for [`chat_body`]: one prompt token per word
+/// of "Say hello", one completion token per chunk.
+pub const PROMPT_TOKENS: u64 = 2;
+pub const COMPLETION_TOKENS: u64 = 3;
+
+/// A mock upstream (`services/mock-upstream`) on a free port. Its answers
+/// carry `x-upstream-name: {name}`, which tells instances apart, and a
+/// `set-cookie` the gateway must not relay.
+pub async fn upstream(name: &str) -> MockServer {
+    MockServer::start(mock_upstream::Config {
+        bind_addr: "127.0.0.1".into(),
+        port: 0,
+        workers: Some(1),
+        chunks: CHUNKS,
+        response_headers: vec![
+            ("x-upstream-name".into(), name.into()),
+            ("set-cookie".into(), "upstream=1".into()),
+        ],
+        ..mock_upstream::Config::default()
+    })
+    .await
+    .expect("start the mock upstream")
+}
+
+/// `MockOverrides` from JSON, e.g. `mock(json!({"status": 500}))`.
+pub fn mock(knobs: Value) -> MockOverrides {
+    serde_json::from_value(knobs).expect("valid mock knobs")
+}
 
 pub fn ns(code: &str) -> NamespaceConfig {
     NamespaceConfig {

@@ -2,10 +2,9 @@
 //! count, and RPM holds across two gateway processes.
 
 use crate::helpers::*;
-use crate::mock::MockUpstream;
 use aigw_testkit::{free_port, Proc, RedisServer};
 use aigw_types::Limits;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::time::Duration;
 
 fn limited(base_url: &str, limits: Limits) -> aigw_types::ConfigSnapshot {
@@ -30,11 +29,8 @@ async fn assert_429(resp: reqwest::Response, ty: &str, code: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrency_limit_refuses_the_request_over_the_limit() {
-    let up = MockUpstream::start("a1").await;
-    up.set(|b| {
-        b.gated = true;
-        b.chunks = 2;
-    });
+    let up = upstream("a1").await;
+    up.set(mock(json!({"gated": true, "chunks": 2})));
     let snap = limited(
         &up.base_url(),
         Limits {
@@ -47,7 +43,7 @@ async fn concurrency_limit_refuses_the_request_over_the_limit() {
     for _ in 0..2 {
         let mut r = app.chat(KEY_A, chat_body(true)).await;
         let mut t = String::new();
-        read_until(&mut r, &mut t, "\"c1\"").await;
+        read_until(&mut r, &mut t, "\"Hello\"").await;
         held.push(r);
     }
     let retry = assert_429(
@@ -81,7 +77,7 @@ async fn concurrency_limit_refuses_the_request_over_the_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpm_limit_refuses_at_the_exact_count_and_unlimited_namespaces_skip_redis() {
-    let up = MockUpstream::start("a1").await;
+    let up = upstream("a1").await;
     let mut snap = limited(
         &up.base_url(),
         Limits {
@@ -131,19 +127,19 @@ async fn rpm_limit_refuses_at_the_exact_count_and_unlimited_namespaces_skip_redi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tpm_limit_refuses_once_the_window_holds_enough_tokens() {
-    let up = MockUpstream::start("a1").await;
-    // 11 + 7 = 18 tokens per request.
+    let up = upstream("a1").await;
+    // 2 + 3 = 5 tokens per request.
     let snap = limited(
         &up.base_url(),
         Limits {
-            tpm: Some(30),
+            tpm: Some(8),
             ..Default::default()
         },
     );
     let app = TestApp::spawn(&snap).await;
     assert_eq!(app.chat(KEY_A, chat_body(false)).await.status(), 200);
     app.settle().await;
-    // 18 < 30: allowed. The stream's usage counts as well.
+    // 5 < 8: allowed. The stream's usage counts as well.
     let text = app.chat(KEY_A, chat_body(true)).await.text().await.unwrap();
     assert!(text.contains("[DONE]"));
     app.settle().await;
@@ -160,7 +156,7 @@ async fn tpm_limit_refuses_once_the_window_holds_enough_tokens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monthly_budget_refuses_once_the_cost_reaches_it() {
-    let up = MockUpstream::start("a1").await;
+    let up = upstream("a1").await;
     let mut snap = one_instance(&up.base_url());
     snap.namespaces[0].monthly_budget_usd = Some("1".parse().unwrap());
     let app = TestApp::spawn(&snap).await;
@@ -232,7 +228,7 @@ async fn spawn_binary(redis: &RedisServer) -> (Proc, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpm_is_shared_by_two_gateway_processes() {
-    let up = MockUpstream::start("a1").await;
+    let up = upstream("a1").await;
     let redis = RedisServer::start().await;
     let snap = limited(
         &up.base_url(),
@@ -297,11 +293,10 @@ async fn rpm_is_shared_by_two_gateway_processes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_upstream_token_counts_saturate_instead_of_overflowing() {
-    let up = MockUpstream::start("a1").await;
-    up.set(|b| {
-        b.prompt_tokens = u64::MAX;
-        b.completion_tokens = u64::MAX;
-    });
+    let up = upstream("a1").await;
+    up.set(mock(
+        json!({"prompt_tokens": u64::MAX, "completion_tokens": u64::MAX}),
+    ));
     let snap = limited(
         &up.base_url(),
         Limits {

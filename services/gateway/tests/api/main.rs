@@ -1,8 +1,8 @@
 //! Black-box tests of the gateway: the real `Application` on a free port, a
-//! private redis-server, and in-process mock upstreams the tests control.
+//! private redis-server, and in-process mock upstreams the tests control
+//! (`services/mock-upstream`, plus a socket-level one for byte-level faults).
 
 mod helpers;
-mod mock;
 mod raw_upstream;
 
 mod accounting;

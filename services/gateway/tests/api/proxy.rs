@@ -1,7 +1,6 @@
 //! The proxy path: rewriting, headers, endpoints, errors, isolation.
 
 use crate::helpers::*;
-use crate::mock::MockUpstream;
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,7 +16,7 @@ async fn the_general_upstream_client_forwards_the_same_request() {
 }
 
 async fn forwarded_chat(direct: bool) {
-    let up = MockUpstream::start("a1").await;
+    let up = upstream("a1").await;
     let mut snap = one_instance(&up.base_url());
     snap.instances[0].openai_organization = Some("org-of-the-instance".into());
     let app = TestApp::spawn_with(&snap, |s| {
@@ -52,36 +51,45 @@ async fn forwarded_chat(direct: bool) {
     assert_eq!(resp.headers()["x-upstream-name"], "a1");
     assert!(resp.headers().get("set-cookie").is_none());
     let answer: Value = resp.json().await.unwrap();
-    assert_eq!(answer["choices"][0]["message"]["content"], "Hello from a1");
+    assert_eq!(answer["choices"][0]["message"]["content"], ANSWER);
 
     let reqs = up.requests();
     assert_eq!(reqs.len(), 1);
     let r = &reqs[0];
-    assert_eq!(r.path, "/v1/chat/completions");
+    assert_eq!(r.path(), "/v1/chat/completions");
     assert_eq!(
-        r.header("authorization"),
+        r.header("authorization").as_deref(),
         Some("Bearer sk-upstream-secret-a1")
     );
-    assert_eq!(r.header("x-custom"), Some("kept"));
-    assert_eq!(r.header("x-request-id"), Some("client-rid-1"));
-    assert_eq!(r.header("cookie"), None);
-    assert_eq!(r.header("x-api-key"), None);
+    assert_eq!(r.header("x-custom").as_deref(), Some("kept"));
+    assert_eq!(r.header("x-request-id").as_deref(), Some("client-rid-1"));
+    assert_eq!(r.header("cookie").as_deref(), None);
+    assert_eq!(r.header("x-api-key").as_deref(), None);
     // The billing scope is the instance's, never the client's.
-    assert_eq!(r.header("openai-organization"), Some("org-of-the-instance"));
-    assert_eq!(r.header("openai-project"), None);
-    assert_eq!(r.header("x-forwarded-for"), Some("203.0.113.7, 127.0.0.1"));
-    assert_eq!(r.header("forwarded"), None);
-    assert_eq!(r.header("content-type"), Some("application/json"));
-    assert_eq!(r.header("accept"), Some("*/*"));
+    assert_eq!(
+        r.header("openai-organization").as_deref(),
+        Some("org-of-the-instance")
+    );
+    assert_eq!(r.header("openai-project").as_deref(), None);
+    assert_eq!(
+        r.header("x-forwarded-for").as_deref(),
+        Some("203.0.113.7, 127.0.0.1")
+    );
+    assert_eq!(r.header("forwarded").as_deref(), None);
+    assert_eq!(
+        r.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(r.header("accept").as_deref(), Some("*/*"));
     let authority = up
         .base_url()
         .trim_start_matches("http://")
         .replace("/v1", "");
-    assert_eq!(r.header("host"), Some(authority.as_str()));
+    assert_eq!(r.header("host").as_deref(), Some(authority.as_str()));
     // Only `model` changed.
     let mut expected = body.clone();
     expected["model"] = json!("gpt-4o-mini-upstream-a1");
-    assert_eq!(r.body, expected);
+    assert_eq!(r.body(), expected);
 
     // Without a client id, one is created, returned and propagated.
     let resp = app.chat(KEY_A, chat_body(false)).await;
@@ -89,9 +97,9 @@ async fn forwarded_chat(direct: bool) {
     let rid = resp.headers()["x-request-id"].to_str().unwrap().to_string();
     let parsed = uuid::Uuid::parse_str(&rid).expect("uuid request id");
     assert_eq!(parsed.get_version_num(), 7);
-    assert_eq!(up.requests()[1].header("x-request-id"), Some(rid.as_str()));
+    assert_eq!(up.requests()[1].header("x-request-id"), Some(rid));
     assert_eq!(
-        up.requests()[1].header("x-forwarded-for"),
+        up.requests()[1].header("x-forwarded-for").as_deref(),
         Some("127.0.0.1")
     );
 
@@ -105,13 +113,13 @@ async fn forwarded_chat(direct: bool) {
     let records = app.usage_records().await;
     assert_eq!(records.len(), 3);
     assert!(records[2].stream);
-    assert_eq!(records[2].prompt_tokens, 11);
-    assert_eq!(records[2].completion_tokens, 7);
+    assert_eq!(records[2].prompt_tokens, PROMPT_TOKENS);
+    assert_eq!(records[2].completion_tokens, COMPLETION_TOKENS);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn completions_embeddings_and_models_list() {
-    let up = MockUpstream::start("a1").await;
+    let up = upstream("a1").await;
     let app = TestApp::spawn(&one_instance(&up.base_url())).await;
 
     let resp = app
@@ -123,7 +131,7 @@ async fn completions_embeddings_and_models_list() {
         .await;
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.unwrap();
-    assert_eq!(v["choices"][0]["text"], "Hello from a1");
+    assert_eq!(v["choices"][0]["text"], ANSWER);
 
     let resp = app
         .post(
@@ -134,9 +142,11 @@ async fn completions_embeddings_and_models_list() {
         .await;
     assert_eq!(resp.status(), 200);
     let v: Value = resp.json().await.unwrap();
-    assert_eq!(v["data"][0]["embedding"], json!([0.1, 0.2, 0.3]));
+    // The mock's deterministic vector for the first input, relayed as sent.
+    let got: Vec<f32> = serde_json::from_value(v["data"][0]["embedding"].clone()).unwrap();
+    assert_eq!(got, mock_upstream::wire::vector(0, 16));
 
-    let paths: Vec<String> = up.requests().into_iter().map(|r| r.path).collect();
+    let paths: Vec<String> = up.requests().iter().map(|r| r.path()).collect();
     assert_eq!(paths, vec!["/v1/completions", "/v1/embeddings"]);
 
     let resp = app
@@ -193,7 +203,7 @@ async fn completions_embeddings_and_models_list() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_has_openai_shape_and_expected_status() {
-    let up = MockUpstream::start("a1").await;
+    let up = upstream("a1").await;
     let mut snap = one_instance(&up.base_url());
     let mut revoked = key("team-a", "sk-aigw-revoked-000000000000000000000");
     revoked.revoked = true;
@@ -344,8 +354,8 @@ fn assert_error_shape(v: &Value, code: &str, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_of_one_namespace_never_reaches_another() {
-    let up_a = MockUpstream::start("a1").await;
-    let up_b = MockUpstream::start("b1").await;
+    let up_a = upstream("a1").await;
+    let up_b = upstream("b1").await;
     let snap = aigw_types::ConfigSnapshot {
         version: 1,
         generated_at_ms: 0,
@@ -397,6 +407,9 @@ async fn a_key_of_one_namespace_never_reaches_another() {
     let r = app.chat(KEY_B, chat_body(false)).await;
     assert_eq!(r.status(), 200);
     assert_eq!(up_b.request_count(), 1);
-    assert_eq!(up_b.requests()[0].body["model"], "gpt-4o-mini-upstream-b1");
+    assert_eq!(
+        up_b.requests()[0].body()["model"],
+        "gpt-4o-mini-upstream-b1"
+    );
     assert_eq!(up_a.request_count(), 5);
 }

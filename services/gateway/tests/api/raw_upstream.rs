@@ -1,7 +1,12 @@
-//! An upstream at the socket level, for the faults an HTTP server cannot
-//! stage: it reads each whole POST (head and `Content-Length` body), counts
-//! it, and then either closes the connection without a byte of answer or
-//! never answers at all.
+//! An upstream at the socket level, for the byte-level faults an HTTP
+//! server cannot stage: it reads each whole POST (head and `Content-Length`
+//! body), counts it, and then closes the connection without a byte of
+//! answer, sends a whole answer without a `Content-Length` in chunked
+//! framing, or sends one SSE event that never ends. Every other upstream of
+//! these tests is `services/mock-upstream` (see `helpers::upstream`):
+//! actix-web, which it is built on, always answers a request it read, frames
+//! a whole JSON answer with a `Content-Length`, and ends each event it
+//! writes, so these three stay here.
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -12,8 +17,6 @@ use tokio::net::{TcpListener, TcpStream};
 pub enum Fault {
     /// Read the whole request, then close the connection.
     DropAfterRequest,
-    /// Read the whole request and keep the connection open, silent.
-    NeverAnswer,
     /// Answer 200 with a chunked JSON body of this many bytes.
     ChunkedAnswer(usize),
     /// Answer 200 `text/event-stream` with one event that never ends:
@@ -109,10 +112,6 @@ async fn serve(
     match fault {
         Fault::DropAfterRequest => {
             let _ = sock.shutdown().await;
-        }
-        Fault::NeverAnswer => {
-            // Hold the connection until the peer closes it.
-            let _ = sock.read(&mut chunk).await;
         }
         Fault::ChunkedAnswer(n) => {
             let mut out =

@@ -2,11 +2,9 @@
 //! between upstream chunks, and streams whose client stopped reading.
 
 use crate::helpers::*;
-use crate::mock::MockUpstream;
 use crate::raw_upstream::{Fault, RawUpstream};
 use aigw_types::Limits;
-use serde_json::Value;
-use std::sync::atomic::Ordering::SeqCst;
+use serde_json::{json, Value};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
@@ -33,7 +31,7 @@ async fn stream_until_error(app: &TestApp, code: &str) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_answer_over_the_cap_is_a_json_502() {
-    let up = MockUpstream::start("a1").await;
+    let up = upstream("a1").await;
     let chunked = RawUpstream::start(Fault::ChunkedAnswer(64 * 1024)).await;
     let mut snap = one_instance(&up.base_url());
     snap.models.push(model("chunky"));
@@ -41,11 +39,11 @@ async fn a_whole_answer_over_the_cap_is_a_json_502() {
         .push(instance("c1", "team-a", "chunky", &chunked.base_url()));
     let app = TestApp::spawn_with(&snap, |s| s.upstream_max_response_bytes = 4096).await;
 
-    // Under the cap: relayed.
-    up.set(|b| b.pad = 1000);
+    // Under the cap (three chunks of 333 bytes): relayed.
+    up.set(mock(json!({"pad": 333})));
     assert_eq!(app.chat(KEY_A, chat_body(false)).await.status(), 200);
-    // Over it, with a Content-Length and chunked.
-    up.set(|b| b.pad = 8000);
+    // Over it (three of 2,666), with a Content-Length and chunked.
+    up.set(mock(json!({"pad": 2666})));
     let (status, err) = error_of(app.chat(KEY_A, chat_body(false)).await).await;
     assert_eq!(status, 502);
     assert_eq!(err["code"], "upstream_response_too_large", "{err}");
@@ -81,11 +79,8 @@ async fn an_endless_stream_event_ends_the_stream_at_the_cap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_upstream_stream_ends_after_the_idle_timeout() {
-    let up = MockUpstream::start("a1").await;
-    up.set(|b| {
-        b.gated = true;
-        b.chunks = 3;
-    });
+    let up = upstream("a1").await;
+    up.set(mock(json!({"gated": true, "chunks": 3})));
     let app = TestApp::spawn_with(&one_instance(&up.base_url()), |s| {
         s.upstream_idle_timeout = Duration::from_millis(300);
         s.passive_failure_threshold = 1;
@@ -93,10 +88,11 @@ async fn a_silent_upstream_stream_ends_after_the_idle_timeout() {
     .await;
     // The mock waits for a permit before chunk 2 that never comes.
     let data = stream_until_error(&app, "upstream_idle_timeout").await;
-    assert_eq!(data.len(), 2, "{data:?}");
-    assert!(data[0].contains("\"c1\""), "{data:?}");
-    up.wait_stream_end().await;
-    assert_eq!(up.state.streams_cancelled.load(SeqCst), 1);
+    // The role chunk, the first content chunk, the gateway's error event.
+    assert_eq!(data.len(), 3, "{data:?}");
+    assert!(data[1].contains("\"Hello\""), "{data:?}");
+    assert!(up.wait_streams_ended(1).await);
+    assert_eq!(up.streams_cancelled(), 1);
     app.settle().await;
     let recs = app.usage_records().await;
     assert_eq!(recs[0].status, 504);
@@ -110,12 +106,9 @@ async fn a_silent_upstream_stream_ends_after_the_idle_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_frees_its_slot_and_is_accounted() {
-    let up = MockUpstream::start("a1").await;
+    let up = upstream("a1").await;
     // A long stream of fat chunks: far more than the socket buffers hold.
-    up.set(|b| {
-        b.chunks = 100_000;
-        b.pad = 4096;
-    });
+    up.set(mock(json!({"chunks": 100_000, "pad": 4096})));
     let mut snap = one_instance(&up.base_url());
     snap.namespaces[0].limits = Limits {
         max_concurrency: Some(1),
@@ -140,8 +133,8 @@ async fn a_client_that_stops_reading_frees_its_slot_and_is_accounted() {
 
     // The stream is ended for it: the upstream request is cancelled and the
     // request accounted, while its connection is still open.
-    up.wait_stream_end().await;
-    assert_eq!(up.state.streams_cancelled.load(SeqCst), 1);
+    assert!(up.wait_streams_ended(1).await);
+    assert_eq!(up.streams_cancelled(), 1);
     app.settle().await;
     let recs = app.usage_records().await;
     assert_eq!(recs.len(), 1);
@@ -149,10 +142,7 @@ async fn a_client_that_stops_reading_frees_its_slot_and_is_accounted() {
     assert_eq!(recs[0].error_kind.as_deref(), Some("client_write_timeout"));
     assert!(recs[0].stream);
     // Its concurrency slot is free: the next request is served.
-    up.set(|b| {
-        b.chunks = 3;
-        b.pad = 0;
-    });
+    up.reset();
     let resp = app.chat(KEY_A, chat_body(true)).await;
     assert_eq!(resp.status(), 200);
     assert!(resp.text().await.unwrap().ends_with("data: [DONE]\n\n"));

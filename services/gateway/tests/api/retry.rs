@@ -5,10 +5,9 @@
 //! (`retry_unknown_outcome`) or the client sent an `Idempotency-Key`.
 
 use crate::helpers::*;
-use crate::mock::MockUpstream;
 use crate::raw_upstream::{Fault, RawUpstream};
 use aigw_types::ConfigSnapshot;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::time::Duration;
 
 /// `bad` first (weighted so heavily it is always picked first), `good`
@@ -36,7 +35,7 @@ async fn error_code(resp: reqwest::Response) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_whose_connection_drops_after_it_was_sent_is_not_sent_again() {
     let bad = RawUpstream::start(Fault::DropAfterRequest).await;
-    let good = MockUpstream::start("good").await;
+    let good = upstream("good").await;
     let snap = bad_then_good(&bad.base_url(), &good.base_url(), false);
     let app = TestApp::spawn_with(&snap, |s| s.passive_failure_threshold = 100).await;
     for (n, stream) in [false, true].into_iter().enumerate() {
@@ -66,7 +65,7 @@ async fn a_request_whose_connection_drops_after_it_was_sent_is_not_sent_again() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_instance_that_opted_in_fails_over_on_an_unknown_outcome() {
     let bad = RawUpstream::start(Fault::DropAfterRequest).await;
-    let good = MockUpstream::start("good").await;
+    let good = upstream("good").await;
     let snap = bad_then_good(&bad.base_url(), &good.base_url(), true);
     let app = TestApp::spawn_with(&snap, |s| s.passive_failure_threshold = 100).await;
     for stream in [false, true] {
@@ -92,7 +91,7 @@ async fn an_instance_that_opted_in_fails_over_on_an_unknown_outcome() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotency_key_is_forwarded_and_allows_a_resend() {
     let bad = RawUpstream::start(Fault::DropAfterRequest).await;
-    let good = MockUpstream::start("good").await;
+    let good = upstream("good").await;
     let snap = bad_then_good(&bad.base_url(), &good.base_url(), false);
     let app = TestApp::spawn_with(&snap, |s| s.passive_failure_threshold = 100).await;
     let resp = app
@@ -115,7 +114,10 @@ async fn an_idempotency_key_is_forwarded_and_allows_a_resend() {
     );
     let sent = good.requests();
     assert_eq!(sent.len(), 1);
-    assert_eq!(sent[0].header("idempotency-key"), Some("order-42"));
+    assert_eq!(
+        sent[0].header("idempotency-key").as_deref(),
+        Some("order-42")
+    );
     app.settle().await;
     assert_eq!(
         app.get_i64("metrics:ns:team-a:retries:unknown_outcome")
@@ -126,8 +128,11 @@ async fn an_idempotency_key_is_forwarded_and_allows_a_resend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_byte_timeout_is_not_resent_and_not_a_health_failure() {
-    let bad = RawUpstream::start(Fault::NeverAnswer).await;
-    let good = MockUpstream::start("good").await;
+    // An upstream that takes the request and stays silent far longer than
+    // the instance's timeout.
+    let bad = upstream("bad").await;
+    bad.set(mock(json!({"latency_ms": 120_000})));
+    let good = upstream("good").await;
     let snap = bad_then_good(&bad.base_url(), &good.base_url(), false);
     // Two failures would make an instance unhealthy: three slow answers
     // in a row must not.
@@ -142,7 +147,7 @@ async fn a_first_byte_timeout_is_not_resent_and_not_a_health_failure() {
             error_code(resp).await,
             (504, "upstream_timeout".to_string())
         );
-        assert_eq!(bad.posts(), n);
+        assert_eq!(bad.request_count(), n);
     }
     assert_eq!(good.request_count(), 0);
     app.settle().await;
@@ -156,7 +161,7 @@ async fn a_first_byte_timeout_is_not_resent_and_not_a_health_failure() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_connection_still_fails_over() {
-    let good = MockUpstream::start("good").await;
+    let good = upstream("good").await;
     let refused = format!("http://127.0.0.1:{}/v1", aigw_testkit::free_port());
     let snap = bad_then_good(&refused, &good.base_url(), false);
     let app = TestApp::spawn(&snap).await;

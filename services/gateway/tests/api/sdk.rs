@@ -2,7 +2,6 @@
 //! `tests/requirements.txt`) against a running gateway.
 
 use crate::helpers::*;
-use crate::mock::MockUpstream;
 use aigw_types::{ConfigSnapshot, Limits};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -25,7 +24,7 @@ async fn official_openai_python_sdk_works_against_the_gateway() {
         eprintln!("SKIPPED: no .venv with the openai SDK (run scripts/test.sh to create it)");
         return;
     };
-    let up = MockUpstream::start("a1").await;
+    let up = upstream("a1").await;
     let mut limited = ns("team-limited");
     limited.limits = Limits {
         rpm: Some(1),
@@ -62,6 +61,11 @@ async fn official_openai_python_sdk_works_against_the_gateway() {
         .env("KEY_LIMITED", KEY_LIMITED)
         .env("KEY_DISABLED", KEY_DISABLED)
         .env("KEY_DOWN", KEY_DOWN)
+        .env("ANSWER", ANSWER)
+        .env(
+            "EMBEDDING",
+            serde_json::to_string(&mock_upstream::wire::vector(0, 16)).unwrap(),
+        )
         .env_remove("OPENAI_API_KEY")
         .env_remove("OPENAI_BASE_URL")
         .kill_on_drop(true)

@@ -2,14 +2,13 @@
 //! stream in flight finish, flushes metrics and usage, exits 0.
 
 use crate::helpers::*;
-use crate::mock::MockUpstream;
 use aigw_testkit::{free_port, Proc, RedisServer};
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_the_stream_in_flight_flushes_and_exits_zero() {
-    let up = MockUpstream::start("a1").await;
-    up.set(|b| b.gated = true);
+    let up = upstream("a1").await;
+    up.set(mock(serde_json::json!({"gated": true})));
     let redis = RedisServer::start().await;
     publish(&redis, &one_instance(&up.base_url())).await;
     let port = free_port();
@@ -38,7 +37,7 @@ async fn sigterm_drains_the_stream_in_flight_flushes_and_exits_zero() {
         .await
         .unwrap();
     let mut text = String::new();
-    read_until(&mut resp, &mut text, "\"c1\"").await;
+    read_until(&mut resp, &mut text, "\"Hello\"").await;
 
     gw.signal(15);
     // New connections are refused while the stream is still open.

@@ -4,9 +4,12 @@ Run by the Rust test `sdk::official_openai_python_sdk_works_against_the_gateway`
 which starts the gateway, a mock upstream and Redis, and passes:
 GATEWAY_URL (base URL with /v1), MODEL, KEY (team-a), KEY_LIMITED (an RPM-1
 namespace), KEY_DISABLED (a disabled namespace), KEY_DOWN (a namespace whose
-only instance refuses connections). Exits non-zero on the first failure.
+only instance refuses connections), ANSWER (the mock's answer text, three
+chunks) and EMBEDDING (the mock's vector for the first input, as JSON).
+Exits non-zero on the first failure.
 """
 
+import json
 import os
 import sys
 
@@ -15,6 +18,11 @@ from openai import OpenAI
 
 BASE = os.environ["GATEWAY_URL"]
 MODEL = os.environ["MODEL"]
+ANSWER = os.environ["ANSWER"]
+EMBEDDING = json.loads(os.environ["EMBEDDING"])
+# The mock's usage: one prompt token per word ("Say hello"), one completion
+# token per chunk.
+TOTAL_TOKENS = 2 + 3
 
 
 def client(key):
@@ -39,14 +47,14 @@ def main():
 
     # Chat, whole answer.
     r = c.chat.completions.create(model=MODEL, messages=msgs)
-    assert r.choices[0].message.content == "Hello from a1", r
-    assert r.usage.total_tokens == 18, r.usage
+    assert r.choices[0].message.content == ANSWER, r
+    assert r.usage.total_tokens == TOTAL_TOKENS, r.usage
 
     # Chat, streamed; the usage chunk we did not ask for is not shown.
     chunks = list(c.chat.completions.create(model=MODEL, messages=msgs, stream=True))
     assert all(ch.choices for ch in chunks), chunks
     text = "".join(ch.choices[0].delta.content or "" for ch in chunks)
-    assert text == "c1c2c3", text
+    assert text == ANSWER, text
 
     # Chat, streamed with usage asked for.
     chunks = list(
@@ -54,7 +62,7 @@ def main():
             model=MODEL, messages=msgs, stream=True, stream_options={"include_usage": True}
         )
     )
-    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 18, chunks[-1]
+    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == TOTAL_TOKENS, chunks[-1]
     assert chunks[-1].choices == []
 
     # Raw response: x-request-id comes back.
@@ -63,10 +71,10 @@ def main():
 
     # Completions and embeddings.
     r = c.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=5)
-    assert r.choices[0].text == "Hello from a1", r
+    assert r.choices[0].text == ANSWER, r
     e = c.embeddings.create(model=MODEL, input="embed me")
-    assert e.data[0].embedding == [0.1, 0.2, 0.3], e
-    assert e.usage.prompt_tokens == 11, e.usage
+    assert e.data[0].embedding == EMBEDDING, e
+    assert e.usage.prompt_tokens == 2, e.usage
 
     # Models.
     ids = [m.id for m in c.models.list()]

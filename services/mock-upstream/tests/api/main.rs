@@ -6,5 +6,6 @@ mod azure;
 mod control;
 mod gemini;
 mod helpers;
+mod in_process;
 mod openai;
 mod sdk;
