@@ -7,6 +7,10 @@
 //! Screenshots land in `target/console-screenshots/`;
 //! `AIGW_DOCS_SCREENSHOTS=1` also refreshes `docs/img/console/`.
 
+// Tests read their own switches (CI, TEST_LOG, …) and the wall clock;
+// the rules of clippy.toml are for the services.
+#![allow(clippy::disallowed_methods)]
+
 use aigw_e2e::monitoring::workspace_root;
 use aigw_e2e::stack::{Stack, StackOptions, ADMIN_TOKEN};
 use std::path::{Path, PathBuf};

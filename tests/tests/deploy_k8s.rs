@@ -6,6 +6,10 @@
 //! bounds, image user, and Prometheus discovery. The services are started
 //! with exactly the environment the manifests give them.
 
+// Tests read their own switches (CI, TEST_LOG, …) and the wall clock;
+// the rules of clippy.toml are for the services.
+#![allow(clippy::disallowed_methods)]
+
 use aigw_e2e::k8s::{
     by_id, comparable, container_env, data_value, env_file, env_names_read, files_used, id,
     kubectl_kustomize, main_container, named, of_kind, pod_spec, render, shutdown_bound, EnvSource,

@@ -5,6 +5,10 @@
 //! free one and the Redis a private one, so nothing collides with a real dev
 //! stack on this machine.
 
+// Tests read their own switches (CI, TEST_LOG, …) and the wall clock;
+// the rules of clippy.toml are for the services.
+#![allow(clippy::disallowed_methods)]
+
 use aigw_e2e::monitoring::{get, load_yaml, scalar, which, workspace_root};
 use aigw_e2e::stack::{Stack, StackOptions, ADMIN_TOKEN};
 use aigw_testkit::{bin_path, free_port, RedisServer, TempDir};

@@ -15,6 +15,10 @@
 //! `PROPTEST_CASES` sets the number of cases per property (default 48 for
 //! CI; `scripts/fuzz.sh` runs thousands).
 
+// Tests read their own switches (CI, TEST_LOG, …) and the wall clock;
+// the rules of clippy.toml are for the services.
+#![allow(clippy::disallowed_methods)]
+
 use aigw_e2e::report::report;
 use aigw_e2e::stack::{Stack, StackOptions};
 use proptest::prelude::*;

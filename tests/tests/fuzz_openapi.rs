@@ -7,6 +7,10 @@
 //! runs a long one with every conformance check. Without the venv the test
 //! is skipped outside CI and fails in CI (`scripts/test.sh` installs it).
 
+// Tests read their own switches (CI, TEST_LOG, …) and the wall clock;
+// the rules of clippy.toml are for the services.
+#![allow(clippy::disallowed_methods)]
+
 use aigw_e2e::report::report;
 use aigw_e2e::stack::{Stack, StackOptions, ADMIN_TOKEN};
 use std::path::PathBuf;

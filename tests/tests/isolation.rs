@@ -5,6 +5,10 @@
 //! answers, `/metrics` or Redis metric keys; brute force is counted; and
 //! clients cannot grow the number of metric series.
 
+// Tests read their own switches (CI, TEST_LOG, …) and the wall clock;
+// the rules of clippy.toml are for the services.
+#![allow(clippy::disallowed_methods)]
+
 use aigw_e2e::admin::upstream_secret;
 use aigw_e2e::load::{chat_body, send};
 use aigw_e2e::report::report;

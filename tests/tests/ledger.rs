@@ -5,6 +5,10 @@
 //! Redis counters to the request, token and nano-dollar. On SQLite and on
 //! PostgreSQL.
 
+// Tests read their own switches (CI, TEST_LOG, …) and the wall clock;
+// the rules of clippy.toml are for the services.
+#![allow(clippy::disallowed_methods)]
+
 use aigw_e2e::load::{chat_body, Load};
 use aigw_e2e::stack::{Stack, StackOptions};
 use aigw_e2e::wait::eventually;

@@ -15,11 +15,12 @@ use crate::routing::Endpoint;
 use crate::usage::{self, Usage};
 use aigw_metrics::families::gateway as fam;
 use aigw_metrics::{Recorder, Series};
+use aigw_service::clock;
 use aigw_types::{CountText, TokenSource, UsageRecord};
 use bytes::Bytes;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 /// How a request that nobody finished ended: its client went away (the
 /// handler or the body stream was dropped). Never shown to anyone, so not a
@@ -74,7 +75,7 @@ impl Accounting {
     /// Starts accounting for one request.
     pub fn start(self: &Arc<Self>, endpoint: Endpoint) -> RequestGuard {
         self.live.fetch_add(1, Relaxed);
-        let started_at_ms = unix_ms();
+        let started_at_ms = clock::now_ms();
         RequestGuard {
             acc: self.clone(),
             start: Instant::now(),
@@ -391,13 +392,6 @@ pub fn new_record_id(now_ms: i64) -> String {
     // Encoded into a stack buffer: `to_string` goes through `fmt`.
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
     id.hyphenated().encode_lower(&mut buf).to_owned()
-}
-
-pub fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

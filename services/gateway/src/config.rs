@@ -1,45 +1,33 @@
-//! Typed settings of the gateway, read from the environment and validated
-//! before anything binds.
+//! Typed settings of the gateway, read from the environment through the
+//! shared reader and validated before anything binds. Every variable read
+//! here is listed in the settings table of `docs/gateway.md`; a test
+//! compares the two ([`Settings::settings`]).
 
-use std::fmt;
+use aigw_service::{Env, EnvError, LogSettings, Secret, Setting};
 use std::time::Duration;
 
-/// A Redis URL; it may carry a password, so it never prints.
-#[derive(Clone)]
-pub struct RedisUrl(String);
-
-impl RedisUrl {
-    pub fn new(url: impl Into<String>) -> Self {
-        RedisUrl(url.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for RedisUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RedisUrl(<redacted>)")
-    }
-}
-
-/// Everything the gateway can be told from outside. Durations accept
-/// humantime (`500ms`, `1s`, `2m`) or plain seconds.
+/// Everything the gateway can be told from outside. Durations take the
+/// shared grammar (`500ms`, `1s`, `2m`, or plain seconds).
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `RUST_LOG`, `LOG_FORMAT`.
+    pub log: LogSettings,
     /// `BIND_ADDR`, default `0.0.0.0`.
     pub bind_addr: String,
     /// `GATEWAY_PORT`, default 8080; 0 picks a free port (tests).
     pub port: u16,
-    /// `REDIS_URL`, default `redis://127.0.0.1:6379`.
-    pub redis_url: RedisUrl,
-    /// `GATEWAY_WORKERS`: HTTP worker threads, default one per core.
-    pub workers: Option<usize>,
+    /// `REDIS_URL`, default `redis://127.0.0.1:6379`; printed redacted.
+    pub redis_url: Secret,
+    /// `METRICS_TOKEN`: bearer token `/metrics` requires, default none (open).
+    pub metrics_token: Option<Secret>,
+    /// `GATEWAY_WORKERS`: HTTP worker threads, default one per CPU.
+    pub workers: usize,
     /// `METRICS_FLUSH_INTERVAL`, default 1s.
     pub metrics_flush_interval: Duration,
     /// `MAX_BODY_BYTES`, default 10 MiB.
     pub max_body_bytes: usize,
+    /// `BODY_TIMEOUT`: bound on receiving a whole request body, default 30s.
+    pub body_timeout: Duration,
     /// `UPSTREAM_MAX_ATTEMPTS`: attempts per request including the first,
     /// default 3.
     pub upstream_max_attempts: u32,
@@ -81,133 +69,78 @@ pub struct Settings {
     /// `SHUTDOWN_GRACE`: how long in-flight requests may take to finish after
     /// SIGTERM, default 30s.
     pub shutdown_grace: Duration,
-    /// Plain-HTTP instances use the direct hyper client (see
+    /// Plain-HTTP instances use the gateway's own HTTP/1.1 client (see
     /// [`crate::upstream`]). Not a variable of its own: false when
-    /// `HTTP_PROXY`/`ALL_PROXY` (or lower case) is set, so that reqwest applies
-    /// the proxy as before.
+    /// `HTTP_PROXY`/`ALL_PROXY` (or lower case) is set, so that reqwest
+    /// applies the proxy.
     pub upstream_direct: bool,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{name}: {message}")]
-    Invalid { name: &'static str, message: String },
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-fn invalid(name: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        name,
-        message: message.into(),
-    }
-}
-
+/// The defaults: the settings of an empty environment.
 impl Default for Settings {
     fn default() -> Self {
-        Settings {
-            bind_addr: "0.0.0.0".into(),
-            port: 8080,
-            redis_url: RedisUrl::new("redis://127.0.0.1:6379"),
-            workers: None,
-            metrics_flush_interval: Duration::from_secs(1),
-            max_body_bytes: 10 * 1024 * 1024,
-            upstream_max_attempts: 3,
-            upstream_connect_timeout: Duration::from_secs(3),
-            upstream_total_timeout: Duration::from_secs(600),
-            upstream_idle_timeout: Duration::from_secs(120),
-            upstream_max_response_bytes: 32 * 1024 * 1024,
-            sse_max_event_bytes: 4 * 1024 * 1024,
-            client_write_timeout: Duration::from_secs(60),
-            passive_failure_threshold: 3,
-            passive_cooldown: Duration::from_secs(10),
-            health_check_failures: 2,
-            config_poll_interval: Duration::from_secs(5),
-            budget_poll_interval: Duration::from_secs(10),
-            rate_limit_timeout: Duration::from_millis(250),
-            shutdown_grace: Duration::from_secs(30),
-            upstream_direct: true,
-        }
+        Settings::from_env(&Env::from_pairs::<String, String>([]))
+            .expect("the defaults are valid settings")
     }
 }
 
 impl Settings {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Settings, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
-
-    /// Reads settings through `get` (the environment, or a map in tests).
-    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
-        let d = Settings::default();
+    /// Reads and validates the settings.
+    pub fn from_env(env: &Env) -> Result<Settings, EnvError> {
+        let secs = Duration::from_secs;
         let s = Settings {
-            bind_addr: get("BIND_ADDR").unwrap_or(d.bind_addr),
-            port: parse_num(&get, "GATEWAY_PORT", d.port)?,
-            redis_url: get("REDIS_URL").map(RedisUrl::new).unwrap_or(d.redis_url),
-            workers: match get("GATEWAY_WORKERS") {
-                Some(v) => Some(
-                    v.trim()
-                        .parse()
-                        .map_err(|_| invalid("GATEWAY_WORKERS", "not a number"))?,
-                ),
-                None => None,
-            },
-            metrics_flush_interval: parse_dur(
-                &get,
-                "METRICS_FLUSH_INTERVAL",
-                d.metrics_flush_interval,
-            )?,
-            max_body_bytes: parse_num(&get, "MAX_BODY_BYTES", d.max_body_bytes)?,
-            upstream_max_attempts: parse_num(
-                &get,
-                "UPSTREAM_MAX_ATTEMPTS",
-                d.upstream_max_attempts,
-            )?,
-            upstream_connect_timeout: parse_dur(
-                &get,
-                "UPSTREAM_CONNECT_TIMEOUT",
-                d.upstream_connect_timeout,
-            )?,
-            upstream_total_timeout: parse_dur(
-                &get,
-                "UPSTREAM_TOTAL_TIMEOUT",
-                d.upstream_total_timeout,
-            )?,
-            upstream_idle_timeout: parse_dur(
-                &get,
-                "UPSTREAM_IDLE_TIMEOUT",
-                d.upstream_idle_timeout,
-            )?,
-            upstream_max_response_bytes: parse_num(
-                &get,
+            log: LogSettings::from_env(env)?,
+            bind_addr: env.string("BIND_ADDR", "0.0.0.0"),
+            port: env.number("GATEWAY_PORT", 8080)?,
+            redis_url: aigw_service::redis_url(env)?,
+            metrics_token: aigw_service::scrape::metrics_token(env),
+            workers: env.number_or_else("GATEWAY_WORKERS", "one per CPU", cpus, 1)?,
+            metrics_flush_interval: env.positive_duration("METRICS_FLUSH_INTERVAL", secs(1))?,
+            max_body_bytes: env.number_at_least("MAX_BODY_BYTES", 10 * 1024 * 1024, 1)?,
+            body_timeout: aigw_service::body_timeout(env)?,
+            upstream_max_attempts: env.number_at_least("UPSTREAM_MAX_ATTEMPTS", 3, 1)?,
+            upstream_connect_timeout: env.positive_duration("UPSTREAM_CONNECT_TIMEOUT", secs(3))?,
+            upstream_total_timeout: env.positive_duration("UPSTREAM_TOTAL_TIMEOUT", secs(600))?,
+            upstream_idle_timeout: env.positive_duration("UPSTREAM_IDLE_TIMEOUT", secs(120))?,
+            upstream_max_response_bytes: env.number_at_least(
                 "UPSTREAM_MAX_RESPONSE_BYTES",
-                d.upstream_max_response_bytes,
+                32 * 1024 * 1024,
+                1,
             )?,
-            sse_max_event_bytes: parse_num(&get, "SSE_MAX_EVENT_BYTES", d.sse_max_event_bytes)?,
-            client_write_timeout: parse_dur(&get, "CLIENT_WRITE_TIMEOUT", d.client_write_timeout)?,
-            passive_failure_threshold: parse_num(
-                &get,
-                "PASSIVE_FAILURE_THRESHOLD",
-                d.passive_failure_threshold,
-            )?,
-            passive_cooldown: parse_dur(&get, "PASSIVE_COOLDOWN", d.passive_cooldown)?,
-            health_check_failures: parse_num(
-                &get,
-                "HEALTH_CHECK_FAILURES",
-                d.health_check_failures,
-            )?,
-            config_poll_interval: parse_dur(&get, "CONFIG_POLL_INTERVAL", d.config_poll_interval)?,
-            budget_poll_interval: parse_dur(&get, "BUDGET_POLL_INTERVAL", d.budget_poll_interval)?,
-            rate_limit_timeout: parse_dur(&get, "RATE_LIMIT_TIMEOUT", d.rate_limit_timeout)?,
-            shutdown_grace: parse_dur(&get, "SHUTDOWN_GRACE", d.shutdown_grace)?,
-            upstream_direct: !http_proxy_configured(&get),
+            sse_max_event_bytes: env.number_at_least("SSE_MAX_EVENT_BYTES", 4 * 1024 * 1024, 1)?,
+            client_write_timeout: env.positive_duration("CLIENT_WRITE_TIMEOUT", secs(60))?,
+            passive_failure_threshold: env.number_at_least("PASSIVE_FAILURE_THRESHOLD", 3, 1)?,
+            passive_cooldown: env.duration("PASSIVE_COOLDOWN", secs(10))?,
+            health_check_failures: env.number_at_least("HEALTH_CHECK_FAILURES", 2, 1)?,
+            config_poll_interval: env.positive_duration("CONFIG_POLL_INTERVAL", secs(5))?,
+            budget_poll_interval: env.positive_duration("BUDGET_POLL_INTERVAL", secs(10))?,
+            rate_limit_timeout: env
+                .positive_duration("RATE_LIMIT_TIMEOUT", Duration::from_millis(250))?,
+            shutdown_grace: env.duration("SHUTDOWN_GRACE", secs(30))?,
+            upstream_direct: !http_proxy_configured(env),
         };
         s.validate()?;
         Ok(s)
     }
 
-    /// Rejects values that would make the gateway misbehave rather than fail.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let positive = [
+    /// Every variable [`Settings::from_env`] reads, with its default.
+    pub fn settings() -> Vec<Setting> {
+        let env = Env::from_pairs::<String, String>([]);
+        let _ = Settings::from_env(&env);
+        env.settings()
+    }
+
+    /// Checks what the types alone cannot (also for settings built in code,
+    /// as the tests do).
+    pub fn validate(&self) -> Result<(), EnvError> {
+        let err = |var, message: &str| Err(EnvError::new(var, message));
+        for (var, d) in [
             ("METRICS_FLUSH_INTERVAL", self.metrics_flush_interval),
+            ("BODY_TIMEOUT", self.body_timeout),
             ("UPSTREAM_CONNECT_TIMEOUT", self.upstream_connect_timeout),
             ("UPSTREAM_TOTAL_TIMEOUT", self.upstream_total_timeout),
             ("UPSTREAM_IDLE_TIMEOUT", self.upstream_idle_timeout),
@@ -215,138 +148,53 @@ impl Settings {
             ("CONFIG_POLL_INTERVAL", self.config_poll_interval),
             ("BUDGET_POLL_INTERVAL", self.budget_poll_interval),
             ("RATE_LIMIT_TIMEOUT", self.rate_limit_timeout),
-        ];
-        for (name, d) in positive {
+        ] {
             if d.is_zero() {
-                return Err(invalid(name, "must be greater than zero"));
+                return err(var, "must be greater than zero");
             }
         }
-        if self.upstream_max_attempts == 0 {
-            return Err(invalid("UPSTREAM_MAX_ATTEMPTS", "must be at least 1"));
-        }
-        if self.upstream_max_response_bytes == 0 {
-            return Err(invalid(
+        for (var, n) in [
+            ("GATEWAY_WORKERS", self.workers),
+            ("MAX_BODY_BYTES", self.max_body_bytes),
+            (
                 "UPSTREAM_MAX_RESPONSE_BYTES",
-                "must be greater than zero",
-            ));
+                self.upstream_max_response_bytes,
+            ),
+            ("SSE_MAX_EVENT_BYTES", self.sse_max_event_bytes),
+            ("UPSTREAM_MAX_ATTEMPTS", self.upstream_max_attempts as usize),
+            (
+                "PASSIVE_FAILURE_THRESHOLD",
+                self.passive_failure_threshold as usize,
+            ),
+            ("HEALTH_CHECK_FAILURES", self.health_check_failures as usize),
+        ] {
+            if n == 0 {
+                return err(var, "must be at least 1");
+            }
         }
-        if self.sse_max_event_bytes == 0 {
-            return Err(invalid("SSE_MAX_EVENT_BYTES", "must be greater than zero"));
-        }
-        if self.max_body_bytes == 0 {
-            return Err(invalid("MAX_BODY_BYTES", "must be greater than zero"));
-        }
-        if self.passive_failure_threshold == 0 {
-            return Err(invalid("PASSIVE_FAILURE_THRESHOLD", "must be at least 1"));
-        }
-        if self.health_check_failures == 0 {
-            return Err(invalid("HEALTH_CHECK_FAILURES", "must be at least 1"));
-        }
-        if self.workers == Some(0) {
-            return Err(invalid("GATEWAY_WORKERS", "must be at least 1"));
-        }
-        if !self.redis_url.expose().starts_with("redis://")
-            && !self.redis_url.expose().starts_with("rediss://")
-            && !self.redis_url.expose().starts_with("unix://")
-        {
-            return Err(invalid(
-                "REDIS_URL",
-                "must start with redis://, rediss:// or unix://",
-            ));
+        if redis::Client::open(self.redis_url.expose()).is_err() {
+            // The URL may hold a password: it is not echoed.
+            return err("REDIS_URL", "not a valid redis:// URL");
         }
         Ok(())
     }
 }
 
-fn parse_num<T: std::str::FromStr>(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: T,
-) -> Result<T, ConfigError> {
-    match get(name) {
-        None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| invalid(name, format!("`{v}` is not a valid number"))),
-    }
-}
-
-fn parse_dur(
-    get: &impl Fn(&str) -> Option<String>,
-    name: &'static str,
-    default: Duration,
-) -> Result<Duration, ConfigError> {
-    match get(name) {
-        None => Ok(default),
-        Some(v) => parse_duration(&v).ok_or_else(|| {
-            invalid(
-                name,
-                format!("`{v}` is not a duration (e.g. `500ms`, `2s`, or seconds)"),
-            )
-        }),
-    }
-}
-
-/// `humantime` form, or a plain number of seconds.
-pub fn parse_duration(v: &str) -> Option<Duration> {
-    let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    humantime::parse_duration(v).ok()
-}
-
 /// Whether reqwest would send plain-HTTP requests through a proxy (it reads
 /// these variables; `HTTPS_PROXY` only concerns HTTPS instances, which take
 /// the general path anyway).
-pub fn http_proxy_configured(get: impl Fn(&str) -> Option<String>) -> bool {
+pub fn http_proxy_configured(env: &Env) -> bool {
     ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
-        .iter()
-        .any(|k| get(k).is_some_and(|v| !v.is_empty()))
+        .into_iter()
+        .any(|k| env.optional(k).is_some())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn http_proxy_variables_switch_the_direct_path_off() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            }
-        };
-        assert!(!http_proxy_configured(env(&[])));
-        assert!(!http_proxy_configured(env(&[(
-            "HTTPS_PROXY",
-            "http://p:3128"
-        )])));
-        assert!(!http_proxy_configured(env(&[("HTTP_PROXY", "")])));
-        assert!(http_proxy_configured(env(&[(
-            "HTTP_PROXY",
-            "http://p:3128"
-        )])));
-        assert!(http_proxy_configured(env(&[(
-            "http_proxy",
-            "http://p:3128"
-        )])));
-        assert!(http_proxy_configured(env(&[(
-            "ALL_PROXY",
-            "socks5://p:1080"
-        )])));
-    }
-    use std::collections::HashMap;
-
-    fn from(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        Settings::from_lookup(|k| m.get(k).cloned())
+    fn from(pairs: &[(&str, &str)]) -> Result<Settings, EnvError> {
+        Settings::from_env(&Env::from_pairs(pairs.iter().copied()))
     }
 
     #[test]
@@ -357,8 +205,11 @@ mod tests {
         assert_eq!(s.redis_url.expose(), "redis://127.0.0.1:6379");
         assert_eq!(s.metrics_flush_interval, Duration::from_secs(1));
         assert_eq!(s.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(s.body_timeout, Duration::from_secs(30));
         assert_eq!(s.upstream_max_attempts, 3);
         assert_eq!(s.shutdown_grace, Duration::from_secs(30));
+        assert!(s.metrics_token.is_none());
+        assert!(s.workers >= 1);
     }
 
     #[test]
@@ -368,41 +219,48 @@ mod tests {
             ("METRICS_FLUSH_INTERVAL", "250ms"),
             ("SHUTDOWN_GRACE", "5"),
             ("UPSTREAM_MAX_ATTEMPTS", "5"),
+            ("GATEWAY_WORKERS", "3"),
+            ("BODY_TIMEOUT", "1m"),
+            ("LOG_FORMAT", "json"),
         ])
         .unwrap();
         assert_eq!(s.port, 9000);
         assert_eq!(s.metrics_flush_interval, Duration::from_millis(250));
         assert_eq!(s.shutdown_grace, Duration::from_secs(5));
         assert_eq!(s.upstream_max_attempts, 5);
+        assert_eq!(s.workers, 3);
+        assert_eq!(s.body_timeout, Duration::from_secs(60));
+        assert_eq!(s.log.format, aigw_service::LogFormat::Json);
     }
 
     #[test]
     fn bad_values_are_rejected_with_the_variable_name() {
-        let e = from(&[("GATEWAY_PORT", "eighty")]).unwrap_err().to_string();
-        assert!(e.contains("GATEWAY_PORT"), "{e}");
-        let e = from(&[("UPSTREAM_MAX_ATTEMPTS", "0")])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("UPSTREAM_MAX_ATTEMPTS"), "{e}");
-        let e = from(&[("METRICS_FLUSH_INTERVAL", "0s")])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("METRICS_FLUSH_INTERVAL"), "{e}");
+        for (var, value) in [
+            ("GATEWAY_PORT", "eighty"),
+            ("UPSTREAM_MAX_ATTEMPTS", "0"),
+            ("METRICS_FLUSH_INTERVAL", "0s"),
+            ("GATEWAY_WORKERS", "0"),
+            ("BODY_TIMEOUT", "soon"),
+            ("LOG_FORMAT", "xml"),
+            ("REDIS_URL", "http://cache:6379"),
+        ] {
+            let e = from(&[(var, value)]).unwrap_err().to_string();
+            assert!(e.contains(var), "{var}={value}: {e}");
+        }
     }
 
     #[test]
     fn an_http_proxy_switches_the_direct_upstream_client_off() {
         assert!(from(&[]).unwrap().upstream_direct);
-        assert!(
-            !from(&[("HTTP_PROXY", "http://proxy:3128")])
-                .unwrap()
-                .upstream_direct
-        );
-        assert!(
-            !from(&[("all_proxy", "socks5://proxy:1080")])
-                .unwrap()
-                .upstream_direct
-        );
+        assert!(from(&[("HTTP_PROXY", "")]).unwrap().upstream_direct);
+        for (var, value) in [
+            ("HTTP_PROXY", "http://proxy:3128"),
+            ("http_proxy", "http://proxy:3128"),
+            ("ALL_PROXY", "socks5://proxy:1080"),
+            ("all_proxy", "socks5://proxy:1080"),
+        ] {
+            assert!(!from(&[(var, value)]).unwrap().upstream_direct, "{var}");
+        }
         // HTTPS_PROXY concerns HTTPS instances, which use reqwest anyway.
         assert!(
             from(&[("HTTPS_PROXY", "http://proxy:3128")])
@@ -412,8 +270,27 @@ mod tests {
     }
 
     #[test]
-    fn redis_url_does_not_print() {
-        let s = from(&[("REDIS_URL", "redis://:hunter2@redis:6379")]).unwrap();
-        assert!(!format!("{s:?}").contains("hunter2"));
+    fn secrets_do_not_print() {
+        let s = from(&[
+            ("REDIS_URL", "redis://:hunter2@redis:6379"),
+            ("METRICS_TOKEN", "scrape-secret"),
+        ])
+        .unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("scrape-secret"), "{shown}");
+        assert!(shown.contains("redis:6379"), "{shown}");
+    }
+
+    #[test]
+    fn the_settings_table_is_what_the_code_reads() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/gateway.md");
+        let doc = std::fs::read_to_string(path).expect("docs/gateway.md");
+        let documented = aigw_testkit::docs::settings_table(&doc, "## Configuration (environment)");
+        let read: Vec<(String, String)> = Settings::settings()
+            .into_iter()
+            .map(|s| (s.var.to_string(), s.default))
+            .collect();
+        aigw_testkit::docs::assert_same_settings("docs/gateway.md", &documented, &read);
     }
 }

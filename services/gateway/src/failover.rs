@@ -7,7 +7,7 @@ use crate::accounting::RequestGuard;
 use crate::balance;
 use crate::error::{GatewayError, Relayed};
 use crate::headers::Forward;
-use crate::health::{now_ms, AttemptGuard};
+use crate::health::AttemptGuard;
 use crate::namespace::RetryReason;
 use crate::request::ParsedBody;
 use crate::routing::{Endpoint, ModelRoute};
@@ -16,6 +16,7 @@ use crate::stream::{self as relay, Ended};
 use crate::upstream::{UpstreamBody, UpstreamClient, UpstreamError};
 use crate::usage;
 use actix_web::HttpRequest;
+use aigw_service::clock::monotonic_ms;
 use bytes::Bytes;
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -147,7 +148,7 @@ pub async fn forward(a: Attempt<'_>, guard: &mut RequestGuard) -> Result<Reply, 
     let mut tried: Vec<usize> = Vec::with_capacity(2);
     let mut last: Option<Failure> = None;
     for attempt in 0..state.max_attempts {
-        let Some(pick) = balance::pick(candidates, &tried, now_ms()) else {
+        let Some(pick) = balance::pick(candidates, &tried, monotonic_ms()) else {
             break;
         };
         if let (Some(prev), Some(ns)) = (&last, &ns) {
@@ -225,7 +226,7 @@ pub async fn forward(a: Attempt<'_>, guard: &mut RequestGuard) -> Result<Reply, 
             }
             tracing::warn!(instance = %inst.id, status, "upstream answered with an error status");
             let more = attempt + 1 < state.max_attempts
-                && balance::has_candidate(candidates, &tried, now_ms());
+                && balance::has_candidate(candidates, &tried, monotonic_ms());
             if more {
                 last = Some(Failure::Status(status));
                 continue;

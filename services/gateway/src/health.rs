@@ -15,16 +15,10 @@
 //! through the batched writer and shown as `ai_gateway_instance_healthy`.
 
 use aigw_metrics::Series;
+use aigw_service::clock::monotonic_ms;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, LazyLock};
-use std::time::{Duration, Instant};
-
-static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
-
-/// Milliseconds on a process-local monotonic clock.
-pub fn now_ms() -> u64 {
-    EPOCH.elapsed().as_millis() as u64
-}
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Thresholds of passive and active detection.
 #[derive(Debug, Clone, Copy)]
@@ -39,7 +33,7 @@ pub struct InstanceState {
     pub in_flight: AtomicU32,
     healthy: AtomicBool,
     failures: AtomicU32,
-    /// When (see [`now_ms`]) an unhealthy instance may get a trial request.
+    /// When (see [`monotonic_ms`]) an unhealthy instance may get a trial request.
     trial_at_ms: AtomicU64,
     trial_running: AtomicBool,
     /// The last active probes failed: no trials until a probe succeeds.
@@ -121,8 +115,10 @@ impl InstanceState {
     }
 
     fn set_unhealthy(&self, reason: &'static str) {
-        self.trial_at_ms
-            .store(now_ms() + self.policy.cooldown.as_millis() as u64, Relaxed);
+        self.trial_at_ms.store(
+            monotonic_ms() + self.policy.cooldown.as_millis() as u64,
+            Relaxed,
+        );
         self.trial_running.store(false, Relaxed);
         if self.healthy.swap(false, Relaxed) {
             self.series.set(0);
@@ -241,9 +237,9 @@ mod tests {
         assert!(!s.is_healthy());
         assert_eq!(s.series.get(), 0);
         // Cool-down 0: a trial is due, and only one request gets it.
-        assert_eq!(s.availability(now_ms()), Availability::TrialDue);
+        assert_eq!(s.availability(monotonic_ms()), Availability::TrialDue);
         assert!(s.begin_trial());
-        assert_eq!(s.availability(now_ms()), Availability::Unavailable);
+        assert_eq!(s.availability(monotonic_ms()), Availability::Unavailable);
         assert!(!s.begin_trial());
         s.record_success();
         assert!(s.is_healthy());
@@ -254,8 +250,11 @@ mod tests {
     fn failed_trial_restarts_cooldown() {
         let s = state(1, 60_000);
         s.record_failure(false);
-        assert_eq!(s.availability(now_ms()), Availability::Unavailable);
-        assert_eq!(s.availability(now_ms() + 61_000), Availability::TrialDue);
+        assert_eq!(s.availability(monotonic_ms()), Availability::Unavailable);
+        assert_eq!(
+            s.availability(monotonic_ms() + 61_000),
+            Availability::TrialDue
+        );
     }
 
     #[test]
@@ -264,7 +263,7 @@ mod tests {
         s.record_failure(false);
         assert!(s.begin_trial());
         drop(AttemptGuard::new(s.clone(), true));
-        assert_eq!(s.availability(now_ms()), Availability::TrialDue);
+        assert_eq!(s.availability(monotonic_ms()), Availability::TrialDue);
         assert_eq!(s.in_flight.load(Relaxed), 0);
     }
 
@@ -276,7 +275,7 @@ mod tests {
         s.record_probe(false);
         assert!(!s.is_healthy());
         assert_eq!(
-            s.availability(now_ms() + 1_000_000),
+            s.availability(monotonic_ms() + 1_000_000),
             Availability::Unavailable
         );
         s.record_probe(true);

@@ -20,7 +20,7 @@
 //! - accounting: [`accounting`] (the per-request guard), [`usage`], [`sse`];
 //! - namespace: [`namespace`] (per-namespace runtime state and labels);
 //! - data: [`routing`] (the compiled snapshot) and [`config_watch`],
-//!   [`config`], [`error`], [`exposition`], [`telemetry`].
+//!   [`config`], [`error`], [`exposition`].
 //!
 //! Invariants: the request path never waits on Redis except for the RPM/TPM
 //! check of namespaces that have such a limit; every request is accounted
@@ -48,7 +48,6 @@ pub mod sse;
 pub mod startup;
 pub mod state;
 pub mod stream;
-pub mod telemetry;
 pub mod upstream;
 pub mod usage;
 

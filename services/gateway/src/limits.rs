@@ -24,10 +24,12 @@ use crate::error::{GatewayError, LimitReason};
 use crate::namespace::ConcurrencySlot;
 use crate::routing::{NamespaceRoute, RoutingStore};
 use aigw_metrics::RedisConn;
+use aigw_service::clock;
+use aigw_types::BudgetMonth;
 use redis::Script;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, LazyLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -114,7 +116,7 @@ impl Limiter {
                 rt.count_rejection(LimitReason::Budget);
                 return Err(GatewayError::RateLimited {
                     reason: LimitReason::Budget,
-                    retry_after_s: seconds_to_next_month(unix_s()),
+                    retry_after_s: BudgetMonth::seconds_to_next_month(clock::now_unix_s()),
                 });
             }
         }
@@ -285,7 +287,7 @@ pub async fn run_budget_poller(
         if budgeted.is_empty() {
             continue;
         }
-        let month = month_of(unix_s());
+        let month = BudgetMonth::of_unix_s(clock::now_unix_s()).label();
         let keys: Vec<String> = budgeted
             .iter()
             .map(|n| month_cost_key(&n.code, &month))
@@ -317,71 +319,9 @@ pub async fn run_budget_poller(
     }
 }
 
-pub fn unix_s() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// `YYYY-MM` of a unix time, UTC.
-pub fn month_of(unix_s: i64) -> String {
-    let (y, m, _) = civil_from_days(unix_s.div_euclid(86_400));
-    format!("{y:04}-{m:02}")
-}
-
-/// Seconds from `unix_s` to the start of the next UTC month (at least 1).
-pub fn seconds_to_next_month(unix_s: i64) -> u64 {
-    let (y, m, _) = civil_from_days(unix_s.div_euclid(86_400));
-    let (ny, nm) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
-    let start = days_from_civil(ny, nm, 1) * 86_400;
-    (start - unix_s).max(1) as u64
-}
-
-// Howard Hinnant's civil calendar algorithms (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let m = i64::from(m);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn months() {
-        assert_eq!(month_of(0), "1970-01");
-        // 2024-02-29T12:00:00Z
-        assert_eq!(month_of(1_709_208_000), "2024-02");
-        // 2023-12-31T23:59:59Z → one second to January.
-        assert_eq!(seconds_to_next_month(1_704_067_199), 1);
-        assert_eq!(month_of(1_704_067_200), "2024-01");
-        // 2024-02-01T00:00:00Z → 29 days to March.
-        assert_eq!(seconds_to_next_month(1_706_745_600), 29 * 86_400);
-        for d in [-1000i64, 0, 19_000, 20_000, 100_000] {
-            let (y, m, dd) = civil_from_days(d);
-            assert_eq!(days_from_civil(y, m, dd), d);
-        }
-    }
 
     #[test]
     fn key_names() {

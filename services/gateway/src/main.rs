@@ -1,7 +1,7 @@
 //! The `gateway` binary: reads its settings from the environment and runs
 //! the application until SIGTERM/SIGINT.
 
-use gateway::{telemetry, Application, Settings};
+use gateway::{Application, Settings};
 
 /// See `Cargo.toml`: measured cheaper per request than glibc malloc.
 #[global_allocator]
@@ -9,8 +9,15 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init();
-    let settings = Settings::from_env()?;
+    let env = aigw_service::Env::process();
+    aigw_service::init_logging(&aigw_service::LogSettings::from_env(&env).unwrap_or_default());
+    let settings = match Settings::from_env(&env) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid configuration");
+            std::process::exit(2);
+        }
+    };
     let app = Application::build(settings).await?;
     app.run_until_stopped().await
 }

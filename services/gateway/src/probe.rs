@@ -2,8 +2,8 @@
 //! are probed every `interval_s` with `GET {base_url}{path}` and the
 //! instance key; the result feeds the instance's state in [`crate::health`].
 
-use crate::health::now_ms;
 use crate::routing::{Instance, RoutingStore};
+use aigw_service::clock::monotonic_ms;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +27,7 @@ pub async fn run_active_checks(
         let Some(routing) = store.load() else {
             continue;
         };
-        let now = now_ms();
+        let now = monotonic_ms();
         for inst in routing.instances() {
             let Some(hc) = &inst.health_check else {
                 continue;

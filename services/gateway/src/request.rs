@@ -50,7 +50,7 @@ pub fn authenticate<'r>(
     }
     if key
         .expires_at_ms
-        .is_some_and(|t| crate::accounting::unix_ms() >= t)
+        .is_some_and(|t| aigw_service::clock::now_ms() >= t)
     {
         return Err((AuthFailure::ExpiredKey, GatewayError::ExpiredKey));
     }

@@ -9,6 +9,8 @@ use crate::routing::Endpoint;
 use crate::state::AppState;
 use crate::upstream::UpstreamClient;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use aigw_metrics::families::gateway as fam;
+use aigw_metrics::ScrapeValues;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -119,40 +121,29 @@ async fn metrics(
     scrape: web::Data<aigw_service::ScrapeGate>,
 ) -> HttpResponse {
     let render = |accept: Option<String>| async move {
-        let budgets = budget_registry(&state);
+        let budgets = budget_values(&state);
         state
             .metrics
-            .render_negotiated(accept.as_deref(), Some(&budgets))
+            .render_negotiated_with(accept.as_deref(), &budgets)
             .await
     };
     scrape.serve(&req, render).await
 }
 
 /// `ai_gateway_namespace_budget_usd{namespace_code}` from the routing
-/// snapshot, for the budget alerts and panels (spend is the token-service's
-/// `token_service_namespace_month_cost_usd`).
-fn budget_registry(state: &AppState) -> aigw_metrics::prometheus_client::registry::Registry {
-    use aigw_metrics::prometheus_client::metrics::{family::Family, gauge::Gauge};
-    let mut reg = aigw_metrics::prometheus_client::registry::Registry::default();
-    let Some(routing) = state.store.load() else {
-        return reg;
-    };
-    let fam =
-        Family::<Vec<(&'static str, String)>, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
-    let mut any = false;
-    for (ns, nano) in routing.budgets() {
-        fam.get_or_create(&vec![("namespace_code", ns.to_string())])
-            .set(nano as f64 / 1e9);
-        any = true;
+/// snapshot.
+fn budget_values(state: &AppState) -> ScrapeValues {
+    let mut values = ScrapeValues::new();
+    if let Some(routing) = state.store.load() {
+        for (ns, nano) in routing.budgets() {
+            values.set(
+                &fam::NAMESPACE_BUDGET_USD,
+                &fam::Namespace { namespace_code: ns },
+                nano as f64 / 1e9,
+            );
+        }
     }
-    if any {
-        reg.register(
-            "ai_gateway_namespace_budget_usd",
-            "Monthly budget per namespace from the config snapshot, USD.",
-            fam,
-        );
-    }
-    reg
+    values
 }
 
 pub async fn not_found(req: HttpRequest) -> HttpResponse {

@@ -82,9 +82,9 @@ impl Application {
     /// snapshot is loaded).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.validate()?;
-        let body_timeout = aigw_service::body_timeout_from_env().map_err(anyhow::Error::msg)?;
+        let body_timeout = settings.body_timeout;
         let scrape = web::Data::new(aigw_service::ScrapeGate::new(
-            aigw_service::scrape::metrics_token_from_env(),
+            settings.metrics_token.clone(),
         ));
         let listener = std::net::TcpListener::bind((settings.bind_addr.as_str(), settings.port))
             .with_context(|| format!("binding {}:{}", settings.bind_addr, settings.port))?;
@@ -163,7 +163,7 @@ impl Application {
         );
 
         let data = state.clone();
-        let mut server = HttpServer::new(move || {
+        let server = HttpServer::new(move || {
             // Runs on each worker thread: the upstream client's direct path
             // belongs to this worker (see `upstream`).
             let client = UpstreamClient::for_worker(&up_config, general.clone());
@@ -182,10 +182,8 @@ impl Application {
         // Stream chunks are small writes: without this, Nagle's algorithm
         // holds each one until the client's delayed ACK (tens of ms).
         .tcp_nodelay(true)
-        .shutdown_timeout(settings.shutdown_grace.as_secs().max(1));
-        if let Some(w) = settings.workers {
-            server = server.workers(w);
-        }
+        .shutdown_timeout(settings.shutdown_grace.as_secs().max(1))
+        .workers(settings.workers);
         let server = server.listen(listener)?.run();
         let handle = AppHandle {
             server: server.handle(),
@@ -216,7 +214,7 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let server_handle = self.server.handle();
         let signals = tokio::spawn(async move {
-            shutdown_signal().await;
+            aigw_service::shutdown_signal().await;
             tracing::info!("shutdown signal received; draining in-flight requests");
             server_handle.stop(true).await;
         });
@@ -233,30 +231,5 @@ impl Application {
         let _ = self.flusher.await;
         tracing::info!("metrics flushed; bye");
         result.context("http server")
-    }
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

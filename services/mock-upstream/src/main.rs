@@ -5,6 +5,7 @@ use mock_upstream::{Application, Config};
 use tracing_subscriber::EnvFilter;
 
 #[actix_web::main]
+#[allow(clippy::disallowed_methods)] // a provider's stand-in, not one of the services
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "-h" || a == "--help") {

@@ -3,6 +3,10 @@
 //! through `POST /v1/tokens/count` — so the HTTP overhead is visible.
 //! Run through `scripts/bench-tokens.sh`.
 
+// Tests read their own switches (CI, TEST_LOG, …) and the wall clock;
+// the rules of clippy.toml are for the services.
+#![allow(clippy::disallowed_methods)]
+
 use std::time::{Duration, Instant};
 use token_service::tokenize::{Encoders, Encoding};
 

@@ -2,6 +2,10 @@
 //! of a private redis-server, the service's consumer, and what lands in
 //! Redis and on `/metrics` — exact tokens, cost, errors and histograms.
 
+// Tests read their own switches (CI, TEST_LOG, …) and the wall clock;
+// the rules of clippy.toml are for the services.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use aigw_metrics::keys;

@@ -294,6 +294,7 @@ impl Env {
 /// The one duration grammar of every setting: a whole number of seconds
 /// (`30`), or numbers with units (`250ms`, `30s`, `1m`, `2h`, `7d`, also
 /// combined: `1m 30s`).
+#[allow(clippy::disallowed_methods)] // the one duration grammar
 pub fn parse_duration(v: &str) -> Result<Duration, String> {
     let v = v.trim();
     if let Ok(secs) = v.parse::<u64>() {

@@ -38,12 +38,6 @@ pub fn body_timeout(env: &Env) -> Result<Duration, EnvError> {
     env.positive_duration("BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT)
 }
 
-/// [`body_timeout`] from the process environment, for a service whose
-/// settings do not carry it yet (the gateway).
-pub fn body_timeout_from_env() -> Result<Duration, String> {
-    body_timeout(&Env::process()).map_err(|e| e.to_string())
-}
-
 /// `REDIS_URL`, default `redis://127.0.0.1:6379`, shown redacted.
 pub fn redis_url(env: &Env) -> Result<Secret, EnvError> {
     env.url(

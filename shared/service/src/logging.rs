@@ -50,6 +50,7 @@ impl LogSettings {
 
 /// Installs the global subscriber. Later calls are no-ops (tests build
 /// several applications in one process).
+#[allow(clippy::disallowed_methods)] // the one logging setup
 pub fn init_logging(s: &LogSettings) {
     let filter = EnvFilter::try_new(&s.filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()

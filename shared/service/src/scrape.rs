@@ -37,12 +37,6 @@ pub fn metrics_token(env: &Env) -> Option<Secret> {
         .filter(|t| !t.expose().is_empty())
 }
 
-/// [`metrics_token`] from the process environment, for a service whose
-/// settings do not carry it yet (the gateway).
-pub fn metrics_token_from_env() -> Option<Secret> {
-    metrics_token(&Env::process())
-}
-
 /// A service's `/metrics`: who may scrape it and the last renders.
 pub struct ScrapeGate {
     token: Option<Secret>,

@@ -226,6 +226,7 @@ impl SnapshotWatcher {
 
     /// One connection's lifetime: subscribe, load, then follow
     /// notifications and polls until a call fails. `Ok` only on cancel.
+    #[allow(clippy::disallowed_methods)] // the one subscriber to config notifications
     async fn session(
         &self,
         sink: &dyn SnapshotSink,

@@ -53,6 +53,7 @@ impl TempDir {
 }
 
 impl Drop for TempDir {
+    #[allow(clippy::disallowed_methods)] // a test switch, not a service setting
     fn drop(&mut self) {
         if std::env::var_os("AIGW_KEEP_TEST_DIRS").is_none() {
             let _ = std::fs::remove_dir_all(&self.0);

@@ -3,6 +3,7 @@
 use sqlx::{Connection, Executor, PgConnection};
 
 /// Where the admin connection goes; override with `TEST_PG_URL`.
+#[allow(clippy::disallowed_methods)] // a test switch, not a service setting
 fn admin_url() -> String {
     std::env::var("TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())

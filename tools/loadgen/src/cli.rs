@@ -46,6 +46,7 @@ pub struct Options {
     pub quiet: bool,
 }
 
+#[allow(clippy::disallowed_methods)] // a command-line tool's flags (fractional seconds too)
 fn duration(flag: &str, v: &str) -> Result<Duration, String> {
     // Bare numbers are seconds.
     if let Ok(s) = v.parse::<f64>() {

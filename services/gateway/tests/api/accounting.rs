@@ -24,7 +24,7 @@ async fn seed_keys_and_every_series_have_exact_values() {
         ],
     };
     let app = TestApp::spawn(&snap).await;
-    let started_ms = gateway::accounting::unix_ms();
+    let started_ms = aigw_service::clock::now_ms();
 
     // team-a: 3 chats, 1 stream, 1 embedding, 1 models list (200 ×6),
     // 1 unknown model (404), 1 upstream 400 relayed.
@@ -66,7 +66,7 @@ async fn seed_keys_and_every_series_have_exact_values() {
         assert_eq!(r.status(), 401);
     }
     app.settle().await;
-    let ended_ms = gateway::accounting::unix_ms();
+    let ended_ms = aigw_service::clock::now_ms();
 
     // ---- Redis seed keys ----
     let exact: &[(&str, Option<i64>)] = &[

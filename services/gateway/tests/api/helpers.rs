@@ -121,8 +121,8 @@ pub fn test_settings(redis_url: &str) -> Settings {
     Settings {
         bind_addr: "127.0.0.1".into(),
         port: 0,
-        redis_url: gateway::config::RedisUrl::new(redis_url),
-        workers: Some(1),
+        redis_url: aigw_service::Secret::url(redis_url),
+        workers: 1,
         metrics_flush_interval: Duration::from_millis(100),
         config_poll_interval: Duration::from_millis(300),
         budget_poll_interval: Duration::from_millis(100),
@@ -163,7 +163,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn start(settings: Settings) -> Gateway {
-        gateway::telemetry::init_for_tests();
+        aigw_service::init_logging_for_tests();
         let app = Application::build(settings).await.expect("build gateway");
         let addr = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();

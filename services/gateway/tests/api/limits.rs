@@ -160,7 +160,7 @@ async fn monthly_budget_refuses_once_the_cost_reaches_it() {
     let mut snap = one_instance(&up.base_url());
     snap.namespaces[0].monthly_budget_usd = Some("1".parse().unwrap());
     let app = TestApp::spawn(&snap).await;
-    let month = gateway::limits::month_of(gateway::limits::unix_s());
+    let month = aigw_types::BudgetMonth::of_unix_s(aigw_service::clock::now_unix_s()).label();
     let cost_key = format!("metrics:cost:ns:team-a:month:{month}");
     let set_cost = |v: i64| {
         let redis = &app.redis;

@@ -2,6 +2,7 @@
 //! specification's keys, exactly.
 
 use crate::family::{Family, Kind, LATENCY_BUCKETS_US};
+use crate::metric::ScrapeGauge;
 
 const NS: &[&str] = &["namespace_code"];
 
@@ -140,3 +141,16 @@ pub static ALL: &[&Family] = &[
     &AUTH_FAILURES,
     &USAGE_DROPPED,
 ];
+
+crate::label_set! {
+    /// A namespace, as named in the config snapshot.
+    pub struct Namespace { namespace_code }
+}
+
+/// A namespace's monthly budget from the config snapshot, for the budget
+/// alerts and panels (spend is the token-service's
+/// `token_service_namespace_month_cost_usd`).
+pub static NAMESPACE_BUDGET_USD: ScrapeGauge<Namespace<'static>> = ScrapeGauge::new(
+    "ai_gateway_namespace_budget_usd",
+    "Monthly budget per namespace from the config snapshot, USD.",
+);
