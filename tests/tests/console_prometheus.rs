@@ -2,9 +2,9 @@
 //! and a real `prometheus` scraping it every second: after traffic of known
 //! shape, the page shows per namespace exactly what Prometheus' own query
 //! API answers for the same expressions at the moment the page states;
-//! with Prometheus gone, or answering something else, the page still
-//! renders, says so, and shows the Redis counters, which equal the
-//! requests sent. The basic-auth password in `PROMETHEUS_URL` is on no page
+//! with Prometheus gone, answering something else or not answering at
+//! all, the page still renders, says so, and shows the Redis counters,
+//! which equal the requests sent. The basic-auth password in `PROMETHEUS_URL` is on no page
 //! and in no log line.
 
 use aigw_e2e::load::{chat_body, send};
@@ -315,6 +315,26 @@ async fn overview_shows_prometheus_figures_and_falls_back_to_redis() {
     assert!(page.contains("Prometheus answered HTTP 404: "), "{page}");
     assert_eq!(row(&page, "team-a")["num requests"].0, "10");
     assert!(!page.contains(PROM_PASSWORD));
+
+    // A Prometheus that never answers: the page waits PROMETHEUS_TIMEOUT,
+    // no longer. (The kernel completes the connection; nobody reads it.)
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    stack.cc.set_env(
+        "PROMETHEUS_URL",
+        format!("http://viewer:{PROM_PASSWORD}@127.0.0.1:{silent_port}"),
+    );
+    stack.cc.set_env("PROMETHEUS_TIMEOUT", "500ms");
+    stack.cc.restart().await;
+    let cookie = sign_in(&stack.cc.url()).await;
+    let page = overview(&stack, &cookie).await;
+    assert!(
+        page.contains("Prometheus did not answer within 500ms: "),
+        "{page}"
+    );
+    assert_eq!(row(&page, "team-a")["num requests"].0, "10");
+    assert!(!page.contains(PROM_PASSWORD));
+    drop(silent);
     for (name, log) in stack.all_logs() {
         assert!(!log.contains(PROM_PASSWORD), "{name} logged the password");
     }
