@@ -45,7 +45,7 @@ fn seconds(s: f64) -> String {
 
 fn pct(r: Option<f64>) -> String {
     r.map(|r| format!("{:.1} %", r * 100.0))
-        .unwrap_or_else(|| "—".into())
+        .unwrap_or_else(|| DASH.into())
 }
 
 const DASH: &str = "—";
