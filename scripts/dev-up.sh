@@ -10,6 +10,7 @@
 # Environment (all optional):
 #   GATEWAY_PORT=8080 CONFIG_CENTER_PORT=8000 TOKEN_SERVICE_PORT=8001
 #   MOCK_PORT=9000 PROMETHEUS_PORT=9090 REDIS_URL=redis://127.0.0.1:6379
+#   PROMETHEUS_URL (the console's overview; default the Prometheus started here)
 #   ADMIN_TOKEN=dev-admin-token DATABASE_URL=sqlite://data/config-center.db
 #   AIGW_RUN_DIR=.run (pids, logs, generated configs)
 #   AIGW_BIN_DIR=<dir with the binaries> (skips the build; default target/release)
@@ -89,6 +90,11 @@ print_urls() {
 EOF
     if [[ "${PROMETHEUS_STARTED:-0}" == 1 ]]; then
         echo "  Prometheus            http://127.0.0.1:$PROMETHEUS_PORT   (targets: /targets, alerts: /alerts)"
+    fi
+    if [[ -n "${PROMETHEUS_URL:-}" ]]; then
+        echo "  Console overview      traffic from Prometheus (PROMETHEUS_URL), spend from the ledger and Redis"
+    else
+        echo "  Console overview      traffic from the Redis counters (no Prometheus)"
     fi
     echo "  Logs                  $LOG_DIR/"
 }
@@ -194,26 +200,6 @@ for b in "${BINARIES[@]}"; do
     [[ -x "$BIN_DIR/$b" ]] || die "$BIN_DIR/$b not found (build it, or drop --no-build)"
 done
 
-# ---------------------------------------------------------------- services
-export RUST_LOG="${RUST_LOG:-info}"
-start mock-upstream env MOCK_PORT="$MOCK_PORT" BIND_ADDR=127.0.0.1 \
-    MOCK_LATENCY_MS="${MOCK_LATENCY_MS:-50}" MOCK_CHUNKS="${MOCK_CHUNKS:-8}" \
-    MOCK_CHUNK_DELAY_MS="${MOCK_CHUNK_DELAY_MS:-20}" "$BIN_DIR/mock-upstream"
-wait_http "http://127.0.0.1:$MOCK_PORT/health" mock-upstream "$LOG_DIR/mock-upstream.log" "$LAST_PID"
-
-# The config-center's SQLite file lives under data/ unless DATABASE_URL says otherwise.
-start config-center env CONFIG_CENTER_PORT="$CONFIG_CENTER_PORT" REDIS_URL="$REDIS_URL" \
-    ADMIN_TOKEN="$ADMIN_TOKEN" DATABASE_URL="${DATABASE_URL:-sqlite://$ROOT/data/config-center.db}" \
-    "$BIN_DIR/config-center"
-wait_http "http://127.0.0.1:$CONFIG_CENTER_PORT/health" config-center "$LOG_DIR/config-center.log" "$LAST_PID"
-
-start token-service env TOKEN_SERVICE_PORT="$TOKEN_SERVICE_PORT" REDIS_URL="$REDIS_URL" \
-    "$BIN_DIR/token-service"
-wait_http "http://127.0.0.1:$TOKEN_SERVICE_PORT/health" token-service "$LOG_DIR/token-service.log" "$LAST_PID"
-
-start gateway env GATEWAY_PORT="$GATEWAY_PORT" REDIS_URL="$REDIS_URL" "$BIN_DIR/gateway"
-wait_http "http://127.0.0.1:$GATEWAY_PORT/health" gateway "$LOG_DIR/gateway.log" "$LAST_PID"
-
 # ---------------------------------------------------------------- prometheus
 PROMETHEUS_STARTED=0
 if [[ "$WANT_PROMETHEUS" == 1 ]]; then
@@ -249,6 +235,31 @@ if [[ "$WANT_PROMETHEUS" == 1 ]]; then
         PROMETHEUS_STARTED=1
     fi
 fi
+# The console's overview reads requests, error rate and p95 latency from
+# this Prometheus (or the one PROMETHEUS_URL names); without one, from Redis.
+if [[ -z "${PROMETHEUS_URL:-}" && "$PROMETHEUS_STARTED" == 1 ]]; then
+    PROMETHEUS_URL="http://127.0.0.1:$PROMETHEUS_PORT"
+fi
+
+# ---------------------------------------------------------------- services
+export RUST_LOG="${RUST_LOG:-info}"
+start mock-upstream env MOCK_PORT="$MOCK_PORT" BIND_ADDR=127.0.0.1 \
+    MOCK_LATENCY_MS="${MOCK_LATENCY_MS:-50}" MOCK_CHUNKS="${MOCK_CHUNKS:-8}" \
+    MOCK_CHUNK_DELAY_MS="${MOCK_CHUNK_DELAY_MS:-20}" "$BIN_DIR/mock-upstream"
+wait_http "http://127.0.0.1:$MOCK_PORT/health" mock-upstream "$LOG_DIR/mock-upstream.log" "$LAST_PID"
+
+# The config-center's SQLite file lives under data/ unless DATABASE_URL says otherwise.
+start config-center env CONFIG_CENTER_PORT="$CONFIG_CENTER_PORT" REDIS_URL="$REDIS_URL" \
+    ADMIN_TOKEN="$ADMIN_TOKEN" DATABASE_URL="${DATABASE_URL:-sqlite://$ROOT/data/config-center.db}" \
+    PROMETHEUS_URL="${PROMETHEUS_URL:-}" "$BIN_DIR/config-center"
+wait_http "http://127.0.0.1:$CONFIG_CENTER_PORT/health" config-center "$LOG_DIR/config-center.log" "$LAST_PID"
+
+start token-service env TOKEN_SERVICE_PORT="$TOKEN_SERVICE_PORT" REDIS_URL="$REDIS_URL" \
+    "$BIN_DIR/token-service"
+wait_http "http://127.0.0.1:$TOKEN_SERVICE_PORT/health" token-service "$LOG_DIR/token-service.log" "$LAST_PID"
+
+start gateway env GATEWAY_PORT="$GATEWAY_PORT" REDIS_URL="$REDIS_URL" "$BIN_DIR/gateway"
+wait_http "http://127.0.0.1:$GATEWAY_PORT/health" gateway "$LOG_DIR/gateway.log" "$LAST_PID"
 
 # ---------------------------------------------------------------- seed + traffic
 print_urls

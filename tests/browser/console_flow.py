@@ -106,7 +106,7 @@ def submit(d, label):
 
 def check_page(d, seen):
     """What every page must hold: no alert (escaping), no CSP violation,
-    every visible control labelled."""
+    every visible control labelled visibly and reachable with Tab."""
     try:
         a = d.switch_to.alert
         raise AssertionError(f"an alert opened: {a.text}")
@@ -118,14 +118,24 @@ def check_page(d, seen):
         # Refused forms answer 4xx on purpose; anything else severe is a
         # script error.
         assert entry.get("level") != "SEVERE" or "Failed to load resource" in msg, msg
+    # A label the eye sees: a shown <label> with text, or a button's own text.
     unlabelled = d.execute_script("""
+        const shown = e => e.offsetParent !== null && e.textContent.trim();
         return [...document.querySelectorAll('input, select, button, textarea')]
           .filter(e => e.type !== 'hidden' && !e.hidden)
-          .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
-                       && !(e.tagName === 'BUTTON' && e.textContent.trim()))
+          .filter(e => !(e.labels && [...e.labels].some(shown))
+                       && !(e.tagName === 'BUTTON' && shown(e)))
           .map(e => e.outerHTML);
     """)
     assert not unlabelled, unlabelled
+    # Every control, link and disclosure is in the Tab order.
+    untabbable = d.execute_script("""
+        return [...document.querySelectorAll('input, select, button, textarea, a[href], summary')]
+          .filter(e => e.type !== 'hidden' && !e.hidden && e.offsetParent !== null)
+          .filter(e => e.disabled || e.tabIndex < 0)
+          .map(e => e.outerHTML);
+    """)
+    assert not untabbable, untabbable
     seen.append(d.current_url)
 
 

@@ -229,6 +229,17 @@ pub struct Targets {
     pub token_service: String,
 }
 
+impl Targets {
+    /// The stack's first gateway, its config-center and token-service.
+    pub fn of(stack: &crate::stack::Stack) -> Targets {
+        Targets {
+            gateway: format!("127.0.0.1:{}", stack.gateways[0].port),
+            config_center: format!("127.0.0.1:{}", stack.cc.port),
+            token_service: format!("127.0.0.1:{}", stack.ts.port),
+        }
+    }
+}
+
 /// `monitoring/prometheus.yml` with localhost targets, `interval` for the
 /// scrape and evaluation intervals and the rule file by absolute path:
 /// the same text otherwise, so the test exercises the shipped config.
@@ -296,6 +307,17 @@ pub struct Prometheus {
     pub proc: Proc,
     http: reqwest::Client,
     _dir: TempDir,
+}
+
+/// Prints Prometheus's log when the test fails (the stack prints its own
+/// services' logs).
+pub struct LogsOnPanic<'a>(pub &'a Prometheus);
+impl Drop for LogsOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("----- prometheus\n{}", self.0.proc.logs());
+        }
+    }
 }
 
 /// One series of an instant vector.
@@ -401,9 +423,21 @@ impl Prometheus {
 
     /// An instant query now; a scalar result becomes one sample without labels.
     pub async fn query(&self, expr: &str) -> Result<Vec<Sample>, String> {
-        let data = self
-            .api("/api/v1/query", &[("query", expr.to_string())])
-            .await?;
+        self.instant(expr, &[("query", expr.to_string())]).await
+    }
+
+    /// An instant query evaluated at `time` (unix seconds as Prometheus
+    /// reads them, e.g. `1764272000.123`).
+    pub async fn query_at(&self, expr: &str, time: &str) -> Result<Vec<Sample>, String> {
+        self.instant(
+            expr,
+            &[("query", expr.to_string()), ("time", time.to_string())],
+        )
+        .await
+    }
+
+    async fn instant(&self, expr: &str, params: &[(&str, String)]) -> Result<Vec<Sample>, String> {
+        let data = self.api("/api/v1/query", params).await?;
         match data["resultType"].as_str() {
             Some("vector") => Ok(data["result"]
                 .as_array()
@@ -496,6 +530,20 @@ impl Prometheus {
                 )
             })
             .collect()
+    }
+
+    /// Polls the targets until there are `n`, all with `health` (`up`,
+    /// `down`), or 20 s pass; returns the last seen.
+    pub async fn wait_targets(&self, n: usize, health: &str) -> Vec<(String, String, String)> {
+        let mut seen = Vec::new();
+        for _ in 0..100 {
+            seen = self.targets().await;
+            if seen.len() == n && seen.iter().all(|(_, h, _)| h == health) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        seen
     }
 
     /// The whole answer of `/api/v1/targets?state=any`: active targets with

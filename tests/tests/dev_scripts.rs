@@ -179,6 +179,16 @@ async fn dev_up_detached_is_stopped_by_dev_down_and_foreground_by_ctrl_c() {
             "{cfg}"
         );
         assert!(!cfg.contains("gateway:8080"), "{cfg}");
+        // The console's overview reads it.
+        assert!(
+            stdout.contains("Console overview      traffic from Prometheus (PROMETHEUS_URL)"),
+            "{stdout}"
+        );
+        let cc_log = std::fs::read_to_string(env.run_dir.join("logs/config-center.log")).unwrap();
+        assert!(
+            cc_log.contains("the console's overview queries Prometheus"),
+            "{cc_log}"
+        );
         if let Some(promtool) = which("promtool") {
             let o = std::process::Command::new(promtool)
                 .args(["check", "config"])

@@ -9,7 +9,7 @@ use aigw_e2e::load::{send, Outcome};
 use aigw_e2e::monitoring::{
     family_of, load_yaml, metric_names, names, panel_queries, parse_label_values, regex_values,
     scalar, substitute, test_prometheus_config, unix_now, variables, which, workspace_root,
-    Prometheus, Series, Targets,
+    LogsOnPanic, Prometheus, Series, Targets,
 };
 use aigw_e2e::stack::{Stack, StackOptions};
 use aigw_testkit::free_port;
@@ -121,26 +121,6 @@ fn assert_within(what: &str, v: f64, (lo, hi): (f64, f64)) {
     );
 }
 
-/// The stack's three services as scrape targets.
-fn targets(stack: &Stack) -> Targets {
-    Targets {
-        gateway: format!("127.0.0.1:{}", stack.gateways[0].port),
-        config_center: format!("127.0.0.1:{}", stack.cc.port),
-        token_service: format!("127.0.0.1:{}", stack.ts.port),
-    }
-}
-
-/// Prints Prometheus's log when the test fails (the stack prints its own
-/// services' logs).
-struct LogsOnPanic<'a>(&'a Prometheus);
-impl Drop for LogsOnPanic<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("----- prometheus\n{}", self.0.proc.logs());
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_stack_and_every_query_works() {
     let Some(prometheus) = which("prometheus") else {
@@ -209,7 +189,7 @@ async fn prometheus_scrapes_the_stack_and_every_query_works() {
     stack.wait_version(v).await;
 
     // ---- a real Prometheus scraping the stack every second ----
-    let config = test_prometheus_config(&targets(&stack), "1s");
+    let config = test_prometheus_config(&Targets::of(&stack), "1s");
     let prom = Prometheus::start(&prometheus, &config).await;
     let _logs = LogsOnPanic(&prom);
     let started = unix_now();
@@ -223,14 +203,7 @@ async fn prometheus_scrapes_the_stack_and_every_query_works() {
 
     // All three targets up before any traffic, so every counter's first
     // sample is taken before it moves.
-    let mut up = Vec::new();
-    for _ in 0..100 {
-        up = prom.targets().await;
-        if up.len() == 3 && up.iter().all(|(_, h, _)| h == "up") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let up = prom.wait_targets(3, "up").await;
     let jobs: BTreeSet<&str> = up.iter().map(|(j, _, _)| j.as_str()).collect();
     assert_eq!(
         jobs,
@@ -705,18 +678,11 @@ async fn metrics_token_gates_every_service_and_the_shipped_config_scrapes_with_i
         );
         return;
     };
-    let config = test_prometheus_config(&targets(&stack), "1s");
+    let config = test_prometheus_config(&Targets::of(&stack), "1s");
     for (token, health) in [(TOKEN, "up"), ("", "down")] {
         let prom = Prometheus::start_with_token(&prometheus, &config, token).await;
         let _logs = LogsOnPanic(&prom);
-        let mut seen = Vec::new();
-        for _ in 0..100 {
-            seen = prom.targets().await;
-            if seen.len() == 3 && seen.iter().all(|(_, h, _)| h == health) {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let seen = prom.wait_targets(3, health).await;
         assert_eq!(seen.len(), 3, "{seen:?}");
         for (job, h, err) in &seen {
             assert_eq!(h, health, "{job} with token {token:?}: {err}");

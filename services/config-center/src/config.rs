@@ -62,6 +62,18 @@ pub struct Config {
     /// `CONSOLE_SESSION_TTL`, default 8h: how long a web console session
     /// lasts after sign-in.
     pub console_session_ttl: Duration,
+    /// `PROMETHEUS_URL`, default unset: the Prometheus the console's
+    /// overview queries for requests, error rate and p95 latency (else it
+    /// reads the Redis counters). May carry basic-auth credentials; printed
+    /// redacted.
+    pub prometheus_url: Option<Secret>,
+    /// `PROMETHEUS_TIMEOUT`, default 2s: how long the overview waits for
+    /// Prometheus before it falls back to Redis.
+    pub prometheus_timeout: Duration,
+    /// `PROMETHEUS_QUERY_OFFSET`, default 0s: the overview's queries are
+    /// evaluated this long before now, so that scrapes still in flight
+    /// cannot change the figures afterwards (Prometheus' `query_offset`).
+    pub prometheus_query_offset: Duration,
     pub ledger: LedgerConfig,
 }
 
@@ -132,6 +144,10 @@ impl Config {
             shutdown_timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(10))?,
             console_session_ttl: env
                 .positive_duration("CONSOLE_SESSION_TTL", Duration::from_secs(8 * 3600))?,
+            prometheus_url: prometheus_url(env)?,
+            prometheus_timeout: env
+                .positive_duration("PROMETHEUS_TIMEOUT", Duration::from_secs(2))?,
+            prometheus_query_offset: env.duration("PROMETHEUS_QUERY_OFFSET", Duration::ZERO)?,
             ledger: LedgerConfig {
                 enabled: env.flag("LEDGER_ENABLED", true)?,
                 consumer_name: env.string_or_else(
@@ -201,6 +217,7 @@ impl Config {
             ("METRICS_FLUSH_INTERVAL", self.metrics_flush_interval),
             ("BODY_TIMEOUT", self.body_timeout),
             ("CONSOLE_SESSION_TTL", self.console_session_ttl),
+            ("PROMETHEUS_TIMEOUT", self.prometheus_timeout),
         ] {
             if d.is_zero() {
                 return invalid(var, "must be greater than zero");
@@ -208,6 +225,24 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `PROMETHEUS_URL`: unset, or an `http(s)://` URL without a query (the
+/// API paths are appended to its path).
+fn prometheus_url(env: &Env) -> Result<Option<Secret>, EnvError> {
+    let Some(v) = env.secret("PROMETHEUS_URL") else {
+        return Ok(None);
+    };
+    let ok = url::Url::parse(v.expose()).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https") && u.has_host() && u.query().is_none()
+    });
+    if !ok {
+        return Err(EnvError::new(
+            "PROMETHEUS_URL",
+            "not a URL starting with http:// or https:// (without a query)",
+        ));
+    }
+    Ok(Some(Secret::url(v.expose())))
 }
 
 #[cfg(test)]
@@ -281,6 +316,45 @@ mod tests {
         ])
         .unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn prometheus_url_is_optional_checked_and_redacted() {
+        let c = cfg(&[("ADMIN_TOKEN", "t")]).unwrap();
+        assert!(c.prometheus_url.is_none());
+        assert_eq!(c.prometheus_timeout, Duration::from_secs(2));
+        assert_eq!(c.prometheus_query_offset, Duration::ZERO);
+        let c = cfg(&[
+            ("ADMIN_TOKEN", "t"),
+            (
+                "PROMETHEUS_URL",
+                "https://viewer:hunter2@prom.example:9090/prom",
+            ),
+            ("PROMETHEUS_TIMEOUT", "500ms"),
+            ("PROMETHEUS_QUERY_OFFSET", "15s"),
+        ])
+        .unwrap();
+        assert_eq!(c.prometheus_query_offset, Duration::from_secs(15));
+        let url = c.prometheus_url.as_ref().unwrap();
+        assert_eq!(
+            url.expose(),
+            "https://viewer:hunter2@prom.example:9090/prom"
+        );
+        assert_eq!(c.prometheus_timeout, Duration::from_millis(500));
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("prom.example:9090"), "{shown}");
+        for bad in [
+            "prom:9090",
+            "ftp://u:hunter2@prom:9090",
+            "http://u:hunter2@prom:9090/?token=x",
+        ] {
+            let e = cfg(&[("ADMIN_TOKEN", "t"), ("PROMETHEUS_URL", bad)]).unwrap_err();
+            assert_eq!(e.var, "PROMETHEUS_URL");
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+        let e = cfg(&[("ADMIN_TOKEN", "t"), ("PROMETHEUS_TIMEOUT", "0s")]).unwrap_err();
+        assert_eq!(e.var, "PROMETHEUS_TIMEOUT");
     }
 
     #[test]

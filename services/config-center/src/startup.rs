@@ -90,6 +90,17 @@ impl Application {
             flush_cancel.clone(),
         );
 
+        let prometheus = match &config.prometheus_url {
+            Some(url) => {
+                tracing::info!("the console's overview queries Prometheus (PROMETHEUS_URL)");
+                Some(ui::prometheus::Prometheus::new(
+                    url,
+                    config.prometheus_timeout,
+                    config.prometheus_query_offset,
+                )?)
+            }
+            None => None,
+        };
         let state = web::Data::new(AppState {
             store: store.clone(),
             publisher,
@@ -105,6 +116,7 @@ impl Application {
             publish_wait: config.publish_wait,
             openapi_json: openapi::json(),
             console_session_ttl: config.console_session_ttl,
+            prometheus,
         });
 
         let listener = std::net::TcpListener::bind((config.bind_addr.as_str(), config.port))

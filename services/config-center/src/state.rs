@@ -18,4 +18,6 @@ pub struct AppState {
     pub openapi_json: String,
     /// How long a console session lasts (`CONSOLE_SESSION_TTL`).
     pub console_session_ttl: Duration,
+    /// The overview's Prometheus (`PROMETHEUS_URL`), when set.
+    pub prometheus: Option<crate::ui::prometheus::Prometheus>,
 }

@@ -7,6 +7,7 @@
 //! Layers, entry first: this file (routes and headers) → the pages
 //! ([`signin`], [`overview`], [`namespaces`], [`keys`], [`models`],
 //! [`instances`], [`usage`]) → [`session`], [`live`] (Redis reads),
+//! [`prometheus`] (the overview's traffic from Prometheus' HTTP API),
 //! [`forms`], [`error`] → [`layout`].
 
 mod assets;
@@ -19,6 +20,7 @@ mod live;
 mod models;
 mod namespaces;
 mod overview;
+pub mod prometheus;
 mod session;
 mod signin;
 mod usage;
