@@ -13,8 +13,9 @@ use crate::limits::TokenSink;
 use crate::namespace::{AuthFailure, ConcurrencySlot, NamespaceRuntime};
 use crate::routing::Endpoint;
 use crate::usage::{self, Usage};
-use aigw_metrics::families::gateway as fam;
-use aigw_metrics::{Recorder, Series};
+use aigw_metrics::families::gateway::{self as fam, Reason};
+use aigw_metrics::metric::kind::{Counter, Max};
+use aigw_metrics::{Handle, NoLabels, Recorder};
 use aigw_service::clock;
 use aigw_types::{CountText, TokenSource, UsageRecord};
 use bytes::Bytes;
@@ -30,12 +31,12 @@ pub const CLIENT_DISCONNECTED: (u16, &str) = (499, "client_disconnected");
 /// Process-wide accounting handles.
 pub struct Accounting {
     pub recorder: Recorder,
-    global_requests: Series,
-    global_errors: Series,
-    global_response_time: Series,
-    global_last_request: Series,
-    auth_failures: [Series; 4],
-    usage_dropped: Series,
+    global_requests: Handle<Counter>,
+    global_errors: Handle<Counter>,
+    global_response_time: Handle<Counter>,
+    global_last_request: Handle<Max>,
+    auth_failures: [Handle<Counter>; 4],
+    usage_dropped: Handle<Counter>,
     live: AtomicUsize,
     tokens: Option<TokenSink>,
 }
@@ -45,13 +46,13 @@ impl Accounting {
     /// namespace with a TPM limit.
     pub fn new(recorder: Recorder, tokens: Option<TokenSink>) -> Self {
         Accounting {
-            global_requests: recorder.series(&fam::GLOBAL_REQUESTS, &[]),
-            global_errors: recorder.series(&fam::GLOBAL_ERRORS, &[]),
-            global_response_time: recorder.series(&fam::GLOBAL_RESPONSE_TIME, &[]),
-            global_last_request: recorder.series(&fam::GLOBAL_LAST_REQUEST_TIME, &[]),
+            global_requests: fam::GLOBAL_REQUESTS.series(&recorder, &NoLabels),
+            global_errors: fam::GLOBAL_ERRORS.series(&recorder, &NoLabels),
+            global_response_time: fam::GLOBAL_RESPONSE_TIME.series(&recorder, &NoLabels),
+            global_last_request: fam::GLOBAL_LAST_REQUEST_TIME.series(&recorder, &NoLabels),
             auth_failures: AuthFailure::ALL
-                .map(|r| recorder.series(&fam::AUTH_FAILURES, &[r.as_str()])),
-            usage_dropped: recorder.series(&fam::USAGE_DROPPED, &[]),
+                .map(|r| fam::AUTH_FAILURES.series(&recorder, &Reason { reason: r.as_str() })),
+            usage_dropped: fam::USAGE_DROPPED.series(&recorder, &NoLabels),
             recorder,
             live: AtomicUsize::new(0),
             tokens,
@@ -258,7 +259,7 @@ impl RequestGuard {
         }
         acc.global_response_time.add(dur_us as i64);
         acc.global_last_request
-            .set(self.started_at_ms + (dur_us / 1000) as i64);
+            .raise(self.started_at_ms + (dur_us / 1000) as i64);
         if let Some(ns) = self.ns.take() {
             ns.requests.inc();
             if failed {

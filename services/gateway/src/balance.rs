@@ -119,13 +119,20 @@ pub fn has_candidate(candidates: &[Arc<Instance>], tried: &[usize], now_ms: u64)
 mod tests {
     use super::*;
     use crate::health::{HealthPolicy, InstanceState};
-    use aigw_metrics::{families::gateway as fam, Recorder, RecorderConfig};
+    use aigw_metrics::families::gateway::{InstanceNs, INSTANCE_HEALTH};
+    use aigw_metrics::{Recorder, RecorderConfig};
     use std::time::Duration;
 
     fn inst(id: &str, weight: u32) -> Arc<Instance> {
         let r = Recorder::new(RecorderConfig::for_service("t"));
         let state = Arc::new(InstanceState::new(
-            r.series(&fam::INSTANCE_HEALTH, &[id, "ns"]),
+            INSTANCE_HEALTH.series(
+                &r,
+                &InstanceNs {
+                    instance_id: id,
+                    namespace_code: "ns",
+                },
+            ),
             HealthPolicy {
                 failure_threshold: 1,
                 cooldown: Duration::from_secs(3600),

@@ -14,7 +14,8 @@
 //! Every transition is written to `metrics:instance:{id}:{namespace}` (1/0)
 //! through the batched writer and shown as `ai_gateway_instance_healthy`.
 
-use aigw_metrics::Series;
+use aigw_metrics::metric::kind::Set;
+use aigw_metrics::Handle;
 use aigw_service::clock::monotonic_ms;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -41,7 +42,7 @@ pub struct InstanceState {
     probe_failures: AtomicU32,
     pub(crate) next_probe_ms: AtomicU64,
     pub(crate) probing: AtomicBool,
-    series: Series,
+    series: Handle<Set>,
     policy: HealthPolicy,
     label: String,
 }
@@ -56,7 +57,7 @@ pub enum Availability {
 }
 
 impl InstanceState {
-    pub fn new(series: Series, policy: HealthPolicy, label: String) -> Self {
+    pub fn new(series: Handle<Set>, policy: HealthPolicy, label: String) -> Self {
         // Written at once so the series exists from the instance's first
         // appearance.
         series.set(1);
@@ -210,12 +211,19 @@ impl Drop for AttemptGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aigw_metrics::{families::gateway as fam, Recorder, RecorderConfig};
+    use aigw_metrics::families::gateway::{InstanceNs, INSTANCE_HEALTH};
+    use aigw_metrics::{Recorder, RecorderConfig};
 
     fn state(threshold: u32, cooldown_ms: u64) -> InstanceState {
         let r = Recorder::new(RecorderConfig::for_service("t"));
         InstanceState::new(
-            r.series(&fam::INSTANCE_HEALTH, &["i", "ns"]),
+            INSTANCE_HEALTH.series(
+                &r,
+                &InstanceNs {
+                    instance_id: "i",
+                    namespace_code: "ns",
+                },
+            ),
             HealthPolicy {
                 failure_threshold: threshold,
                 cooldown: Duration::from_millis(cooldown_ms),

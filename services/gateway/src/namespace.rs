@@ -4,8 +4,9 @@
 //! the reasons a request was retried or refused before a namespace was known.
 
 use crate::error::LimitReason;
-use aigw_metrics::families::gateway as fam;
-use aigw_metrics::{Recorder, Series};
+use aigw_metrics::families::gateway::{self as fam, Namespace, NsReason, NsStatus};
+use aigw_metrics::metric::kind::{Counter, Gauge, Histogram};
+use aigw_metrics::{Handle, Recorder};
 use std::sync::atomic::{AtomicI64, AtomicU32, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 
@@ -77,16 +78,16 @@ const STATUS_MAX: u16 = 599;
 pub struct NamespaceRuntime {
     pub code: Arc<str>,
     pub(crate) recorder: Recorder,
-    pub(crate) requests: Series,
-    pub(crate) successful: Series,
-    pub(crate) failed: Series,
-    pub(crate) response_time: Series,
-    pub(crate) concurrent: Series,
-    pub(crate) latency: Series,
-    pub(crate) ttft: Series,
-    pub(crate) status: Box<[OnceLock<Series>]>,
-    pub(crate) rejections: [Series; 4],
-    pub(crate) retries: [Series; 5],
+    pub(crate) requests: Handle<Counter>,
+    pub(crate) successful: Handle<Counter>,
+    pub(crate) failed: Handle<Counter>,
+    pub(crate) response_time: Handle<Counter>,
+    pub(crate) concurrent: Handle<Gauge>,
+    pub(crate) latency: Handle<Histogram>,
+    pub(crate) ttft: Handle<Histogram>,
+    pub(crate) status: Box<[OnceLock<Handle<Counter>>]>,
+    pub(crate) rejections: [Handle<Counter>; 4],
+    pub(crate) retries: [Handle<Counter>; 5],
     /// Requests of this namespace in flight in this replica.
     pub in_flight: AtomicU32,
     /// Month-to-date cost in nano-USD, as last read from the token-service's
@@ -96,35 +97,46 @@ pub struct NamespaceRuntime {
 
 impl NamespaceRuntime {
     pub fn new(recorder: &Recorder, code: &str) -> Self {
-        let l = [code];
+        let l = Namespace {
+            namespace_code: code,
+        };
+        let reason = |reason| NsReason {
+            namespace_code: code,
+            reason,
+        };
         NamespaceRuntime {
             code: Arc::from(code),
             recorder: recorder.clone(),
-            requests: recorder.series(&fam::NS_REQUESTS, &l),
-            successful: recorder.series(&fam::NS_SUCCESSFUL, &l),
-            failed: recorder.series(&fam::NS_FAILED, &l),
-            response_time: recorder.series(&fam::NS_RESPONSE_TIME, &l),
-            concurrent: recorder.series(&fam::NS_CONCURRENT, &l),
-            latency: recorder.series(&fam::NS_LATENCY, &l),
-            ttft: recorder.series(&fam::NS_TTFT, &l),
+            requests: fam::NS_REQUESTS.series(recorder, &l),
+            successful: fam::NS_SUCCESSFUL.series(recorder, &l),
+            failed: fam::NS_FAILED.series(recorder, &l),
+            response_time: fam::NS_RESPONSE_TIME.series(recorder, &l),
+            concurrent: fam::NS_CONCURRENT.series(recorder, &l),
+            latency: fam::NS_LATENCY.series(recorder, &l),
+            ttft: fam::NS_TTFT.series(recorder, &l),
             status: (STATUS_MIN..=STATUS_MAX).map(|_| OnceLock::new()).collect(),
             rejections: LimitReason::ALL
-                .map(|r| recorder.series(&fam::NS_REJECTIONS, &[code, r.as_str()])),
+                .map(|r| fam::NS_REJECTIONS.series(recorder, &reason(r.as_str()))),
             retries: RetryReason::ALL
-                .map(|r| recorder.series(&fam::NS_RETRIES, &[code, r.as_str()])),
+                .map(|r| fam::NS_RETRIES.series(recorder, &reason(r.as_str()))),
             in_flight: AtomicU32::new(0),
             spent_nano_usd: AtomicI64::new(0),
         }
     }
 
-    pub(crate) fn status_series(&self, status: u16) -> Series {
+    /// The series of one status code, resolved on the first response with
+    /// that code.
+    pub(crate) fn status_series(&self, status: u16) -> &Handle<Counter> {
         let status = status.clamp(STATUS_MIN, STATUS_MAX);
-        self.status[(status - STATUS_MIN) as usize]
-            .get_or_init(|| {
-                self.recorder
-                    .series(&fam::NS_STATUS, &[&self.code, &status.to_string()])
-            })
-            .clone()
+        self.status[(status - STATUS_MIN) as usize].get_or_init(|| {
+            fam::NS_STATUS.series(
+                &self.recorder,
+                &NsStatus {
+                    namespace_code: &self.code,
+                    status_code: &status.to_string(),
+                },
+            )
+        })
     }
 
     pub fn count_rejection(&self, reason: LimitReason) {

@@ -313,8 +313,13 @@ impl RoutingStore {
             let rid = (ic.id.clone(), ic.namespace_code.clone());
             let state = reg.instances.get(&rid).cloned().unwrap_or_else(|| {
                 Arc::new(InstanceState::new(
-                    self.recorder
-                        .series(&fam::INSTANCE_HEALTH, &[&ic.id, &ic.namespace_code]),
+                    fam::INSTANCE_HEALTH.series(
+                        &self.recorder,
+                        &fam::InstanceNs {
+                            instance_id: &ic.id,
+                            namespace_code: &ic.namespace_code,
+                        },
+                    ),
                     self.policy,
                     ic.id.clone(),
                 ))

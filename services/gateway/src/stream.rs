@@ -428,7 +428,7 @@ mod tests {
     use crate::accounting::Accounting;
     use crate::health::{HealthPolicy, InstanceState};
     use crate::routing::Endpoint;
-    use aigw_metrics::families::gateway as fam;
+    use aigw_metrics::families::gateway::{InstanceNs, INSTANCE_HEALTH};
     use aigw_metrics::{Recorder, RecorderConfig};
     use std::sync::Arc;
     use tokio::sync::mpsc;
@@ -450,7 +450,13 @@ mod tests {
         let recorder = Recorder::new(RecorderConfig::for_service("t"));
         let acc = Arc::new(Accounting::new(recorder.clone(), None));
         let state = Arc::new(InstanceState::new(
-            recorder.series(&fam::INSTANCE_HEALTH, &["i", "ns"]),
+            INSTANCE_HEALTH.series(
+                &recorder,
+                &InstanceNs {
+                    instance_id: "i",
+                    namespace_code: "ns",
+                },
+            ),
             HealthPolicy {
                 failure_threshold: 3,
                 cooldown: std::time::Duration::from_secs(1),

@@ -148,8 +148,23 @@ mod tests {
     use super::*;
     use aigw_metrics::RecorderConfig;
 
-    fn requests(rec: &Recorder, labels: &[&str]) -> i64 {
-        rec.series(f::COUNT_REQUESTS.family(), labels).get()
+    fn requests(rec: &Recorder, endpoint: &str, encoding: &str, status: &str) -> i64 {
+        let labels = f::CountRequest {
+            endpoint,
+            encoding,
+            status,
+        };
+        f::COUNT_REQUESTS.series(rec, &labels).pending()
+    }
+
+    fn encoded(m: &'static aigw_metrics::Counter<f::Encoding<'static>>, rec: &Recorder) -> i64 {
+        m.series(
+            rec,
+            &f::Encoding {
+                encoding: "cl100k_base",
+            },
+        )
+        .pending()
     }
 
     #[test]
@@ -168,16 +183,10 @@ mod tests {
             });
             g.answered(200);
         }
-        assert_eq!(requests(&rec, &["count", "none", "499"]), 1);
-        assert_eq!(requests(&rec, &["batch", "cl100k_base", "200"]), 1);
-        assert_eq!(
-            rec.series(f::COUNT_TOKENS.family(), &["cl100k_base"]).get(),
-            3
-        );
-        assert_eq!(
-            rec.series(f::COUNT_BYTES.family(), &["cl100k_base"]).get(),
-            11
-        );
+        assert_eq!(requests(&rec, "count", "none", "499"), 1);
+        assert_eq!(requests(&rec, "batch", "cl100k_base", "200"), 1);
+        assert_eq!(encoded(&f::COUNT_TOKENS, &rec), 3);
+        assert_eq!(encoded(&f::COUNT_BYTES, &rec), 11);
         // Two requests, two latency observations, nothing else.
         assert_eq!(rec.series_count(), 6);
     }

@@ -4,25 +4,31 @@
 //! `cargo bench -p aigw-metrics --bench hot_path` (or `scripts/bench-metrics.sh`).
 
 use aigw_metrics::families::gateway::{
-    GLOBAL_ERRORS, GLOBAL_LAST_REQUEST_TIME, GLOBAL_REQUESTS, GLOBAL_RESPONSE_TIME, NS_CONCURRENT,
-    NS_FAILED, NS_LATENCY, NS_REQUESTS, NS_RESPONSE_TIME, NS_STATUS, NS_SUCCESSFUL, NS_TTFT,
+    Namespace, NsStatus, GLOBAL_ERRORS, GLOBAL_LAST_REQUEST_TIME, GLOBAL_REQUESTS,
+    GLOBAL_RESPONSE_TIME, NS_CONCURRENT, NS_FAILED, NS_LATENCY, NS_REQUESTS, NS_RESPONSE_TIME,
+    NS_STATUS, NS_SUCCESSFUL, NS_TTFT,
 };
-use aigw_metrics::{Heartbeat, Recorder, RecorderConfig, RedisConn};
+use aigw_metrics::{Heartbeat, NoLabels, Recorder, RecorderConfig, RedisConn};
 use std::time::Instant;
 
 /// Everything the gateway records for one request, looked up by name (the
 /// slow path: no cached handles).
 fn record_by_lookup(rec: &Recorder, ns: &str, status: &str) {
-    rec.add(&GLOBAL_REQUESTS, &[], 1);
-    rec.add(&GLOBAL_RESPONSE_TIME, &[], 1234);
-    rec.set(&GLOBAL_LAST_REQUEST_TIME, &[], 1_700_000_000_000);
-    rec.add(&NS_REQUESTS, &[ns], 1);
-    rec.add(&NS_SUCCESSFUL, &[ns], 1);
-    rec.add(&NS_RESPONSE_TIME, &[ns], 1234);
-    rec.add(&NS_STATUS, &[ns, status], 1);
-    rec.observe(&NS_LATENCY, &[ns], 1234);
-    rec.observe(&NS_TTFT, &[ns], 234);
-    let g = rec.series(&NS_CONCURRENT, &[ns]);
+    let n = Namespace { namespace_code: ns };
+    GLOBAL_REQUESTS.add(rec, &NoLabels, 1);
+    GLOBAL_RESPONSE_TIME.add(rec, &NoLabels, 1234);
+    GLOBAL_LAST_REQUEST_TIME.raise(rec, &NoLabels, 1_700_000_000_000);
+    NS_REQUESTS.add(rec, &n, 1);
+    NS_SUCCESSFUL.add(rec, &n, 1);
+    NS_RESPONSE_TIME.add(rec, &n, 1234);
+    let s = NsStatus {
+        namespace_code: ns,
+        status_code: status,
+    };
+    NS_STATUS.add(rec, &s, 1);
+    NS_LATENCY.observe(rec, &n, 1234);
+    NS_TTFT.observe(rec, &n, 234);
+    let g = NS_CONCURRENT.series(rec, &n);
     g.add(1);
     g.add(-1);
 }
@@ -46,18 +52,25 @@ fn main() {
     let lookup_ns = start.elapsed().as_nanos() as f64 / n as f64;
 
     // Cached handles, as the gateway keeps them per namespace.
+    let team_a = Namespace {
+        namespace_code: "team-a",
+    };
+    let ok = NsStatus {
+        namespace_code: "team-a",
+        status_code: "200",
+    };
     let handles = [
-        rec.series(&GLOBAL_REQUESTS, &[]),
-        rec.series(&GLOBAL_RESPONSE_TIME, &[]),
-        rec.series(&NS_REQUESTS, &["team-a"]),
-        rec.series(&NS_SUCCESSFUL, &["team-a"]),
-        rec.series(&NS_RESPONSE_TIME, &["team-a"]),
-        rec.series(&NS_STATUS, &["team-a", "200"]),
+        GLOBAL_REQUESTS.series(&rec, &NoLabels),
+        GLOBAL_RESPONSE_TIME.series(&rec, &NoLabels),
+        NS_REQUESTS.series(&rec, &team_a),
+        NS_SUCCESSFUL.series(&rec, &team_a),
+        NS_RESPONSE_TIME.series(&rec, &team_a),
+        NS_STATUS.series(&rec, &ok),
     ];
-    let lat = rec.series(&NS_LATENCY, &["team-a"]);
-    let conc = rec.series(&NS_CONCURRENT, &["team-a"]);
-    let _ = rec.series(&GLOBAL_ERRORS, &[]);
-    let _ = rec.series(&NS_FAILED, &["team-a"]);
+    let lat = NS_LATENCY.series(&rec, &team_a);
+    let conc = NS_CONCURRENT.series(&rec, &team_a);
+    let _ = GLOBAL_ERRORS.series(&rec, &NoLabels);
+    let _ = NS_FAILED.series(&rec, &team_a);
     let start = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..2 {
@@ -94,7 +107,11 @@ fn main() {
             for i in 0..1000 {
                 let ns = format!("ns-{i}");
                 for code in 0..10 {
-                    rec.add(&NS_STATUS, &[&ns, &(200 + code).to_string()], round + 1);
+                    let status = NsStatus {
+                        namespace_code: &ns,
+                        status_code: &(200 + code).to_string(),
+                    };
+                    NS_STATUS.add(&rec, &status, round + 1);
                 }
             }
             let start = Instant::now();

@@ -8,7 +8,7 @@
 use crate::conn::RedisConn;
 use crate::family::{bucket_field, Family, Kind};
 use crate::keys;
-use crate::metric::{Desc, LabelSet, Metric, ScrapeGauge};
+use crate::metric::{Desc, LabelSet, Mean, MeanDesc, Metric, ScrapeGauge};
 use crate::process::ProcessCollector;
 use crate::recorder::Recorder;
 use prometheus_client::collector::Collector;
@@ -58,48 +58,16 @@ pub fn openmetrics_to_text(om: &str) -> String {
     out
 }
 
-/// How one stored family is shown on `/metrics`. Names are the full
-/// exposed names (counters ending in `_total`).
-///
-/// [`Render::Metric`] shows a declared metric as its declaration says
-/// ([`crate::metric::Metric::render`]); the other variants spell name, help
-/// and scale at the use site and remain for the gateway's families, which
-/// are not declared as typed metrics yet.
+/// How stored metrics are shown on `/metrics`, each as its declaration
+/// says (name, help, unit): [`Render::of`] a stored metric, [`Render::mean`]
+/// a mean of two stored counters.
 #[derive(Debug)]
 pub enum Render {
-    /// A declared metric: counter, histogram, or gauge for every other kind.
+    /// A declared metric: counter, histogram, or gauge for every other kind
+    /// (per-replica gauges: the sum over live replicas).
     Metric(&'static Desc),
-    /// Each series as a counter, value × `scale`.
-    Counter {
-        name: &'static str,
-        help: &'static str,
-        family: &'static Family,
-        scale: f64,
-    },
-    /// Each series as a gauge, value × `scale` (per-replica gauges: the sum
-    /// over live replicas).
-    Gauge {
-        name: &'static str,
-        help: &'static str,
-        family: &'static Family,
-        scale: f64,
-    },
-    /// A histogram family; bounds and sum × `scale`.
-    Histogram {
-        name: &'static str,
-        help: &'static str,
-        family: &'static Family,
-        scale: f64,
-    },
-    /// A gauge `sum / count × scale` for series with equal labels (a mean,
-    /// e.g. average response time); 0 when count is 0.
-    Mean {
-        name: &'static str,
-        help: &'static str,
-        sum: &'static Family,
-        count: &'static Family,
-        scale: f64,
-    },
+    /// A gauge `sum / count` for series with equal labels; 0 when count is 0.
+    Mean(&'static MeanDesc),
 }
 
 impl Render {
@@ -109,13 +77,15 @@ impl Render {
         Render::Metric(m.desc())
     }
 
+    /// A declared mean.
+    pub const fn mean<L: LabelSet>(m: &'static Mean<L>) -> Render {
+        Render::Mean(m.desc())
+    }
+
     fn families(&self) -> Vec<&'static Family> {
         match self {
             Render::Metric(d) => vec![&d.family],
-            Render::Counter { family, .. }
-            | Render::Gauge { family, .. }
-            | Render::Histogram { family, .. } => vec![family],
-            Render::Mean { sum, count, .. } => vec![sum, count],
+            Render::Mean(m) => vec![&m.sum.family, &m.count.family],
         }
     }
 }
@@ -493,43 +463,26 @@ fn render_one(r: &Render, raw: &Raw) -> Rendered {
                 gauge(d.name, d.help, &d.family, d.unit.scale(), raw)
             }
         },
-        Render::Counter {
-            name,
-            help,
-            family,
-            scale,
-        } => counter(name, help, family, *scale, raw),
-        Render::Gauge {
-            name,
-            help,
-            family,
-            scale,
-        } => gauge(name, help, family, *scale, raw),
-        Render::Mean {
-            name,
-            help,
-            sum,
-            count,
-            scale,
-        } => Rendered {
-            name: name.to_string(),
-            help,
-            series: label_sets(count, raw)
-                .into_iter()
-                .map(|l| {
-                    let c = scalar(count, &l, raw);
-                    let s = scalar(sum, &l, raw);
-                    let v = if c > 0.0 { scaled(s / c, *scale) } else { 0.0 };
-                    (labelled(count, &l), Value::Gauge(Num::of(v)))
-                })
-                .collect(),
-        },
-        Render::Histogram {
-            name,
-            help,
-            family,
-            scale,
-        } => histogram(name, help, family, *scale, raw),
+        Render::Mean(m) => {
+            let (sum, count) = (&m.sum.family, &m.count.family);
+            Rendered {
+                name: m.name.to_string(),
+                help: m.help,
+                series: label_sets(count, raw)
+                    .into_iter()
+                    .map(|l| {
+                        let c = scalar(count, &l, raw);
+                        let s = scalar(sum, &l, raw);
+                        let v = if c > 0.0 {
+                            scaled(s / c, m.sum.unit.scale())
+                        } else {
+                            0.0
+                        };
+                        (labelled(count, &l), Value::Gauge(Num::of(v)))
+                    })
+                    .collect(),
+            }
+        }
     }
 }
 

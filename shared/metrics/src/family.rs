@@ -33,12 +33,10 @@ pub struct Family {
 }
 
 impl Family {
-    /// The Redis key of the series with these label values.
-    ///
-    /// # Panics
-    /// In debug builds, when the number of values does not match the labels.
-    pub fn key_for(&self, values: &[&str]) -> String {
-        debug_assert_eq!(values.len(), self.labels.len(), "family {}", self.name);
+    /// The Redis key of the series with these label values, one per label:
+    /// callers pass the values of a typed label struct, or values read back
+    /// from an index set and checked against the labels.
+    pub(crate) fn key_for(&self, values: &[&str]) -> String {
         let mut out = String::with_capacity(self.key.len() + 32);
         let mut vals = values.iter();
         let mut parts = self.key.split("{}");

@@ -38,7 +38,7 @@
 //! | the same by family + labels lookup (key format + map read per series) | 1,290 ns |
 //! | one flush of 10,000 changed series (one script call) | 45 ms |
 //!
-//! Hot paths keep [`Series`] handles; the lookup path is for rare series.
+//! Hot paths keep [`Handle`]s; the lookup path is for rare series.
 
 // The one crate that talks to prometheus-client (see clippy.toml).
 #![allow(clippy::disallowed_types)]
@@ -62,9 +62,9 @@ pub use collector::{
 pub use conn::{RedisConn, RedisTimeouts};
 pub use family::{Family, Kind, FAST_BUCKETS_US, LATENCY_BUCKETS_US, LLM_LATENCY_BUCKETS_US};
 pub use metric::{
-    Counter, Decl, Gauge, Histogram, LabelSet, MaxGauge, Metric, NoLabels, ScrapeGauge, SetGauge,
-    Unit,
+    Counter, Decl, Gauge, Histogram, LabelSet, MaxGauge, Mean, Metric, NoLabels, ScrapeGauge,
+    SetGauge, Unit,
 };
 pub use ops::{Heartbeat, HistDelta, OnceBatch, Ops};
-pub use recorder::{FlushOutcome, Handle, Recorder, RecorderConfig, Series};
+pub use recorder::{FlushOutcome, Handle, Recorder, RecorderConfig};
 pub use writer::spawn_flusher;

@@ -378,6 +378,57 @@ impl<L: LabelSet> Histogram<L> {
     }
 }
 
+/// A gauge shown as the mean of two stored counters with the same labels:
+/// `sum / count`, in the unit of `sum` (e.g. the mean response time from
+/// the total response time and the request count), 0 while `count` is 0.
+/// Declared once like stored metrics; the two counters stay declarations of
+/// their own, and both being `Counter<L>` makes their labels the same.
+#[derive(Debug)]
+pub struct Mean<L> {
+    desc: MeanDesc,
+    _labels: PhantomData<fn(&L)>,
+}
+
+/// A [`Mean`] without its types.
+#[derive(Debug)]
+pub struct MeanDesc {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub sum: &'static Desc,
+    pub count: &'static Desc,
+}
+
+impl<L: LabelSet> Mean<L> {
+    pub const fn new(
+        name: &'static str,
+        help: &'static str,
+        sum: &'static Counter<L>,
+        count: &'static Counter<L>,
+    ) -> Self {
+        assert!(
+            !ends_with(name, "_total"),
+            "a mean is a gauge: its name does not end in _total"
+        );
+        assert!(
+            ends_with_unit(name, sum.desc.unit, false),
+            "the shown name ends with the unit of its sum (_seconds, _usd, _bytes)"
+        );
+        Mean {
+            desc: MeanDesc {
+                name,
+                help,
+                sum: &sum.desc,
+                count: &count.desc,
+            },
+            _labels: PhantomData,
+        }
+    }
+
+    pub const fn desc(&self) -> &MeanDesc {
+        &self.desc
+    }
+}
+
 /// A gauge computed when `/metrics` is scraped (a stream backlog, a value
 /// read from Redis or from the config), not stored as a series: declared
 /// once like stored metrics, its values handed to the collector per scrape

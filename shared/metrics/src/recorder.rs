@@ -41,10 +41,11 @@ enum CellData {
     Histogram(Box<[AtomicU64]>, AtomicU64, AtomicU64),
 }
 
-/// A handle to one series; cheap to clone, and recording through it does no
-/// map lookup.
+/// One series of the recorder, without its kind; cheap to clone, and
+/// recording through it does no map lookup. Used through a typed
+/// [`Handle`], which offers only the operations of the series' kind.
 #[derive(Debug, Clone)]
-pub struct Series(Arc<Cell>);
+pub(crate) struct Series(Arc<Cell>);
 
 impl Series {
     /// Adds to a counter, or moves a gauge by `v`.
@@ -53,12 +54,8 @@ impl Series {
             CellData::Counter(a) | CellData::Gauge(a, _) => {
                 a.fetch_add(v, Relaxed);
             }
-            _ => debug_assert!(false, "add on {}", self.0.family.name),
+            _ => {}
         }
-    }
-
-    pub fn inc(&self) {
-        self.add(1);
     }
 
     /// Sets a last-writer-wins series or a gauge, or raises a max series.
@@ -72,7 +69,7 @@ impl Series {
                 a.fetch_max(v, Relaxed);
             }
             CellData::Gauge(a, _) => a.store(v, Relaxed),
-            _ => debug_assert!(false, "set on {}", self.0.family.name),
+            _ => {}
         }
     }
 
@@ -84,8 +81,6 @@ impl Series {
             b[bucket_index(bounds, v)].fetch_add(1, Relaxed);
             sum.fetch_add(v, Relaxed);
             count.fetch_add(1, Relaxed);
-        } else {
-            debug_assert!(false, "observe on {}", self.0.family.name);
         }
     }
 
@@ -262,14 +257,10 @@ impl Recorder {
         &self.inner.cfg.replica
     }
 
-    /// The handle of a series, created on first use. Callers on hot paths
-    /// keep the handle; this lookup costs a key format and a map read.
-    ///
-    /// This and [`Self::add`], [`Self::set`], [`Self::observe`] take an
-    /// untyped family and positional labels: they serve the gateway, whose
-    /// families are not typed declarations yet. Declared metrics use
-    /// [`crate::Metric::series`] and friends, which check the labels.
-    pub fn series(&self, family: &'static Family, labels: &[&str]) -> Series {
+    /// The series of `family` with these label values (one per label, as
+    /// [`crate::Metric::series`] passes them), created on first use. This
+    /// lookup costs a key format and a map read.
+    pub(crate) fn series(&self, family: &'static Family, labels: &[&str]) -> Series {
         let key = family.key_for(labels);
         if let Some(s) = self.inner.cells.get(&key) {
             return s.clone();
@@ -282,19 +273,6 @@ impl Recorder {
             .entry(key)
             .or_insert_with(|| Series(Arc::new(Cell::new(family, labels))))
             .clone()
-    }
-
-    /// Adds `v` to a counter (or moves a gauge).
-    pub fn add(&self, family: &'static Family, labels: &[&str], v: i64) {
-        self.series(family, labels).add(v);
-    }
-
-    pub fn set(&self, family: &'static Family, labels: &[&str], v: i64) {
-        self.series(family, labels).set(v);
-    }
-
-    pub fn observe(&self, family: &'static Family, labels: &[&str], v: u64) {
-        self.series(family, labels).observe(v);
     }
 
     /// Queues one record (a JSON value) for the stream. Returns false, and
@@ -499,6 +477,11 @@ impl Handle<kind::Counter> {
     pub fn inc(&self) {
         self.series.add(1);
     }
+
+    /// What this process added and has not flushed yet.
+    pub fn pending(&self) -> i64 {
+        self.series.get()
+    }
 }
 
 impl Handle<kind::Gauge> {
@@ -521,6 +504,11 @@ impl Handle<kind::Gauge> {
 impl Handle<kind::Set> {
     pub fn set(&self, v: i64) {
         self.series.set(v);
+    }
+
+    /// The value last set in this process.
+    pub fn get(&self) -> i64 {
+        self.series.get()
     }
 }
 
@@ -571,7 +559,7 @@ mod tests {
         };
         PAIRS.add(&rec, &l, 2);
         PAIRS.series(&rec, &l).inc();
-        assert_eq!(rec.series(PAIRS.family(), &["a", "b"]).get(), 3);
+        assert_eq!(PAIRS.series(&rec, &l).pending(), 3);
         assert_eq!(rec.series_count(), 1);
         let joined = rec.build_batch(false).ops.args.join(" ");
         assert!(joined.contains("c metrics:t:a:b:pairs 3"), "{joined}");
@@ -580,9 +568,12 @@ mod tests {
     #[test]
     fn series_are_shared_and_batched() {
         let r = Recorder::new(RecorderConfig::for_service("t"));
-        r.add(&gateway::NS_REQUESTS, &["a"], 2);
-        r.add(&gateway::NS_REQUESTS, &["a"], 3);
-        r.observe(&gateway::NS_LATENCY, &["a"], 7_000);
+        let a = gateway::Namespace {
+            namespace_code: "a",
+        };
+        gateway::NS_REQUESTS.add(&r, &a, 2);
+        gateway::NS_REQUESTS.series(&r, &a).add(3);
+        gateway::NS_LATENCY.observe(&r, &a, 7_000);
         assert_eq!(r.series_count(), 2);
         let b = r.build_batch(true);
         let joined = b.ops.args.join(" ");

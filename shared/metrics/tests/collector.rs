@@ -7,9 +7,10 @@
 #![allow(clippy::disallowed_methods)]
 
 use aigw_metrics::families::gateway::{
-    GLOBAL_REQUESTS, GLOBAL_RESPONSE_TIME, INSTANCE_HEALTH, NS_CONCURRENT, NS_LATENCY, NS_REQUESTS,
-    NS_STATUS,
+    InstanceNs, Namespace, NsStatus, GLOBAL_REQUESTS, GLOBAL_RESPONSE_TIME,
+    GLOBAL_RESPONSE_TIME_MEAN, INSTANCE_HEALTH, NS_CONCURRENT, NS_LATENCY, NS_REQUESTS, NS_STATUS,
 };
+use aigw_metrics::NoLabels;
 use aigw_metrics::{
     Counter, Decl, Exposition, Heartbeat, Histogram, MetricsEndpoint, OnceBatch, Ops, Recorder,
     RecorderConfig, RedisConn, RedisTimeouts, Render, ScrapeGauge, ScrapeValues, Unit,
@@ -51,49 +52,13 @@ static EXPOSITION: Exposition = Exposition {
     renders: &[
         Render::of(&REQUESTS),
         Render::of(&LATENCY),
-        Render::Counter {
-            name: "test_requests_total",
-            help: "All requests.",
-            family: &GLOBAL_REQUESTS,
-            scale: 1.0,
-        },
-        Render::Mean {
-            name: "test_response_time_seconds",
-            help: "Mean response time.",
-            sum: &GLOBAL_RESPONSE_TIME,
-            count: &GLOBAL_REQUESTS,
-            scale: 1e-6,
-        },
-        Render::Counter {
-            name: "test_namespace_requests_total",
-            help: "Requests per namespace.",
-            family: &NS_REQUESTS,
-            scale: 1.0,
-        },
-        Render::Counter {
-            name: "test_namespace_status_codes_total",
-            help: "Requests per namespace and status code.",
-            family: &NS_STATUS,
-            scale: 1.0,
-        },
-        Render::Gauge {
-            name: "test_namespace_concurrent_requests",
-            help: "In-flight requests per namespace.",
-            family: &NS_CONCURRENT,
-            scale: 1.0,
-        },
-        Render::Gauge {
-            name: "test_instance_healthy",
-            help: "Instance health.",
-            family: &INSTANCE_HEALTH,
-            scale: 1.0,
-        },
-        Render::Histogram {
-            name: "test_request_duration_seconds",
-            help: "Request latency.",
-            family: &NS_LATENCY,
-            scale: 1e-6,
-        },
+        Render::of(&GLOBAL_REQUESTS),
+        Render::mean(&GLOBAL_RESPONSE_TIME_MEAN),
+        Render::of(&NS_REQUESTS),
+        Render::of(&NS_STATUS),
+        Render::of(&NS_CONCURRENT),
+        Render::of(&INSTANCE_HEALTH),
+        Render::of(&NS_LATENCY),
     ],
 };
 
@@ -103,25 +68,33 @@ async fn populated(redis: &RedisServer, namespaces: usize, statuses: usize) -> R
         let ns = format!("ns-{n}");
         for s in 0..statuses {
             let code = (200 + s).to_string();
-            rec.add(&NS_STATUS, &[&ns, &code], 1);
+            let status = NsStatus {
+                namespace_code: &ns,
+                status_code: &code,
+            };
+            NS_STATUS.add(&rec, &status, 1);
         }
-        rec.add(&NS_REQUESTS, &[&ns], statuses as i64);
-        rec.observe(&NS_LATENCY, &[&ns], 30_000);
-        rec.observe(&NS_LATENCY, &[&ns], 3_000_000);
-        rec.series(&NS_CONCURRENT, &[&ns]).add(1);
+        let n = Namespace {
+            namespace_code: &ns,
+        };
+        NS_REQUESTS.add(&rec, &n, statuses as i64);
+        NS_LATENCY.observe(&rec, &n, 30_000);
+        NS_LATENCY.observe(&rec, &n, 3_000_000);
+        NS_CONCURRENT.series(&rec, &n).add(1);
         let l = Ns {
             namespace_code: &ns,
         };
         REQUESTS.add(&rec, &l, 2);
         LATENCY.observe(&rec, &l, 250);
     }
-    rec.set(&INSTANCE_HEALTH, &["inst-1", "ns-0"], 1);
-    rec.add(&GLOBAL_REQUESTS, &[], (namespaces * statuses) as i64);
-    rec.add(
-        &GLOBAL_RESPONSE_TIME,
-        &[],
-        (namespaces * statuses) as i64 * 250_000,
-    );
+    let instance = InstanceNs {
+        instance_id: "inst-1",
+        namespace_code: "ns-0",
+    };
+    INSTANCE_HEALTH.set(&rec, &instance, 1);
+    GLOBAL_REQUESTS.add(&rec, &NoLabels, (namespaces * statuses) as i64);
+    let total_us = (namespaces * statuses) as i64 * 250_000;
+    GLOBAL_RESPONSE_TIME.add(&rec, &NoLabels, total_us);
     let mut c = RedisConn::new(&redis.url()).unwrap().get().await.unwrap();
     rec.flush(&mut c, Heartbeat::Alive(Duration::from_secs(60)))
         .await
@@ -158,7 +131,10 @@ async fn renders_exact_values_with_types_and_help() {
         0.0,
     );
     let text = ep.render_with(&values).await;
-    assert!(text.contains("# TYPE test_requests counter"), "{text}");
+    assert!(
+        text.contains("# TYPE ai_gateway_requests counter"),
+        "{text}"
+    );
     // Declared metrics: name, help, type and scale from the declaration.
     assert!(
         text.contains("# HELP test_typed_requests Typed requests per namespace."),
@@ -199,37 +175,40 @@ async fn renders_exact_values_with_types_and_help() {
         Some(0.0)
     );
     assert!(
-        text.contains("# HELP test_requests All requests."),
+        text.contains("# HELP ai_gateway_requests All requests to the API endpoints."),
         "{text}"
     );
-    assert_eq!(value_of(&text, "test_requests_total"), Some(6.0));
-    assert_eq!(value_of(&text, "test_response_time_seconds"), Some(0.25));
+    assert_eq!(value_of(&text, "ai_gateway_requests_total"), Some(6.0));
+    assert_eq!(
+        value_of(&text, "ai_gateway_response_time_seconds"),
+        Some(0.25)
+    );
     assert_eq!(
         value_of(
             &text,
-            r#"test_namespace_status_codes_total{namespace_code="ns-1",status_code="201"}"#
+            r#"ai_gateway_namespace_status_codes_total{namespace_code="ns-1",status_code="201"}"#
         ),
         Some(1.0)
     );
     assert_eq!(
         value_of(
             &text,
-            r#"test_namespace_concurrent_requests{namespace_code="ns-2"}"#
+            r#"ai_gateway_namespace_concurrent_requests{namespace_code="ns-2"}"#
         ),
         Some(1.0)
     );
     assert_eq!(
         value_of(
             &text,
-            r#"test_instance_healthy{instance_id="inst-1",namespace_code="ns-0"}"#
+            r#"ai_gateway_instance_healthy{instance_id="inst-1",namespace_code="ns-0"}"#
         ),
         Some(1.0)
     );
-    assert!(text.contains("# TYPE test_request_duration_seconds histogram"));
+    assert!(text.contains("# TYPE ai_gateway_request_duration_seconds histogram"));
     assert_eq!(
         value_of(
             &text,
-            r#"test_request_duration_seconds_bucket{le="0.05",namespace_code="ns-0"}"#
+            r#"ai_gateway_request_duration_seconds_bucket{le="0.05",namespace_code="ns-0"}"#
         ),
         Some(1.0),
         "{text}"
@@ -237,21 +216,21 @@ async fn renders_exact_values_with_types_and_help() {
     assert_eq!(
         value_of(
             &text,
-            r#"test_request_duration_seconds_bucket{le="+Inf",namespace_code="ns-0"}"#
+            r#"ai_gateway_request_duration_seconds_bucket{le="+Inf",namespace_code="ns-0"}"#
         ),
         Some(2.0)
     );
     assert_eq!(
         value_of(
             &text,
-            r#"test_request_duration_seconds_count{namespace_code="ns-0"}"#
+            r#"ai_gateway_request_duration_seconds_count{namespace_code="ns-0"}"#
         ),
         Some(2.0)
     );
     assert_eq!(
         value_of(
             &text,
-            r#"test_request_duration_seconds_sum{namespace_code="ns-0"}"#
+            r#"ai_gateway_request_duration_seconds_sum{namespace_code="ns-0"}"#
         ),
         Some(3.03)
     );
@@ -265,7 +244,7 @@ async fn renders_exact_values_with_types_and_help() {
     check_with_promtool(&aigw_metrics::openmetrics_to_text(&text));
     let (ct, classic) = ep.render_negotiated(Some("text/plain"), None).await;
     assert_eq!(ct, aigw_metrics::CONTENT_TYPE_TEXT);
-    assert!(classic.contains("# TYPE test_requests_total counter"));
+    assert!(classic.contains("# TYPE ai_gateway_requests_total counter"));
     assert!(!classic.contains("# EOF"));
     check_with_promtool(&classic);
     let (ct, _) = ep
@@ -328,9 +307,9 @@ import sys
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 fams = list(text_string_to_metric_families(open(sys.argv[1]).read()))
 types = {f.name: f.type for f in fams}
-assert types["test_requests"] == "counter", types
-assert types["test_request_duration_seconds"] == "histogram", types
-assert types["test_namespace_concurrent_requests"] == "gauge", types
+assert types["ai_gateway_requests"] == "counter", types
+assert types["ai_gateway_request_duration_seconds"] == "histogram", types
+assert types["ai_gateway_namespace_concurrent_requests"] == "gauge", types
 print(len(fams))
 "#;
     let out = Command::new(py)
@@ -358,13 +337,13 @@ async fn a_scrape_of_10k_series_uses_two_round_trips_and_no_keys_or_scan() {
     assert_eq!(
         value_of(
             &text,
-            r#"test_namespace_status_codes_total{namespace_code="ns-999",status_code="209"}"#
+            r#"ai_gateway_namespace_status_codes_total{namespace_code="ns-999",status_code="209"}"#
         ),
         Some(1.0)
     );
     let samples = text
         .lines()
-        .filter(|l| l.starts_with("test_namespace_status_codes_total{"))
+        .filter(|l| l.starts_with("ai_gateway_namespace_status_codes_total{"))
         .count();
     assert_eq!(samples, 10_000);
     assert_eq!(ep.round_trips(), 2);
@@ -401,7 +380,7 @@ async fn a_scrape_while_redis_is_down_answers_with_local_metrics() {
         .expect("scrape hung while redis was down");
     assert_eq!(value_of(&text, "test_svc_redis_up"), Some(0.0));
     assert!(value_of(&text, "process_resident_memory_bytes").is_some());
-    assert!(!text.contains("test_requests_total"));
+    assert!(!text.contains("ai_gateway_requests_total"));
 }
 
 #[tokio::test]

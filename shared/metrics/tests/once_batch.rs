@@ -166,7 +166,7 @@ impl Rec {
     fn counter<L: LabelSet>(&mut self, m: &Counter<L>, labels: &L::Values<'_>, by: i64) {
         self.ops.counter(m, labels, by);
         let (f, l) = Self::parts(m, labels);
-        self.model.push(Op::Incr(f.key_for(&l), by));
+        self.model.push(Op::Incr(m.key(labels), by));
         self.index(f, &l);
     }
 
@@ -176,7 +176,7 @@ impl Rec {
         let Kind::Histogram(bounds) = f.kind else {
             panic!("{} is not a histogram", f.name)
         };
-        let key = f.key_for(&l);
+        let key = m.key(labels);
         let bucket = bucket_field(bounds.get(bucket_index(bounds, v)).copied());
         self.model.push(Op::HIncr(key.clone(), bucket, 1));
         self.model
@@ -188,14 +188,14 @@ impl Rec {
     fn max<L: LabelSet>(&mut self, m: &MaxGauge<L>, labels: &L::Values<'_>, v: i64) {
         self.ops.max(m, labels, v);
         let (f, l) = Self::parts(m, labels);
-        self.model.push(Op::Max(f.key_for(&l), v));
+        self.model.push(Op::Max(m.key(labels), v));
         self.index(f, &l);
     }
 
     fn value<L: LabelSet>(&mut self, m: &SetGauge<L>, labels: &L::Values<'_>, v: i64) {
         self.ops.value(m, labels, v);
         let (f, l) = Self::parts(m, labels);
-        self.model.push(Op::Set(f.key_for(&l), v));
+        self.model.push(Op::Set(m.key(labels), v));
         self.index(f, &l);
     }
 
@@ -208,7 +208,7 @@ impl Rec {
     ) {
         self.ops.gauge(m, labels, replica, v);
         let (f, l) = Self::parts(m, labels);
-        let key = f.key_for(&l);
+        let key = m.key(labels);
         self.model
             .push(Op::HSet(keys::gauge_replicas(&key), replica.into(), v));
         self.model.push(Op::SAdd(keys::GAUGES.into(), key));

@@ -1,7 +1,9 @@
 //! The batched writer against a real Redis: exact counts under contention,
 //! outages, cut connections and lost replies.
 
-use aigw_metrics::families::gateway::{NS_CONCURRENT, NS_LATENCY, NS_REQUESTS, NS_STATUS};
+use aigw_metrics::families::gateway::{
+    Namespace, NsStatus, NS_CONCURRENT, NS_LATENCY, NS_REQUESTS, NS_STATUS,
+};
 use aigw_metrics::{
     spawn_flusher, FlushOutcome, Heartbeat, Recorder, RecorderConfig, RedisConn, RedisTimeouts,
 };
@@ -16,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 
 const NAMESPACES: [&str; 4] = ["a", "b", "c", "d"];
 const STATUSES: [&str; 3] = ["200", "429", "500"];
+const A: Namespace<'static> = Namespace {
+    namespace_code: "a",
+};
 
 fn quick(url: &str) -> RedisConn {
     RedisConn::with_timeouts(
@@ -32,9 +37,14 @@ fn quick(url: &str) -> RedisConn {
 /// so every series is written by several tasks.
 fn record(rec: &Recorder, t: usize, i: usize) {
     let ns = NAMESPACES[(t + i) % NAMESPACES.len()];
-    rec.add(&NS_REQUESTS, &[ns], 1);
-    rec.add(&NS_STATUS, &[ns, STATUSES[i % STATUSES.len()]], 1);
-    rec.observe(&NS_LATENCY, &[ns], (i % 100) as u64 * 1000);
+    let l = Namespace { namespace_code: ns };
+    NS_REQUESTS.add(rec, &l, 1);
+    let status = NsStatus {
+        namespace_code: ns,
+        status_code: STATUSES[i % STATUSES.len()],
+    };
+    NS_STATUS.add(rec, &status, 1);
+    NS_LATENCY.observe(rec, &l, (i % 100) as u64 * 1000);
 }
 
 /// What `record` wrote for tasks `0..counts.len()`, task t having done counts[t].
@@ -305,13 +315,13 @@ async fn a_flush_whose_reply_is_lost_is_not_applied_twice() {
     let rec = Recorder::new(RecorderConfig::for_service("test"));
     // Warm the connection and load the script so the next reply is the flush's.
     let mut c = conn.get().await.unwrap();
-    rec.add(&NS_REQUESTS, &["a"], 1);
+    NS_REQUESTS.add(&rec, &A, 1);
     assert!(matches!(
         rec.flush(&mut c, Heartbeat::None).await.unwrap(),
         FlushOutcome::Applied { .. }
     ));
 
-    rec.add(&NS_REQUESTS, &["a"], 10);
+    NS_REQUESTS.add(&rec, &A, 10);
     drop_reply.store(true, Ordering::SeqCst);
     assert!(rec.flush(&mut c, Heartbeat::None).await.is_err());
     assert!(rec.has_pending().await);
@@ -319,7 +329,7 @@ async fn a_flush_whose_reply_is_lost_is_not_applied_twice() {
     let v: i64 = direct.get("metrics:ns:a:total_requests").await.unwrap();
     assert_eq!(v, 11, "redis applied the flush although the reply was lost");
 
-    rec.add(&NS_REQUESTS, &["a"], 100);
+    NS_REQUESTS.add(&rec, &A, 100);
     let mut outcomes = Vec::new();
     for _ in 0..20 {
         if let Ok(mut c) = conn.get().await {
@@ -360,8 +370,8 @@ async fn a_dead_replicas_in_flight_count_disappears() {
         Duration::from_secs(5),
         CancellationToken::new(),
     );
-    live.series(&NS_CONCURRENT, &["a"]).add(2);
-    dead.series(&NS_CONCURRENT, &["a"]).add(5);
+    NS_CONCURRENT.series(&live, &A).add(2);
+    NS_CONCURRENT.series(&dead, &A).add(5);
 
     let mut c = redis.conn().await;
     let mut seen = None;
@@ -409,7 +419,7 @@ async fn shutdown_drains_and_retires_the_replica() {
         grace,
         cancel.clone(),
     );
-    let g = rec.series(&NS_CONCURRENT, &["a"]);
+    let g = NS_CONCURRENT.series(&rec, &A);
     g.add(1);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut c = redis.conn().await;
@@ -419,7 +429,7 @@ async fn shutdown_drains_and_retires_the_replica() {
         .unwrap();
     assert!(hb, "heartbeat while running");
     g.add(-1);
-    rec.add(&NS_REQUESTS, &["a"], 3);
+    NS_REQUESTS.add(&rec, &A, 3);
     assert!(rec.push_record(r#"{"id":"r1"}"#.to_string()));
     cancel.cancel();
     // Draining ends on its own once everything is written, well before the

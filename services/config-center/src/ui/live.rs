@@ -5,7 +5,7 @@
 //! trip; while Redis is down the pages say "unknown" instead of failing.
 
 use crate::state::AppState;
-use aigw_metrics::families::gateway::NS_LATENCY;
+use aigw_metrics::families::gateway::{Namespace, NS_LATENCY};
 use aigw_metrics::keys;
 use aigw_metrics::LATENCY_BUCKETS_US;
 use aigw_service::clock::now_ms;
@@ -80,7 +80,8 @@ pub async fn namespace_stats(state: &AppState, codes: &[&str]) -> Option<Vec<NsS
             .arg(keys::ns_total_requests(ns))
             .arg(keys::ns_failed_requests(ns))
             .arg(keys::ns_month_cost(ns, &month));
-        pipe.cmd("HGETALL").arg(NS_LATENCY.key_for(&[ns]));
+        pipe.cmd("HGETALL")
+            .arg(NS_LATENCY.key(&Namespace { namespace_code: ns }));
     }
     let mut c = state.redis.get().await.ok()?;
     type Reply = (Vec<Option<i64>>, HashMap<String, i64>);
