@@ -5,6 +5,7 @@
 use actix_web::http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use aigw_types::ErrorEnvelope;
 use std::sync::Arc;
 
 /// Which limit refused a request.
@@ -217,65 +218,57 @@ impl GatewayError {
     }
 
     /// OpenAI's `type` and `code`, and the offending `param`.
-    fn shape(&self) -> (&'static str, Option<&'static str>, Option<&str>) {
+    fn shape(&self) -> (&'static str, &'static str, Option<&str>) {
         match self {
-            GatewayError::NotReady => ("server_error", Some("not_ready"), None),
+            GatewayError::NotReady => ("server_error", "not_ready", None),
             GatewayError::MissingKey
             | GatewayError::InvalidKey
             | GatewayError::RevokedKey
-            | GatewayError::ExpiredKey => ("invalid_request_error", Some("invalid_api_key"), None),
-            GatewayError::NamespaceDisabled(_) => {
-                ("permission_error", Some("namespace_disabled"), None)
-            }
+            | GatewayError::ExpiredKey => ("invalid_request_error", "invalid_api_key", None),
+            GatewayError::NamespaceDisabled(_) => ("permission_error", "namespace_disabled", None),
             GatewayError::ModelNotAllowed(_) => {
-                ("permission_error", Some("model_not_allowed"), Some("model"))
+                ("permission_error", "model_not_allowed", Some("model"))
             }
-            GatewayError::ModelNotFound(_) => (
-                "invalid_request_error",
-                Some("model_not_found"),
-                Some("model"),
-            ),
-            GatewayError::InvalidJson(_) => ("invalid_request_error", Some("invalid_json"), None),
-            GatewayError::MissingModel => (
-                "invalid_request_error",
-                Some("missing_model"),
-                Some("model"),
-            ),
-            GatewayError::BodyRead(_) => ("invalid_request_error", Some("invalid_body"), None),
+            GatewayError::ModelNotFound(_) => {
+                ("invalid_request_error", "model_not_found", Some("model"))
+            }
+            GatewayError::InvalidJson(_) => ("invalid_request_error", "invalid_json", None),
+            GatewayError::MissingModel => ("invalid_request_error", "missing_model", Some("model")),
+            GatewayError::BodyRead(_) => ("invalid_request_error", "invalid_body", None),
             GatewayError::InvalidField { param, .. } => {
-                ("invalid_request_error", Some("invalid_body"), Some(param))
+                ("invalid_request_error", "invalid_body", Some(param))
             }
             GatewayError::PayloadTooLarge { .. } => {
-                ("invalid_request_error", Some("request_too_large"), None)
+                ("invalid_request_error", "request_too_large", None)
             }
             GatewayError::RateLimited { reason, .. } => match reason {
-                LimitReason::Concurrency => ("requests", Some("concurrency_limit_exceeded"), None),
-                LimitReason::Rpm => ("requests", Some("rate_limit_exceeded"), None),
-                LimitReason::Tpm => ("tokens", Some("rate_limit_exceeded"), None),
-                LimitReason::Budget => ("insufficient_quota", Some("insufficient_quota"), None),
+                LimitReason::Concurrency => ("requests", "concurrency_limit_exceeded", None),
+                LimitReason::Rpm => ("requests", "rate_limit_exceeded", None),
+                LimitReason::Tpm => ("tokens", "rate_limit_exceeded", None),
+                LimitReason::Budget => ("insufficient_quota", "insufficient_quota", None),
             },
-            GatewayError::NoHealthyInstance(_) => {
-                ("server_error", Some("no_healthy_instance"), None)
-            }
-            GatewayError::UpstreamUnreachable => {
-                ("server_error", Some("upstream_unreachable"), None)
-            }
-            GatewayError::UpstreamTimeout => ("server_error", Some("upstream_timeout"), None),
+            GatewayError::NoHealthyInstance(_) => ("server_error", "no_healthy_instance", None),
+            GatewayError::UpstreamUnreachable => ("server_error", "upstream_unreachable", None),
+            GatewayError::UpstreamTimeout => ("server_error", "upstream_timeout", None),
             GatewayError::UpstreamConnectionLost => {
-                ("server_error", Some("upstream_connection_lost"), None)
+                ("server_error", "upstream_connection_lost", None)
             }
             GatewayError::UpstreamResponseTooLarge { .. } => {
-                ("server_error", Some("upstream_response_too_large"), None)
+                ("server_error", "upstream_response_too_large", None)
             }
-            GatewayError::Relay(_) => ("server_error", Some(self.kind()), None),
-            GatewayError::RouteNotFound { .. } => {
-                ("invalid_request_error", Some("unknown_url"), None)
-            }
+            GatewayError::Relay(_) => ("server_error", self.kind(), None),
+            GatewayError::RouteNotFound { .. } => ("invalid_request_error", "unknown_url", None),
             GatewayError::MethodNotAllowed { .. } => {
-                ("invalid_request_error", Some("method_not_allowed"), None)
+                ("invalid_request_error", "method_not_allowed", None)
             }
-            GatewayError::Unexpected(_) => ("server_error", Some("internal_error"), None),
+            GatewayError::Unexpected(_) => ("server_error", "internal_error", None),
         }
+    }
+
+    /// What a client gets: OpenAI's error envelope.
+    pub fn envelope(&self) -> ErrorEnvelope {
+        let (kind, code, param) = self.shape();
+        ErrorEnvelope::new(kind, code, self.to_string()).param(param)
     }
 }
 
@@ -318,21 +311,13 @@ impl ResponseError for GatewayError {
         if let GatewayError::Unexpected(e) = self {
             tracing::error!(error = ?e, "unexpected gateway error");
         }
-        let (ty, code, param) = self.shape();
-        let body = serde_json::json!({
-            "error": {
-                "message": self.to_string(),
-                "type": ty,
-                "param": param,
-                "code": code,
-            }
-        });
+        let body = serde_json::to_string(&self.envelope()).unwrap_or_default();
         let mut resp = HttpResponse::build(self.status_code());
         resp.insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")));
         if let GatewayError::RateLimited { retry_after_s, .. } = self {
             resp.insert_header((RETRY_AFTER, (*retry_after_s).max(1).to_string()));
         }
-        resp.body(body.to_string())
+        resp.body(body)
     }
 }
 
@@ -443,6 +428,26 @@ mod tests {
             assert!(err["type"].is_string());
             assert!(err.get("param").is_some());
         }
+    }
+
+    #[test]
+    fn the_body_is_openais_envelope_byte_for_byte() {
+        let resp = GatewayError::ModelNotFound("gpt-x".into()).error_response();
+        assert_eq!(
+            resp.headers().get(CONTENT_TYPE).unwrap(),
+            "application/json"
+        );
+        let bytes = resp.into_body().try_into_bytes().unwrap();
+        assert_eq!(
+            std::str::from_utf8(&bytes).unwrap(),
+            r#"{"error":{"message":"The model `gpt-x` does not exist or you do not have access to it.","type":"invalid_request_error","param":"model","code":"model_not_found"}}"#
+        );
+        let b = body_of(&GatewayError::InvalidKey);
+        assert_eq!(
+            b,
+            serde_json::json!({"error": {"message": "Incorrect API key provided.",
+                "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}})
+        );
     }
 
     #[test]

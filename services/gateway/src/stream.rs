@@ -255,9 +255,7 @@ impl ProxyStream {
         if let Some(g) = self.guard.as_mut() {
             g.finish(e.status_code().as_u16(), Some(e.kind()));
         }
-        let event = serde_json::json!({
-            "error": {"message": e.to_string(), "type": "server_error", "param": null, "code": e.kind()}
-        });
+        let event = serde_json::to_string(&e.envelope()).unwrap_or_default();
         Bytes::from(format!("data: {event}\n\n"))
     }
 
