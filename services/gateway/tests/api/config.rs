@@ -52,7 +52,8 @@ async fn config_changes_apply_without_restart_and_spare_requests_in_flight() {
     assert_eq!(app.chat(KEY_A, chat_body(false)).await.status(), 200);
     assert_eq!(m2.request_count(), before);
 
-    // A missed notification is caught by the version poll.
+    // A missed notification is caught by the version poll. Written by hand
+    // on purpose: the publisher would announce it.
     snap.version = 5;
     snap.api_keys
         .retain(|k| k.namespace_code != "team-a" || k.key_hash != aigw_types::hash_api_key(KEY_B));

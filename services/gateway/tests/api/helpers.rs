@@ -2,7 +2,7 @@
 //! redis-server, with the routing snapshot written straight into Redis the
 //! way the config-center does it, and request / Redis / `/metrics` helpers.
 
-use aigw_metrics::keys::{CONFIG_CHANNEL, CONFIG_SNAPSHOT, CONFIG_VERSION, USAGE_STREAM};
+use aigw_metrics::keys::USAGE_STREAM;
 use aigw_testkit::RedisServer;
 use aigw_types::{
     hash_api_key, ApiKeyConfig, ConfigSnapshot, InstanceConfig, Limits, ModelConfig,
@@ -134,24 +134,17 @@ pub fn test_settings(redis_url: &str) -> Settings {
     }
 }
 
-/// Writes a snapshot the way the config-center does: SET snapshot and
-/// version, then PUBLISH the version.
+/// Writes a snapshot with the config-center's publisher: snapshot and
+/// version in one script, then the version announced on `config:updates`.
 pub async fn publish(redis: &RedisServer, snap: &ConfigSnapshot) {
     let mut c = redis.conn().await;
-    let json = serde_json::to_string(snap).unwrap();
-    let _: () = redis::pipe()
-        .atomic()
-        .set(CONFIG_SNAPSHOT, json)
-        .set(CONFIG_VERSION, snap.version)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    let _: i64 = redis::cmd("PUBLISH")
-        .arg(CONFIG_CHANNEL)
-        .arg(snap.version)
-        .query_async(&mut c)
-        .await
-        .unwrap();
+    let done = aigw_snapshot::publish(&mut c, snap).await.unwrap();
+    assert_eq!(
+        done,
+        aigw_snapshot::Published::Written,
+        "version {}",
+        snap.version
+    );
 }
 
 /// One running gateway.
