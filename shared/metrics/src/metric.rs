@@ -62,6 +62,22 @@
 //! let rec = aigw_metrics::Recorder::new(aigw_metrics::RecorderConfig::for_service("doc"));
 //! REQS.observe(&rec, &Ns { namespace_code: "a" }, 1);
 //! ```
+//!
+//! A mean is declared from two counters with the same labels; counters with
+//! different labels do not make one:
+//!
+//! ```compile_fail
+//! use aigw_metrics::metric::{Counter, Decl, Mean, Unit};
+//! aigw_metrics::label_set! { pub struct Ns { namespace_code } }
+//! aigw_metrics::label_set! { pub struct Model { model } }
+//! pub static TIME: Counter<Ns<'static>> = Counter::new(Decl {
+//!     id: "t", key: "metrics:t:{}", name: "t_seconds_total", help: "", unit: Unit::Micros,
+//! });
+//! pub static REQS: Counter<Model<'static>> = Counter::new(Decl {
+//!     id: "r", key: "metrics:r:{}", name: "r_total", help: "", unit: Unit::Count,
+//! });
+//! pub static MEAN: Mean<Ns<'static>> = Mean::new("t_mean_seconds", "", &TIME, &REQS);
+//! ```
 
 use crate::family::{Family, Kind};
 use std::marker::PhantomData;
@@ -496,6 +512,25 @@ mod tests {
         assert_eq!(PAIRS.family().labels, &["first", "second"]);
         assert_eq!(LAT.key(&NoLabels), "metrics:t:lat");
         assert_eq!(LAT.desc().unit.scale(), 1e-6);
+    }
+
+    static PAIR_TIME: Counter<Pair<'static>> = Counter::new(Decl {
+        id: "t_pair_time",
+        key: "metrics:t:{}:{}:time",
+        name: "t_pair_time_seconds_total",
+        help: "Time.",
+        unit: Unit::Micros,
+    });
+
+    static PAIR_MEAN: Mean<Pair<'static>> =
+        Mean::new("t_pair_mean_seconds", "Mean time.", &PAIR_TIME, &PAIRS);
+
+    #[test]
+    fn a_mean_names_its_two_counters() {
+        let d = PAIR_MEAN.desc();
+        assert_eq!(d.sum.family.key, "metrics:t:{}:{}:time");
+        assert_eq!(d.count.family.key, "metrics:t:{}:{}:pairs");
+        assert_eq!(d.sum.unit.scale(), 1e-6);
     }
 
     #[test]
