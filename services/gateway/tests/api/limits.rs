@@ -2,7 +2,7 @@
 //! count, and RPM holds across two gateway processes.
 
 use crate::helpers::*;
-use aigw_testkit::{free_port, Proc, RedisServer};
+use aigw_testkit::RedisServer;
 use aigw_types::Limits;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -206,32 +206,6 @@ async fn monthly_budget_refuses_once_the_cost_reaches_it() {
     );
 }
 
-async fn spawn_binary(redis: &RedisServer) -> (Proc, String) {
-    spawn_binary_with(redis, &[]).await
-}
-
-async fn spawn_binary_with(redis: &RedisServer, extra: &[(&str, &str)]) -> (Proc, String) {
-    let port = free_port();
-    let mut env = vec![
-        ("GATEWAY_PORT", port.to_string()),
-        ("BIND_ADDR", "127.0.0.1".into()),
-        ("REDIS_URL", redis.url()),
-        ("GATEWAY_WORKERS", "1".into()),
-        ("METRICS_FLUSH_INTERVAL", "100ms".into()),
-        ("SHUTDOWN_GRACE", "5s".into()),
-        ("RUST_LOG", "info".into()),
-    ];
-    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
-    let mut p = Proc::spawn_path(
-        std::path::Path::new(env!("CARGO_BIN_EXE_gateway")),
-        "gateway",
-        &env,
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    p.wait_ready(&format!("{base}/ready")).await;
-    (p, base)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpm_is_shared_by_two_gateway_processes() {
     let up = upstream("a1").await;
@@ -244,8 +218,8 @@ async fn rpm_is_shared_by_two_gateway_processes() {
         },
     );
     publish(&redis, &snap).await;
-    let (mut g1, url1) = spawn_binary(&redis).await;
-    let (mut g2, url2) = spawn_binary(&redis).await;
+    let (mut g1, url1) = spawn_gateway_binary(&redis, &[]).await;
+    let (mut g2, url2) = spawn_gateway_binary(&redis, &[]).await;
     let c = client();
     let send = |base: &str| {
         let c = c.clone();
@@ -346,16 +320,6 @@ async fn leases(redis: &RedisServer) -> (Vec<(String, i64)>, i64) {
     (members, s * 1000 + us / 1000)
 }
 
-async fn redis_i64(redis: &RedisServer, key: &str) -> i64 {
-    let mut c = redis.conn().await;
-    let v: Option<i64> = redis::cmd("GET")
-        .arg(key)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    v.unwrap_or(0)
-}
-
 async fn start_stream(c: &reqwest::Client, base: &str) -> reqwest::Response {
     let mut r = c
         .post(format!("{base}/v1/chat/completions"))
@@ -397,7 +361,7 @@ async fn max_concurrency_holds_across_replicas_and_a_killed_replica_frees_its_sl
     // Replica A in process; replica B a process of its own, killed later.
     let a = Gateway::start(test_settings(&redis.url())).await;
     a.wait_version(snap.version).await;
-    let (mut b, b_url) = spawn_binary_with(&redis, &[("CONCURRENCY_LEASE_TTL", "2s")]).await;
+    let (mut b, b_url) = spawn_gateway_binary(&redis, &[("CONCURRENCY_LEASE_TTL", "2s")]).await;
     let c = client();
 
     // One stream on each replica: the namespace is full on both.
