@@ -9,6 +9,7 @@
 //! are each counted exactly once. Nothing here touches Redis: series handles
 //! are atomics that the flusher drains.
 
+use crate::lease::Lease;
 use crate::limits::TokenSink;
 use crate::namespace::{AuthFailure, ConcurrencySlot, NamespaceRuntime};
 use crate::routing::Endpoint;
@@ -96,6 +97,7 @@ impl Accounting {
             completion: Completion::None,
             kept_bytes: 0,
             slot: None,
+            lease: None,
             outcome: None,
             in_flight: false,
         }
@@ -137,6 +139,8 @@ pub struct RequestGuard {
     /// must not re-sum its events on every new one).
     kept_bytes: usize,
     slot: Option<ConcurrencySlot>,
+    /// The fleet-wide concurrency lease, released with the slot.
+    lease: Option<Lease>,
     outcome: Option<(u16, Option<&'static str>)>,
     /// Counted in the namespace's in-flight gauge (from when its body was
     /// read: a client still sending is not in flight yet).
@@ -184,6 +188,10 @@ impl RequestGuard {
     /// the request did not ask).
     pub fn set_streamed(&mut self) {
         self.stream = true;
+    }
+
+    pub fn set_lease(&mut self, lease: Lease) {
+        self.lease = Some(lease);
     }
 
     pub fn set_slot(&mut self, slot: ConcurrencySlot) {
@@ -378,6 +386,7 @@ impl Drop for RequestGuard {
         // The slot goes before `live` drops so a test that waits for no live
         // requests sees the concurrency count settled too.
         self.slot = None;
+        self.lease = None;
         self.acc.live.fetch_sub(1, Relaxed);
     }
 }

@@ -69,6 +69,10 @@ pub struct Settings {
     /// `SHUTDOWN_GRACE`: how long in-flight requests may take to finish after
     /// SIGTERM, default 30s.
     pub shutdown_grace: Duration,
+    /// `CONCURRENCY_LEASE_TTL`: lifetime of a fleet-wide concurrency lease
+    /// between renewals (every third of it); the longest a dead replica's
+    /// requests keep their namespace's slots, default 10s.
+    pub concurrency_lease_ttl: Duration,
     /// Plain-HTTP instances use the gateway's own HTTP/1.1 client (see
     /// [`crate::upstream`]). Not a variable of its own: false when
     /// `HTTP_PROXY`/`ALL_PROXY` (or lower case) is set, so that reqwest
@@ -121,6 +125,7 @@ impl Settings {
             rate_limit_timeout: env
                 .positive_duration("RATE_LIMIT_TIMEOUT", Duration::from_millis(250))?,
             shutdown_grace: env.duration("SHUTDOWN_GRACE", secs(30))?,
+            concurrency_lease_ttl: env.positive_duration("CONCURRENCY_LEASE_TTL", secs(10))?,
             upstream_direct: !http_proxy_configured(env),
         };
         s.validate()?;
@@ -171,6 +176,10 @@ impl Settings {
             if n == 0 {
                 return err(var, "must be at least 1");
             }
+        }
+        if self.concurrency_lease_ttl < Duration::from_millis(300) {
+            // Renewed every third of it: shorter would renew in a loop.
+            return err("CONCURRENCY_LEASE_TTL", "must be at least 300ms");
         }
         if redis::Client::open(self.redis_url.expose()).is_err() {
             // The URL may hold a password: it is not echoed.

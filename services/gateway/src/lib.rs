@@ -18,12 +18,14 @@
 //! - policy: [`limits`] (concurrency / RPM / TPM / budget), [`balance`]
 //!   (weighted P2C), [`probe`] (active checks), [`health`] (passive health);
 //! - accounting: [`accounting`] (the per-request guard), [`usage`], [`sse`];
-//! - namespace: [`namespace`] (per-namespace runtime state and labels);
+//! - namespace: [`namespace`] (per-namespace runtime state and labels) and
+//!   [`lease`] (fleet-wide concurrency leases);
 //! - data: [`routing`] (the compiled snapshot) and [`config_watch`],
 //!   [`config`], [`error`], [`exposition`].
 //!
-//! Invariants: the request path never waits on Redis except for the RPM/TPM
-//! check of namespaces that have such a limit; every request is accounted
+//! Invariants: the request path never waits on Redis except for the limits
+//! check (one script: fleet-wide concurrency, RPM, TPM) of namespaces that
+//! have such a limit; every request is accounted
 //! exactly once (a guard's `Drop` does it); upstream secrets and client keys
 //! never reach a log line, a response or a metric label.
 
@@ -37,6 +39,7 @@ pub mod exposition;
 pub mod failover;
 pub mod headers;
 pub mod health;
+pub mod lease;
 pub mod limits;
 pub mod namespace;
 pub mod probe;

@@ -1,11 +1,13 @@
 //! Namespace limits, checked after the model is known and before an
 //! instance is picked:
 //!
-//! - **Concurrency** (`max_concurrency`): counted locally, per gateway
-//!   replica — an atomic, no Redis. With N replicas a namespace can have up
-//!   to N × `max_concurrency` requests in flight; a shared count would need
-//!   leases to survive a replica dying mid-request, and the brief only asks
-//!   RPM/TPM to be global.
+//! - **Concurrency** (`max_concurrency`): held across the fleet by leases
+//!   in Redis ([`crate::lease`]), taken in the same script call as the
+//!   RPM/TPM check; a replica that dies frees its slots within
+//!   `CONCURRENCY_LEASE_TTL`. Each replica also counts its own requests
+//!   locally and never runs more than `max_concurrency` itself, which is
+//!   the whole limit while Redis does not answer (then up to N ×
+//!   `max_concurrency` across N replicas).
 //! - **Budget** (`monthly_budget_usd`): compared with the month-to-date cost
 //!   the token-service keeps in `metrics:cost:ns:{ns}:month:{YYYY-MM}`
 //!   (nano-USD, UTC month), which a background task reads every
@@ -14,13 +16,14 @@
 //!   Redis as one hash per namespace and kind (`ratelimit:ns:{ns}:rpm`,
 //!   `ratelimit:ns:{ns}:tpm`) with one field per second, checked and counted
 //!   by one script call using Redis' clock. Only namespaces with such a limit
-//!   pay this round trip. A request is refused when the window already holds
+//!   (or `max_concurrency`) pay this round trip. A request is refused when the window already holds
 //!   `rpm` requests / `tpm` tokens; tokens are added after the request ends
 //!   (the upstream's usage, or an estimate when it reported none). If Redis
 //!   does not answer within `RATE_LIMIT_TIMEOUT` the request is let through:
 //!   an outage of the metrics store must not take the API down.
 
 use crate::error::{GatewayError, LimitReason};
+use crate::lease::{Lease, LeaseBook};
 use crate::namespace::ConcurrencySlot;
 use crate::routing::{NamespaceRoute, RoutingStore};
 use aigw_metrics::RedisConn;
@@ -36,16 +39,21 @@ use tokio_util::sync::CancellationToken;
 // The keys live in the shared schema (`aigw_metrics::keys`); the month
 // cost is the token-service's `NS_MONTH_COST`, the budget contract.
 pub use aigw_metrics::keys::{
-    ns_month_cost as month_cost_key, ratelimit_rpm as rpm_key, ratelimit_tpm as tpm_key,
+    ns_month_cost as month_cost_key, ratelimit_inflight as inflight_key, ratelimit_rpm as rpm_key,
+    ratelimit_tpm as tpm_key,
 };
 
-/// KEYS: rpm hash, tpm hash. ARGV: rpm limit, tpm limit (0 = none).
-/// Returns {0, 0} when allowed (and counts the request), {1, retry_after}
-/// for RPM, {2, retry_after} for TPM.
+/// KEYS: rpm hash, tpm hash, in-flight set. ARGV: rpm limit, tpm limit,
+/// max concurrency (0 = none for each), lease member, lease TTL in ms.
+/// Returns {0, 0} when allowed (and counts the request and adds the
+/// lease), {1, retry_after} for RPM, {2, retry_after} for TPM, {3, 1} for
+/// concurrency.
 static CHECK_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local now = tonumber(redis.call('TIME')[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1])
+local now_ms = now * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lo = now - 59
 local function window(key)
   local h = redis.call('HGETALL', key)
@@ -63,6 +71,11 @@ local function window(key)
 end
 local rpm = tonumber(ARGV[1])
 local tpm = tonumber(ARGV[2])
+local max = tonumber(ARGV[3])
+if max > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now_ms)
+  if redis.call('ZCARD', KEYS[3]) >= max then return {3, 1} end
+end
 if rpm > 0 then
   local used, oldest = window(KEYS[1])
   if used >= rpm then return {1, oldest + 60 - now} end
@@ -75,6 +88,12 @@ if rpm > 0 then
   redis.call('HINCRBY', KEYS[1], now, 1)
   redis.call('EXPIRE', KEYS[1], 61)
 end
+if max > 0 then
+  redis.call('ZADD', KEYS[3], now_ms + tonumber(ARGV[5]), ARGV[4])
+  -- The set lives as long as its longest lease (replicas' TTLs may differ).
+  local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
+  redis.call('PEXPIREAT', KEYS[3], last[2])
+end
 return {0, 0}
 "#,
     )
@@ -84,15 +103,20 @@ return {0, 0}
 pub struct Limiter {
     redis: RedisConn,
     timeout: Duration,
+    leases: Arc<LeaseBook>,
 }
 
 impl Limiter {
-    pub fn new(redis: RedisConn, timeout: Duration) -> Self {
-        Limiter { redis, timeout }
+    pub fn new(redis: RedisConn, timeout: Duration, leases: Arc<LeaseBook>) -> Self {
+        Limiter {
+            redis,
+            timeout,
+            leases,
+        }
     }
 
-    /// Concurrency and budget: local, no I/O. The slot is held until the
-    /// request's guard drops.
+    /// This replica's share of concurrency, and the budget: local, no I/O.
+    /// The slot is held until the request's guard drops.
     pub fn check_local(ns: &NamespaceRoute) -> Result<Option<ConcurrencySlot>, GatewayError> {
         let rt = &ns.runtime;
         let slot = match ns.limits.max_concurrency {
@@ -123,39 +147,52 @@ impl Limiter {
         Ok(slot)
     }
 
-    /// RPM and TPM through Redis; a no-op for namespaces without them.
-    pub async fn check_rate(&self, ns: &NamespaceRoute) -> Result<(), GatewayError> {
+    /// RPM, TPM and fleet-wide concurrency through Redis, in one script
+    /// call; a no-op for namespaces without them. The lease, when one was
+    /// taken, is held until the request's guard drops. If Redis does not
+    /// answer the request is let through (the local concurrency check
+    /// already holds).
+    pub async fn check_shared(&self, ns: &NamespaceRoute) -> Result<Option<Lease>, GatewayError> {
         let rpm = ns.limits.rpm.unwrap_or(0);
         let tpm = ns.limits.tpm.unwrap_or(0);
-        if rpm == 0 && tpm == 0 {
-            return Ok(());
+        let max = ns.limits.max_concurrency.unwrap_or(0);
+        if rpm == 0 && tpm == 0 && max == 0 {
+            return Ok(None);
         }
         let code = &ns.code;
+        let (seq, member) = self.leases.next();
         let call = async {
             let mut conn = self.redis.get().await?;
             CHECK_SCRIPT
                 .key(rpm_key(code))
                 .key(tpm_key(code))
+                .key(inflight_key(code))
                 .arg(rpm)
                 .arg(tpm)
+                .arg(max)
+                .arg(member)
+                .arg(self.leases.ttl().as_millis() as u64)
                 .invoke_async::<(i64, i64)>(&mut conn)
                 .await
         };
+        // A lease Redis granted whose answer was lost is never renewed: it
+        // expires within one TTL.
         let verdict = match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(v)) => v,
             Ok(Err(e)) => {
                 tracing::warn!(namespace = %code, error = %e, "rate limit check failed; allowing request");
-                return Ok(());
+                return Ok(None);
             }
             Err(_) => {
                 tracing::warn!(namespace = %code, "rate limit check timed out; allowing request");
-                return Ok(());
+                return Ok(None);
             }
         };
         let reason = match verdict.0 {
-            0 => return Ok(()),
+            0 => return Ok((max > 0).then(|| self.leases.hold(code, seq))),
             1 => LimitReason::Rpm,
-            _ => LimitReason::Tpm,
+            2 => LimitReason::Tpm,
+            _ => LimitReason::Concurrency,
         };
         ns.runtime.count_rejection(reason);
         Err(GatewayError::RateLimited {

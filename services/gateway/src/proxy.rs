@@ -146,7 +146,9 @@ async fn run(
     if let Some(slot) = Limiter::check_local(&ns)? {
         guard.set_slot(slot);
     }
-    state.limiter.check_rate(&ns).await?;
+    if let Some(lease) = state.limiter.check_shared(&ns).await? {
+        guard.set_lease(lease);
+    }
     failover::forward(
         Attempt {
             state,

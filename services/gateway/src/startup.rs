@@ -7,6 +7,7 @@ use crate::accounting::Accounting;
 use crate::config::Settings;
 use crate::exposition::EXPOSITION;
 use crate::health::HealthPolicy;
+use crate::lease::{self, LeaseBook};
 use crate::limits::Limiter;
 use crate::routing::RoutingStore;
 use crate::state::AppState;
@@ -101,6 +102,10 @@ impl Application {
         let cancel = CancellationToken::new();
         let flush_cancel = CancellationToken::new();
         let (token_sink, token_task) = limits::spawn_token_writer(bg_redis.clone(), cancel.clone());
+        let (leases, released) = LeaseBook::new(
+            aigw_service::host_pid_name("gateway"),
+            settings.concurrency_lease_ttl,
+        );
         let accounting = Arc::new(Accounting::new(recorder.clone(), Some(token_sink)));
         let store = Arc::new(RoutingStore::new(
             recorder.clone(),
@@ -121,7 +126,7 @@ impl Application {
         let state = web::Data::new(AppState {
             store: store.clone(),
             accounting,
-            limiter: Limiter::new(request_redis, settings.rate_limit_timeout),
+            limiter: Limiter::new(request_redis, settings.rate_limit_timeout, leases.clone()),
             metrics: MetricsEndpoint::new(scrape_redis, &EXPOSITION, Some(recorder.clone())),
             max_body_bytes: settings.max_body_bytes,
             max_attempts: settings.upstream_max_attempts,
@@ -153,6 +158,12 @@ impl Application {
                 cancel.clone(),
             )),
             token_task,
+            tokio::spawn(lease::run(
+                leases,
+                released,
+                bg_redis.clone(),
+                cancel.clone(),
+            )),
         ];
         let flusher = aigw_metrics::spawn_flusher(
             recorder,

@@ -53,6 +53,7 @@
 //! |---|---|---|
 //! | `ratelimit:ns:{ns}:rpm` | hash | unix second → requests started in it (last 60 s) |
 //! | `ratelimit:ns:{ns}:tpm` | hash | unix second → tokens used in it (last 60 s) |
+//! | `ratelimit:ns:{ns}:inflight` | sorted set | one member per request in flight in the fleet (`{replica}:{n}`), scored by its lease's expiry in Unix ms |
 
 /// Separator between label values in index-set members.
 pub const LABEL_SEP: char = '\u{1f}';
@@ -99,6 +100,12 @@ pub fn ratelimit_rpm(ns: &str) -> String {
 /// Tokens per second of namespace `ns` over the last minute.
 pub fn ratelimit_tpm(ns: &str) -> String {
     format!("ratelimit:ns:{ns}:tpm")
+}
+
+/// The requests of namespace `ns` in flight across the fleet: concurrency
+/// leases scored by their expiry.
+pub fn ratelimit_inflight(ns: &str) -> String {
+    format!("ratelimit:ns:{ns}:inflight")
 }
 
 /// Index set of a family.
@@ -174,6 +181,7 @@ mod tests {
     fn rate_limit_and_budget_keys() {
         assert_eq!(ratelimit_rpm("a"), "ratelimit:ns:a:rpm");
         assert_eq!(ratelimit_tpm("a"), "ratelimit:ns:a:tpm");
+        assert_eq!(ratelimit_inflight("a"), "ratelimit:ns:a:inflight");
         assert_eq!(
             ns_month_cost("a", "2024-02"),
             "metrics:cost:ns:a:month:2024-02"

@@ -415,3 +415,46 @@ pub fn sse_data(text: &str) -> Vec<String> {
         })
         .collect()
 }
+
+/// The gateway binary on a free port of `redis`, ready: one worker, fast
+/// flushes; `overrides` replace or add variables.
+pub async fn spawn_gateway_binary(
+    redis: &RedisServer,
+    overrides: &[(&str, &str)],
+) -> (aigw_testkit::Proc, String) {
+    let port = aigw_testkit::free_port();
+    let mut env: Vec<(&str, String)> = vec![
+        ("GATEWAY_PORT", port.to_string()),
+        ("BIND_ADDR", "127.0.0.1".into()),
+        ("REDIS_URL", redis.url()),
+        ("GATEWAY_WORKERS", "1".into()),
+        ("METRICS_FLUSH_INTERVAL", "100ms".into()),
+        ("SHUTDOWN_GRACE", "5s".into()),
+        ("RUST_LOG", "info".into()),
+    ];
+    for (k, v) in overrides {
+        match env.iter_mut().find(|(name, _)| name == k) {
+            Some(slot) => slot.1 = v.to_string(),
+            None => env.push((k, v.to_string())),
+        }
+    }
+    let mut p = aigw_testkit::Proc::spawn_path(
+        std::path::Path::new(env!("CARGO_BIN_EXE_gateway")),
+        "gateway",
+        &env,
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    p.wait_ready(&format!("{base}/ready")).await;
+    (p, base)
+}
+
+/// An integer value in Redis, 0 when the key does not exist.
+pub async fn redis_i64(redis: &RedisServer, key: &str) -> i64 {
+    let mut c = redis.conn().await;
+    let v: Option<i64> = redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    v.unwrap_or(0)
+}

@@ -2,7 +2,7 @@
 //! count, and RPM holds across two gateway processes.
 
 use crate::helpers::*;
-use aigw_testkit::{free_port, Proc, RedisServer};
+use aigw_testkit::RedisServer;
 use aigw_types::Limits;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -206,26 +206,6 @@ async fn monthly_budget_refuses_once_the_cost_reaches_it() {
     );
 }
 
-async fn spawn_binary(redis: &RedisServer) -> (Proc, String) {
-    let port = free_port();
-    let mut p = Proc::spawn_path(
-        std::path::Path::new(env!("CARGO_BIN_EXE_gateway")),
-        "gateway",
-        &[
-            ("GATEWAY_PORT", port.to_string()),
-            ("BIND_ADDR", "127.0.0.1".into()),
-            ("REDIS_URL", redis.url()),
-            ("GATEWAY_WORKERS", "1".into()),
-            ("METRICS_FLUSH_INTERVAL", "100ms".into()),
-            ("SHUTDOWN_GRACE", "5s".into()),
-            ("RUST_LOG", "info".into()),
-        ],
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    p.wait_ready(&format!("{base}/ready")).await;
-    (p, base)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rpm_is_shared_by_two_gateway_processes() {
     let up = upstream("a1").await;
@@ -238,8 +218,8 @@ async fn rpm_is_shared_by_two_gateway_processes() {
         },
     );
     publish(&redis, &snap).await;
-    let (mut g1, url1) = spawn_binary(&redis).await;
-    let (mut g2, url2) = spawn_binary(&redis).await;
+    let (mut g1, url1) = spawn_gateway_binary(&redis, &[]).await;
+    let (mut g2, url2) = spawn_gateway_binary(&redis, &[]).await;
     let c = client();
     let send = |base: &str| {
         let c = c.clone();
@@ -322,4 +302,158 @@ async fn huge_upstream_token_counts_saturate_instead_of_overflowing() {
         "rate_limit_exceeded",
     )
     .await;
+}
+
+/// Lease members of the fleet's in-flight set with their expiry (Unix ms),
+/// and Redis' clock now.
+async fn leases(redis: &RedisServer) -> (Vec<(String, i64)>, i64) {
+    let mut c = redis.conn().await;
+    let members: Vec<(String, i64)> = redis::cmd("ZRANGE")
+        .arg("ratelimit:ns:team-a:inflight")
+        .arg(0)
+        .arg(-1)
+        .arg("WITHSCORES")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let (s, us): (i64, i64) = redis::cmd("TIME").query_async(&mut c).await.unwrap();
+    (members, s * 1000 + us / 1000)
+}
+
+async fn start_stream(c: &reqwest::Client, base: &str) -> reqwest::Response {
+    let mut r = c
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(KEY_A)
+        .json(&chat_body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut t = String::new();
+    read_until(&mut r, &mut t, "\"Hello\"").await;
+    r
+}
+
+async fn chat_status(c: &reqwest::Client, base: &str) -> u16 {
+    c.post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(KEY_A)
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_concurrency_holds_across_replicas_and_a_killed_replica_frees_its_slots() {
+    let up = upstream("a1").await;
+    up.set(mock(json!({"gated": true, "chunks": 2})));
+    let redis = RedisServer::start().await;
+    let snap = limited(
+        &up.base_url(),
+        Limits {
+            max_concurrency: Some(2),
+            ..Default::default()
+        },
+    );
+    publish(&redis, &snap).await;
+    // Replica A in process; replica B a process of its own, killed later.
+    let a = Gateway::start(test_settings(&redis.url())).await;
+    a.wait_version(snap.version).await;
+    let (mut b, b_url) = spawn_gateway_binary(&redis, &[("CONCURRENCY_LEASE_TTL", "2s")]).await;
+    let c = client();
+
+    // One stream on each replica: the namespace is full on both.
+    let held_a = start_stream(&c, &a.addr).await;
+    let held_b = start_stream(&c, &b_url).await;
+    assert_eq!(chat_status(&c, &a.addr).await, 429);
+    assert_eq!(chat_status(&c, &b_url).await, 429);
+    let (members, _) = leases(&redis).await;
+    assert_eq!(members.len(), 2, "{members:?}");
+    // Both refusals reach the fleet's counter before B dies.
+    eventually("both refusals counted", || async {
+        redis_i64(&redis, "metrics:ns:team-a:rejections:concurrency").await == 2
+    })
+    .await;
+
+    // B dies without releasing anything: its lease stays in the set, with an
+    // expiry at most one TTL (B's, 2 s) ahead — the bound on how long a dead
+    // replica keeps a slot.
+    let b_pid = b.pid().expect("pid").to_string();
+    b.kill().await;
+    drop(held_b);
+    let (members, now) = leases(&redis).await;
+    let dead: Vec<_> = members
+        .iter()
+        .filter(|(m, _)| m.contains(&format!("-{b_pid}:")))
+        .collect();
+    assert_eq!(dead.len(), 1, "B's lease is still there: {members:?}");
+    assert!(
+        dead[0].1 <= now + 2000,
+        "expires within B's TTL: {members:?} at {now}"
+    );
+
+    // Once it expires, A takes the slot it held.
+    let refused = std::sync::atomic::AtomicU64::new(0);
+    eventually("the dead replica's slot is free", || async {
+        match chat_status(&c, &a.addr).await {
+            200 => true,
+            429 => {
+                refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                false
+            }
+            s => panic!("unexpected status {s}"),
+        }
+    })
+    .await;
+    let (members, _) = leases(&redis).await;
+    assert_eq!(members.len(), 1, "only A's stream: {members:?}");
+
+    // A's stream ends: its lease is released, not left to expire.
+    up.release(2);
+    assert!(held_a.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+    eventually("A's lease released", || async {
+        leases(&redis).await.0.is_empty()
+    })
+    .await;
+    settle(&a, &redis).await;
+    let m = Metrics::parse(
+        &client()
+            .get(format!("{}/metrics", a.addr))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        m.value(r#"ai_gateway_rejections_total{namespace_code="team-a",reason="concurrency"}"#),
+        (2 + refused.into_inner()) as f64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_redis_is_down_each_replica_still_holds_max_concurrency_itself() {
+    let up = upstream("a1").await;
+    up.set(mock(json!({"gated": true, "chunks": 2})));
+    let snap = limited(
+        &up.base_url(),
+        Limits {
+            max_concurrency: Some(1),
+            ..Default::default()
+        },
+    );
+    let mut app = TestApp::spawn(&snap).await;
+    app.redis.stop().await;
+    let held = start_stream(&app.client, &app.gw.addr).await;
+    assert_eq!(chat_status(&app.client, &app.gw.addr).await, 429);
+    up.release(2);
+    assert!(held.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+    eventually("the slot is free again", || async {
+        chat_status(&app.client, &app.gw.addr).await == 200
+    })
+    .await;
+    assert_eq!(up.request_count(), 2);
 }

@@ -2,7 +2,7 @@
 //! stream in flight finish, flushes metrics and usage, exits 0.
 
 use crate::helpers::*;
-use aigw_testkit::{free_port, Proc, RedisServer};
+use aigw_testkit::RedisServer;
 use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -11,23 +11,16 @@ async fn sigterm_drains_the_stream_in_flight_flushes_and_exits_zero() {
     up.set(mock(serde_json::json!({"gated": true})));
     let redis = RedisServer::start().await;
     publish(&redis, &one_instance(&up.base_url())).await;
-    let port = free_port();
-    let mut gw = Proc::spawn_path(
-        std::path::Path::new(env!("CARGO_BIN_EXE_gateway")),
-        "gateway",
+    // Long interval: only the shutdown flush can write the request.
+    let (mut gw, base) = spawn_gateway_binary(
+        &redis,
         &[
-            ("GATEWAY_PORT", port.to_string()),
-            ("BIND_ADDR", "127.0.0.1".into()),
-            ("REDIS_URL", redis.url()),
-            ("GATEWAY_WORKERS", "1".into()),
-            // Long interval: only the shutdown flush can write the request.
-            ("METRICS_FLUSH_INTERVAL", "1h".into()),
-            ("SHUTDOWN_GRACE", "20s".into()),
-            ("RUST_LOG", "debug".into()),
+            ("METRICS_FLUSH_INTERVAL", "1h"),
+            ("SHUTDOWN_GRACE", "20s"),
+            ("RUST_LOG", "debug"),
         ],
-    );
-    let base = format!("http://127.0.0.1:{port}");
-    gw.wait_ready(&format!("{base}/ready")).await;
+    )
+    .await;
 
     let mut resp = client()
         .post(format!("{base}/v1/chat/completions"))
@@ -42,7 +35,7 @@ async fn sigterm_drains_the_stream_in_flight_flushes_and_exits_zero() {
     gw.signal(15);
     // New connections are refused while the stream is still open.
     eventually("listener closed", || async {
-        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+        std::net::TcpStream::connect(base.trim_start_matches("http://")).is_err()
     })
     .await;
     assert!(
