@@ -56,6 +56,9 @@ pub struct Config {
     pub publish_wait: Duration,
     /// `METRICS_FLUSH_INTERVAL`, default 1s.
     pub metrics_flush_interval: Duration,
+    /// `METRICS_EXPORTER_TTL`: lease of the one replica that shows the fleet
+    /// series on `/metrics`, default 15s.
+    pub metrics_exporter_ttl: Duration,
     /// `SHUTDOWN_TIMEOUT`, default 10s: bound for draining requests and
     /// flushing metrics on shutdown.
     pub shutdown_timeout: Duration,
@@ -139,6 +142,7 @@ impl Config {
             publish_resync: env
                 .positive_duration("CONFIG_CENTER_PUBLISH_RESYNC", Duration::from_secs(30))?,
             publish_wait: env.duration("CONFIG_CENTER_PUBLISH_WAIT", Duration::from_secs(2))?,
+            metrics_exporter_ttl: aigw_service::metrics_exporter_ttl(env)?,
             metrics_flush_interval: env
                 .positive_duration("METRICS_FLUSH_INTERVAL", Duration::from_secs(1))?,
             shutdown_timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(10))?,

@@ -13,7 +13,7 @@ use crate::{routes, ui};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
-use aigw_metrics::{MetricsEndpoint, Recorder, RecorderConfig, RedisConn};
+use aigw_metrics::{ExporterLease, MetricsEndpoint, Recorder, RecorderConfig, RedisConn};
 use anyhow::Context;
 use std::future::Future;
 use std::time::Duration;
@@ -30,7 +30,7 @@ pub struct Application {
     flush_cancel: CancellationToken,
     publisher_task: JoinHandle<()>,
     /// The ledger's writer and retention, when `LEDGER_ENABLED`.
-    ledger_tasks: Vec<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
     flusher_task: JoinHandle<()>,
     shutdown_timeout: Duration,
 }
@@ -62,9 +62,9 @@ impl Application {
         let cancel = CancellationToken::new();
         let flush_cancel = CancellationToken::new();
         let publisher_task = publisher.spawn(cancel.clone());
-        let mut ledger_tasks = Vec::new();
+        let mut tasks = Vec::new();
         if config.ledger.enabled {
-            ledger_tasks.push(
+            tasks.push(
                 ledger::Writer {
                     cfg: config.ledger.clone(),
                     store: store.clone(),
@@ -73,7 +73,7 @@ impl Application {
                 }
                 .spawn(cancel.clone()),
             );
-            ledger_tasks.push(
+            tasks.push(
                 ledger::Retention {
                     cfg: config.ledger.clone(),
                     store: store.clone(),
@@ -82,6 +82,16 @@ impl Application {
                 .spawn(cancel.clone()),
             );
         }
+        let exporter = ExporterLease::new(
+            "config-center",
+            aigw_service::replica_name("config-center"),
+            config.metrics_exporter_ttl,
+        );
+        tasks.push(aigw_metrics::spawn_exporter_lease(
+            exporter.clone(),
+            redis.clone(),
+            cancel.clone(),
+        ));
         let flusher_task = aigw_metrics::spawn_flusher(
             recorder.clone(),
             redis.clone(),
@@ -104,10 +114,11 @@ impl Application {
         let state = web::Data::new(AppState {
             store: store.clone(),
             publisher,
-            metrics: MetricsEndpoint::new(
+            metrics: MetricsEndpoint::with_exporter(
                 redis.clone(),
                 &metrics::EXPOSITION,
                 Some(recorder.clone()),
+                exporter,
             ),
             scrape: aigw_service::ScrapeGate::new(config.metrics_token.clone()),
             redis,
@@ -146,7 +157,7 @@ impl Application {
             cancel,
             flush_cancel,
             publisher_task,
-            ledger_tasks,
+            tasks,
             flusher_task,
             shutdown_timeout: config.shutdown_timeout,
         })
@@ -188,9 +199,9 @@ impl Application {
         {
             tracing::warn!("publisher did not stop in time");
         }
-        for task in self.ledger_tasks {
+        for task in self.tasks {
             if tokio::time::timeout(bound, task).await.is_err() {
-                tracing::warn!("ledger task did not stop in time");
+                tracing::warn!("background task did not stop in time");
             }
         }
         self.flush_cancel.cancel();

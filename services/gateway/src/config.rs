@@ -24,6 +24,9 @@ pub struct Settings {
     pub workers: usize,
     /// `METRICS_FLUSH_INTERVAL`, default 1s.
     pub metrics_flush_interval: Duration,
+    /// `METRICS_EXPORTER_TTL`: lease of the one replica that shows the fleet
+    /// series on `/metrics`, default 15s.
+    pub metrics_exporter_ttl: Duration,
     /// `MAX_BODY_BYTES`, default 10 MiB.
     pub max_body_bytes: usize,
     /// `BODY_TIMEOUT`: bound on receiving a whole request body, default 30s.
@@ -104,6 +107,7 @@ impl Settings {
             metrics_token: aigw_service::scrape::metrics_token(env),
             workers: env.number_or_else("GATEWAY_WORKERS", "one per CPU", cpus, 1)?,
             metrics_flush_interval: env.positive_duration("METRICS_FLUSH_INTERVAL", secs(1))?,
+            metrics_exporter_ttl: aigw_service::metrics_exporter_ttl(env)?,
             max_body_bytes: env.number_at_least("MAX_BODY_BYTES", 10 * 1024 * 1024, 1)?,
             body_timeout: aigw_service::body_timeout(env)?,
             upstream_max_attempts: env.number_at_least("UPSTREAM_MAX_ATTEMPTS", 3, 1)?,

@@ -136,7 +136,7 @@ fn budget_values(state: &AppState) -> ScrapeValues {
     let mut values = ScrapeValues::new();
     if let Some(routing) = state.store.load() {
         for (ns, nano) in routing.budgets() {
-            values.set(
+            values.set_fleet(
                 &fam::NAMESPACE_BUDGET_USD,
                 &fam::Namespace { namespace_code: ns },
                 nano as f64 / 1e9,

@@ -16,7 +16,7 @@ use crate::upstream::{self, UpstreamClient, UpstreamConfig};
 use crate::{config_watch, limits, probe, routes};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
-use aigw_metrics::{MetricsEndpoint, Recorder, RecorderConfig, RedisConn};
+use aigw_metrics::{ExporterLease, MetricsEndpoint, Recorder, RecorderConfig, RedisConn};
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,10 +102,10 @@ impl Application {
         let cancel = CancellationToken::new();
         let flush_cancel = CancellationToken::new();
         let (token_sink, token_task) = limits::spawn_token_writer(bg_redis.clone(), cancel.clone());
-        let (leases, released) = LeaseBook::new(
-            aigw_service::host_pid_name("gateway"),
-            settings.concurrency_lease_ttl,
-        );
+        let replica = aigw_service::replica_name("gateway");
+        let exporter =
+            ExporterLease::new("gateway", replica.clone(), settings.metrics_exporter_ttl);
+        let (leases, released) = LeaseBook::new(replica, settings.concurrency_lease_ttl);
         let accounting = Arc::new(Accounting::new(recorder.clone(), Some(token_sink)));
         let store = Arc::new(RoutingStore::new(
             recorder.clone(),
@@ -127,7 +127,12 @@ impl Application {
             store: store.clone(),
             accounting,
             limiter: Limiter::new(request_redis, settings.rate_limit_timeout, leases.clone()),
-            metrics: MetricsEndpoint::new(scrape_redis, &EXPOSITION, Some(recorder.clone())),
+            metrics: MetricsEndpoint::with_exporter(
+                scrape_redis,
+                &EXPOSITION,
+                Some(recorder.clone()),
+                exporter.clone(),
+            ),
             max_body_bytes: settings.max_body_bytes,
             max_attempts: settings.upstream_max_attempts,
             total_timeout: settings.upstream_total_timeout,
@@ -158,6 +163,7 @@ impl Application {
                 cancel.clone(),
             )),
             token_task,
+            aigw_metrics::spawn_exporter_lease(exporter, bg_redis.clone(), cancel.clone()),
             tokio::spawn(lease::run(
                 leases,
                 released,

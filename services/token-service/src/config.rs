@@ -36,6 +36,9 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// `METRICS_FLUSH_INTERVAL`: how often local metric deltas go to Redis, default 1s.
     pub metrics_flush_interval: Duration,
+    /// `METRICS_EXPORTER_TTL`: lease of the one replica that shows the fleet
+    /// series on `/metrics`, default 15s.
+    pub metrics_exporter_ttl: Duration,
     /// `SNAPSHOT_POLL_INTERVAL`: slow poll of `config:version` (and PING of
     /// the `config:updates` subscription), in case a notification was
     /// missed or the subscription died silently, default 30s.
@@ -104,6 +107,7 @@ impl Config {
             count_concurrency: env.number_or_else("COUNT_CONCURRENCY", "CPUs", cpus, 1)?,
             http_workers: env.number_or_else("HTTP_WORKERS", "CPUs", cpus, 1)?,
             shutdown_timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(10))?,
+            metrics_exporter_ttl: aigw_service::metrics_exporter_ttl(env)?,
             metrics_flush_interval: env
                 .positive_duration("METRICS_FLUSH_INTERVAL", Duration::from_secs(1))?,
             snapshot_poll_interval: env

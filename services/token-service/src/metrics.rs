@@ -117,10 +117,10 @@ pub struct ScrapeGauges {
 pub fn scrape_values(g: &ScrapeGauges) -> ScrapeValues {
     let mut v = ScrapeValues::new();
     if let Some(n) = g.stream_pending {
-        v.set(&f::STREAM_PENDING, &NoLabels, n as f64);
+        v.set_fleet(&f::STREAM_PENDING, &NoLabels, n as f64);
     }
     if let Some(n) = g.stream_lag {
-        v.set(&f::STREAM_LAG, &NoLabels, n as f64);
+        v.set_fleet(&f::STREAM_LAG, &NoLabels, n as f64);
     }
     v.set(
         &f::COUNT_JOBS_IN_FLIGHT,
@@ -138,7 +138,7 @@ pub fn scrape_values(g: &ScrapeGauges) -> ScrapeValues {
         f64::from(u8::from(g.consumer_running)),
     );
     for (ns, usd) in &g.month_cost_usd {
-        v.set(&f::NS_MONTH_COST_USD, &f::Ns { namespace_code: ns }, *usd);
+        v.set_fleet(&f::NS_MONTH_COST_USD, &f::Ns { namespace_code: ns }, *usd);
     }
     v
 }

@@ -8,7 +8,7 @@ use crate::state::AppState;
 use crate::tokenize::Encoders;
 use crate::usage::consumer::{Consumer, ConsumerState, ConsumerStatus};
 use actix_web::{web, App, HttpServer};
-use aigw_metrics::{MetricsEndpoint, Recorder, RecorderConfig, RedisConn};
+use aigw_metrics::{ExporterLease, MetricsEndpoint, Recorder, RecorderConfig, RedisConn};
 use aigw_snapshot::{SnapshotCell, SnapshotWatcher, WatcherSettings};
 use anyhow::Context;
 use std::net::TcpListener;
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 pub struct Application {
     port: u16,
     config: Config,
+    exporter: Arc<ExporterLease>,
     server: actix_web::dev::Server,
     state: web::Data<AppState>,
     stop: CancellationToken,
@@ -42,11 +43,21 @@ impl Application {
         );
         let redis = RedisConn::new(config.redis_url.expose()).context("REDIS_URL")?;
         let recorder = Recorder::new(RecorderConfig::for_service("token-service"));
+        let exporter = ExporterLease::new(
+            "token-service",
+            aigw_service::replica_name("token-service"),
+            config.metrics_exporter_ttl,
+        );
         let state = web::Data::new(AppState {
             encoders,
             snapshot: SnapshotCell::new(),
             pool: CountPool::new(config.count_concurrency),
-            metrics: MetricsEndpoint::new(redis.clone(), &EXPOSITION, Some(recorder.clone())),
+            metrics: MetricsEndpoint::with_exporter(
+                redis.clone(),
+                &EXPOSITION,
+                Some(recorder.clone()),
+                exporter.clone(),
+            ),
             scrape: aigw_service::ScrapeGate::with(
                 config.metrics_token.clone(),
                 config.metrics_cache_ttl,
@@ -80,6 +91,7 @@ impl Application {
         Ok(Application {
             port,
             config,
+            exporter,
             server,
             state,
             stop: CancellationToken::new(),
@@ -103,6 +115,7 @@ impl Application {
     /// because it must outlive the tasks whose metrics it writes.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application {
+            exporter,
             config,
             server,
             state,
@@ -118,6 +131,8 @@ impl Application {
             config.shutdown_timeout,
             flush_stop.clone(),
         );
+        let exporter =
+            aigw_metrics::spawn_exporter_lease(exporter, state.redis.clone(), work.clone());
         let watcher = SnapshotWatcher::new(
             state.redis.client().clone(),
             WatcherSettings {
@@ -163,6 +178,7 @@ impl Application {
             }
         }
         let _ = tokio::time::timeout(bound, watcher).await;
+        let _ = tokio::time::timeout(bound, exporter).await;
         flush_stop.cancel();
         // The flusher bounds its own final drain by the same timeout.
         let _ = tokio::time::timeout(bound + std::time::Duration::from_secs(1), flusher).await;

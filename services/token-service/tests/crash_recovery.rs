@@ -160,6 +160,7 @@ fn spawn_service(redis: &RedisServer, name: &str, claim_idle: &str, chunk: &str)
             ("USAGE_CLAIM_INTERVAL", "300ms".into()),
             ("USAGE_BLOCK", "200ms".into()),
             ("METRICS_FLUSH_INTERVAL", "100ms".into()),
+            ("METRICS_EXPORTER_TTL", "1s".into()),
             ("RUST_LOG", "info".into()),
         ],
     );
@@ -305,13 +306,27 @@ async fn ten_thousand_records_are_exact_across_crashes() {
     let total_requests: i64 = want.values().map(|t| t.requests).sum();
     assert_eq!(total_requests, RECORDS as i64);
 
-    // And as rendered by the surviving service.
-    let m = reqwest::get(format!("http://127.0.0.1:{port_b}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // And as rendered by the surviving replica that exports the fleet
+    // series (the killed one's lease expires within a second).
+    let scrape = |port: u16| async move {
+        reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let exporting = |m: &str| sample(m, "token_service_metrics_exporter", &[]) == Some(1.0);
+    wait_for(
+        Duration::from_secs(20),
+        "a surviving replica exports",
+        || async { exporting(&scrape(port_a2).await) || exporting(&scrape(port_b).await) },
+    )
+    .await;
+    let m = match scrape(port_b).await {
+        m if exporting(&m) => m,
+        _ => scrape(port_a2).await,
+    };
     for ((model, ns), t) in &want {
         let l = [("model", model.as_str()), ("namespace_code", ns.as_str())];
         assert_eq!(

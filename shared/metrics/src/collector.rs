@@ -156,6 +156,9 @@ struct EndpointInner {
     redis: RedisConn,
     exposition: &'static Exposition,
     recorder: Option<Recorder>,
+    /// When set, the fleet series are shown only while this replica holds
+    /// the exporter lease (see [`crate::exporter`]).
+    exporter: Option<std::sync::Arc<crate::exporter::ExporterLease>>,
     process: ProcessCollector,
     timeout: Duration,
     round_trips: std::sync::atomic::AtomicU64,
@@ -167,11 +170,32 @@ impl MetricsEndpoint {
         exposition: &'static Exposition,
         recorder: Option<Recorder>,
     ) -> Self {
+        Self::build_endpoint(redis, exposition, recorder, None)
+    }
+
+    /// An endpoint of one replica among several: the fleet series (Redis
+    /// totals and fleet scrape gauges) only while `lease` is held.
+    pub fn with_exporter(
+        redis: RedisConn,
+        exposition: &'static Exposition,
+        recorder: Option<Recorder>,
+        lease: std::sync::Arc<crate::exporter::ExporterLease>,
+    ) -> Self {
+        Self::build_endpoint(redis, exposition, recorder, Some(lease))
+    }
+
+    fn build_endpoint(
+        redis: RedisConn,
+        exposition: &'static Exposition,
+        recorder: Option<Recorder>,
+        exporter: Option<std::sync::Arc<crate::exporter::ExporterLease>>,
+    ) -> Self {
         MetricsEndpoint {
             inner: std::sync::Arc::new(EndpointInner {
                 redis,
                 exposition,
                 recorder,
+                exporter,
                 process: ProcessCollector::new(exposition.prefix),
                 timeout: Duration::from_millis(1500),
                 round_trips: std::sync::atomic::AtomicU64::new(0),
@@ -196,16 +220,26 @@ impl MetricsEndpoint {
         self.render_all(None, Some(values)).await
     }
 
+    /// Whether this replica shows the fleet series now (always, without an
+    /// exporter lease).
+    pub fn is_exporter(&self) -> bool {
+        self.inner.exporter.as_ref().is_none_or(|l| l.is_exporter())
+    }
+
     async fn render_all(&self, extra: Option<&Registry>, values: Option<&ScrapeValues>) -> String {
         let started = Instant::now();
-        let raw = tokio::time::timeout(self.inner.timeout, self.fetch()).await;
-        let (rendered, redis_up) = match raw {
-            Ok(Ok(raw)) => (self.build(&raw), true),
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "metrics scrape: redis unreachable");
-                (Vec::new(), false)
-            }
-            Err(_) => (Vec::new(), false),
+        let exporting = self.is_exporter();
+        let (rendered, redis_up) = match &self.inner.exporter {
+            // Not the exporter: no fleet series, and no Redis read for them.
+            Some(lease) if !exporting => (Vec::new(), lease.redis_up()),
+            _ => match tokio::time::timeout(self.inner.timeout, self.fetch()).await {
+                Ok(Ok(raw)) => (self.build(&raw), true),
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "metrics scrape: redis unreachable");
+                    (Vec::new(), false)
+                }
+                Err(_) => (Vec::new(), false),
+            },
         };
         let mut reg = Registry::default();
         reg.register_collector(Box::new(RedisSeries(rendered)));
@@ -225,6 +259,13 @@ impl MetricsEndpoint {
             ],
             counters: Vec::new(),
         };
+        if self.inner.exporter.is_some() {
+            local.gauges.push((
+                format!("{prefix}_metrics_exporter"),
+                "Whether this replica shows the fleet series (1) or only its own process metrics (0).",
+                if exporting { 1.0 } else { 0.0 },
+            ));
+        }
         if let Some(r) = &self.inner.recorder {
             let (ok, failed) = r.flush_stats();
             local.counters.push((
@@ -252,6 +293,9 @@ impl MetricsEndpoint {
         reg.register_collector(Box::new(self.inner.process.clone()));
         if let Some(v) = values {
             reg.register_collector(Box::new(RedisSeries(v.families.clone())));
+            if exporting {
+                reg.register_collector(Box::new(RedisSeries(v.fleet.clone())));
+            }
         }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode_registry(&mut out, &reg).is_err() {
@@ -587,6 +631,9 @@ fn histogram(
 #[derive(Debug, Default)]
 pub struct ScrapeValues {
     families: Vec<Rendered>,
+    /// Fleet-wide values (read from Redis or the config), shown only by
+    /// the replica that exports the fleet series.
+    fleet: Vec<Rendered>,
 }
 
 impl ScrapeValues {
@@ -594,31 +641,52 @@ impl ScrapeValues {
         Self::default()
     }
 
-    /// Sets one series of `gauge`.
+    /// Sets one series of `gauge`, a value of this process.
     pub fn set<L: LabelSet>(
         &mut self,
         gauge: &'static ScrapeGauge<L>,
         labels: &L::Values<'_>,
         v: f64,
     ) {
-        let labels: Vec<(String, String)> = L::NAMES
-            .iter()
-            .zip(L::values(labels).iter())
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let fam = match self.families.iter_mut().position(|f| f.name == gauge.name) {
-            Some(i) => &mut self.families[i],
-            None => {
-                self.families.push(Rendered {
-                    name: gauge.name.to_string(),
-                    help: gauge.help,
-                    series: Vec::new(),
-                });
-                self.families.last_mut().expect("just pushed")
-            }
-        };
-        fam.series.push((labels, Value::Gauge(Num::of(v))));
+        push_value(&mut self.families, gauge, labels, v);
     }
+
+    /// Sets one series of `gauge`, a value of the whole fleet: shown by
+    /// the exporting replica only (else a sum over replicas would count it
+    /// once per replica).
+    pub fn set_fleet<L: LabelSet>(
+        &mut self,
+        gauge: &'static ScrapeGauge<L>,
+        labels: &L::Values<'_>,
+        v: f64,
+    ) {
+        push_value(&mut self.fleet, gauge, labels, v);
+    }
+}
+
+fn push_value<L: LabelSet>(
+    families: &mut Vec<Rendered>,
+    gauge: &'static ScrapeGauge<L>,
+    labels: &L::Values<'_>,
+    v: f64,
+) {
+    let labels: Vec<(String, String)> = L::NAMES
+        .iter()
+        .zip(L::values(labels).iter())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let fam = match families.iter().position(|f| f.name == gauge.name) {
+        Some(i) => &mut families[i],
+        None => {
+            families.push(Rendered {
+                name: gauge.name.to_string(),
+                help: gauge.help,
+                series: Vec::new(),
+            });
+            families.last_mut().expect("just pushed")
+        }
+    };
+    fam.series.push((labels, Value::Gauge(Num::of(v))));
 }
 
 #[derive(Debug)]

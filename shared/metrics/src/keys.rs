@@ -48,6 +48,11 @@
 //! | `usage:ledger` | stream | entries with field `row`: one `aigw_types::LedgerRow` as JSON (the token-service appends it in the script that accounts the record) |
 //! | consumer group `config-center` on `usage:ledger` | | the spend ledger's writer (`docs/ledger.md`) |
 //!
+//! # Metrics exporter
+//! | key | type | meaning |
+//! |---|---|---|
+//! | `metrics:exporter:{service}` | string, with expiry | the replica (`{host}-{pid}`) of `service` that shows the fleet series on its `/metrics` (`exporter.rs`) |
+//!
 //! # Rate limits (the gateway's RPM/TPM windows)
 //! | key | type | meaning |
 //! |---|---|---|
@@ -106,6 +111,12 @@ pub fn ratelimit_tpm(ns: &str) -> String {
 /// leases scored by their expiry.
 pub fn ratelimit_inflight(ns: &str) -> String {
     format!("ratelimit:ns:{ns}:inflight")
+}
+
+/// The lease naming the replica of `service` that exports the fleet
+/// series.
+pub fn metrics_exporter(service: &str) -> String {
+    format!("metrics:exporter:{service}")
 }
 
 /// Index set of a family.

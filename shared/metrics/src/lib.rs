@@ -45,6 +45,7 @@
 
 pub mod collector;
 pub mod conn;
+pub mod exporter;
 pub mod families;
 pub mod family;
 pub mod keys;
@@ -60,6 +61,7 @@ pub use collector::{
     CONTENT_TYPE_TEXT,
 };
 pub use conn::{RedisConn, RedisTimeouts};
+pub use exporter::{spawn_exporter_lease, ExporterLease};
 pub use family::{Family, Kind, FAST_BUCKETS_US, LATENCY_BUCKETS_US, LLM_LATENCY_BUCKETS_US};
 pub use metric::{
     Counter, Decl, Gauge, Histogram, LabelSet, MaxGauge, Mean, Metric, NoLabels, ScrapeGauge,

@@ -38,6 +38,20 @@ pub fn body_timeout(env: &Env) -> Result<Duration, EnvError> {
     env.positive_duration("BODY_TIMEOUT", DEFAULT_BODY_TIMEOUT)
 }
 
+/// `METRICS_EXPORTER_TTL`: lifetime of the lease that names the one
+/// replica of a service showing the fleet series on `/metrics` (renewed
+/// every third of it), default 15s, at least 300ms.
+pub fn metrics_exporter_ttl(env: &Env) -> Result<Duration, EnvError> {
+    let ttl = env.duration("METRICS_EXPORTER_TTL", Duration::from_secs(15))?;
+    if ttl < Duration::from_millis(300) {
+        return Err(EnvError::new(
+            "METRICS_EXPORTER_TTL",
+            "must be at least 300ms",
+        ));
+    }
+    Ok(ttl)
+}
+
 /// `REDIS_URL`, default `redis://127.0.0.1:6379`, shown redacted.
 pub fn redis_url(env: &Env) -> Result<Secret, EnvError> {
     env.url(
@@ -45,6 +59,20 @@ pub fn redis_url(env: &Env) -> Result<Secret, EnvError> {
         "redis://127.0.0.1:6379",
         &["redis", "rediss", "unix", "redis+unix"],
     )
+}
+
+/// A name for one running instance of a service, unique among live
+/// replicas: `{hostname}-{pid}`, with `.{n}` appended for the second and
+/// later instance built in the same process (tests run several).
+pub fn replica_name(fallback: &str) -> String {
+    static BUILT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = BUILT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let base = host_pid_name(fallback);
+    if n == 0 {
+        base
+    } else {
+        format!("{base}.{n}")
+    }
 }
 
 /// `{hostname}-{pid}`: a name unique per live process, for a stream

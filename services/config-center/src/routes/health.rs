@@ -77,13 +77,17 @@ pub async fn metrics(state: web::Data<AppState>, req: HttpRequest) -> HttpRespon
     let st = state.clone();
     let render = |accept: Option<String>| async move {
         let mut values = ScrapeValues::new();
-        let backlog =
+        // Fleet values: read only by the replica that shows them.
+        let backlog = if st.metrics.is_exporter() {
             aigw_metrics::stream::group_backlog(&st.redis, keys::LEDGER_STREAM, keys::LEDGER_GROUP)
-                .await;
+                .await
+        } else {
+            None
+        };
         if let Some((pending, lag)) = backlog {
-            values.set(&fam::LEDGER_PENDING, &NoLabels, pending as f64);
+            values.set_fleet(&fam::LEDGER_PENDING, &NoLabels, pending as f64);
             if let Some(lag) = lag {
-                values.set(&fam::LEDGER_LAG, &NoLabels, lag as f64);
+                values.set_fleet(&fam::LEDGER_LAG, &NoLabels, lag as f64);
             }
         }
         st.metrics

@@ -272,6 +272,7 @@ async fn seed_keys_and_every_series_have_exact_values() {
         ("ai_gateway_metrics_flush_failures_total".into(), 0.0),
         ("ai_gateway_metrics_queued_records".into(), 0.0),
         ("ai_gateway_metrics_dropped_records_total".into(), 0.0),
+        ("ai_gateway_metrics_exporter".into(), 1.0),
     ]
     .into_iter()
     .collect();

@@ -250,16 +250,7 @@ impl TestApp {
     }
 
     pub async fn metrics(&self) -> Metrics {
-        let text = self
-            .client
-            .get(self.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        Metrics::parse(&text)
+        scrape(&self.gw.addr).await
     }
 
     pub async fn usage_records(&self) -> Vec<UsageRecord> {
@@ -457,4 +448,17 @@ pub async fn redis_i64(redis: &RedisServer, key: &str) -> i64 {
         .await
         .unwrap();
     v.unwrap_or(0)
+}
+
+/// The `/metrics` of the gateway at `base` (`http://host:port`).
+pub async fn scrape(base: &str) -> Metrics {
+    let text = client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    Metrics::parse(&text)
 }

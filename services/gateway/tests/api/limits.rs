@@ -418,19 +418,9 @@ async fn max_concurrency_holds_across_replicas_and_a_killed_replica_frees_its_sl
     })
     .await;
     settle(&a, &redis).await;
-    let m = Metrics::parse(
-        &client()
-            .get(format!("{}/metrics", a.addr))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
     assert_eq!(
-        m.value(r#"ai_gateway_rejections_total{namespace_code="team-a",reason="concurrency"}"#),
-        (2 + refused.into_inner()) as f64
+        redis_i64(&redis, "metrics:ns:team-a:rejections:concurrency").await,
+        (2 + refused.into_inner()) as i64
     );
 }
 

@@ -15,6 +15,7 @@ mod failover;
 mod limits;
 mod proxy;
 mod relay_limits;
+mod replicas;
 mod retry;
 mod sdk;
 mod shutdown;

@@ -113,8 +113,18 @@ pub async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) ->
     let st = state.clone();
     let render = |accept: Option<String>| async move {
         let state = st;
-        let backlog = stream_backlog(&state.redis).await;
-        let month_cost_usd = month_costs(&state).await;
+        // Fleet values: read only by the replica that shows them.
+        let fleet = state.metrics.is_exporter();
+        let backlog = if fleet {
+            stream_backlog(&state.redis).await
+        } else {
+            None
+        };
+        let month_cost_usd = if fleet {
+            month_costs(&state).await
+        } else {
+            Vec::new()
+        };
         let gauges = ScrapeGauges {
             stream_pending: backlog.map(|(p, _)| p),
             stream_lag: backlog.and_then(|(_, l)| l),
