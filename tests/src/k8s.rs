@@ -396,8 +396,16 @@ pub fn main_container(deployment: &Value) -> &Value {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EnvSource {
     Value(String),
-    Secret { name: String, key: String },
-    ConfigMap { name: String, key: String },
+    /// `optional`: the container starts without the key.
+    Secret {
+        name: String,
+        key: String,
+        optional: bool,
+    },
+    ConfigMap {
+        name: String,
+        key: String,
+    },
 }
 
 /// The `env` of a container, in order.
@@ -415,6 +423,7 @@ pub fn container_env(c: &Value) -> Vec<(String, EnvSource)> {
                 EnvSource::Secret {
                     name: from["secretKeyRef"]["name"].as_str().unwrap().into(),
                     key: from["secretKeyRef"]["key"].as_str().unwrap().into(),
+                    optional: from["secretKeyRef"]["optional"] == true,
                 }
             } else if from["configMapKeyRef"].is_object() {
                 EnvSource::ConfigMap {

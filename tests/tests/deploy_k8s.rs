@@ -49,7 +49,10 @@ const SERVICES: [(&str, &str, &str, &str); 3] = [
 ];
 
 /// The keys of the Secret `aigw-secrets` (DESIGN.md's configuration).
-const SECRET_KEYS: [&str; 3] = ["ADMIN_TOKEN", "DATABASE_URL", "REDIS_URL"];
+const SECRET_KEYS: [&str; 4] = ["ADMIN_TOKEN", "DATABASE_URL", "METRICS_TOKEN", "REDIS_URL"];
+
+/// Keys of `aigw-secrets` a Deployment reads when present.
+const OPTIONAL_SECRET_KEYS: [&str; 1] = ["PROMETHEUS_URL"];
 
 const PRE_STOP_SECONDS: u64 = 5;
 
@@ -505,10 +508,21 @@ fn secrets_and_settings_come_from_one_secret_and_one_config_map() {
         let c = main_container(named(&dev, "Deployment", name));
         for (var, src) in container_env(c) {
             match src {
-                EnvSource::Secret { name: s, key } => {
+                EnvSource::Secret {
+                    name: s,
+                    key,
+                    optional,
+                } => {
                     assert_eq!(s, "aigw-secrets", "{name} {var}");
                     assert_eq!(key, var, "{name}: the key is named as the variable");
-                    secret_keys.insert(key);
+                    assert_eq!(
+                        optional,
+                        OPTIONAL_SECRET_KEYS.contains(&key.as_str()),
+                        "{name}: {key} optional or not"
+                    );
+                    if !optional {
+                        secret_keys.insert(key);
+                    }
                 }
                 EnvSource::ConfigMap { name: m, key } => {
                     assert_eq!(m, "aigw-config", "{name} {var}");
@@ -542,7 +556,7 @@ fn secrets_and_settings_come_from_one_secret_and_one_config_map() {
         );
     }
     let docs = std::fs::read_to_string(root.join("docs/deploy.md")).expect("docs/deploy.md");
-    for k in SECRET_KEYS {
+    for k in SECRET_KEYS.iter().chain(&OPTIONAL_SECRET_KEYS) {
         assert!(docs.contains(k), "docs/deploy.md explains {k}");
     }
     assert!(docs.contains("create secret generic aigw-secrets"));
@@ -694,6 +708,11 @@ fn service_monitor_scrapes_the_three_services_as_the_specification_jobs() {
     assert_eq!(spec["endpoints"].as_array().unwrap().len(), 1);
     let ep = &spec["endpoints"][0];
     assert_eq!(
+        ep["authorization"],
+        json!({"type": "Bearer", "credentials": {"name": "aigw-secrets", "key": "METRICS_TOKEN"}}),
+        "sends the Secret's METRICS_TOKEN"
+    );
+    assert_eq!(
         ep["interval"],
         interval.as_str(),
         "same interval as the compose Prometheus"
@@ -834,7 +853,19 @@ async fn annotation_scrape_config_finds_the_pods_as_the_specification_jobs() {
     for labels in &pods {
         groups.push(json!({"targets": ["127.0.0.1:1"], "labels": labels}));
     }
+    // It sends the Secret's METRICS_TOKEN, mounted as a file.
+    assert_eq!(job["authorization"]["type"], "Bearer");
+    assert!(
+        job["authorization"]["credentials_file"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("/aigw-secrets/METRICS_TOKEN")),
+        "{job}"
+    );
+    let dir = TempDir::new("scrape-config");
+    let token_file = dir.path().join("METRICS_TOKEN");
+    std::fs::write(&token_file, "dev-metrics-token").unwrap();
     let mut test_job = job.clone();
+    test_job["authorization"]["credentials_file"] = json!(token_file.to_str().unwrap());
     let m = test_job.as_object_mut().unwrap();
     m.remove("kubernetes_sd_configs");
     m.insert("static_configs".into(), Value::Array(groups));
@@ -850,7 +881,6 @@ async fn annotation_scrape_config_finds_the_pods_as_the_specification_jobs() {
         return;
     };
     // JSON is YAML: Prometheus reads it as its config.
-    let dir = TempDir::new("scrape-config");
     let file = dir.path().join("prometheus.yml");
     std::fs::write(&file, test_cfg.to_string()).unwrap();
     promtool_check_config(&file);
@@ -947,7 +977,10 @@ async fn services_start_with_the_manifest_environment_and_answer_their_probes() 
                 ("REDIS_URL", _) => redis.url(),
                 ("DATABASE_URL", _) => database_url.clone(),
                 (_, EnvSource::Value(v)) => v,
-                (_, EnvSource::Secret { name, key }) => data_value(&objects, "Secret", &name, &key),
+                (_, EnvSource::Secret { optional: true, .. }) => continue,
+                (_, EnvSource::Secret { name, key, .. }) => {
+                    data_value(&objects, "Secret", &name, &key)
+                }
                 (_, EnvSource::ConfigMap { name, key }) => {
                     data_value(&objects, "ConfigMap", &name, &key)
                 }
@@ -963,11 +996,18 @@ async fn services_start_with_the_manifest_environment_and_answer_their_probes() 
             proc.wait_ready(&format!("{base}{path}")).await;
         }
         let ann = &d["spec"]["template"]["metadata"]["annotations"];
+        let metrics_url = format!("{base}{}", ann["prometheus.io/path"].as_str().unwrap());
+        // The Secret's METRICS_TOKEN closes /metrics to anyone without it.
+        let token = &env
+            .iter()
+            .find(|(k, _)| *k == "METRICS_TOKEN")
+            .expect("METRICS_TOKEN from the Secret")
+            .1;
+        let open = http.get(&metrics_url).send().await.unwrap();
+        assert_eq!(open.status(), 401, "{name} /metrics without the token");
         let metrics = http
-            .get(format!(
-                "{base}{}",
-                ann["prometheus.io/path"].as_str().unwrap()
-            ))
+            .get(&metrics_url)
+            .bearer_auth(token)
             .send()
             .await
             .unwrap();
