@@ -48,6 +48,12 @@
 //! | `usage:ledger` | stream | entries with field `row`: one `aigw_types::LedgerRow` as JSON (the token-service appends it in the script that accounts the record) |
 //! | consumer group `config-center` on `usage:ledger` | | the spend ledger's writer (`docs/ledger.md`) |
 //!
+//! # Admin console (config-center)
+//! | key | type | meaning |
+//! |---|---|---|
+//! | `console:session:{hash}` | string, with expiry | a signed-in session's CSRF token, under the SHA-256 of the session id |
+//! | `console:signin_failures:{ip}` | integer, with expiry | failed sign-ins from one address in the current window |
+//!
 //! # Metrics exporter
 //! | key | type | meaning |
 //! |---|---|---|
@@ -111,6 +117,16 @@ pub fn ratelimit_tpm(ns: &str) -> String {
 /// leases scored by their expiry.
 pub fn ratelimit_inflight(ns: &str) -> String {
     format!("ratelimit:ns:{ns}:inflight")
+}
+
+/// A console session, named by the hash of its id.
+pub fn console_session(id_hash: &str) -> String {
+    format!("console:session:{id_hash}")
+}
+
+/// Failed console sign-ins from address `ip` in the current window.
+pub fn console_signin_failures(ip: &str) -> String {
+    format!("console:signin_failures:{ip}")
 }
 
 /// The lease naming the replica of `service` that exports the fleet

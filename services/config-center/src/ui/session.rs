@@ -22,7 +22,7 @@ pub const COOKIE: &str = "aigw_console";
 const TOKEN_LEN: usize = 43;
 
 fn redis_key(id: &str) -> String {
-    format!("console:session:{}", aigw_types::hash_api_key(id))
+    aigw_metrics::keys::console_session(&aigw_types::hash_api_key(id))
 }
 
 /// A signed-in operator's session.
@@ -32,7 +32,7 @@ pub struct Session {
     csrf: String,
 }
 
-fn unavailable(e: redis::RedisError) -> UiError {
+pub(super) fn unavailable(e: redis::RedisError) -> UiError {
     tracing::warn!(error = %e, "console session store unreachable");
     UiError::SessionsUnavailable
 }

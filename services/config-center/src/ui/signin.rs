@@ -40,11 +40,102 @@ pub struct SignInForm {
     token: String,
 }
 
+/// Failed sign-ins one address may make per [`FAILURE_WINDOW_S`] before
+/// it is refused until the window ends.
+const MAX_FAILURES: i64 = 10;
+const FAILURE_WINDOW_S: i64 = 60;
+
+/// A sign-in posted from another site's page: its `Origin` (or the
+/// browser's `Sec-Fetch-Site`) says so. Without CSRF tokens (there is no
+/// session yet), this keeps another site from signing a browser in.
+fn cross_site(req: &HttpRequest) -> bool {
+    let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    if h("sec-fetch-site") == Some("cross-site") {
+        return true;
+    }
+    match h("origin") {
+        None => false,
+        Some(origin) => {
+            let host = origin.split_once("://").map_or("", |(_, rest)| rest);
+            host != req.connection_info().host()
+        }
+    }
+}
+
+/// Counts a failed sign-in of `ip`; the count in the current window.
+async fn count_failure(state: &AppState, ip: &str) -> Result<i64, UiError> {
+    let key = aigw_metrics::keys::console_signin_failures(ip);
+    let mut c = state
+        .redis
+        .get()
+        .await
+        .map_err(super::session::unavailable)?;
+    // The window starts with the first failure; INCR keeps its expiry.
+    let (n,): (i64,) = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg(&key)
+        .arg(0)
+        .arg("EX")
+        .arg(FAILURE_WINDOW_S)
+        .arg("NX")
+        .ignore()
+        .incr(&key, 1)
+        .query_async(&mut c)
+        .await
+        .map_err(super::session::unavailable)?;
+    Ok(n)
+}
+
+async fn failures(state: &AppState, ip: &str) -> Result<i64, UiError> {
+    let key = aigw_metrics::keys::console_signin_failures(ip);
+    let mut c = state
+        .redis
+        .get()
+        .await
+        .map_err(super::session::unavailable)?;
+    let n: Option<i64> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut c)
+        .await
+        .map_err(super::session::unavailable)?;
+    Ok(n.unwrap_or(0))
+}
+
+fn too_many() -> HttpResponse {
+    let problem = Problem {
+        field: Some("token".into()),
+        message: format!(
+            "Too many failed sign-ins from this address; try again in {FAILURE_WINDOW_S} seconds."
+        ),
+    };
+    let mut res = form(Some(&problem), StatusCode::TOO_MANY_REQUESTS);
+    res.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(FAILURE_WINDOW_S as u64),
+    );
+    res
+}
+
 pub async fn submit(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Form<SignInForm>,
 ) -> Result<HttpResponse, UiError> {
+    if cross_site(&req) {
+        tracing::warn!("console sign-in refused: posted from another site");
+        let problem = Problem {
+            field: None,
+            message: "Sign in from the console's own page.".into(),
+        };
+        return Ok(form(Some(&problem), StatusCode::FORBIDDEN));
+    }
+    let ip = req
+        .peer_addr()
+        .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
+    if failures(&state, &ip).await? >= MAX_FAILURES {
+        return Ok(too_many());
+    }
     match Session::sign_in(&state, &body.token).await? {
         Some(session) => {
             tracing::info!("console sign-in");
@@ -54,7 +145,10 @@ pub async fn submit(
             Ok(res)
         }
         None => {
-            tracing::warn!("console sign-in refused: wrong admin token");
+            tracing::warn!(peer = %ip, "console sign-in refused: wrong admin token");
+            if count_failure(&state, &ip).await? >= MAX_FAILURES {
+                return Ok(too_many());
+            }
             let problem = Problem {
                 field: Some("token".into()),
                 message: "That is not the admin token.".into(),

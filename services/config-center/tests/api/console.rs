@@ -145,6 +145,59 @@ async fn sign_in_sets_a_strict_cookie_and_sign_out_ends_the_session(b: Backend) 
 }
 both!(sign_in_sets_a_strict_cookie_and_sign_out_ends_the_session);
 
+async fn sign_in_refuses_other_sites_and_throttles_wrong_tokens(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else {
+        return;
+    };
+    let br = Browser::new(&app);
+    let post_from = |origin: &str| {
+        br.client
+            .post(format!("{}/ui/sign-in", app.addr))
+            .header("origin", origin)
+            .form(&[("token", TOKEN)])
+    };
+    // Another site's page cannot sign this browser in.
+    let r = app.finish(post_from("http://evil.example")).await;
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.header(SET_COOKIE.as_str()).is_none());
+    let r = app
+        .finish(
+            br.client
+                .post(format!("{}/ui/sign-in", app.addr))
+                .header("sec-fetch-site", "cross-site")
+                .form(&[("token", TOKEN)]),
+        )
+        .await;
+    assert_eq!(r.status, 403);
+    assert!(session_keys(&app).await.is_empty());
+    // The console's own page can.
+    let own = app.addr.clone();
+    let r = app.finish(post_from(&own)).await;
+    assert_eq!(r.status, 303, "{}", r.text);
+
+    // Ten wrong tokens from one address: the tenth and everything after,
+    // the right token included, wait for the window to end.
+    for i in 1..10 {
+        let r = br.post("/ui/sign-in", &[("token", "guess")]).await;
+        assert_eq!(r.status, 401, "attempt {i}");
+    }
+    let r = br.post("/ui/sign-in", &[("token", "guess")]).await;
+    assert_eq!(r.status, 429, "{}", r.text);
+    assert_eq!(r.header("retry-after").as_deref(), Some("60"));
+    assert!(r.text.contains("Too many failed sign-ins"), "{}", r.text);
+    let r = br.post("/ui/sign-in", &[("token", TOKEN)]).await;
+    assert_eq!(r.status, 429);
+    assert!(r.header(SET_COOKIE.as_str()).is_none());
+    let mut c = app.redis.conn().await;
+    let ttl: i64 = redis::cmd("TTL")
+        .arg("console:signin_failures:127.0.0.1")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert!((1..=60).contains(&ttl), "{ttl}");
+}
+both!(sign_in_refuses_other_sites_and_throttles_wrong_tokens);
+
 async fn every_write_needs_the_session_csrf_token(b: Backend) {
     let Some(app) = TestApp::spawn(b).await else {
         return;
