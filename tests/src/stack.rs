@@ -20,6 +20,10 @@ pub const ADMIN_TOKEN: &str = "adm-TESTSECRET-5f1c9e7a2b4d48e0a6c3b1f9d7e5a2c4";
 /// Metrics flush interval of every service: short, so tests settle quickly.
 pub const FLUSH: Duration = Duration::from_millis(250);
 
+/// `METRICS_EXPORTER_TTL` of every service: a killed exporter's successor
+/// shows the fleet series within two seconds.
+pub const EXPORTER_TTL: &str = "2s";
+
 /// One service process, restartable with the same port and environment.
 pub struct Svc {
     pub bin: &'static str,
@@ -234,6 +238,7 @@ impl Stack {
                     ("BIND_ADDR", "127.0.0.1".into()),
                     ("RUST_LOG", log.clone()),
                     ("METRICS_FLUSH_INTERVAL", flush.clone()),
+                    ("METRICS_EXPORTER_TTL", EXPORTER_TTL.into()),
                     ("BODY_TIMEOUT", "5s".into()),
                     ("CONFIG_CENTER_PUBLISH_RETRY", "200ms".into()),
                     ("CONFIG_CENTER_PUBLISH_RESYNC", "2s".into()),
@@ -255,6 +260,7 @@ impl Stack {
                     ("BIND_ADDR", "127.0.0.1".into()),
                     ("RUST_LOG", log.clone()),
                     ("METRICS_FLUSH_INTERVAL", flush.clone()),
+                    ("METRICS_EXPORTER_TTL", EXPORTER_TTL.into()),
                     ("BODY_TIMEOUT", "5s".into()),
                     ("SNAPSHOT_POLL_INTERVAL", "1s".into()),
                     ("USAGE_CONSUMER_NAME", "ts-e2e".into()),
@@ -296,6 +302,7 @@ impl Stack {
                         ("BIND_ADDR", "127.0.0.1".into()),
                         ("RUST_LOG", log.clone()),
                         ("METRICS_FLUSH_INTERVAL", flush.clone()),
+                        ("METRICS_EXPORTER_TTL", EXPORTER_TTL.into()),
                         ("BODY_TIMEOUT", "5s".into()),
                         ("CONFIG_POLL_INTERVAL", "1s".into()),
                         ("BUDGET_POLL_INTERVAL", "1s".into()),

@@ -202,6 +202,12 @@ async fn token_service_killed_mid_stream_counts_exactly_once() {
     assert_eq!(got, want, "gateway counters");
 }
 
+/// Whether the gateway's `/metrics` shows the instance's health as `want`.
+async fn healthy_on_metrics(s: &Stack, labels: &[(&str, &str)], want: f64) -> bool {
+    let m = s.text(&format!("{}/metrics", s.gw(0))).await;
+    sample(&m, "ai_gateway_instance_healthy", labels) == Some(want)
+}
+
 /// 3. One of two upstream instances killed under load: non-streaming
 /// requests fail over (at most the requests in flight on it may fail), the
 /// instance turns unhealthy in Redis and on `/metrics`, and healthy again
@@ -247,10 +253,14 @@ async fn upstream_instance_killed_fails_over_and_recovers() {
         "the killed instance turns unhealthy in Redis"
     );
     let instance_labels = [("instance_id", "failover-i1"), ("namespace_code", ns)];
-    let m = s.text(&format!("{}/metrics", s.gw(0))).await;
-    assert_eq!(
-        sample(&m, "ai_gateway_instance_healthy", &instance_labels),
-        Some(0.0),
+    // A render is served again for up to a second: wait for a fresh one.
+    assert!(
+        eventually(Duration::from_secs(5), || healthy_on_metrics(
+            &s,
+            &instance_labels,
+            0.0
+        ))
+        .await,
         "unhealthy on /metrics"
     );
     let before_restart = load.done();
@@ -265,10 +275,14 @@ async fn upstream_instance_killed_fails_over_and_recovers() {
         .await,
         "the restarted instance turns healthy again in Redis"
     );
-    let m = s.text(&format!("{}/metrics", s.gw(0))).await;
-    assert_eq!(
-        sample(&m, "ai_gateway_instance_healthy", &instance_labels),
-        Some(1.0)
+    assert!(
+        eventually(Duration::from_secs(5), || healthy_on_metrics(
+            &s,
+            &instance_labels,
+            1.0
+        ))
+        .await,
+        "healthy again on /metrics"
     );
     // It takes traffic again.
     let served_before = chat_count(&s, 1).await;
@@ -688,14 +702,19 @@ async fn two_replicas_sum_share_limits_and_forget_a_killed_one() {
         "stale in-flight count of the killed replica: {}",
         s.int(&conc).await
     );
-    let m = s.text(&format!("{}/metrics", s.gw(0))).await;
-    assert_eq!(
-        sample(
-            &m,
-            "ai_gateway_namespace_concurrent_requests",
-            &[("namespace_code", ns)]
-        ),
-        Some(0.0)
+    // The survivor shows the fleet's gauge, at 0 (if the killed replica was
+    // the one exporting the fleet series, once its lease has expired).
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            let m = s.text(&format!("{}/metrics", s.gw(0))).await;
+            sample(
+                &m,
+                "ai_gateway_namespace_concurrent_requests",
+                &[("namespace_code", ns)],
+            ) == Some(0.0)
+        })
+        .await,
+        "the in-flight gauge on the survivor's /metrics returns to 0"
     );
     // The survivor still serves and counts.
     let o = send(&s.http, &s.gw(0), &key, &chat_body(MODEL, false, None)).await;

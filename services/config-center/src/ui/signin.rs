@@ -45,13 +45,18 @@ pub struct SignInForm {
 const MAX_FAILURES: i64 = 10;
 const FAILURE_WINDOW_S: i64 = 60;
 
-/// A sign-in posted from another site's page: its `Origin` (or the
-/// browser's `Sec-Fetch-Site`) says so. Without CSRF tokens (there is no
-/// session yet), this keeps another site from signing a browser in.
+/// A sign-in posted from another site's page. Browsers say where a request
+/// comes from in `Sec-Fetch-Site` (only `same-origin`, and `none` for one
+/// the user typed, are the console's own); without it, `Origin` must name
+/// the request's own host. (With the console's `Referrer-Policy:
+/// no-referrer`, Chromium sends `Origin: null` on its own forms, so
+/// `Sec-Fetch-Site` decides where it is present.) Without CSRF tokens
+/// (there is no session yet), this keeps another site from signing a
+/// browser in.
 fn cross_site(req: &HttpRequest) -> bool {
     let h = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    if h("sec-fetch-site") == Some("cross-site") {
-        return true;
+    if let Some(site) = h("sec-fetch-site") {
+        return !matches!(site, "same-origin" | "none");
     }
     match h("origin") {
         None => false,
@@ -123,7 +128,12 @@ pub async fn submit(
     body: web::Form<SignInForm>,
 ) -> Result<HttpResponse, UiError> {
     if cross_site(&req) {
-        tracing::warn!("console sign-in refused: posted from another site");
+        tracing::warn!(
+            origin = ?req.headers().get("origin"),
+            fetch_site = ?req.headers().get("sec-fetch-site"),
+            host = %req.connection_info().host(),
+            "console sign-in refused: posted from another site"
+        );
         let problem = Problem {
             field: None,
             message: "Sign in from the console's own page.".into(),

@@ -170,10 +170,18 @@ async fn sign_in_refuses_other_sites_and_throttles_wrong_tokens(b: Backend) {
         .await;
     assert_eq!(r.status, 403);
     assert!(session_keys(&app).await.is_empty());
-    // The console's own page can.
+    // The console's own page can: its Origin, or (Chromium under
+    // `Referrer-Policy: no-referrer`) `Origin: null` with
+    // `Sec-Fetch-Site: same-origin`.
     let own = app.addr.clone();
     let r = app.finish(post_from(&own)).await;
     assert_eq!(r.status, 303, "{}", r.text);
+    let r = app
+        .finish(post_from("null").header("sec-fetch-site", "same-origin"))
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    let r = app.finish(post_from("null")).await;
+    assert_eq!(r.status, 403, "an opaque origin without Sec-Fetch-Site");
 
     // Ten wrong tokens from one address: the tenth and everything after,
     // the right token included, wait for the window to end.
