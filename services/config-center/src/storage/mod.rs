@@ -8,7 +8,9 @@
 //! holds that entity's statements ([`namespaces`], [`models`],
 //! [`api_keys`], [`instances`]); [`snapshot`] assembles the published
 //! config from them; [`migrations`] owns the schema; [`ledger`] holds the
-//! spend ledger's rows (written by `crate::ledger`, not versioned).
+//! spend ledger's rows (written by `crate::ledger`, not versioned). The one
+//! exception to `Any`: on PostgreSQL the ledger's batch insert binds arrays
+//! and so runs on a typed pool of its own.
 
 mod api_keys;
 mod instances;
