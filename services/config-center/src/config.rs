@@ -88,7 +88,7 @@ pub struct LedgerConfig {
     /// `LEDGER_CONSUMER_NAME`, default `{hostname}-{pid}`: this writer's
     /// name in the consumer group; unique per live replica.
     pub consumer_name: String,
-    /// `LEDGER_BATCH_ROWS`, default 500: entries read, and rows inserted,
+    /// `LEDGER_BATCH_ROWS`, default 2000: entries read, and rows inserted,
     /// per batch.
     pub batch_rows: usize,
     /// `LEDGER_BLOCK`, default 1s: how long one read waits for new entries.
@@ -159,7 +159,7 @@ impl Config {
                     "{hostname}-{pid}",
                     || aigw_service::host_pid_name("config-center"),
                 ),
-                batch_rows: env.number_at_least("LEDGER_BATCH_ROWS", 500, 1)?,
+                batch_rows: env.number_at_least("LEDGER_BATCH_ROWS", 2000, 1)?,
                 block: env.positive_duration("LEDGER_BLOCK", Duration::from_secs(1))?,
                 claim_idle: env.positive_duration("LEDGER_CLAIM_IDLE", Duration::from_secs(60))?,
                 retry: env.positive_duration("LEDGER_RETRY", Duration::from_secs(1))?,

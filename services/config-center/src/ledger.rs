@@ -3,14 +3,16 @@
 //! The token-service appends one priced row per accounted usage record to
 //! the stream `usage:ledger`, in the same script that accounts the record.
 //! [`Writer`] reads that stream with its own consumer group and stores each
-//! batch in one SQL transaction (`INSERT … ON CONFLICT (request_id) DO
-//! NOTHING`); only after the commit are the entries acknowledged and
-//! deleted. So while the database is down or slow the entries wait in the
-//! stream, pending, and the gateway is not concerned; a batch whose commit
-//! failed is read again from this writer's pending list; a writer that died
-//! leaves its entries pending until another claims them (`XAUTOCLAIM`) or
-//! it restarts under the same name; and a row delivered twice (an
-//! acknowledgement lost) is ignored by its key. Every record lands once.
+//! batch atomically (`INSERT … ON CONFLICT (request_id) DO NOTHING`); only
+//! after the commit are the entries acknowledged and deleted. The writer
+//! is pipelined: while a batch commits, the previous one is acknowledged
+//! and the next one read and decoded. So while the database is down or
+//! slow the entries wait in the stream, pending, and the gateway is not
+//! concerned; a batch whose commit failed (and the one read ahead) is read
+//! again from this writer's pending list; a writer that died leaves its
+//! entries pending until another claims them (`XAUTOCLAIM`) or it restarts
+//! under the same name; and a row delivered twice (an acknowledgement
+//! lost) is ignored by its key. Every record lands once.
 //!
 //! [`Retention`] deletes rows older than `LEDGER_RETENTION` in short,
 //! bounded statements, so writers wait at most for one of them.
@@ -54,6 +56,14 @@ struct LoopState {
     own_pending_done: bool,
     last_claim: Option<Instant>,
     failing: bool,
+    /// The batch read while the previous one was being stored, next to
+    /// store. Its entries are pending on this writer, so dropping it
+    /// (after a failure) loses nothing: they are read again from the
+    /// pending list.
+    ahead: Option<Batch>,
+    /// Entries of the last batch committed, acknowledged with the next
+    /// batch's commit (or before waiting for new entries).
+    unacked: Vec<String>,
 }
 
 impl Writer {
@@ -79,6 +89,8 @@ impl Writer {
                 own_pending_done: false,
                 last_claim: None,
                 failing: false,
+                ahead: None,
+                unacked: Vec::new(),
             };
             while !cancel.is_cancelled() {
                 match self.step(&mut st).await {
@@ -94,6 +106,7 @@ impl Writer {
                         }
                         st.failing = true;
                         st.reader = None;
+                        st.ahead = None;
                         // Read the batch again from the pending list.
                         st.own_pending_done = false;
                         if let StepError::Database(_) = e {
@@ -108,23 +121,33 @@ impl Writer {
                     }
                 }
             }
+            // What is committed is acknowledged, and a batch read ahead is
+            // stored, before stopping, so that a restart under another
+            // name need not wait to claim them.
+            if let Err(e) = self.finish(&mut st).await {
+                tracing::warn!(error = %e, "ledger writer: last batch left pending");
+            }
             tracing::info!("ledger writer stopped");
         })
     }
 
     async fn step(&self, st: &mut LoopState) -> Result<(), StepError> {
         let mut conn = self.redis.get().await?;
+        if st.ahead.is_none() && !st.unacked.is_empty() {
+            self.reader().ack_and_delete(&mut conn, &st.unacked).await?;
+            st.unacked.clear();
+        }
         if !st.group_ready {
             self.reader().ensure_group(&mut conn).await?;
             st.group_ready = true;
         }
         if !st.own_pending_done {
             loop {
-                let entries = self.reader().read(&mut conn, "0", None).await?;
-                if entries.is_empty() {
+                let batch = self.read_batch(&mut conn, "0", None).await?;
+                if batch.ids.is_empty() {
                     break;
                 }
-                self.store_batch(&mut conn, entries).await?;
+                self.store_batch(&mut conn, batch).await?;
             }
             st.own_pending_done = true;
         }
@@ -136,14 +159,57 @@ impl Writer {
             st.reader = Some(self.redis.dedicated().await?);
         }
         let reader = st.reader.as_mut().expect("reader just set");
-        let entries = self
-            .reader()
-            .read(reader, ">", Some(self.cfg.block))
-            .await?;
-        if !entries.is_empty() {
-            self.store_batch(&mut conn, entries).await?;
+        let batch = match st.ahead.take() {
+            Some(b) => b,
+            None => self.read_batch(reader, ">", Some(self.cfg.block)).await?,
+        };
+        if batch.ids.is_empty() {
+            return Ok(());
+        }
+        // While this batch is committed, the previous one is acknowledged
+        // and the next one read and decoded. A failed acknowledgement
+        // leaves its entries pending: read again, they are duplicates.
+        let unacked = std::mem::take(&mut st.unacked);
+        let (committed, acked, next) = tokio::join!(
+            self.commit_batch(batch),
+            async {
+                if unacked.is_empty() {
+                    return Ok(());
+                }
+                self.reader().ack_and_delete(&mut conn, &unacked).await
+            },
+            self.read_batch(reader, ">", Some(self.cfg.block)),
+        );
+        st.unacked = committed?;
+        acked?;
+        let next = next?;
+        if !next.ids.is_empty() {
+            st.ahead = Some(next);
         }
         Ok(())
+    }
+
+    /// Acknowledges what is committed and stores the batch read ahead.
+    async fn finish(&self, st: &mut LoopState) -> Result<(), StepError> {
+        let mut conn = self.redis.get().await?;
+        if !st.unacked.is_empty() {
+            self.reader().ack_and_delete(&mut conn, &st.unacked).await?;
+            st.unacked.clear();
+        }
+        if let Some(batch) = st.ahead.take() {
+            self.store_batch(&mut conn, batch).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads entries (see [`GroupReader::read`]) and decodes them.
+    async fn read_batch<C: redis::aio::ConnectionLike>(
+        &self,
+        conn: &mut C,
+        id: &str,
+        block: Option<Duration>,
+    ) -> Result<Batch, StepError> {
+        Ok(parse_batch(self.reader().read(conn, id, block).await?))
     }
 
     /// Takes over entries left pending by writers that went away.
@@ -160,7 +226,7 @@ impl Writer {
                     entries = entries.len(),
                     "claimed ledger entries abandoned by another writer"
                 );
-                self.store_batch(conn, entries).await?;
+                self.store_batch(conn, parse_batch(entries)).await?;
             }
             if next == "0-0" || next.is_empty() {
                 break;
@@ -170,19 +236,26 @@ impl Writer {
         Ok(())
     }
 
-    /// Stores a batch in one transaction, then acknowledges and deletes
-    /// its entries.
+    /// Stores a batch, then acknowledges and deletes its entries.
     async fn store_batch(
         &self,
         conn: &mut redis::aio::ConnectionManager,
-        entries: Vec<Entry>,
+        batch: Batch,
     ) -> Result<(), StepError> {
+        let ids = self.commit_batch(batch).await?;
+        self.reader().ack_and_delete(conn, &ids).await?;
+        Ok(())
+    }
+
+    /// Stores a batch atomically (its rows whose request id is new); returns
+    /// the entry ids to acknowledge.
+    async fn commit_batch(&self, batch: Batch) -> Result<Vec<String>, StepError> {
         let Batch {
             ids,
             rows,
             repeated,
             malformed,
-        } = parse_batch(entries);
+        } = batch;
         let mut duplicates = repeated;
         if !rows.is_empty() {
             let inserted = self.store.insert_ledger_rows(&rows).await?;
@@ -196,8 +269,7 @@ impl Writer {
         if malformed > 0 {
             fam::LEDGER_MALFORMED.add(&self.recorder, &NoLabels, malformed);
         }
-        self.reader().ack_and_delete(conn, &ids).await?;
-        Ok(())
+        Ok(ids)
     }
 }
 

@@ -34,9 +34,9 @@ const COLUMNS: [&str; 18] = [
     "ttft_us",
 ];
 
-/// Rows per INSERT statement: 18 parameters each stays far below either
-/// engine's limit on bound parameters (SQLite 32,766; PostgreSQL 65,535).
-pub const INSERT_CHUNK: usize = 500;
+/// Rows per SQLite INSERT statement: as many as SQLite's limit on bound
+/// parameters (32,766) allows at 18 each, so a batch takes few statements.
+pub const INSERT_CHUNK: usize = 32_766 / COLUMNS.len();
 
 /// The sums every aggregate selects. `CAST` keeps PostgreSQL's `SUM` of a
 /// BIGINT (a NUMERIC) an integer the driver reads as `i64`.
@@ -55,6 +55,8 @@ struct Sql {
     text: String,
     args: AnyArguments<'static>,
     n: usize,
+    /// `$n` placeholders; else `?` (SQLite only).
+    numbered: bool,
 }
 
 impl Sql {
@@ -63,6 +65,19 @@ impl Sql {
             text: head.to_string(),
             args: AnyArguments::default(),
             n: 0,
+            numbered: true,
+        }
+    }
+
+    /// A SQLite statement with `?` placeholders, bound in order. For
+    /// statements with thousands of values: SQLite finds a numbered
+    /// placeholder's name by a linear search, once per value when the
+    /// statement is prepared and again when it is bound, which makes large
+    /// `$n` statements quadratic.
+    fn positional(head: &str) -> Sql {
+        Sql {
+            numbered: false,
+            ..Sql::new(head)
         }
     }
 
@@ -77,8 +92,12 @@ impl Sql {
         T: 'static + Send + sqlx::Encode<'static, sqlx::Any> + sqlx::Type<sqlx::Any>,
     {
         self.n += 1;
-        self.text.push('$');
-        self.text.push_str(&self.n.to_string());
+        if self.numbered {
+            self.text.push('$');
+            self.text.push_str(&self.n.to_string());
+        } else {
+            self.text.push('?');
+        }
         // Encoding into AnyArguments only fails for types Any cannot hold.
         let _ = self.args.add(v);
         self
@@ -192,15 +211,44 @@ fn group_alias(g: GroupBy) -> &'static str {
     }
 }
 
+/// The whole batch in one statement on PostgreSQL: each column bound as
+/// one array and unnested into rows. Its text does not depend on the
+/// batch's size, so each connection prepares it once, and the server
+/// parses 18 binary arrays instead of 18 parameters per row.
+const PG_INSERT: &str = "INSERT INTO usage_ledger (\
+    request_id, started_at_ms, namespace_code, api_key_id, model, instance_id, \
+    endpoint, stream, status, error_kind, prompt_tokens, completion_tokens, \
+    cached_tokens, reasoning_tokens, estimated, cost_nano_usd, duration_us, ttft_us) \
+    SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
+    $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::bigint[], \
+    $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], \
+    $17::bigint[], $18::bigint[]) \
+    ON CONFLICT (request_id) DO NOTHING";
+
+/// One column of a batch of rows, as the array [`PG_INSERT`] binds.
+fn column<'a, T>(rows: &'a [LedgerRow], f: impl Fn(&'a LedgerRow) -> T) -> Vec<T> {
+    rows.iter().map(f).collect()
+}
+
 impl Store {
     /// Inserts rows, ignoring those whose request id is already stored,
-    /// in one transaction; returns how many were new. Either every row is
-    /// stored (or was before) or, on error, none of this call's.
+    /// atomically; returns how many were new. Either every row is stored
+    /// (or was before) or, on error, none of this call's. The rows' request
+    /// ids must be distinct (one statement cannot insert a key twice).
     pub async fn insert_ledger_rows(&self, rows: &[LedgerRow]) -> Result<u64> {
+        match &self.ledger_pg {
+            Some(pg) => insert_ledger_rows_pg(pg, rows).await,
+            None => self.insert_ledger_rows_values(rows).await,
+        }
+    }
+
+    /// SQLite: multi-row `INSERT … VALUES` statements of [`INSERT_CHUNK`]
+    /// rows in one transaction.
+    async fn insert_ledger_rows_values(&self, rows: &[LedgerRow]) -> Result<u64> {
         let mut tx = self.pool.begin().await?;
         let mut inserted = 0;
         for chunk in rows.chunks(INSERT_CHUNK) {
-            let mut sql = Sql::new("INSERT INTO usage_ledger (");
+            let mut sql = Sql::positional("INSERT INTO usage_ledger (");
             sql.push(&COLUMNS.join(", ")).push(") VALUES ");
             for (i, r) in chunk.iter().enumerate() {
                 sql.push(if i == 0 { "(" } else { ", (" });
@@ -374,5 +422,47 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(res.rows_affected())
+    }
+}
+
+/// PostgreSQL: the batch as one `INSERT … SELECT FROM UNNEST(…)` statement
+/// (its own transaction).
+async fn insert_ledger_rows_pg(pg: &sqlx::PgPool, rows: &[LedgerRow]) -> Result<u64> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let res = sqlx::query(PG_INSERT)
+        .bind(column(rows, |r| r.request_id.as_str()))
+        .bind(column(rows, |r| r.started_at_ms))
+        .bind(column(rows, |r| r.namespace_code.as_str()))
+        .bind(column(rows, |r| r.api_key_id.as_deref()))
+        .bind(column(rows, |r| r.model.as_str()))
+        .bind(column(rows, |r| r.instance_id.as_deref()))
+        .bind(column(rows, |r| r.endpoint.as_str()))
+        .bind(column(rows, |r| i64::from(r.stream)))
+        .bind(column(rows, |r| i64::from(r.status)))
+        .bind(column(rows, |r| r.error_kind.as_deref()))
+        .bind(column(rows, |r| db_int(r.prompt_tokens)))
+        .bind(column(rows, |r| db_int(r.completion_tokens)))
+        .bind(column(rows, |r| db_int(r.cached_tokens)))
+        .bind(column(rows, |r| db_int(r.reasoning_tokens)))
+        .bind(column(rows, |r| i64::from(r.estimated)))
+        .bind(column(rows, |r| db_int(r.cost_nano_usd)))
+        .bind(column(rows, |r| db_int(r.duration_us)))
+        .bind(column(rows, |r| r.ttft_us.map(db_int)))
+        .execute(pg)
+        .await?;
+    Ok(res.rows_affected())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_postgres_insert_names_every_column_in_order() {
+        assert!(PG_INSERT.contains(&format!("usage_ledger ({}) SELECT", COLUMNS.join(", "))));
+        assert!(PG_INSERT.contains(&format!("${}::", COLUMNS.len())));
+        assert!(!PG_INSERT.contains(&format!("${}::", COLUMNS.len() + 1)));
     }
 }

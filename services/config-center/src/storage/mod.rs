@@ -8,7 +8,9 @@
 //! holds that entity's statements ([`namespaces`], [`models`],
 //! [`api_keys`], [`instances`]); [`snapshot`] assembles the published
 //! config from them; [`migrations`] owns the schema; [`ledger`] holds the
-//! spend ledger's rows (written by `crate::ledger`, not versioned).
+//! spend ledger's rows (written by `crate::ledger`, not versioned). The one
+//! exception to `Any`: on PostgreSQL the ledger's batch insert binds arrays
+//! and so runs on a typed pool of its own.
 
 mod api_keys;
 mod instances;
@@ -23,7 +25,8 @@ pub use ledger::INSERT_CHUNK;
 
 use anyhow::Context;
 use sqlx::any::AnyPoolOptions;
-use sqlx::{Any, AnyPool, Transaction};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Any, AnyPool, PgPool, Transaction};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +63,9 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// PostgreSQL only: the ledger writer's own pool, typed, because its
+    /// batch insert binds arrays, which the `Any` driver cannot.
+    ledger_pg: Option<PgPool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -86,7 +92,23 @@ impl Store {
             .await
             .context("connecting to the database")?;
         migrations::run(&pool, backend == Backend::Sqlite).await?;
-        Ok(Store { pool, backend })
+        // Connects on first use, so a config-center without the ledger
+        // holds no connection of it.
+        let ledger_pg = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(
+                PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .acquire_timeout(Duration::from_secs(5))
+                    .connect_lazy(&url)
+                    .context("reading the database URL")?,
+            ),
+        };
+        Ok(Store {
+            pool,
+            backend,
+            ledger_pg,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -101,6 +123,9 @@ impl Store {
     /// Closes the pool's connections (shutdown).
     pub async fn close(&self) {
         self.pool.close().await;
+        if let Some(pg) = &self.ledger_pg {
+            pg.close().await;
+        }
     }
 
     /// Starts a change: a transaction whose first statement takes the next

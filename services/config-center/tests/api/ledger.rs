@@ -12,9 +12,9 @@ use std::time::Duration;
 
 const DAY_MS: i64 = 86_400_000;
 /// 2025-11-27T00:00:00Z.
-const T0: i64 = 1_764_201_600_000;
+pub(crate) const T0: i64 = 1_764_201_600_000;
 
-fn row(id: &str, ms: i64, ns: &str, key: Option<&str>, model: &str) -> LedgerRow {
+pub(crate) fn row(id: &str, ms: i64, ns: &str, key: Option<&str>, model: &str) -> LedgerRow {
     LedgerRow {
         request_id: id.to_string(),
         started_at_ms: ms,
@@ -38,7 +38,7 @@ fn row(id: &str, ms: i64, ns: &str, key: Option<&str>, model: &str) -> LedgerRow
 }
 
 /// Appends rows to the ledger stream as the token-service does.
-async fn push_rows_to(redis: &aigw_testkit::RedisServer, rows: &[LedgerRow]) {
+pub(crate) async fn push_rows_to(redis: &aigw_testkit::RedisServer, rows: &[LedgerRow]) {
     let mut c = redis.conn().await;
     for chunk in rows.chunks(5_000) {
         let mut p = redis::pipe();
@@ -607,48 +607,4 @@ async fn retention_deletes_old_rows_in_batches() {
         .unwrap();
     let ids: Vec<&str> = left.iter().map(|r| r.request_id.as_str()).collect();
     assert_eq!(ids, vec!["new4", "new3", "new2", "new1", "new0"]);
-}
-
-/// Rows per second the writer stores, stream to SQL, on each engine: a
-/// measurement, not a check (`docs/BENCHMARKS.md`, "Spend ledger"). Run:
-/// `cargo test --release -p config-center --test api ledger_speed -- --ignored --nocapture`
-// Ignored in the suite on purpose: it prints a rate and asserts nothing
-// about it (speed goals live in benchmarks, not in timed assertions), and
-// it is only meaningful in a release build on a quiet machine, whereas the
-// suite runs a debug build beside other tests. Its correctness part (every
-// row lands once) is covered by `stored_rows_land_once` and the e2e ledger
-// tests.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement; run by hand"]
-async fn ledger_speed() {
-    const N: i64 = 50_000;
-    for b in [Backend::Sqlite, Backend::Postgres] {
-        let Some(db) = Db::create(b).await else {
-            continue;
-        };
-        let redis = aigw_testkit::RedisServer::start().await;
-        let rows: Vec<LedgerRow> = (0..N)
-            .map(|i| {
-                let mut r = row(&format!("bench-{i:08}"), T0 + i, "team-a", Some("k"), "m1");
-                r.ttft_us = Some(i as u64);
-                r
-            })
-            .collect();
-        push_rows_to(&redis, &rows).await;
-        let started = std::time::Instant::now();
-        let app = TestApp::start(b, db, redis).await;
-        loop {
-            if total(&app, "").await["requests"].as_i64() == Some(N) {
-                break;
-            }
-            // Polling is an aggregate over the table: not too often.
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        let secs = started.elapsed().as_secs_f64();
-        println!(
-            "ledger writer, {b:?}: {N} rows in {secs:.2} s = {:.0} rows/s (start-up included)",
-            N as f64 / secs
-        );
-        app.stop().await;
-    }
 }

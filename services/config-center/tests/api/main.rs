@@ -12,6 +12,7 @@ mod console;
 mod crud;
 mod errors;
 mod ledger;
+mod ledger_speed;
 mod lifecycle;
 mod pagination;
 mod publication;
