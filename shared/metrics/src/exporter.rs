@@ -55,6 +55,8 @@ pub struct ExporterLease {
     valid_until_ms: AtomicU64,
     /// Whether the last lease call reached Redis.
     redis_up: AtomicBool,
+    /// Whether the last lease call found this replica holding the lease.
+    held: AtomicBool,
 }
 
 impl ExporterLease {
@@ -68,6 +70,7 @@ impl ExporterLease {
             epoch: Instant::now(),
             valid_until_ms: AtomicU64::new(0),
             redis_up: AtomicBool::new(false),
+            held: AtomicBool::new(false),
         })
     }
 
@@ -112,6 +115,7 @@ impl ExporterLease {
                 false
             }
         };
+        self.held.store(held, Relaxed);
         let until = if held {
             asked_at + (self.ttl.as_millis() as u64) * 2 / 3
         } else {
@@ -121,9 +125,14 @@ impl ExporterLease {
         held
     }
 
-    /// Gives the lease up if this replica holds it.
+    /// Gives the lease up if this replica holds it (as far as it knows: a
+    /// replica that never got it, or lost Redis, does not wait on Redis at
+    /// shutdown).
     pub async fn release(&self, redis: &RedisConn) {
         self.valid_until_ms.store(0, Relaxed);
+        if !self.held.swap(false, Relaxed) {
+            return;
+        }
         let call = async {
             let mut conn = redis.get().await?;
             RELEASE
@@ -132,7 +141,7 @@ impl ExporterLease {
                 .invoke_async::<i64>(&mut conn)
                 .await
         };
-        let _ = tokio::time::timeout(self.ttl / 3, call).await;
+        let _ = tokio::time::timeout((self.ttl / 3).min(Duration::from_secs(1)), call).await;
     }
 }
 
