@@ -37,6 +37,9 @@ pub async fn stats(state: web::Data<State>) -> HttpResponse {
         "requests_by_provider": state.counts_by_provider(),
         "injected_errors": state.injected(),
         "requests_cancelled": state.requests_cancelled(),
+        // Requests waiting out their latency at once (a bound on how many
+        // a caller ran concurrently): now, and the most ever.
+        "waiting": {"now": state.waiting().0, "max": state.waiting().1},
         "models_requests": state.models_requests(),
         "streams": {
             "chunks_sent": state.streams.chunks_sent(),

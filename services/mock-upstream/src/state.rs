@@ -89,6 +89,9 @@ pub struct State {
     pub streams: Arc<Streams>,
     /// Requests whose caller went away while they waited out their latency.
     requests_cancelled: AtomicU64,
+    /// Requests waiting out their latency now, and the most at once.
+    waiting_now: AtomicU64,
+    waiting_max: AtomicU64,
     /// The status of OpenAI's `GET /models` (a gateway's health probe).
     models_status: AtomicU16,
     models_requests: AtomicU64,
@@ -113,6 +116,8 @@ impl State {
             rules: Rules::default(),
             streams: Arc::default(),
             requests_cancelled: AtomicU64::new(0),
+            waiting_now: AtomicU64::new(0),
+            waiting_max: AtomicU64::new(0),
             models_status: AtomicU16::new(200),
             models_requests: AtomicU64::new(0),
         }
@@ -121,6 +126,14 @@ impl State {
     /// Every API request counted so far (model lists not included).
     pub fn total_requests(&self) -> u64 {
         Endpoint::ALL.iter().map(|e| self.count(*e)).sum()
+    }
+
+    /// Requests waiting out their latency at once: now, and the most ever.
+    pub fn waiting(&self) -> (u64, u64) {
+        (
+            self.waiting_now.load(Relaxed),
+            self.waiting_max.load(Relaxed),
+        )
     }
 
     pub fn requests_cancelled(&self) -> u64 {
@@ -298,8 +311,11 @@ impl State {
     /// Waits out the planned latency and fails if the plan says so.
     async fn start(&self, plan: &mut Plan) -> Result<(), MockError> {
         if !plan.latency.is_zero() {
+            let now = self.waiting_now.fetch_add(1, Relaxed) + 1;
+            self.waiting_max.fetch_max(now, Relaxed);
             let mut waiting = Waiting {
                 cancelled: &self.requests_cancelled,
+                now: &self.waiting_now,
                 done: false,
             };
             tokio::time::sleep(plan.latency).await;
@@ -319,11 +335,13 @@ impl State {
 /// Counts a request dropped (its caller gone) while it waited.
 struct Waiting<'a> {
     cancelled: &'a AtomicU64,
+    now: &'a AtomicU64,
     done: bool,
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
+        self.now.fetch_sub(1, Relaxed);
         if !self.done {
             self.cancelled.fetch_add(1, Relaxed);
         }

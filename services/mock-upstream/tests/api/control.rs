@@ -345,3 +345,23 @@ async fn stats_count_requests_per_provider() {
     assert_eq!(stats["last_request"]["model"], "gemini-2.5-flash");
     mock.stop().await;
 }
+
+#[tokio::test]
+async fn stats_show_how_many_requests_waited_out_their_latency_at_once() {
+    let mock = TestMock::start(Config {
+        latency: std::time::Duration::from_secs(1),
+        ..Config::default()
+    })
+    .await;
+    let body = || json!({"model": "m", "messages": []});
+    let (a, b, c) = tokio::join!(
+        mock.post_json("/v1/chat/completions", body()),
+        mock.post_json("/v1/chat/completions", body()),
+        mock.post_json("/v1/chat/completions", body()),
+    );
+    assert_eq!((a.0, b.0, c.0), (200, 200, 200));
+    mock.post_json("/v1/chat/completions", body()).await;
+    let (_, stats) = mock.get_json("/mock/stats").await;
+    assert_eq!(stats["waiting"], json!({"now": 0, "max": 3}), "{stats}");
+    mock.stop().await;
+}
