@@ -18,7 +18,10 @@
 # Knobs (environment): REQUESTS per run (100000), CONNS (64), ROUNDS (3),
 #   STREAM (1: also streamed chat, MOCK_CHUNKS chunks), MOCK_CHUNKS (5),
 #   NGINX (1 when installed), BUILD (1: cargo build --release first),
-#   GW_RUST_LOG (warn), GATEWAY_WORKERS (unset: one per core).
+#   GW_RUST_LOG (warn), GATEWAY_WORKERS (unset: one per core),
+#   LIMITS (a JSON object of namespace limits, default {}: none; e.g.
+#   '{"max_concurrency":1000}' measures the fleet-wide concurrency check,
+#   '{"rpm":100000000}' the RPM window).
 # Output: one line per run, then medians per target; raw loadgen JSON in
 # target/bench-cpu/.
 set -euo pipefail
@@ -34,6 +37,7 @@ MOCK_CHUNKS=${MOCK_CHUNKS:-5}
 BUILD=${BUILD:-1}
 GW_RUST_LOG=${GW_RUST_LOG:-warn}
 NGINX=${NGINX:-1}
+LIMITS=${LIMITS:-"{}"}
 command -v nginx >/dev/null || NGINX=0
 for t in redis-server redis-cli jq curl sha256sum; do
   command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 1; }
@@ -94,7 +98,7 @@ hash=$(printf '%s' "$key" | sha256sum | cut -d' ' -f1)
 model=gpt-4o-mini
 snapshot=$(cat <<EOF
 {"version":1,"generated_at_ms":0,
- "namespaces":[{"code":"bench","name":"Bench","enabled":true,"limits":{}}],
+ "namespaces":[{"code":"bench","name":"Bench","enabled":true,"limits":$LIMITS}],
  "api_keys":[{"id":"k1","namespace_code":"bench","key_hash":"$hash","prefix":"sk-aigw-cpu","revoked":false}],
  "models":[{"name":"$model","encoding":"o200k_base","input_price_per_1m":"0.15","output_price_per_1m":"0.60","enabled":true}],
  "instances":[{"id":"mock","namespace_code":"bench","model":"$model","base_url":"http://127.0.0.1:$mock_port/v1","upstream_model":"$model-upstream","api_key":"sk-upstream-bench","weight":1,"timeout_ms":60000,"enabled":true}]}
