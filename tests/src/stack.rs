@@ -349,6 +349,17 @@ impl Stack {
         s
     }
 
+    /// Another token-service replica on the same Redis: the stack's own
+    /// settings, a free port and its own consumer name; started and ready.
+    pub async fn token_service_replica(&self, consumer: &str) -> Svc {
+        let port = free_port();
+        let mut r = Svc::new("token-service", port, "/health", self.ts.envs.clone());
+        r.set_env("TOKEN_SERVICE_PORT", port.to_string());
+        r.set_env("USAGE_CONSUMER_NAME", consumer);
+        r.start().await;
+        r
+    }
+
     /// The config-center's SQLite file (when the stack made one).
     pub fn sqlite_path(&self) -> std::path::PathBuf {
         self._db.path().join("cc.db")

@@ -1,5 +1,6 @@
-//! Three gateway replicas on one Redis, scraped by a real Prometheus as
-//! the product specification's `gateway` job, load through all of them:
+//! Three gateway and two token-service replicas on one Redis, scraped by a
+//! real Prometheus as the product specification's jobs, load through all
+//! the gateways:
 //! the Redis counters equal the answers the clients got, the specification's
 //! `sum(...)` over the job equals the truth (one replica exports the fleet
 //! series), a `max_concurrency: 2` namespace never has more than two
@@ -71,13 +72,15 @@ async fn three_gateways_count_exactly_and_share_one_concurrency_limit() {
     let (_, fleet_key, _) = s.key("fleet", json!({})).await;
     let (_, capped_key, v) = s.key("capped", json!({})).await;
     s.wait_version(v).await;
+    let ts2 = s.token_service_replica("ts-e2e-2").await;
 
-    // The gateway job lists every replica, as a scaled deployment's does.
+    // Each job lists every replica, as a scaled deployment's does.
     let mut targets = Targets::of(&s);
     targets.gateway = (0..3)
         .map(|i| format!("127.0.0.1:{}", s.gateways[i].port))
         .collect::<Vec<_>>()
         .join("\", \"");
+    targets.token_service = format!("127.0.0.1:{}\", \"127.0.0.1:{}", s.ts.port, ts2.port);
     let prom = Prometheus::start(&prometheus, &test_prometheus_config(&targets, "1s")).await;
     let _logs = LogsOnPanic(&prom);
 
@@ -171,6 +174,31 @@ async fn three_gateways_count_exactly_and_share_one_concurrency_limit() {
     );
     assert_eq!(
         one(&prom, r#"sum(ai_gateway_metrics_exporter{job="gateway"})"#).await,
+        Some(1.0)
+    );
+    // The two token-services shared the usage stream (each record applied
+    // once) and one of them shows the model totals.
+    assert!(counted("metrics:token_service:usage_records_processed".into(), 800).await);
+    assert!(
+        eventually(Duration::from_secs(15), || async {
+            one(&prom, r#"count(up{job="token-service"} == 1)"#).await == Some(2.0)
+                && one(
+                    &prom,
+                    r#"sum(model_requests_total{namespace_code="fleet"})"#,
+                )
+                .await
+                    == Some(600.0)
+        })
+        .await,
+        "token-service sums: {:?}",
+        prom.query(r#"model_requests_total"#).await
+    );
+    assert_eq!(
+        one(
+            &prom,
+            r#"sum(token_service_metrics_exporter{job="token-service"})"#
+        )
+        .await,
         Some(1.0)
     );
     assert_eq!(
