@@ -227,7 +227,8 @@ def main():
         copy = d.find_element(By.CSS_SELECTOR, "button[data-copy='new-key']")
         assert copy.is_displayed() and copy.text == "Copy key"
         copy.click()
-        assert copy.text == "Copied"
+        # The label changes once the clipboard write (a promise) settled.
+        WebDriverWait(d, 10).until(lambda _: copy.text == "Copied")
         check_page(d, seen)
         shot(d, "key-created", docs=True)
         d.get(f"{CC}/ui/namespaces/{NS}/keys")
