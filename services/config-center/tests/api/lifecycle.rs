@@ -206,6 +206,8 @@ async fn dev_mode_generates_a_token_and_uses_the_default_sqlite_file() {
         ("CONFIG_CENTER_PORT", port.to_string()),
         ("BIND_ADDR", "127.0.0.1".to_string()),
         ("REDIS_URL", "redis://127.0.0.1:1".to_string()),
+        // Without Redis the last metrics flush retries until this bound.
+        ("SHUTDOWN_TIMEOUT", "2s".to_string()),
     ]);
     let base = format!("http://127.0.0.1:{port}");
     proc.wait_ready(&format!("{base}/health")).await;
