@@ -113,11 +113,6 @@ impl LeaseBook {
         let _ = self.released.send((ns.clone(), seq));
     }
 
-    /// Leases held now, per namespace.
-    pub fn held(&self) -> usize {
-        self.live_map().values().map(HashSet::len).sum()
-    }
-
     fn live_map(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, HashSet<u64>>> {
         self.live.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -160,7 +160,8 @@ impl Limiter {
             return Ok(None);
         }
         let code = &ns.code;
-        let (seq, member) = self.leases.next();
+        // Only a concurrency limit takes a lease (and names it).
+        let lease = (max > 0).then(|| self.leases.next());
         let call = async {
             let mut conn = self.redis.get().await?;
             CHECK_SCRIPT
@@ -170,7 +171,7 @@ impl Limiter {
                 .arg(rpm)
                 .arg(tpm)
                 .arg(max)
-                .arg(member)
+                .arg(lease.as_ref().map_or("", |(_, member)| member.as_str()))
                 .arg(self.leases.ttl().as_millis() as u64)
                 .invoke_async::<(i64, i64)>(&mut conn)
                 .await
@@ -189,7 +190,7 @@ impl Limiter {
             }
         };
         let reason = match verdict.0 {
-            0 => return Ok((max > 0).then(|| self.leases.hold(code, seq))),
+            0 => return Ok(lease.map(|(seq, _)| self.leases.hold(code, seq))),
             1 => LimitReason::Rpm,
             2 => LimitReason::Tpm,
             _ => LimitReason::Concurrency,

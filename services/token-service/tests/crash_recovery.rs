@@ -142,7 +142,9 @@ async fn pending_of(redis: &RedisServer, consumer: &str) -> i64 {
 }
 
 async fn processed(redis: &RedisServer) -> i64 {
-    get_i64(redis, &fam::USAGE_PROCESSED.key(&aigw_metrics::NoLabels)).await
+    redis
+        .get_i64(&fam::USAGE_PROCESSED.key(&aigw_metrics::NoLabels))
+        .await
 }
 
 fn spawn_service(redis: &RedisServer, name: &str, claim_idle: &str, chunk: &str) -> (Proc, u16) {
@@ -255,27 +257,27 @@ async fn ten_thousand_records_are_exact_across_crashes() {
     for ((model, ns), t) in &want {
         let k = |suffix: &str| format!("metrics:model:{model}:{ns}:{suffix}");
         assert_eq!(
-            get_i64(&redis, &k("requests")).await,
+            redis.get_i64(&k("requests")).await,
             t.requests,
             "{model}/{ns} requests"
         );
         assert_eq!(
-            get_i64(&redis, &k("errors")).await,
+            redis.get_i64(&k("errors")).await,
             t.errors,
             "{model}/{ns} errors"
         );
         assert_eq!(
-            get_i64(&redis, &k("tokens_in")).await,
+            redis.get_i64(&k("tokens_in")).await,
             t.tokens_in,
             "{model}/{ns} in"
         );
         assert_eq!(
-            get_i64(&redis, &k("tokens_out")).await,
+            redis.get_i64(&k("tokens_out")).await,
             t.tokens_out,
             "{model}/{ns} out"
         );
         assert_eq!(
-            get_i64(&redis, &k("cost_nusd")).await,
+            redis.get_i64(&k("cost_nusd")).await,
             t.cost_nano,
             "{model}/{ns} cost"
         );
@@ -301,7 +303,7 @@ async fn ten_thousand_records_are_exact_across_crashes() {
     }
     for (ns, nano) in &want_month {
         let key = format!("metrics:cost:ns:{ns}:month:2025-11");
-        assert_eq!(get_i64(&redis, &key).await, *nano, "{key}");
+        assert_eq!(redis.get_i64(&key).await, *nano, "{key}");
     }
     let total_requests: i64 = want.values().map(|t| t.requests).sum();
     assert_eq!(total_requests, RECORDS as i64);

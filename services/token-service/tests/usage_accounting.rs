@@ -79,43 +79,44 @@ async fn records_are_priced_and_rendered_exactly() {
     let (c1, c2, c4) = (450_000i64, 344_458_271i64, 6_600i64);
     let r = &app.redis;
     assert_eq!(
-        get_i64(r, "metrics:model:gpt-4o-mini:team-a:cost_nusd").await,
+        r.get_i64("metrics:model:gpt-4o-mini:team-a:cost_nusd")
+            .await,
         c1
     );
     assert_eq!(
-        get_i64(r, "metrics:model:precise:team-a:cost_nusd").await,
+        r.get_i64("metrics:model:precise:team-a:cost_nusd").await,
         c2
     );
     assert_eq!(
-        get_i64(r, "metrics:model:gpt-4o-mini:team-b:cost_nusd").await,
+        r.get_i64("metrics:model:gpt-4o-mini:team-b:cost_nusd")
+            .await,
         c4
     );
     assert_eq!(
-        get_i64(r, "metrics:model:free-llama:team-b:cost_nusd").await,
+        r.get_i64("metrics:model:free-llama:team-b:cost_nusd").await,
         0
     );
     assert_eq!(
-        get_i64(r, "metrics:cost:ns:team-a:month:2025-11").await,
+        r.get_i64("metrics:cost:ns:team-a:month:2025-11").await,
         c1 + c2
     );
-    assert_eq!(get_i64(r, "metrics:cost:ns:team-b:month:2025-11").await, c4);
+    assert_eq!(r.get_i64("metrics:cost:ns:team-b:month:2025-11").await, c4);
     assert_eq!(
-        get_i64(r, "metrics:model:gpt-4o-mini:team-b:tokens_in").await,
+        r.get_i64("metrics:model:gpt-4o-mini:team-b:tokens_in")
+            .await,
         4
     );
     assert_eq!(
-        get_i64(r, "metrics:model:gpt-4o-mini:team-b:tokens_out").await,
+        r.get_i64("metrics:model:gpt-4o-mini:team-b:tokens_out")
+            .await,
         10
     );
     assert_eq!(
-        get_i64(r, "metrics:model:gpt-4o-mini:team-a:requests").await,
+        r.get_i64("metrics:model:gpt-4o-mini:team-a:requests").await,
         1
     );
-    assert_eq!(
-        get_i64(r, "metrics:model:free-llama:team-b:errors").await,
-        1
-    );
-    assert_eq!(get_i64(r, "metrics:model:other:team-a:requests").await, 1);
+    assert_eq!(r.get_i64("metrics:model:free-llama:team-b:errors").await, 1);
+    assert_eq!(r.get_i64("metrics:model:other:team-a:requests").await, 1);
     // The histogram: 1.2 s falls in the (1 s, 1.5 s] bucket.
     let h = "metrics:model:gpt-4o-mini:team-a:duration_us";
     assert_eq!(hget_i64(r, h, "1500000").await, 1);
@@ -239,7 +240,9 @@ async fn malformed_entries_are_acknowledged_and_counted() {
     })
     .await;
     assert_eq!(
-        get_i64(&app.redis, "metrics:model:gpt-4o-mini:team-a:requests").await,
+        app.redis
+            .get_i64("metrics:model:gpt-4o-mini:team-a:requests")
+            .await,
         1
     );
     app.stop().await;
@@ -266,7 +269,7 @@ async fn waits_for_a_snapshot_and_follows_price_changes() {
     .await;
     // 1M tokens at $0.15/1M = $0.15.
     let key = "metrics:model:gpt-4o-mini:team-a:cost_nusd";
-    assert_eq!(get_i64(&app.redis, key).await, 150_000_000);
+    assert_eq!(app.redis.get_i64(key).await, 150_000_000);
 
     // A price change, announced on the channel, applies to later records.
     let mut snap = snapshot(2);
@@ -283,7 +286,7 @@ async fn waits_for_a_snapshot_and_follows_price_changes() {
         processed(&app).await == 2.0
     })
     .await;
-    assert_eq!(get_i64(&app.redis, key).await, 150_000_000 + 2_500_000_000);
+    assert_eq!(app.redis.get_i64(key).await, 150_000_000 + 2_500_000_000);
     app.stop().await;
 }
 
@@ -357,15 +360,17 @@ async fn an_implausible_token_count_is_capped_and_loses_nothing_else() {
     let cap = token_service::usage::MAX_TOKENS_PER_RECORD as i64;
     let r = &app.redis;
     assert_eq!(
-        get_i64(r, "metrics:model:gpt-4o-mini:team-a:tokens_in").await,
+        r.get_i64("metrics:model:gpt-4o-mini:team-a:tokens_in")
+            .await,
         2 * cap + 1000
     );
     assert_eq!(
-        get_i64(r, "metrics:model:gpt-4o-mini:team-a:tokens_out").await,
+        r.get_i64("metrics:model:gpt-4o-mini:team-a:tokens_out")
+            .await,
         2 * cap + 500
     );
     assert_eq!(
-        get_i64(r, "metrics:model:gpt-4o-mini:team-a:requests").await,
+        r.get_i64("metrics:model:gpt-4o-mini:team-a:requests").await,
         3
     );
 }

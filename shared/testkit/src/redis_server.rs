@@ -95,6 +95,17 @@ impl RedisServer {
             .expect("connect to test redis")
     }
 
+    /// An integer key's value, 0 when the key does not exist.
+    pub async fn get_i64(&self, key: &str) -> i64 {
+        let mut c = self.conn().await;
+        let v: Option<i64> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut c)
+            .await
+            .expect("GET on the test redis");
+        v.unwrap_or(0)
+    }
+
     /// Kills the server at once (SIGKILL); with `appendfsync always` every
     /// acknowledged write survives.
     pub async fn stop(&mut self) {

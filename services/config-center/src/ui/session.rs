@@ -37,6 +37,12 @@ pub(super) fn unavailable(e: redis::RedisError) -> UiError {
     UiError::SessionsUnavailable
 }
 
+/// A connection to the console's store (Redis), or the page saying it is
+/// unreachable.
+pub(super) async fn store(state: &AppState) -> Result<redis::aio::ConnectionManager, UiError> {
+    state.redis.get().await.map_err(unavailable)
+}
+
 impl Session {
     /// Opens a session when `token` is the admin token.
     pub async fn sign_in(state: &AppState, token: &str) -> Result<Option<Session>, UiError> {
@@ -50,7 +56,7 @@ impl Session {
             id: random_base62(TOKEN_LEN),
             csrf: random_base62(TOKEN_LEN),
         };
-        let mut c = state.redis.get().await.map_err(unavailable)?;
+        let mut c = store(state).await?;
         redis::cmd("SET")
             .arg(redis_key(&s.id))
             .arg(&s.csrf)
@@ -63,7 +69,7 @@ impl Session {
     }
 
     async fn load(state: &AppState, id: &str) -> Result<Option<Session>, UiError> {
-        let mut c = state.redis.get().await.map_err(unavailable)?;
+        let mut c = store(state).await?;
         let csrf: Option<String> = redis::cmd("GET")
             .arg(redis_key(id))
             .query_async(&mut c)
@@ -77,7 +83,7 @@ impl Session {
 
     /// Ends the session everywhere.
     pub async fn sign_out(self, state: &AppState) -> Result<(), UiError> {
-        let mut c = state.redis.get().await.map_err(unavailable)?;
+        let mut c = store(state).await?;
         redis::cmd("DEL")
             .arg(redis_key(&self.id))
             .query_async::<()>(&mut c)

@@ -70,11 +70,7 @@ fn cross_site(req: &HttpRequest) -> bool {
 /// Counts a failed sign-in of `ip`; the count in the current window.
 async fn count_failure(state: &AppState, ip: &str) -> Result<i64, UiError> {
     let key = aigw_metrics::keys::console_signin_failures(ip);
-    let mut c = state
-        .redis
-        .get()
-        .await
-        .map_err(super::session::unavailable)?;
+    let mut c = super::session::store(state).await?;
     // The window starts with the first failure; INCR keeps its expiry.
     let (n,): (i64,) = redis::pipe()
         .atomic()
@@ -94,11 +90,7 @@ async fn count_failure(state: &AppState, ip: &str) -> Result<i64, UiError> {
 
 async fn failures(state: &AppState, ip: &str) -> Result<i64, UiError> {
     let key = aigw_metrics::keys::console_signin_failures(ip);
-    let mut c = state
-        .redis
-        .get()
-        .await
-        .map_err(super::session::unavailable)?;
+    let mut c = super::session::store(state).await?;
     let n: Option<i64> = redis::cmd("GET")
         .arg(&key)
         .query_async(&mut c)

@@ -244,6 +244,10 @@ async fn steady(b: Backend, batch: usize) {
     store.close().await;
 }
 
+// Ignored in the suite: a measurement that prints rates and asserts none
+// (speed goals live in benchmarks), meaningful only in a release build on a
+// quiet machine; the suite's ledger tests check the same rows land once.
+// docs/BENCHMARKS.md ("Spend ledger") gives the command that runs it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement; run by hand"]
 async fn ledger_speed() {

@@ -439,17 +439,6 @@ pub async fn spawn_gateway_binary(
     (p, base)
 }
 
-/// An integer value in Redis, 0 when the key does not exist.
-pub async fn redis_i64(redis: &RedisServer, key: &str) -> i64 {
-    let mut c = redis.conn().await;
-    let v: Option<i64> = redis::cmd("GET")
-        .arg(key)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    v.unwrap_or(0)
-}
-
 /// The `/metrics` of the gateway at `base` (`http://host:port`).
 pub async fn scrape(base: &str) -> Metrics {
     let text = client()
@@ -461,4 +450,32 @@ pub async fn scrape(base: &str) -> Metrics {
         .await
         .unwrap();
     Metrics::parse(&text)
+}
+
+/// A stream of team A's key through the gateway at `base`, read up to its
+/// first content chunk (so it is running upstream).
+pub async fn start_stream(c: &reqwest::Client, base: &str) -> reqwest::Response {
+    let mut r = c
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(KEY_A)
+        .json(&chat_body(true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut t = String::new();
+    read_until(&mut r, &mut t, "\"Hello\"").await;
+    r
+}
+
+/// The status of one non-streaming chat request with team A's key.
+pub async fn chat_status(c: &reqwest::Client, base: &str) -> u16 {
+    c.post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(KEY_A)
+        .json(&chat_body(false))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }

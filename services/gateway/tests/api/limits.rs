@@ -320,31 +320,6 @@ async fn leases(redis: &RedisServer) -> (Vec<(String, i64)>, i64) {
     (members, s * 1000 + us / 1000)
 }
 
-async fn start_stream(c: &reqwest::Client, base: &str) -> reqwest::Response {
-    let mut r = c
-        .post(format!("{base}/v1/chat/completions"))
-        .bearer_auth(KEY_A)
-        .json(&chat_body(true))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let mut t = String::new();
-    read_until(&mut r, &mut t, "\"Hello\"").await;
-    r
-}
-
-async fn chat_status(c: &reqwest::Client, base: &str) -> u16 {
-    c.post(format!("{base}/v1/chat/completions"))
-        .bearer_auth(KEY_A)
-        .json(&chat_body(false))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_concurrency_holds_across_replicas_and_a_killed_replica_frees_its_slots() {
     let up = upstream("a1").await;
@@ -373,7 +348,10 @@ async fn max_concurrency_holds_across_replicas_and_a_killed_replica_frees_its_sl
     assert_eq!(members.len(), 2, "{members:?}");
     // Both refusals reach the fleet's counter before B dies.
     eventually("both refusals counted", || async {
-        redis_i64(&redis, "metrics:ns:team-a:rejections:concurrency").await == 2
+        redis
+            .get_i64("metrics:ns:team-a:rejections:concurrency")
+            .await
+            == 2
     })
     .await;
 
@@ -419,7 +397,9 @@ async fn max_concurrency_holds_across_replicas_and_a_killed_replica_frees_its_sl
     .await;
     settle(&a, &redis).await;
     assert_eq!(
-        redis_i64(&redis, "metrics:ns:team-a:rejections:concurrency").await,
+        redis
+            .get_i64("metrics:ns:team-a:rejections:concurrency")
+            .await,
         (2 + refused.into_inner()) as i64
     );
 }

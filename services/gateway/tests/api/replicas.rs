@@ -13,14 +13,7 @@ fn sum(scrapes: &[&Metrics], series: &str) -> f64 {
 }
 
 async fn chat_ok(base: &str) {
-    let r = client()
-        .post(format!("{base}/v1/chat/completions"))
-        .bearer_auth(KEY_A)
-        .json(&chat_body(false))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(chat_status(&client(), base).await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,7 +96,7 @@ async fn a_killed_exporter_is_replaced_within_its_lease() {
     chat_ok(&live.addr).await;
     settle(&live, &redis).await;
     eventually("the first request flushed", || async {
-        redis_i64(&redis, "metrics:global:total_requests").await == 2
+        redis.get_i64("metrics:global:total_requests").await == 2
     })
     .await;
     assert_eq!(

@@ -22,15 +22,8 @@ async fn sigterm_drains_the_stream_in_flight_flushes_and_exits_zero() {
     )
     .await;
 
-    let mut resp = client()
-        .post(format!("{base}/v1/chat/completions"))
-        .bearer_auth(KEY_A)
-        .json(&chat_body(true))
-        .send()
-        .await
-        .unwrap();
+    let mut resp = start_stream(&client(), &base).await;
     let mut text = String::new();
-    read_until(&mut resp, &mut text, "\"Hello\"").await;
 
     gw.signal(15);
     // New connections are refused while the stream is still open.

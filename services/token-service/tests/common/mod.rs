@@ -226,16 +226,6 @@ pub async fn push_raw(redis: &RedisServer, payload: &str) {
         .unwrap();
 }
 
-pub async fn get_i64(redis: &RedisServer, key: &str) -> i64 {
-    let mut c = redis.conn().await;
-    let v: Option<i64> = redis::cmd("GET")
-        .arg(key)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    v.unwrap_or(0)
-}
-
 pub async fn hget_i64(redis: &RedisServer, key: &str, field: &str) -> i64 {
     let mut c = redis.conn().await;
     let v: Option<i64> = redis::cmd("HGET")
