@@ -373,6 +373,7 @@ impl RequestGuard {
             prompt_tokens,
             completion_tokens,
             cached_tokens,
+            cache_write_tokens: 0,
             reasoning_tokens,
             token_source,
             count_text,

@@ -16,6 +16,6 @@ pub use month::BudgetMonth;
 pub use openai_error::{ErrorEnvelope, ErrorObject, NoDetail};
 pub use snapshot::{
     hash_api_key, ApiKeyConfig, ConfigSnapshot, HealthCheckConfig, InstanceConfig, Limits,
-    ModelConfig, NamespaceConfig, API_KEY_PREFIX,
+    ModelConfig, NamespaceConfig, Provider, API_KEY_PREFIX,
 };
 pub use usage::{CountText, LedgerRow, TokenSource, UsageRecord};

@@ -111,6 +111,15 @@ pub struct ModelConfig {
     /// USD per million completion tokens; `None` means no price is known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_price_per_1m: Option<Decimal>,
+    /// USD per million prompt tokens served from the provider's prompt
+    /// cache (cache reads); `None` prices them at `input_price_per_1m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input_price_per_1m: Option<Decimal>,
+    /// USD per million prompt tokens written to the provider's prompt cache
+    /// (Anthropic's cache creation); `None` prices them at
+    /// `input_price_per_1m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_price_per_1m: Option<Decimal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_window: Option<u32>,
     pub enabled: bool,
@@ -123,19 +132,87 @@ pub struct HealthCheckConfig {
     pub interval_s: u32,
 }
 
-/// An upstream OpenAI-compatible deployment of one model, owned by one namespace.
+/// The wire protocol an upstream instance speaks; the gateway translates
+/// between it and the OpenAI API its clients use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    /// OpenAI-compatible (`Authorization: Bearer`); passed through as is.
+    #[default]
+    Openai,
+    /// Anthropic's Messages API (`x-api-key`, `anthropic-version`).
+    Anthropic,
+    /// Azure OpenAI (`api-key`): deployment paths with `api-version`, or
+    /// the v1 API when no `api_version` is set.
+    AzureOpenai,
+    /// Google's Gemini API (`x-goog-api-key`).
+    Gemini,
+}
+
+impl Provider {
+    pub const ALL: [Provider; 4] = [
+        Provider::Openai,
+        Provider::Anthropic,
+        Provider::AzureOpenai,
+        Provider::Gemini,
+    ];
+
+    /// The name used in the admin API, the snapshot and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Openai => "openai",
+            Provider::Anthropic => "anthropic",
+            Provider::AzureOpenai => "azure_openai",
+            Provider::Gemini => "gemini",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Provider> {
+        Provider::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    pub fn is_openai(&self) -> bool {
+        *self == Provider::Openai
+    }
+}
+
+/// An upstream deployment of one model, owned by one namespace.
+///
+/// What `base_url` names depends on the provider: OpenAI's includes the
+/// version path (`https://api.openai.com/v1`), Anthropic's too
+/// (`https://api.anthropic.com/v1`, the gateway appends `/messages`), Azure's
+/// is the resource (`https://NAME.openai.azure.com`, the gateway appends
+/// `/openai/...`), Gemini's includes the version
+/// (`https://generativelanguage.googleapis.com/v1beta`, the gateway appends
+/// `/models/{upstream_model}:generateContent`).
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstanceConfig {
     pub id: String,
     pub namespace_code: String,
     pub model: String,
-    /// Base URL including the version path, e.g. `https://api.example.com/v1`.
+    /// The upstream's wire protocol; `openai` when absent.
+    #[serde(default, skip_serializing_if = "Provider::is_openai")]
+    pub provider: Provider,
+    /// Base URL; see the type's documentation for each provider.
     pub base_url: String,
     /// Model name sent upstream in place of the client's.
     pub upstream_model: String,
-    /// Secret sent upstream as `Authorization: Bearer`; never logged.
+    /// Secret sent upstream in the provider's auth header
+    /// (`Authorization: Bearer`, `x-api-key`, `api-key`, `x-goog-api-key`);
+    /// never logged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
+    /// Azure OpenAI: the deployment name in the path; `None` uses
+    /// `upstream_model`. Only with `api_version` set (the v1 API has no
+    /// deployment in its path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azure_deployment: Option<String>,
+    /// Azure OpenAI: the `api-version` query parameter; `None` uses the v1
+    /// API (`/openai/v1/...`, model in the body). Anthropic: the
+    /// `anthropic-version` header; `None` sends `2023-06-01`. Unused by the
+    /// other providers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
     pub weight: u32,
     pub timeout_ms: u64,
     pub enabled: bool,
@@ -163,9 +240,12 @@ impl std::fmt::Debug for InstanceConfig {
             .field("id", &self.id)
             .field("namespace_code", &self.namespace_code)
             .field("model", &self.model)
+            .field("provider", &self.provider)
             .field("base_url", &self.base_url)
             .field("upstream_model", &self.upstream_model)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("azure_deployment", &self.azure_deployment)
+            .field("api_version", &self.api_version)
             .field("weight", &self.weight)
             .field("timeout_ms", &self.timeout_ms)
             .field("enabled", &self.enabled)
@@ -201,9 +281,12 @@ mod tests {
             id: "i1".into(),
             namespace_code: "ns".into(),
             model: "m".into(),
+            provider: Provider::Openai,
             base_url: "http://x/v1".into(),
             upstream_model: "m".into(),
             api_key: Some("sk-very-secret".into()),
+            azure_deployment: None,
+            api_version: None,
             weight: 1,
             timeout_ms: 1000,
             enabled: true,
@@ -238,6 +321,16 @@ mod tests {
         assert!(!k.allows_model("b"));
         k.revoked = true;
         assert!(!k.is_active(0));
+    }
+
+    #[test]
+    fn provider_names_round_trip() {
+        for p in Provider::ALL {
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(json, format!("\"{}\"", p.as_str()));
+            assert_eq!(Provider::parse(p.as_str()), Some(p));
+        }
+        assert_eq!(Provider::parse("azure"), None);
     }
 
     #[test]

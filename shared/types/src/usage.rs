@@ -53,14 +53,23 @@ pub struct UsageRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttft_us: Option<u64>,
     pub stream: bool,
+    /// Every input token, in OpenAI's meaning: cache reads
+    /// (`cached_tokens`) and cache writes (`cache_write_tokens`) are parts of
+    /// it. (Anthropic's `input_tokens` excludes both; the gateway adds them.)
     #[serde(default)]
     pub prompt_tokens: u64,
+    /// Every output token; `reasoning_tokens` are a part of it.
     #[serde(default)]
     pub completion_tokens: u64,
     /// Of the prompt tokens, those the upstream served from its cache
-    /// (`usage.prompt_tokens_details.cached_tokens`).
+    /// (`usage.prompt_tokens_details.cached_tokens`, Anthropic's
+    /// `cache_read_input_tokens`, Gemini's `cachedContentTokenCount`).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cached_tokens: u64,
+    /// Of the prompt tokens, those the upstream wrote to its cache
+    /// (Anthropic's `cache_creation_input_tokens`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_write_tokens: u64,
     /// Of the completion tokens, those spent reasoning
     /// (`usage.completion_tokens_details.reasoning_tokens`).
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -100,6 +109,8 @@ pub struct LedgerRow {
     #[serde(default)]
     pub cached_tokens: u64,
     #[serde(default)]
+    pub cache_write_tokens: u64,
+    #[serde(default)]
     pub reasoning_tokens: u64,
     /// The token-service counted the tokens (the upstream reported none).
     pub estimated: bool,
@@ -134,6 +145,7 @@ mod tests {
             prompt_tokens: 0,
             completion_tokens: 0,
             cached_tokens: 0,
+            cache_write_tokens: 0,
             reasoning_tokens: 3,
             token_source: TokenSource::Counted,
             count_text: Some(CountText {

@@ -174,6 +174,8 @@ fn row_from(r: &AnyRow) -> Result<LedgerRow> {
         prompt_tokens: get_u64(r, "prompt_tokens")?,
         completion_tokens: get_u64(r, "completion_tokens")?,
         cached_tokens: get_u64(r, "cached_tokens")?,
+        // Not stored yet.
+        cache_write_tokens: 0,
         reasoning_tokens: get_u64(r, "reasoning_tokens")?,
         estimated: get_bool(r, "estimated")?,
         cost_nano_usd: get_u64(r, "cost_nano_usd")?,

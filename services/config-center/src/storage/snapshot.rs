@@ -56,6 +56,9 @@ impl Store {
                 encoding: m.encoding,
                 input_price_per_1m: m.input_price_per_1m,
                 output_price_per_1m: m.output_price_per_1m,
+                // Not stored yet.
+                cached_input_price_per_1m: None,
+                cache_write_price_per_1m: None,
                 context_window: m.context_window,
                 enabled: m.enabled,
             });
@@ -65,9 +68,13 @@ impl Store {
                 id: i.id,
                 namespace_code: i.namespace_code,
                 model: i.model,
+                // Not stored yet.
+                provider: Default::default(),
                 base_url: i.base_url,
                 upstream_model: i.upstream_model,
                 api_key: i.api_key,
+                azure_deployment: None,
+                api_version: None,
                 weight: i.weight,
                 timeout_ms: i.timeout_ms,
                 enabled: i.enabled,

@@ -29,6 +29,7 @@ pub(crate) fn row(id: &str, ms: i64, ns: &str, key: Option<&str>, model: &str) -
         prompt_tokens: 10,
         completion_tokens: 20,
         cached_tokens: 0,
+        cache_write_tokens: 0,
         reasoning_tokens: 0,
         estimated: false,
         cost_nano_usd: 1_000,

@@ -118,6 +118,7 @@ fn ledger_row(rec: &UsageRecord, plan: &RecordPlan) -> LedgerRow {
         prompt_tokens: plan.prompt_tokens,
         completion_tokens: plan.completion_tokens,
         cached_tokens: rec.cached_tokens.min(plan.prompt_tokens),
+        cache_write_tokens: rec.cache_write_tokens.min(plan.prompt_tokens),
         reasoning_tokens: rec.reasoning_tokens.min(plan.completion_tokens),
         estimated: plan.counted,
         cost_nano_usd: plan.cost_nano_usd,
