@@ -4,7 +4,7 @@
 //! HTTP layer (`error.rs`) turns it into a 400. Nothing here knows HTTP or
 //! SQL.
 
-use aigw_types::{HealthCheckConfig, Limits};
+use aigw_types::{HealthCheckConfig, Limits, Provider};
 use rand::Rng;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Deserializer};
@@ -216,6 +216,38 @@ pub fn parse_secret(field: &str, s: &str) -> Result<String, ValidationError> {
     Ok(s.to_string())
 }
 
+/// An upstream provider's name: `openai`, `anthropic`, `azure_openai` or
+/// `gemini`.
+pub fn parse_provider(field: &str, s: &str) -> Result<Provider, ValidationError> {
+    Provider::parse(s).ok_or_else(|| {
+        let known: Vec<&str> = Provider::ALL.iter().map(|p| p.as_str()).collect();
+        field_err(
+            field,
+            format!("unknown provider; known: {}", known.join(", ")),
+        )
+    })
+}
+
+/// A name that goes into an upstream URL path, query or header (Azure's
+/// deployment, an API version): 1 to 64 of `[A-Za-z0-9._-]`, starting with
+/// a letter or digit.
+pub fn parse_path_name(field: &str, s: &str) -> Result<String, ValidationError> {
+    let b = s.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(field_err(
+            field,
+            "must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        ))
+    }
+}
+
 /// An RFC 3339 UTC time, e.g. `2030-01-01T00:00:00Z`, as unix milliseconds.
 pub fn parse_time(field: &str, s: &str) -> Result<i64, ValidationError> {
     let t = humantime::parse_rfc3339(s.trim()).map_err(|_| {
@@ -282,6 +314,10 @@ pub struct Model {
     pub encoding: String,
     pub input_price_per_1m: Option<Decimal>,
     pub output_price_per_1m: Option<Decimal>,
+    /// Cache reads; `None` prices them at the input price.
+    pub cached_input_price_per_1m: Option<Decimal>,
+    /// Cache writes; `None` prices them at the input price.
+    pub cache_write_price_per_1m: Option<Decimal>,
     pub context_window: Option<u32>,
     pub enabled: bool,
     pub created_at_ms: i64,
@@ -308,9 +344,15 @@ pub struct Instance {
     pub id: String,
     pub namespace_code: String,
     pub model: String,
+    /// The upstream's wire protocol.
+    pub provider: Provider,
     pub base_url: String,
     pub upstream_model: String,
     pub api_key: Option<String>,
+    /// Azure OpenAI: the deployment in the path (`None`: `upstream_model`).
+    pub azure_deployment: Option<String>,
+    /// Azure OpenAI's `api-version` or Anthropic's `anthropic-version`.
+    pub api_version: Option<String>,
     pub weight: u32,
     pub timeout_ms: u64,
     pub enabled: bool,
@@ -331,6 +373,7 @@ impl std::fmt::Debug for Instance {
             .field("id", &self.id)
             .field("namespace_code", &self.namespace_code)
             .field("model", &self.model)
+            .field("provider", &self.provider)
             .field("base_url", &self.base_url)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .finish_non_exhaustive()
@@ -338,6 +381,50 @@ impl std::fmt::Debug for Instance {
 }
 
 impl Instance {
+    /// Checks the fields that depend on the provider (400 naming the
+    /// field): `azure_deployment` only for Azure and with an `api_version`
+    /// (the v1 API has no deployment in its path), `api_version` only for
+    /// Azure and Anthropic, the OpenAI organization and project only for
+    /// OpenAI.
+    pub fn check_provider_fields(&self) -> Result<(), ValidationError> {
+        let p = self.provider;
+        if self.azure_deployment.is_some() {
+            if p != Provider::AzureOpenai {
+                return Err(field_err(
+                    "azure_deployment",
+                    format!("only for provider azure_openai, not {}", p.as_str()),
+                ));
+            }
+            if self.api_version.is_none() {
+                return Err(field_err(
+                    "azure_deployment",
+                    "needs an api_version (the v1 API, used without one, has no deployment in its path)",
+                ));
+            }
+        }
+        if self.api_version.is_some() && !matches!(p, Provider::AzureOpenai | Provider::Anthropic) {
+            return Err(field_err(
+                "api_version",
+                format!(
+                    "only for providers azure_openai and anthropic, not {}",
+                    p.as_str()
+                ),
+            ));
+        }
+        for (field, v) in [
+            ("openai_organization", &self.openai_organization),
+            ("openai_project", &self.openai_project),
+        ] {
+            if v.is_some() && p != Provider::Openai {
+                return Err(field_err(
+                    field,
+                    format!("only for provider openai, not {}", p.as_str()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The last four characters of the secret, shown only when the secret is
     /// long enough (8+) that they give little away.
     pub fn api_key_last4(&self) -> Option<String> {
@@ -441,6 +528,25 @@ mod tests {
         assert_eq!(last4("sk-abcdefgh").as_deref(), Some("efgh"));
         assert_eq!(last4("short"), None);
         assert_eq!(last4("ééééééééé").as_deref(), Some("éééé"));
+    }
+
+    #[test]
+    fn providers_and_path_names() {
+        assert_eq!(
+            parse_provider("provider", "azure_openai").unwrap(),
+            Provider::AzureOpenai
+        );
+        let e = parse_provider("provider", "azure").unwrap_err();
+        assert_eq!(e.field, "provider");
+        assert!(e
+            .message
+            .contains("openai, anthropic, azure_openai, gemini"));
+        for ok in ["2024-10-21", "2024-12-01-preview", "gpt-4o_prod.1"] {
+            assert!(parse_path_name("v", ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", "a/b", "a b", "a?b", &"a".repeat(65)] {
+            assert!(parse_path_name("v", bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -260,7 +260,10 @@ pub struct Totals {
     pub errors: i64,
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
+    /// Of the prompt tokens, cache reads.
     pub cached_tokens: i64,
+    /// Of the prompt tokens, cache writes.
+    pub cache_write_tokens: i64,
     pub reasoning_tokens: i64,
     /// Requests whose tokens the token-service counted (no upstream usage).
     pub estimated_requests: i64,
@@ -275,6 +278,7 @@ impl Totals {
         self.prompt_tokens += o.prompt_tokens;
         self.completion_tokens += o.completion_tokens;
         self.cached_tokens += o.cached_tokens;
+        self.cache_write_tokens += o.cache_write_tokens;
         self.reasoning_tokens += o.reasoning_tokens;
         self.estimated_requests += o.estimated_requests;
         self.cost_nano_usd += o.cost_nano_usd;
@@ -366,7 +370,10 @@ pub struct LedgerRowView {
     pub error_kind: Option<String>,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Of the prompt tokens, cache reads.
     pub cached_tokens: u64,
+    /// Of the prompt tokens, cache writes.
+    pub cache_write_tokens: u64,
     pub reasoning_tokens: u64,
     /// The token-service counted the tokens (the upstream reported none).
     pub estimated: bool,
@@ -394,6 +401,7 @@ impl From<&LedgerRow> for LedgerRowView {
             prompt_tokens: r.prompt_tokens,
             completion_tokens: r.completion_tokens,
             cached_tokens: r.cached_tokens,
+            cache_write_tokens: r.cache_write_tokens,
             reasoning_tokens: r.reasoning_tokens,
             estimated: r.estimated,
             cost_nano_usd: r.cost_nano_usd,
@@ -431,12 +439,13 @@ fn csv_line(out: &mut String, fields: &[&str]) {
     out.push_str("\r\n");
 }
 
-const TOTAL_COLUMNS: [&str; 9] = [
+const TOTAL_COLUMNS: [&str; 10] = [
     "requests",
     "errors",
     "prompt_tokens",
     "completion_tokens",
     "cached_tokens",
+    "cache_write_tokens",
     "reasoning_tokens",
     "estimated_requests",
     "cost_nano_usd",
@@ -475,6 +484,7 @@ pub fn totals_csv(groups: &[UsageGroup], group_by: &[GroupBy]) -> String {
                 t.prompt_tokens,
                 t.completion_tokens,
                 t.cached_tokens,
+                t.cache_write_tokens,
                 t.reasoning_tokens,
                 t.estimated_requests,
                 t.cost_nano_usd,
@@ -509,6 +519,7 @@ pub fn rows_csv(rows: &[LedgerRow]) -> String {
             "prompt_tokens",
             "completion_tokens",
             "cached_tokens",
+            "cache_write_tokens",
             "reasoning_tokens",
             "estimated",
             "cost_nano_usd",
@@ -532,6 +543,7 @@ pub fn rows_csv(rows: &[LedgerRow]) -> String {
             r.prompt_tokens.to_string(),
             r.completion_tokens.to_string(),
             r.cached_tokens.to_string(),
+            r.cache_write_tokens.to_string(),
             r.reasoning_tokens.to_string(),
             r.estimated.to_string(),
             r.cost_nano_usd.to_string(),
@@ -645,9 +657,12 @@ mod tests {
         assert_eq!(
             lines.next().unwrap(),
             "model,requests,errors,prompt_tokens,completion_tokens,cached_tokens,\
-             reasoning_tokens,estimated_requests,cost_nano_usd,cost_usd"
+             cache_write_tokens,reasoning_tokens,estimated_requests,cost_nano_usd,cost_usd"
         );
-        assert_eq!(lines.next().unwrap(), "\"m,1\",2,0,0,0,0,0,0,5,0.000000005");
+        assert_eq!(
+            lines.next().unwrap(),
+            "\"m,1\",2,0,0,0,0,0,0,0,5,0.000000005"
+        );
         let mut s = String::new();
         csv_field(&mut s, "=HYPERLINK(\"x\")");
         assert_eq!(s, "\"'=HYPERLINK(\"\"x\"\")\"");

@@ -10,7 +10,7 @@ use crate::storage::WriteTx;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use aigw_service::clock::now_ms;
-use aigw_types::HealthCheckConfig;
+use aigw_types::{HealthCheckConfig, Provider};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -42,15 +42,33 @@ pub struct CreateInstance {
     /// A registered model name.
     #[schema(example = "gpt-4o-mini")]
     pub model: String,
-    /// http(s) URL including the version path, without credentials.
+    /// The upstream's wire protocol: `openai` (default), `anthropic`,
+    /// `azure_openai` or `gemini`.
+    #[schema(example = "openai")]
+    pub provider: Option<String>,
+    /// http(s) URL without credentials: OpenAI's and Anthropic's and
+    /// Gemini's include the version path (`https://api.openai.com/v1`,
+    /// `https://api.anthropic.com/v1`,
+    /// `https://generativelanguage.googleapis.com/v1beta`), Azure's is the
+    /// resource (`https://NAME.openai.azure.com`).
     #[schema(example = "https://api.example.com/v1")]
     pub base_url: String,
     /// Model name sent upstream (default: `model`).
     #[schema(example = "gpt-4o-mini-2024-07-18")]
     pub upstream_model: Option<String>,
-    /// Secret sent upstream as a bearer token. Write-only.
+    /// Secret sent upstream in the provider's auth header (`Authorization:
+    /// Bearer`, `x-api-key`, `api-key`, `x-goog-api-key`). Write-only.
     #[schema(example = "sk-upstream…", write_only)]
     pub api_key: Option<String>,
+    /// Azure OpenAI only, with `api_version`: the deployment in the path
+    /// (default: `upstream_model`).
+    #[schema(example = "gpt-4o-mini-prod")]
+    pub azure_deployment: Option<String>,
+    /// Azure OpenAI: the `api-version` (absent: the v1 API). Anthropic: the
+    /// `anthropic-version` header (absent: `2023-06-01`). Not for the
+    /// other providers.
+    #[schema(example = "2024-10-21")]
+    pub api_version: Option<String>,
     /// 0 to 1000000 (default 1); 0 takes the instance out of rotation.
     #[schema(example = 10)]
     pub weight: Option<i64>,
@@ -65,10 +83,11 @@ pub struct CreateInstance {
     /// Default false: a paid upstream may have processed it.
     pub retry_unknown_outcome: Option<bool>,
     /// `OpenAI-Organization` sent upstream with this instance's key (a
-    /// client's own header is never forwarded).
+    /// client's own header is never forwarded). Provider `openai` only.
     #[schema(example = "org-…")]
     pub openai_organization: Option<String>,
-    /// `OpenAI-Project` sent upstream with this instance's key.
+    /// `OpenAI-Project` sent upstream with this instance's key. Provider
+    /// `openai` only.
     #[schema(example = "proj_…")]
     pub openai_project: Option<String>,
 }
@@ -82,17 +101,26 @@ impl std::fmt::Debug for CreateInstance {
 }
 
 /// JSON Merge Patch: absent fields stay, `null` clears an optional field
-/// (`"api_key": null` removes the secret).
+/// (`"api_key": null` removes the secret). The provider's rules are checked
+/// on the result (changing `provider` may need other fields cleared).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchInstance {
     pub namespace_code: Option<String>,
     pub model: Option<String>,
+    /// `openai`, `anthropic`, `azure_openai` or `gemini`.
+    pub provider: Option<String>,
     pub base_url: Option<String>,
     pub upstream_model: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>, write_only)]
     pub api_key: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub azure_deployment: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub api_version: Option<Option<String>>,
     pub weight: Option<i64>,
     pub timeout_ms: Option<i64>,
     pub enabled: Option<bool>,
@@ -125,12 +153,17 @@ pub struct InstanceView {
     pub id: String,
     pub namespace_code: String,
     pub model: String,
+    /// `openai`, `anthropic`, `azure_openai` or `gemini`.
+    #[schema(example = "openai")]
+    pub provider: String,
     pub base_url: String,
     pub upstream_model: String,
     /// Whether an upstream secret is set.
     pub api_key_set: bool,
     /// Its last four characters (only for secrets of 8+ characters).
     pub api_key_last4: Option<String>,
+    pub azure_deployment: Option<String>,
+    pub api_version: Option<String>,
     pub weight: u32,
     pub timeout_ms: u64,
     pub enabled: bool,
@@ -148,10 +181,13 @@ impl From<&Instance> for InstanceView {
             id: i.id.clone(),
             namespace_code: i.namespace_code.clone(),
             model: i.model.clone(),
+            provider: i.provider.as_str().to_string(),
             base_url: i.base_url.clone(),
             upstream_model: i.upstream_model.clone(),
             api_key_set: i.api_key.is_some(),
             api_key_last4: i.api_key_last4(),
+            azure_deployment: i.azure_deployment.clone(),
+            api_version: i.api_version.clone(),
             weight: i.weight,
             timeout_ms: i.timeout_ms,
             enabled: i.enabled,
@@ -223,19 +259,43 @@ fn upstream_model(s: &str) -> Result<String, ApiError> {
     Ok(m)
 }
 
+fn provider(s: &str) -> Result<Provider, ValidationError> {
+    domain::parse_provider("provider", s)
+}
+
+fn azure_deployment(s: &str) -> Result<String, ValidationError> {
+    domain::parse_path_name("azure_deployment", s)
+}
+
+fn api_version(s: &str) -> Result<String, ValidationError> {
+    domain::parse_path_name("api_version", s)
+}
+
 impl CreateInstance {
     fn parse(self, now: i64) -> Result<Instance, ApiError> {
         let model = domain::parse_model_name("model", &self.model)?;
-        Ok(Instance {
+        let inst = Instance {
             id: domain::parse_code("id", &self.id)?,
             namespace_code: domain::parse_code("namespace_code", &self.namespace_code)?,
             upstream_model: upstream_model(self.upstream_model.as_deref().unwrap_or(&model))?,
             model,
+            provider: self
+                .provider
+                .as_deref()
+                .map(provider)
+                .transpose()?
+                .unwrap_or_default(),
             base_url: domain::parse_base_url("base_url", &self.base_url)?,
             api_key: self
                 .api_key
                 .map(|k| domain::parse_secret("api_key", &k))
                 .transpose()?,
+            azure_deployment: self
+                .azure_deployment
+                .as_deref()
+                .map(azure_deployment)
+                .transpose()?,
+            api_version: self.api_version.as_deref().map(api_version).transpose()?,
             weight: weight(self.weight.unwrap_or(DEFAULT_WEIGHT))?,
             timeout_ms: timeout(self.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS))?,
             enabled: self.enabled.unwrap_or(true),
@@ -251,7 +311,9 @@ impl CreateInstance {
                 .transpose()?,
             created_at_ms: now,
             updated_at_ms: now,
-        })
+        };
+        inst.check_provider_fields()?;
+        Ok(inst)
     }
 }
 
@@ -263,6 +325,9 @@ impl PatchInstance {
         if let Some(m) = self.model {
             i.model = domain::parse_model_name("model", &m)?;
         }
+        if let Some(p) = self.provider {
+            i.provider = provider(&p)?;
+        }
         if let Some(u) = self.base_url {
             i.base_url = domain::parse_base_url("base_url", &u)?;
         }
@@ -271,6 +336,12 @@ impl PatchInstance {
         }
         if let Some(k) = self.api_key {
             i.api_key = k.map(|k| domain::parse_secret("api_key", &k)).transpose()?;
+        }
+        if let Some(d) = self.azure_deployment {
+            i.azure_deployment = d.as_deref().map(azure_deployment).transpose()?;
+        }
+        if let Some(v) = self.api_version {
+            i.api_version = v.as_deref().map(api_version).transpose()?;
         }
         if let Some(w) = self.weight {
             i.weight = weight(w)?;
@@ -295,6 +366,7 @@ impl PatchInstance {
         if let Some(v) = self.openai_project {
             i.openai_project = v.map(|v| header_id("openai_project", &v)).transpose()?;
         }
+        i.check_provider_fields()?;
         i.updated_at_ms = now;
         Ok(())
     }

@@ -27,6 +27,15 @@ pub struct CreateModel {
     /// USD per million completion tokens, decimal string ≥ 0; absent = unknown.
     #[schema(example = "0.60")]
     pub output_price_per_1m: Option<String>,
+    /// USD per million prompt tokens read from the provider's prompt cache,
+    /// decimal string ≥ 0; absent = the input price.
+    #[schema(example = "0.075")]
+    pub cached_input_price_per_1m: Option<String>,
+    /// USD per million prompt tokens written to the provider's prompt cache
+    /// (Anthropic's cache creation), decimal string ≥ 0; absent = the input
+    /// price.
+    #[schema(example = "0.1875")]
+    pub cache_write_price_per_1m: Option<String>,
     /// Tokens, 1 to 4294967295.
     #[schema(example = 128000)]
     pub context_window: Option<i64>,
@@ -46,6 +55,12 @@ pub struct PatchModel {
     #[schema(value_type = Option<String>)]
     pub output_price_per_1m: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub cached_input_price_per_1m: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub cache_write_price_per_1m: Option<Option<String>>,
+    #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<i64>)]
     pub context_window: Option<Option<i64>>,
     pub enabled: Option<bool>,
@@ -58,6 +73,10 @@ pub struct ModelView {
     /// Decimal string, exactly as stored.
     pub input_price_per_1m: Option<String>,
     pub output_price_per_1m: Option<String>,
+    /// Absent: cache reads are priced at the input price.
+    pub cached_input_price_per_1m: Option<String>,
+    /// Absent: cache writes are priced at the input price.
+    pub cache_write_price_per_1m: Option<String>,
     pub context_window: Option<u32>,
     pub enabled: bool,
     pub created_at: String,
@@ -71,6 +90,8 @@ impl From<&Model> for ModelView {
             encoding: m.encoding.clone(),
             input_price_per_1m: m.input_price_per_1m.map(|d| d.to_string()),
             output_price_per_1m: m.output_price_per_1m.map(|d| d.to_string()),
+            cached_input_price_per_1m: m.cached_input_price_per_1m.map(|d| d.to_string()),
+            cache_write_price_per_1m: m.cache_write_price_per_1m.map(|d| d.to_string()),
             context_window: m.context_window,
             enabled: m.enabled,
             created_at: format_ms(m.created_at_ms),
@@ -102,6 +123,14 @@ impl CreateModel {
                 .output_price_per_1m
                 .map(|p| domain::parse_money("output_price_per_1m", &p))
                 .transpose()?,
+            cached_input_price_per_1m: self
+                .cached_input_price_per_1m
+                .map(|p| domain::parse_money("cached_input_price_per_1m", &p))
+                .transpose()?,
+            cache_write_price_per_1m: self
+                .cache_write_price_per_1m
+                .map(|p| domain::parse_money("cache_write_price_per_1m", &p))
+                .transpose()?,
             context_window: self.context_window.map(context_window).transpose()?,
             enabled: self.enabled.unwrap_or(true),
             created_at_ms: now,
@@ -123,6 +152,16 @@ impl PatchModel {
         if let Some(p) = self.output_price_per_1m {
             m.output_price_per_1m = p
                 .map(|p| domain::parse_money("output_price_per_1m", &p))
+                .transpose()?;
+        }
+        if let Some(p) = self.cached_input_price_per_1m {
+            m.cached_input_price_per_1m = p
+                .map(|p| domain::parse_money("cached_input_price_per_1m", &p))
+                .transpose()?;
+        }
+        if let Some(p) = self.cache_write_price_per_1m {
+            m.cache_write_price_per_1m = p
+                .map(|p| domain::parse_money("cache_write_price_per_1m", &p))
                 .transpose()?;
         }
         if let Some(c) = self.context_window {

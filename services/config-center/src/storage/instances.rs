@@ -3,7 +3,7 @@
 use super::rows::{db_kind, get_bool, opt_u32};
 use super::{Result, Store, StoreError, WriteTx};
 use crate::domain::Instance;
-use aigw_types::HealthCheckConfig;
+use aigw_types::{HealthCheckConfig, Provider};
 use sqlx::any::AnyRow;
 use sqlx::error::ErrorKind;
 use sqlx::Row;
@@ -14,7 +14,7 @@ macro_rules! instance_cols {
         "id, namespace_code, model, base_url, upstream_model, api_key, \
      weight, timeout_ms, enabled, health_check_path, health_check_interval_s, \
      created_at_ms, updated_at_ms, retry_unknown_outcome, openai_organization, \
-     openai_project"
+     openai_project, provider, azure_deployment, api_version"
     };
 }
 
@@ -59,7 +59,7 @@ impl WriteTx {
             "INSERT INTO instances (",
             instance_cols!(),
             ") \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
         ))
         .bind(&i.id)
         .bind(&i.namespace_code)
@@ -77,6 +77,9 @@ impl WriteTx {
         .bind(i.retry_unknown_outcome)
         .bind(i.openai_organization.as_deref())
         .bind(i.openai_project.as_deref())
+        .bind(i.provider.as_str())
+        .bind(i.azure_deployment.as_deref())
+        .bind(i.api_version.as_deref())
         .execute(&mut *self.tx)
         .await
         .map_err(|e| match db_kind(&e) {
@@ -95,8 +98,8 @@ impl WriteTx {
             "UPDATE instances SET namespace_code = $2, model = $3, base_url = $4, \
              upstream_model = $5, api_key = $6, weight = $7, timeout_ms = $8, enabled = $9, \
              health_check_path = $10, health_check_interval_s = $11, updated_at_ms = $12, \
-             retry_unknown_outcome = $13, openai_organization = $14, openai_project = $15 \
-             WHERE id = $1",
+             retry_unknown_outcome = $13, openai_organization = $14, openai_project = $15, \
+             provider = $16, azure_deployment = $17, api_version = $18 WHERE id = $1",
         )
         .bind(&i.id)
         .bind(&i.namespace_code)
@@ -113,6 +116,9 @@ impl WriteTx {
         .bind(i.retry_unknown_outcome)
         .bind(i.openai_organization.as_deref())
         .bind(i.openai_project.as_deref())
+        .bind(i.provider.as_str())
+        .bind(i.azure_deployment.as_deref())
+        .bind(i.api_version.as_deref())
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -152,15 +158,22 @@ async fn get_instance(c: &mut sqlx::AnyConnection, id: &str) -> Result<Option<In
 }
 
 fn instance_from_row(r: &AnyRow) -> Result<Instance> {
+    let provider: String = r.try_get("provider")?;
+    let provider = Provider::parse(&provider).ok_or_else(|| {
+        StoreError::Corrupt(anyhow::anyhow!("stored provider {provider:?} is unknown"))
+    })?;
     let hc_path: Option<String> = r.try_get("health_check_path")?;
     let hc_interval = opt_u32(r, "health_check_interval_s")?;
     Ok(Instance {
         id: r.try_get("id")?,
         namespace_code: r.try_get("namespace_code")?,
         model: r.try_get("model")?,
+        provider,
         base_url: r.try_get("base_url")?,
         upstream_model: r.try_get("upstream_model")?,
         api_key: r.try_get("api_key")?,
+        azure_deployment: r.try_get("azure_deployment")?,
+        api_version: r.try_get("api_version")?,
         weight: opt_u32(r, "weight")?.unwrap_or(0),
         timeout_ms: r.try_get::<i64, _>("timeout_ms")?.max(0) as u64,
         enabled: get_bool(r, "enabled")?,

@@ -13,7 +13,7 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Arguments, Row};
 use std::collections::HashMap;
 
-const COLUMNS: [&str; 18] = [
+const COLUMNS: [&str; 19] = [
     "request_id",
     "started_at_ms",
     "namespace_code",
@@ -27,6 +27,7 @@ const COLUMNS: [&str; 18] = [
     "prompt_tokens",
     "completion_tokens",
     "cached_tokens",
+    "cache_write_tokens",
     "reasoning_tokens",
     "estimated",
     "cost_nano_usd",
@@ -35,7 +36,7 @@ const COLUMNS: [&str; 18] = [
 ];
 
 /// Rows per SQLite INSERT statement: as many as SQLite's limit on bound
-/// parameters (32,766) allows at 18 each, so a batch takes few statements.
+/// parameters (32,766) allows at 19 each, so a batch takes few statements.
 pub const INSERT_CHUNK: usize = 32_766 / COLUMNS.len();
 
 /// The sums every aggregate selects. `CAST` keeps PostgreSQL's `SUM` of a
@@ -45,6 +46,7 @@ const TOTALS_SELECT: &str = "COUNT(*) AS requests, \
     CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt_tokens, \
     CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion_tokens, \
     CAST(COALESCE(SUM(cached_tokens), 0) AS BIGINT) AS cached_tokens, \
+    CAST(COALESCE(SUM(cache_write_tokens), 0) AS BIGINT) AS cache_write_tokens, \
     CAST(COALESCE(SUM(reasoning_tokens), 0) AS BIGINT) AS reasoning_tokens, \
     CAST(COALESCE(SUM(estimated), 0) AS BIGINT) AS estimated_requests, \
     CAST(COALESCE(SUM(cost_nano_usd), 0) AS BIGINT) AS cost_nano_usd";
@@ -151,6 +153,7 @@ fn totals_from_row(r: &AnyRow) -> Result<Totals> {
         prompt_tokens: r.try_get("prompt_tokens")?,
         completion_tokens: r.try_get("completion_tokens")?,
         cached_tokens: r.try_get("cached_tokens")?,
+        cache_write_tokens: r.try_get("cache_write_tokens")?,
         reasoning_tokens: r.try_get("reasoning_tokens")?,
         estimated_requests: r.try_get("estimated_requests")?,
         cost_nano_usd: r.try_get("cost_nano_usd")?,
@@ -174,8 +177,7 @@ fn row_from(r: &AnyRow) -> Result<LedgerRow> {
         prompt_tokens: get_u64(r, "prompt_tokens")?,
         completion_tokens: get_u64(r, "completion_tokens")?,
         cached_tokens: get_u64(r, "cached_tokens")?,
-        // Not stored yet.
-        cache_write_tokens: 0,
+        cache_write_tokens: get_u64(r, "cache_write_tokens")?,
         reasoning_tokens: get_u64(r, "reasoning_tokens")?,
         estimated: get_bool(r, "estimated")?,
         cost_nano_usd: get_u64(r, "cost_nano_usd")?,
@@ -216,15 +218,16 @@ fn group_alias(g: GroupBy) -> &'static str {
 /// The whole batch in one statement on PostgreSQL: each column bound as
 /// one array and unnested into rows. Its text does not depend on the
 /// batch's size, so each connection prepares it once, and the server
-/// parses 18 binary arrays instead of 18 parameters per row.
+/// parses 19 binary arrays instead of 19 parameters per row.
 const PG_INSERT: &str = "INSERT INTO usage_ledger (\
     request_id, started_at_ms, namespace_code, api_key_id, model, instance_id, \
     endpoint, stream, status, error_kind, prompt_tokens, completion_tokens, \
-    cached_tokens, reasoning_tokens, estimated, cost_nano_usd, duration_us, ttft_us) \
+    cached_tokens, cache_write_tokens, reasoning_tokens, estimated, cost_nano_usd, \
+    duration_us, ttft_us) \
     SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], \
     $6::text[], $7::text[], $8::bigint[], $9::bigint[], $10::text[], $11::bigint[], \
     $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bigint[], \
-    $17::bigint[], $18::bigint[]) \
+    $17::bigint[], $18::bigint[], $19::bigint[]) \
     ON CONFLICT (request_id) DO NOTHING";
 
 /// One column of a batch of rows, as the array [`PG_INSERT`] binds.
@@ -279,6 +282,8 @@ impl Store {
                     .bind(db_int(r.completion_tokens))
                     .push(", ")
                     .bind(db_int(r.cached_tokens))
+                    .push(", ")
+                    .bind(db_int(r.cache_write_tokens))
                     .push(", ")
                     .bind(db_int(r.reasoning_tokens))
                     .push(", ")
@@ -447,6 +452,7 @@ async fn insert_ledger_rows_pg(pg: &sqlx::PgPool, rows: &[LedgerRow]) -> Result<
         .bind(column(rows, |r| db_int(r.prompt_tokens)))
         .bind(column(rows, |r| db_int(r.completion_tokens)))
         .bind(column(rows, |r| db_int(r.cached_tokens)))
+        .bind(column(rows, |r| db_int(r.cache_write_tokens)))
         .bind(column(rows, |r| db_int(r.reasoning_tokens)))
         .bind(column(rows, |r| i64::from(r.estimated)))
         .bind(column(rows, |r| db_int(r.cost_nano_usd)))

@@ -11,7 +11,8 @@ use sqlx::Row;
 macro_rules! model_cols {
     () => {
         "name, encoding, input_price_per_1m, output_price_per_1m, \
-     context_window, enabled, created_at_ms, updated_at_ms"
+     context_window, enabled, created_at_ms, updated_at_ms, \
+     cached_input_price_per_1m, cache_write_price_per_1m"
     };
 }
 
@@ -55,7 +56,7 @@ impl WriteTx {
         sqlx::query(concat!(
             "INSERT INTO models (",
             model_cols!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))
         .bind(&m.name)
         .bind(&m.encoding)
@@ -65,6 +66,8 @@ impl WriteTx {
         .bind(m.enabled)
         .bind(m.created_at_ms)
         .bind(m.updated_at_ms)
+        .bind(m.cached_input_price_per_1m.map(|d| d.to_string()))
+        .bind(m.cache_write_price_per_1m.map(|d| d.to_string()))
         .execute(&mut *self.tx)
         .await
         .map_err(|e| match db_kind(&e) {
@@ -81,7 +84,8 @@ impl WriteTx {
     pub async fn update_model(&mut self, m: &Model) -> Result<()> {
         sqlx::query(
             "UPDATE models SET encoding = $2, input_price_per_1m = $3, output_price_per_1m = $4, \
-             context_window = $5, enabled = $6, updated_at_ms = $7 WHERE name = $1",
+             context_window = $5, enabled = $6, updated_at_ms = $7, \
+             cached_input_price_per_1m = $8, cache_write_price_per_1m = $9 WHERE name = $1",
         )
         .bind(&m.name)
         .bind(&m.encoding)
@@ -90,6 +94,8 @@ impl WriteTx {
         .bind(m.context_window.map(i64::from))
         .bind(m.enabled)
         .bind(m.updated_at_ms)
+        .bind(m.cached_input_price_per_1m.map(|d| d.to_string()))
+        .bind(m.cache_write_price_per_1m.map(|d| d.to_string()))
         .execute(&mut *self.tx)
         .await?;
         Ok(())
@@ -153,6 +159,8 @@ fn model_from_row(r: &AnyRow) -> Result<Model> {
         encoding: r.try_get("encoding")?,
         input_price_per_1m: opt_decimal(r, "input_price_per_1m")?,
         output_price_per_1m: opt_decimal(r, "output_price_per_1m")?,
+        cached_input_price_per_1m: opt_decimal(r, "cached_input_price_per_1m")?,
+        cache_write_price_per_1m: opt_decimal(r, "cache_write_price_per_1m")?,
         context_window: opt_u32(r, "context_window")?,
         enabled: get_bool(r, "enabled")?,
         created_at_ms: r.try_get("created_at_ms")?,

@@ -56,9 +56,8 @@ impl Store {
                 encoding: m.encoding,
                 input_price_per_1m: m.input_price_per_1m,
                 output_price_per_1m: m.output_price_per_1m,
-                // Not stored yet.
-                cached_input_price_per_1m: None,
-                cache_write_price_per_1m: None,
+                cached_input_price_per_1m: m.cached_input_price_per_1m,
+                cache_write_price_per_1m: m.cache_write_price_per_1m,
                 context_window: m.context_window,
                 enabled: m.enabled,
             });
@@ -68,13 +67,12 @@ impl Store {
                 id: i.id,
                 namespace_code: i.namespace_code,
                 model: i.model,
-                // Not stored yet.
-                provider: Default::default(),
+                provider: i.provider,
                 base_url: i.base_url,
                 upstream_model: i.upstream_model,
                 api_key: i.api_key,
-                azure_deployment: None,
-                api_version: None,
+                azure_deployment: i.azure_deployment,
+                api_version: i.api_version,
                 weight: i.weight,
                 timeout_ms: i.timeout_ms,
                 enabled: i.enabled,

@@ -13,6 +13,7 @@ use crate::routes::instances::{create_instance, CreateInstance, HealthCheckInput
 use crate::state::AppState;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpResponse};
+use aigw_types::Provider;
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -27,11 +28,17 @@ pub struct InstanceForm {
     #[serde(default)]
     model: String,
     #[serde(default)]
+    provider: String,
+    #[serde(default)]
     base_url: String,
     #[serde(default)]
     upstream_model: String,
     #[serde(default)]
     api_key: String,
+    #[serde(default)]
+    azure_deployment: String,
+    #[serde(default)]
+    api_version: String,
     #[serde(default)]
     weight: String,
     #[serde(default)]
@@ -53,9 +60,12 @@ impl Default for InstanceForm {
             id: String::new(),
             namespace_code: String::new(),
             model: String::new(),
+            provider: Provider::Openai.as_str().into(),
             base_url: String::new(),
             upstream_model: String::new(),
             api_key: String::new(),
+            azure_deployment: String::new(),
+            api_version: String::new(),
             weight: "1".into(),
             timeout_ms: "60000".into(),
             health_path: String::new(),
@@ -73,9 +83,12 @@ impl InstanceForm {
             id: self.id.trim().to_string(),
             namespace_code: self.namespace_code.clone(),
             model: self.model.clone(),
+            provider: opt(&self.provider),
             base_url: self.base_url.trim().to_string(),
             upstream_model: opt(&self.upstream_model),
             api_key: opt(&self.api_key),
+            azure_deployment: opt(&self.azure_deployment),
+            api_version: opt(&self.api_version),
             weight: int("weight", &self.weight)?,
             timeout_ms: int("timeout_ms", &self.timeout_ms)?,
             enabled: Some(checked(&self.enabled)),
@@ -94,9 +107,12 @@ const FIELDS: &[&str] = &[
     "id",
     "namespace_code",
     "model",
+    "provider",
     "base_url",
     "upstream_model",
     "api_key",
+    "azure_deployment",
+    "api_version",
     "weight",
     "timeout_ms",
     "health_check.path",
@@ -124,7 +140,7 @@ async fn table(state: &AppState) -> Result<Markup, UiError> {
                 caption.hint { (rows.len()) " instances; health as the gateways last reported it" }
                 thead { tr {
                     th scope="col" { "Id" } th scope="col" { "Namespace" } th scope="col" { "Model" }
-                    th scope="col" { "Upstream" } th.num scope="col" { "Weight" } th scope="col" { "Upstream key" }
+                    th scope="col" { "Provider" } th scope="col" { "Upstream" } th.num scope="col" { "Weight" } th scope="col" { "Upstream key" }
                     th scope="col" { "State" } th scope="col" { "Health" }
                 } }
                 tbody {
@@ -133,6 +149,7 @@ async fn table(state: &AppState) -> Result<Markup, UiError> {
                             td.mono { (i.id) }
                             td { a href=(format!("/ui/namespaces/{}", i.namespace_code)) { (i.namespace_code) } }
                             td.mono { (i.model) }
+                            td.mono { (i.provider.as_str()) }
                             td.mono { (i.base_url) br; small.hint { (i.upstream_model) } }
                             td.num { (i.weight) }
                             td { @if i.api_key.is_some() { "set" } @else { "none" } }
@@ -184,6 +201,10 @@ async fn page(
         .into_iter()
         .map(|m| (m.name.clone(), m.name))
         .collect();
+    let providers: Vec<(String, String)> = Provider::ALL
+        .iter()
+        .map(|p| (p.as_str().to_string(), p.as_str().to_string()))
+        .collect();
     let text = |value| Input::Text {
         kind: "text",
         value,
@@ -202,9 +223,12 @@ async fn page(
                 (field("Id", "id", text(&f.id), Some("lowercase letters, digits, '-' and '_'"), problem))
                 (field("Namespace", "namespace_code", Input::Select { options: &namespaces, selected: &f.namespace_code }, None, problem))
                 (field("Model", "model", Input::Select { options: &models, selected: &f.model }, None, problem))
-                (field("Base URL", "base_url", Input::Text { kind: "url", value: &f.base_url }, Some("e.g. https://api.openai.com/v1"), problem))
+                (field("Provider", "provider", Input::Select { options: &providers, selected: &f.provider }, Some("the upstream's API; see docs/providers.md"), problem))
+                (field("Base URL", "base_url", Input::Text { kind: "url", value: &f.base_url }, Some("e.g. https://api.openai.com/v1; Azure: https://NAME.openai.azure.com"), problem))
                 (field("Upstream model", "upstream_model", text(&f.upstream_model), Some("empty = the model's name"), problem))
                 (field("Upstream API key", "api_key", Input::Text { kind: "password", value: "" }, Some("write-only: never shown again"), problem))
+                (field("API version", "api_version", text(&f.api_version), Some("Azure's api-version (empty = v1 API) or Anthropic's anthropic-version"), problem))
+                (field("Azure deployment", "azure_deployment", text(&f.azure_deployment), Some("Azure with an API version only; empty = the upstream model"), problem))
                 (field("Weight", "weight", number(&f.weight), Some("0 takes it out of rotation"), problem))
                 (field("Timeout (ms)", "timeout_ms", number(&f.timeout_ms), None, problem))
                 (field("Health check path", "health_check.path", text(&f.health_path), Some("e.g. /models; empty = passive checks only"), problem))

@@ -27,6 +27,10 @@ pub struct ModelForm {
     #[serde(default)]
     output_price_per_1m: String,
     #[serde(default)]
+    cached_input_price_per_1m: String,
+    #[serde(default)]
+    cache_write_price_per_1m: String,
+    #[serde(default)]
     context_window: String,
     enabled: Option<String>,
 }
@@ -39,6 +43,8 @@ impl Default for ModelForm {
             encoding: "o200k_base".into(),
             input_price_per_1m: String::new(),
             output_price_per_1m: String::new(),
+            cached_input_price_per_1m: String::new(),
+            cache_write_price_per_1m: String::new(),
             context_window: String::new(),
             enabled: Some("true".into()),
         }
@@ -52,6 +58,8 @@ impl ModelForm {
             encoding: self.encoding.clone(),
             input_price_per_1m: opt(&self.input_price_per_1m),
             output_price_per_1m: opt(&self.output_price_per_1m),
+            cached_input_price_per_1m: opt(&self.cached_input_price_per_1m),
+            cache_write_price_per_1m: opt(&self.cache_write_price_per_1m),
             context_window: int("context_window", &self.context_window)?,
             enabled: Some(checked(&self.enabled)),
         })
@@ -63,6 +71,8 @@ const FIELDS: &[&str] = &[
     "encoding",
     "input_price_per_1m",
     "output_price_per_1m",
+    "cached_input_price_per_1m",
+    "cache_write_price_per_1m",
     "context_window",
     "enabled",
 ];
@@ -90,6 +100,11 @@ async fn page(
         p.map(|p| format!("${p}"))
             .unwrap_or_else(|| "unknown".into())
     };
+    // Cache prices fall back to the input price.
+    let cache_price = |p: &Option<rust_decimal::Decimal>| {
+        p.map(|p| format!("${p}"))
+            .unwrap_or_else(|| "= input".into())
+    };
     let body = html! {
         div.table-wrap {
             table {
@@ -97,6 +112,7 @@ async fn page(
                 thead { tr {
                     th scope="col" { "Name" } th scope="col" { "Encoding" }
                     th.num scope="col" { "Input price" } th.num scope="col" { "Output price" }
+                    th.num scope="col" { "Cache read" } th.num scope="col" { "Cache write" }
                     th.num scope="col" { "Context window" } th scope="col" { "State" }
                 } }
                 tbody {
@@ -106,6 +122,8 @@ async fn page(
                             td.mono { (m.encoding) }
                             td.num { (price(&m.input_price_per_1m)) }
                             td.num { (price(&m.output_price_per_1m)) }
+                            td.num { (cache_price(&m.cached_input_price_per_1m)) }
+                            td.num { (cache_price(&m.cache_write_price_per_1m)) }
                             td.num { @match m.context_window { Some(c) => (c), None => "—" } }
                             td { @if m.enabled { span.badge.good { "enabled" } } @else { span.badge.bad { "disabled" } } }
                         }
@@ -122,6 +140,8 @@ async fn page(
                 (field("Encoding", "encoding", Input::Select { options: &encodings, selected: &f.encoding }, Some("tiktoken encoding for counting"), problem))
                 (field("Input price (USD / 1M tokens)", "input_price_per_1m", text(&f.input_price_per_1m), Some("e.g. 0.15; empty = unknown"), problem))
                 (field("Output price (USD / 1M tokens)", "output_price_per_1m", text(&f.output_price_per_1m), Some("e.g. 0.60; empty = unknown"), problem))
+                (field("Cache-read price (USD / 1M tokens)", "cached_input_price_per_1m", text(&f.cached_input_price_per_1m), Some("prompt tokens served from the provider's cache; empty = input price"), problem))
+                (field("Cache-write price (USD / 1M tokens)", "cache_write_price_per_1m", text(&f.cache_write_price_per_1m), Some("prompt tokens written to the provider's cache; empty = input price"), problem))
                 (field("Context window (tokens)", "context_window", Input::Text { kind: "number", value: &f.context_window }, None, problem))
                 (field("Enabled", "enabled", Input::Check { checked: checked(&f.enabled) }, None, problem))
             }

@@ -159,6 +159,7 @@ fn varied(key_a: &str) -> Vec<LedgerRow> {
         r.prompt_tokens = 10 + i as u64;
         r.completion_tokens = 100 + i as u64;
         r.cached_tokens = i as u64 % 5;
+        r.cache_write_tokens = i as u64 % 4;
         r.reasoning_tokens = i as u64 % 3;
         r.cost_nano_usd = 1_000 * (i as u64 + 1);
         r.estimated = i % 5 == 0;
@@ -180,6 +181,7 @@ fn sums(rows: &[&LedgerRow]) -> Value {
         "prompt_tokens": s(&|r| r.prompt_tokens),
         "completion_tokens": s(&|r| r.completion_tokens),
         "cached_tokens": s(&|r| r.cached_tokens),
+        "cache_write_tokens": s(&|r| r.cache_write_tokens),
         "reasoning_tokens": s(&|r| r.reasoning_tokens),
         "estimated_requests": rows.iter().filter(|r| r.estimated).count(),
         "cost_nano_usd": s(&|r| r.cost_nano_usd),
@@ -194,6 +196,7 @@ fn only_totals(v: &Value) -> Value {
         "prompt_tokens",
         "completion_tokens",
         "cached_tokens",
+        "cache_write_tokens",
         "reasoning_tokens",
         "estimated_requests",
         "cost_nano_usd",
@@ -345,7 +348,7 @@ async fn queries_filter_group_and_page(b: Backend) {
             "instance_id": r0.instance_id, "endpoint": "chat", "stream": true,
             "status": 502, "error_kind": "upstream_error",
             "prompt_tokens": 17, "completion_tokens": 107, "cached_tokens": 2,
-            "reasoning_tokens": 1, "estimated": false, "cost_nano_usd": 8000,
+            "cache_write_tokens": 3, "reasoning_tokens": 1, "estimated": false, "cost_nano_usd": 8000,
             "cost_usd": "0.000008000", "latency_ms": 1.5, "ttft_ms": 0.7
         })
     );
@@ -366,10 +369,10 @@ async fn queries_filter_group_and_page(b: Backend) {
     assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
     let lines: Vec<&str> = csv.text.lines().collect();
     assert_eq!(lines.len(), 3, "{}", csv.text);
-    assert!(
-        lines[0].starts_with("namespace,requests,errors,"),
-        "{}",
-        lines[0]
+    assert_eq!(
+        lines[0],
+        "namespace,requests,errors,prompt_tokens,completion_tokens,cached_tokens,\
+         cache_write_tokens,reasoning_tokens,estimated_requests,cost_nano_usd,cost_usd"
     );
     assert!(lines[1].starts_with("team-a,16,"), "{}", lines[1]);
     let page = app

@@ -15,4 +15,5 @@ mod ledger;
 mod ledger_speed;
 mod lifecycle;
 mod pagination;
+mod providers;
 mod publication;
