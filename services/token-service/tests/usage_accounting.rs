@@ -9,8 +9,9 @@
 mod common;
 
 use aigw_metrics::keys;
-use aigw_types::{CountText, TokenSource};
+use aigw_types::{CountText, LedgerRow, TokenSource};
 use common::*;
+use std::collections::HashMap;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -373,4 +374,142 @@ async fn an_implausible_token_count_is_capped_and_loses_nothing_else() {
         r.get_i64("metrics:model:gpt-4o-mini:team-a:requests").await,
         3
     );
+}
+
+/// The rows the token-service appended to the spend ledger's stream, by
+/// request id.
+async fn ledger_rows(redis: &aigw_testkit::RedisServer) -> HashMap<String, LedgerRow> {
+    let mut c = redis.conn().await;
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(keys::LEDGER_STREAM)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    entries
+        .into_iter()
+        .flat_map(|(_, fields)| fields)
+        .filter(|(f, _)| f == keys::LEDGER_FIELD)
+        .map(|(_, json)| {
+            let row: LedgerRow = serde_json::from_str(&json).unwrap();
+            (row.request_id.clone(), row)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn cache_and_reasoning_tokens_are_priced_and_broken_down() {
+    let redis = aigw_testkit::RedisServer::start().await;
+    let mut snap = snapshot(1);
+    // Claude Sonnet's list prices: $3 in, $0.30 cache read, $3.75 cache
+    // write, $15 out (USD per million tokens).
+    snap.models.push(
+        serde_json::from_value(serde_json::json!({
+            "name": "claude-sonnet", "encoding": "o200k_base",
+            "input_price_per_1m": "3", "output_price_per_1m": "15",
+            "cached_input_price_per_1m": "0.30", "cache_write_price_per_1m": "3.75",
+            "enabled": true
+        }))
+        .unwrap(),
+    );
+    publish_snapshot(&redis, &snap).await;
+    let app = TestApp::spawn_on(redis, |_| {}).await;
+
+    let mut c1 = record("c1", "team-a", "claude-sonnet");
+    c1.prompt_tokens = 10_000;
+    c1.cached_tokens = 6_000;
+    c1.cache_write_tokens = 2_000;
+    c1.completion_tokens = 500;
+    c1.reasoning_tokens = 120;
+    // Parts larger than their wholes: capped (reads first), never negative.
+    let mut c2 = record("c2", "team-a", "claude-sonnet");
+    c2.prompt_tokens = 100;
+    c2.cached_tokens = 150;
+    c2.cache_write_tokens = 30;
+    c2.completion_tokens = 10;
+    c2.reasoning_tokens = 50;
+    // A model without cache prices: cache reads at the input price.
+    let mut c3 = record("c3", "team-a", "gpt-4o-mini");
+    c3.prompt_tokens = 1_000;
+    c3.cached_tokens = 400;
+    c3.completion_tokens = 500;
+    c3.reasoning_tokens = 200;
+    push_records(&app.redis, &[c1, c2, c3]).await;
+    wait_for(WAIT, "3 records consumed", || async {
+        processed(&app).await == 3.0 && xlen(&app.redis).await == 0
+    })
+    .await;
+
+    // c1: (10000 − 6000 − 2000) × 3 + 6000 × 0.30 + 2000 × 3.75 + 500 × 15
+    //     = 6000 + 1800 + 7500 + 7500 = 22800 USD/1M → 22_800_000 nano-USD.
+    // c2: 100 cache reads (of 150 reported), 0 writes, 0 uncached:
+    //     100 × 0.30 + 10 × 15 = 30 + 150 = 180 → 180_000.
+    // c3: 1000 × 0.15 + 500 × 0.60 = 450 → 450_000.
+    let (k1, k2, k3) = (22_800_000i64, 180_000i64, 450_000i64);
+    let r = &app.redis;
+    let key = |model: &str, what: &str| format!("metrics:model:{model}:team-a:{what}");
+    assert_eq!(r.get_i64(&key("claude-sonnet", "cost_nusd")).await, k1 + k2);
+    assert_eq!(r.get_i64(&key("gpt-4o-mini", "cost_nusd")).await, k3);
+    assert_eq!(
+        r.get_i64("metrics:cost:ns:team-a:month:2025-11").await,
+        k1 + k2 + k3
+    );
+    for (model, what, want) in [
+        ("claude-sonnet", "tokens_in", 10_100),
+        ("claude-sonnet", "tokens_out", 510),
+        ("claude-sonnet", "tokens_cache_read", 6_100),
+        ("claude-sonnet", "tokens_cache_write", 2_000),
+        ("claude-sonnet", "tokens_reasoning", 130),
+        ("gpt-4o-mini", "tokens_in", 1_000),
+        ("gpt-4o-mini", "tokens_cache_read", 400),
+        ("gpt-4o-mini", "tokens_cache_write", 0),
+        ("gpt-4o-mini", "tokens_reasoning", 200),
+    ] {
+        assert_eq!(r.get_i64(&key(model, what)).await, want, "{model} {what}");
+    }
+
+    let l = [("model", "claude-sonnet"), ("namespace_code", "team-a")];
+    let m = app.metrics().await;
+    for (name, want) in [
+        ("model_tokens_input_total", 10_100.0),
+        ("model_tokens_output_total", 510.0),
+        ("model_tokens_cache_read_total", 6_100.0),
+        ("model_tokens_cache_write_total", 2_000.0),
+        ("model_tokens_reasoning_total", 130.0),
+        ("model_cost_usd_total", 0.02298),
+    ] {
+        assert_eq!(sample(&m, name, &l), Some(want), "{name}\n{m}");
+    }
+    assert_eq!(
+        sample(
+            &m,
+            "model_tokens_cache_write_total",
+            &[("model", "gpt-4o-mini"), ("namespace_code", "team-a")]
+        ),
+        Some(0.0)
+    );
+
+    // The ledger rows carry the same tokens and cost.
+    let rows = ledger_rows(&app.redis).await;
+    assert_eq!(rows.len(), 3);
+    let row = |id: &str| {
+        let r = &rows[id];
+        (
+            r.prompt_tokens,
+            r.cached_tokens,
+            r.cache_write_tokens,
+            r.completion_tokens,
+            r.reasoning_tokens,
+            r.cost_nano_usd,
+            r.estimated,
+        )
+    };
+    assert_eq!(
+        row("c1"),
+        (10_000, 6_000, 2_000, 500, 120, 22_800_000, false)
+    );
+    assert_eq!(row("c2"), (100, 100, 0, 10, 10, 180_000, false));
+    assert_eq!(row("c3"), (1_000, 400, 0, 500, 200, 450_000, false));
+    app.stop().await;
 }

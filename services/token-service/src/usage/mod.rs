@@ -2,8 +2,9 @@
 //!
 //! [`consumer`] reads the usage stream; this module decides what one record
 //! writes ([`record_ops`]): tokens (counted here when the upstream reported
-//! none), cost from the snapshot's prices ([`pricing`]), and the model
-//! series, all as one idempotent unit keyed by the record id. The same unit
+//! none), cost from the snapshot's prices ([`pricing`]: cache reads and
+//! writes at their own prices), and the model series (the input, output,
+//! cache-read, cache-write and reasoning tokens separately), all as one idempotent unit keyed by the record id. The same unit
 //! appends the priced record to the spend ledger's stream (`usage:ledger`,
 //! see `docs/ledger.md`), so the ledger holds a row exactly when the
 //! counters hold the record, with the same tokens and cost.
@@ -33,6 +34,12 @@ pub struct RecordPlan {
     pub ops: Ops,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
+    /// Of the prompt tokens, cache reads and cache writes (together at
+    /// most `prompt_tokens`).
+    pub cached_tokens: u64,
+    pub cache_write_tokens: u64,
+    /// Of the completion tokens, those spent reasoning.
+    pub reasoning_tokens: u64,
     pub cost_nano_usd: u64,
     pub counted: bool,
     pub unpriced: bool,
@@ -117,9 +124,9 @@ fn ledger_row(rec: &UsageRecord, plan: &RecordPlan) -> LedgerRow {
         error_kind: rec.error_kind.clone(),
         prompt_tokens: plan.prompt_tokens,
         completion_tokens: plan.completion_tokens,
-        cached_tokens: rec.cached_tokens.min(plan.prompt_tokens),
-        cache_write_tokens: rec.cache_write_tokens.min(plan.prompt_tokens),
-        reasoning_tokens: rec.reasoning_tokens.min(plan.completion_tokens),
+        cached_tokens: plan.cached_tokens,
+        cache_write_tokens: plan.cache_write_tokens,
+        reasoning_tokens: plan.reasoning_tokens,
         estimated: plan.counted,
         cost_nano_usd: plan.cost_nano_usd,
         duration_us: rec.duration_us,
@@ -165,12 +172,14 @@ pub fn record_ops(
             counted = true;
         }
     }
-    let c = pricing::cost(
+    let tokens = pricing::Tokens::new(
         prompt,
         completion,
-        model_cfg.and_then(|m| m.input_price_per_1m),
-        model_cfg.and_then(|m| m.output_price_per_1m),
+        rec.cached_tokens,
+        rec.cache_write_tokens,
     );
+    let reasoning = rec.reasoning_tokens.min(completion);
+    let c = pricing::cost(&tokens, &pricing::Prices::of(model_cfg));
     let is_error = rec.status >= 400 || rec.error_kind.is_some();
 
     let mut ops = Ops::new();
@@ -178,6 +187,13 @@ pub fn record_ops(
     ops.counter(&f::MODEL_ERRORS, &labels, i64::from(is_error));
     ops.counter(&f::MODEL_TOKENS_IN, &labels, clamp(prompt));
     ops.counter(&f::MODEL_TOKENS_OUT, &labels, clamp(completion));
+    ops.counter(&f::MODEL_TOKENS_CACHE_READ, &labels, clamp(tokens.cached));
+    ops.counter(
+        &f::MODEL_TOKENS_CACHE_WRITE,
+        &labels,
+        clamp(tokens.cache_write),
+    );
+    ops.counter(&f::MODEL_TOKENS_REASONING, &labels, clamp(reasoning));
     ops.counter(&f::MODEL_COST, &labels, clamp(c.nano_usd));
     ops.observe(&f::MODEL_DURATION, &labels, rec.duration_us);
     if let Some(t) = rec.ttft_us {
@@ -202,6 +218,9 @@ pub fn record_ops(
         ops,
         prompt_tokens: prompt,
         completion_tokens: completion,
+        cached_tokens: tokens.cached,
+        cache_write_tokens: tokens.cache_write,
+        reasoning_tokens: reasoning,
         cost_nano_usd: c.nano_usd,
         counted,
         unpriced: c.unpriced,

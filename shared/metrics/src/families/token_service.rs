@@ -10,6 +10,9 @@
 //! | [`MODEL_ERRORS`] | `metrics:model:{model}:{ns}:errors` | counter | requests |
 //! | [`MODEL_TOKENS_IN`] | `metrics:model:{model}:{ns}:tokens_in` | counter | tokens |
 //! | [`MODEL_TOKENS_OUT`] | `metrics:model:{model}:{ns}:tokens_out` | counter | tokens |
+//! | [`MODEL_TOKENS_CACHE_READ`] | `metrics:model:{model}:{ns}:tokens_cache_read` | counter | tokens |
+//! | [`MODEL_TOKENS_CACHE_WRITE`] | `metrics:model:{model}:{ns}:tokens_cache_write` | counter | tokens |
+//! | [`MODEL_TOKENS_REASONING`] | `metrics:model:{model}:{ns}:tokens_reasoning` | counter | tokens |
 //! | [`MODEL_COST`] | `metrics:model:{model}:{ns}:cost_nusd` | counter | nano-USD (1e-9 USD) |
 //! | [`MODEL_DURATION`] | `metrics:model:{model}:{ns}:duration_us` | histogram | µs |
 //! | [`MODEL_TTFT`] | `metrics:model:{model}:{ns}:ttft_us` | histogram | µs |
@@ -23,6 +26,11 @@
 //! | [`COUNT_LATENCY`] | `metrics:token_service:count_latency_us:{endpoint}` | histogram | µs |
 //! | [`COUNT_TOKENS`] | `metrics:token_service:count_tokens:{encoding}` | counter | tokens |
 //! | [`COUNT_BYTES`] | `metrics:token_service:count_bytes:{encoding}` | counter | bytes of text |
+//!
+//! The token breakdown: [`MODEL_TOKENS_IN`] counts every prompt token
+//! (OpenAI's meaning); [`MODEL_TOKENS_CACHE_READ`] and
+//! [`MODEL_TOKENS_CACHE_WRITE`] are parts of it (together at most it),
+//! [`MODEL_TOKENS_REASONING`] is a part of [`MODEL_TOKENS_OUT`].
 //!
 //! Label values are bounded: `model` and `namespace_code` are names from the
 //! config snapshot (anything else is recorded as `other`), `month` grows by
@@ -111,6 +119,34 @@ pub static MODEL_TOKENS_OUT: Counter<ModelNs<'static>> = Counter::new(Decl {
     key: "metrics:model:{}:{}:tokens_out",
     name: "model_tokens_output_total",
     help: "Completion tokens per model and namespace.",
+    unit: Unit::Count,
+});
+
+/// Of [`MODEL_TOKENS_IN`], those the upstream served from its prompt
+/// cache.
+pub static MODEL_TOKENS_CACHE_READ: Counter<ModelNs<'static>> = Counter::new(Decl {
+    id: "model_tokens_cache_read",
+    key: "metrics:model:{}:{}:tokens_cache_read",
+    name: "model_tokens_cache_read_total",
+    help: "Prompt tokens read from the upstream's prompt cache (a part of model_tokens_input_total) per model and namespace.",
+    unit: Unit::Count,
+});
+
+/// Of [`MODEL_TOKENS_IN`], those the upstream wrote to its prompt cache.
+pub static MODEL_TOKENS_CACHE_WRITE: Counter<ModelNs<'static>> = Counter::new(Decl {
+    id: "model_tokens_cache_write",
+    key: "metrics:model:{}:{}:tokens_cache_write",
+    name: "model_tokens_cache_write_total",
+    help: "Prompt tokens written to the upstream's prompt cache (a part of model_tokens_input_total) per model and namespace.",
+    unit: Unit::Count,
+});
+
+/// Of [`MODEL_TOKENS_OUT`], those spent reasoning.
+pub static MODEL_TOKENS_REASONING: Counter<ModelNs<'static>> = Counter::new(Decl {
+    id: "model_tokens_reasoning",
+    key: "metrics:model:{}:{}:tokens_reasoning",
+    name: "model_tokens_reasoning_total",
+    help: "Completion tokens spent reasoning (a part of model_tokens_output_total) per model and namespace.",
     unit: Unit::Count,
 });
 
@@ -269,6 +305,9 @@ pub static ALL: &[&Desc] = &[
     MODEL_ERRORS.desc(),
     MODEL_TOKENS_IN.desc(),
     MODEL_TOKENS_OUT.desc(),
+    MODEL_TOKENS_CACHE_READ.desc(),
+    MODEL_TOKENS_CACHE_WRITE.desc(),
+    MODEL_TOKENS_REASONING.desc(),
     MODEL_COST.desc(),
     MODEL_DURATION.desc(),
     MODEL_TTFT.desc(),
