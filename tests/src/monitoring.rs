@@ -71,6 +71,9 @@ pub mod names {
     pub const MODEL_REQUESTS: &str = "model_requests_total";
     pub const MODEL_TOKENS_IN: &str = "model_tokens_input_total";
     pub const MODEL_TOKENS_OUT: &str = "model_tokens_output_total";
+    pub const MODEL_TOKENS_CACHE_READ: &str = "model_tokens_cache_read_total";
+    pub const MODEL_TOKENS_CACHE_WRITE: &str = "model_tokens_cache_write_total";
+    pub const MODEL_TOKENS_REASONING: &str = "model_tokens_reasoning_total";
     pub const MODEL_COST: &str = "model_cost_usd_total";
 
     /// The design brief's four queries, verbatim.

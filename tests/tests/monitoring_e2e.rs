@@ -36,6 +36,9 @@ struct Traffic {
     sent: Vec<Sent>,
     /// Prompt and completion tokens the mock reported for demo's 200s.
     demo_tokens: (u64, u64),
+    /// Of those, cache-read (prompt) and reasoning (completion) tokens.
+    demo_cache_read: u64,
+    demo_reasoning: u64,
     demo_model_requests: u64,
 }
 
@@ -198,6 +201,8 @@ async fn prometheus_scrapes_the_stack_and_every_query_works() {
     let mut t = Traffic {
         sent: Vec::new(),
         demo_tokens: (0, 0),
+        demo_cache_read: 0,
+        demo_reasoning: 0,
         demo_model_requests: 0,
     };
 
@@ -311,6 +316,26 @@ async fn prometheus_scrapes_the_stack_and_every_query_works() {
         t.demo_tokens.1 += 6;
         t.demo_model_requests += 1;
     }
+    // One served partly from the upstream's prompt cache, with reasoning:
+    // the mock reports prompt_tokens = 3 words + 40 cached, completion
+    // tokens = 2 words + 5 reasoning.
+    let o = send(
+        http,
+        &gw,
+        &demo_key,
+        &chat(
+            "from the cache",
+            false,
+            json!({"chunks": 2, "cached_tokens": 40, "reasoning_tokens": 5}),
+        ),
+    )
+    .await;
+    assert_eq!(t.record(Some("demo"), &o), Some(200), "{}", o.body);
+    t.demo_tokens.0 += 3 + 40;
+    t.demo_tokens.1 += 2 + 5;
+    t.demo_cache_read += 40;
+    t.demo_reasoning += 5;
+    t.demo_model_requests += 1;
     // A slow one, so the latency histogram has spread.
     let o = send(
         http,
@@ -440,6 +465,19 @@ async fn prometheus_scrapes_the_stack_and_every_query_works() {
         prom.value(&one(names::MODEL_TOKENS_OUT)).await,
         Some(t.demo_tokens.1 as f64)
     );
+    // The breakdown: the model has no cache prices, so the cost below
+    // prices cache reads at the input price; OpenAI reports no cache writes.
+    for (metric, want) in [
+        (names::MODEL_TOKENS_CACHE_READ, t.demo_cache_read),
+        (names::MODEL_TOKENS_CACHE_WRITE, 0),
+        (names::MODEL_TOKENS_REASONING, t.demo_reasoning),
+    ] {
+        assert_eq!(
+            prom.value(&one(metric)).await,
+            Some(want as f64),
+            "{metric}"
+        );
+    }
     let cost = prom
         .value(&one(names::MODEL_COST))
         .await

@@ -567,6 +567,7 @@ fn grafana_provisioning_and_dashboards() {
                 "Cost",
                 "Errors",
                 "Time to first token (P95)",
+                "Token breakdown",
             ],
         ),
     ];
