@@ -450,6 +450,41 @@ async fn validation_errors_sit_next_to_their_field(b: Backend) {
             "f-base-url-error",
             "base_url: must be an http(s) URL",
         ),
+        (
+            "/ui/instances",
+            &[
+                ("id", "i-1"),
+                ("namespace_code", "none"),
+                ("model", "none"),
+                ("provider", "azure"),
+                ("base_url", "https://x.example.com"),
+            ],
+            "f-provider-error",
+            "provider: unknown provider",
+        ),
+        (
+            "/ui/instances",
+            &[
+                ("id", "i-1"),
+                ("namespace_code", "none"),
+                ("model", "none"),
+                ("provider", "gemini"),
+                ("base_url", "https://x.example.com"),
+                ("api_version", "v1"),
+            ],
+            "f-api-version-error",
+            "api_version: only for providers azure_openai and anthropic",
+        ),
+        (
+            "/ui/models",
+            &[
+                ("name", "m"),
+                ("encoding", "o200k_base"),
+                ("cached_input_price_per_1m", "-1"),
+            ],
+            "f-cached-input-price-per-1m-error",
+            "cached_input_price_per_1m: must be &gt;= 0",
+        ),
     ];
     for (path, fields, id, message) in cases {
         let mut form = fields.to_vec();
@@ -584,3 +619,59 @@ async fn a_key_is_shown_once_and_no_page_shows_a_stored_secret(b: Backend) {
     );
 }
 both!(a_key_is_shown_once_and_no_page_shows_a_stored_secret);
+
+async fn the_console_creates_an_instance_of_a_provider(b: Backend) {
+    let Some(app) = TestApp::spawn(b).await else {
+        return;
+    };
+    app.create_namespace("team-a").await;
+    app.create_model("claude-sonnet").await;
+    let mut br = Browser::new(&app);
+    br.sign_in().await;
+    let csrf = br.csrf().await;
+    // The form offers every provider, OpenAI chosen.
+    let page = br.get("/ui/instances").await;
+    for p in ["openai", "anthropic", "azure_openai", "gemini"] {
+        assert!(
+            page.text.contains(&format!(r#"<option value="{p}""#)),
+            "{p}: {}",
+            page.text
+        );
+    }
+    assert!(
+        page.text.contains(r#"<option value="openai" selected"#),
+        "{}",
+        page.text
+    );
+    let r = br
+        .post(
+            "/ui/instances",
+            &[
+                ("id", "azure-1"),
+                ("namespace_code", "team-a"),
+                ("model", "claude-sonnet"),
+                ("provider", "azure_openai"),
+                ("base_url", "https://contoso.openai.azure.com"),
+                ("api_version", "2024-10-21"),
+                ("azure_deployment", "dep-1"),
+                ("weight", "1"),
+                ("timeout_ms", "60000"),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.text);
+    let (snap, _) = app.redis_snapshot().await.unwrap();
+    let i = &snap.instances[0];
+    assert_eq!(i.provider, aigw_types::Provider::AzureOpenai);
+    assert_eq!(i.api_version.as_deref(), Some("2024-10-21"));
+    assert_eq!(i.azure_deployment.as_deref(), Some("dep-1"));
+    // The list shows the provider.
+    let table = br.get("/ui/instances/table").await;
+    assert!(
+        table.text.contains(r#"<td class="mono">azure_openai</td>"#),
+        "{}",
+        table.text
+    );
+}
+both!(the_console_creates_an_instance_of_a_provider);
