@@ -91,6 +91,48 @@ async fn openapi_document_validates() {
         doc["components"]["securitySchemes"]["admin_token"]["scheme"],
         "bearer"
     );
+    // The provider fields and the cache prices are documented.
+    let schemas = &doc["components"]["schemas"];
+    for (schema, fields) in [
+        (
+            "CreateInstance",
+            &["provider", "azure_deployment", "api_version"][..],
+        ),
+        (
+            "PatchInstance",
+            &["provider", "azure_deployment", "api_version"],
+        ),
+        (
+            "InstanceView",
+            &["provider", "azure_deployment", "api_version"],
+        ),
+        (
+            "CreateModel",
+            &["cached_input_price_per_1m", "cache_write_price_per_1m"],
+        ),
+        (
+            "PatchModel",
+            &["cached_input_price_per_1m", "cache_write_price_per_1m"],
+        ),
+        (
+            "ModelView",
+            &["cached_input_price_per_1m", "cache_write_price_per_1m"],
+        ),
+        ("Totals", &["cache_write_tokens"]),
+        ("LedgerRowView", &["cache_write_tokens"]),
+    ] {
+        for f in fields {
+            assert!(
+                schemas[schema]["properties"][f].is_object(),
+                "{schema}.{f} missing from the OpenAPI document"
+            );
+        }
+    }
+    assert!(
+        schemas["CreateInstance"]["properties"]["provider"]["description"]
+            .as_str()
+            .is_some_and(|d| d.contains("azure_openai"))
+    );
     let Some(python) = venv_python() else {
         eprintln!("skipping OpenAPI validation: no .venv (run scripts/test.sh to create it)");
         return;
