@@ -111,16 +111,21 @@ pub fn parse_code(field: &str, s: &str) -> Result<String, ValidationError> {
     }
 }
 
+/// 1 to `max` ASCII letters, digits and `extra` characters, starting with a
+/// letter or digit.
+fn is_name(s: &str, max: usize, extra: &[u8]) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= max
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(c))
+}
+
 /// A model name clients send: `^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`
 /// (no '/', so it fits one URL path segment).
 pub fn parse_model_name(field: &str, s: &str) -> Result<String, ValidationError> {
-    let b = s.as_bytes();
-    let ok = !b.is_empty()
-        && b.len() <= 128
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b':' | b'-'));
-    if ok {
+    if is_name(s, 128, b"._:-") {
         Ok(s.to_string())
     } else {
         Err(field_err(
@@ -232,13 +237,7 @@ pub fn parse_provider(field: &str, s: &str) -> Result<Provider, ValidationError>
 /// deployment, an API version): 1 to 64 of `[A-Za-z0-9._-]`, starting with
 /// a letter or digit.
 pub fn parse_path_name(field: &str, s: &str) -> Result<String, ValidationError> {
-    let b = s.as_bytes();
-    let ok = !b.is_empty()
-        && b.len() <= 64
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
-    if ok {
+    if is_name(s, 64, b"._-") {
         Ok(s.to_string())
     } else {
         Err(field_err(

@@ -416,25 +416,21 @@ async fn cache_and_reasoning_tokens_are_priced_and_broken_down() {
     publish_snapshot(&redis, &snap).await;
     let app = TestApp::spawn_on(redis, |_| {}).await;
 
-    let mut c1 = record("c1", "team-a", "claude-sonnet");
-    c1.prompt_tokens = 10_000;
-    c1.cached_tokens = 6_000;
-    c1.cache_write_tokens = 2_000;
-    c1.completion_tokens = 500;
-    c1.reasoning_tokens = 120;
+    // (prompt, cache read, cache write, completion, reasoning) tokens.
+    let usage = |id: &str, model: &str, t: [u64; 5]| {
+        let mut r = record(id, "team-a", model);
+        r.prompt_tokens = t[0];
+        r.cached_tokens = t[1];
+        r.cache_write_tokens = t[2];
+        r.completion_tokens = t[3];
+        r.reasoning_tokens = t[4];
+        r
+    };
+    let c1 = usage("c1", "claude-sonnet", [10_000, 6_000, 2_000, 500, 120]);
     // Parts larger than their wholes: capped (reads first), never negative.
-    let mut c2 = record("c2", "team-a", "claude-sonnet");
-    c2.prompt_tokens = 100;
-    c2.cached_tokens = 150;
-    c2.cache_write_tokens = 30;
-    c2.completion_tokens = 10;
-    c2.reasoning_tokens = 50;
+    let c2 = usage("c2", "claude-sonnet", [100, 150, 30, 10, 50]);
     // A model without cache prices: cache reads at the input price.
-    let mut c3 = record("c3", "team-a", "gpt-4o-mini");
-    c3.prompt_tokens = 1_000;
-    c3.cached_tokens = 400;
-    c3.completion_tokens = 500;
-    c3.reasoning_tokens = 200;
+    let c3 = usage("c3", "gpt-4o-mini", [1_000, 400, 0, 500, 200]);
     push_records(&app.redis, &[c1, c2, c3]).await;
     wait_for(WAIT, "3 records consumed", || async {
         processed(&app).await == 3.0 && xlen(&app.redis).await == 0

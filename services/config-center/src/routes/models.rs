@@ -8,6 +8,7 @@ use crate::state::AppState;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use aigw_service::clock::now_ms;
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -110,27 +111,26 @@ fn context_window(v: i64) -> Result<u32, ValidationError> {
     domain::bounded("context_window", v, 1, u32::MAX as i64).map(|v| v as u32)
 }
 
+/// An optional price: a decimal string ≥ 0, kept exact.
+fn price(field: &str, p: Option<String>) -> Result<Option<Decimal>, ValidationError> {
+    p.map(|p| domain::parse_money(field, &p)).transpose()
+}
+
 impl CreateModel {
     fn parse(self, now: i64) -> Result<Model, ApiError> {
         Ok(Model {
             name: domain::parse_model_name("name", &self.name)?,
             encoding: domain::parse_encoding("encoding", &self.encoding)?,
-            input_price_per_1m: self
-                .input_price_per_1m
-                .map(|p| domain::parse_money("input_price_per_1m", &p))
-                .transpose()?,
-            output_price_per_1m: self
-                .output_price_per_1m
-                .map(|p| domain::parse_money("output_price_per_1m", &p))
-                .transpose()?,
-            cached_input_price_per_1m: self
-                .cached_input_price_per_1m
-                .map(|p| domain::parse_money("cached_input_price_per_1m", &p))
-                .transpose()?,
-            cache_write_price_per_1m: self
-                .cache_write_price_per_1m
-                .map(|p| domain::parse_money("cache_write_price_per_1m", &p))
-                .transpose()?,
+            input_price_per_1m: price("input_price_per_1m", self.input_price_per_1m)?,
+            output_price_per_1m: price("output_price_per_1m", self.output_price_per_1m)?,
+            cached_input_price_per_1m: price(
+                "cached_input_price_per_1m",
+                self.cached_input_price_per_1m,
+            )?,
+            cache_write_price_per_1m: price(
+                "cache_write_price_per_1m",
+                self.cache_write_price_per_1m,
+            )?,
             context_window: self.context_window.map(context_window).transpose()?,
             enabled: self.enabled.unwrap_or(true),
             created_at_ms: now,
@@ -145,24 +145,16 @@ impl PatchModel {
             m.encoding = domain::parse_encoding("encoding", &e)?;
         }
         if let Some(p) = self.input_price_per_1m {
-            m.input_price_per_1m = p
-                .map(|p| domain::parse_money("input_price_per_1m", &p))
-                .transpose()?;
+            m.input_price_per_1m = price("input_price_per_1m", p)?;
         }
         if let Some(p) = self.output_price_per_1m {
-            m.output_price_per_1m = p
-                .map(|p| domain::parse_money("output_price_per_1m", &p))
-                .transpose()?;
+            m.output_price_per_1m = price("output_price_per_1m", p)?;
         }
         if let Some(p) = self.cached_input_price_per_1m {
-            m.cached_input_price_per_1m = p
-                .map(|p| domain::parse_money("cached_input_price_per_1m", &p))
-                .transpose()?;
+            m.cached_input_price_per_1m = price("cached_input_price_per_1m", p)?;
         }
         if let Some(p) = self.cache_write_price_per_1m {
-            m.cache_write_price_per_1m = p
-                .map(|p| domain::parse_money("cache_write_price_per_1m", &p))
-                .transpose()?;
+            m.cache_write_price_per_1m = price("cache_write_price_per_1m", p)?;
         }
         if let Some(c) = self.context_window {
             m.context_window = c.map(context_window).transpose()?;
