@@ -23,8 +23,12 @@
 //! | `metrics:instance:{instance_id}:{ns}` | string, 1 healthy / 0 unhealthy | |
 //!
 //! Every other series is declared in [`crate::families`], one file per
-//! writing service, each key template under `metrics:`. The cost a budget
-//! is checked against: [`ns_month_cost`].
+//! writing service, each key template under `metrics:`; e.g. the model
+//! series `metrics:model:{model}:{ns}:{requests,errors,tokens_in,tokens_out,
+//! tokens_cache_read,tokens_cache_write,tokens_reasoning,cost_nusd}` in
+//! [`crate::families::token_service`] (cache reads and writes are parts of
+//! `tokens_in`, reasoning a part of `tokens_out`). The cost a budget is
+//! checked against: [`ns_month_cost`].
 //!
 //! # Bookkeeping keys
 //! | key | type | meaning |
