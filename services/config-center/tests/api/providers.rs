@@ -167,6 +167,25 @@ async fn instances_carry_their_provider(b: Backend) {
     assert_eq!(moved.provider, Provider::Anthropic);
     assert!(moved.openai_organization.is_none());
 
+    // The published snapshot as the API shows it: providers, no secrets.
+    let shown = app.get("/api/v1/snapshot").await.json();
+    let shown_of = |id: &str| {
+        shown["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["id"] == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(shown_of("claude")["provider"], "anthropic");
+    assert_eq!(shown_of("claude")["api_key_last4"], "1234");
+    assert_eq!(
+        shown_of("azure-dep")["azure_deployment"],
+        "gpt-4o-mini-prod"
+    );
+    assert_eq!(shown_of("gem")["provider"], "gemini");
+
     // Secrets stay write-only: no answer carried them.
     let seen = app.all_responses();
     assert!(!seen.contains(ANTHROPIC_SECRET));
