@@ -41,10 +41,14 @@ where
 }
 
 /// `usage.prompt_tokens_details` (only what the ledger keeps).
+/// `cache_write_tokens` is the gateway's own field on translated answers
+/// (Anthropic's cache creation); OpenAI does not report one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct PromptDetails {
     #[serde(default)]
     pub cached_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_write_tokens: Option<u64>,
 }
 
 /// `usage.completion_tokens_details` (only what the ledger keeps).
@@ -59,6 +63,13 @@ impl Usage {
     pub fn cached_tokens(&self) -> u64 {
         self.prompt_tokens_details
             .and_then(|d| d.cached_tokens)
+            .unwrap_or(0)
+    }
+
+    /// Prompt tokens the upstream wrote to its cache.
+    pub fn cache_write_tokens(&self) -> u64 {
+        self.prompt_tokens_details
+            .and_then(|d| d.cache_write_tokens)
             .unwrap_or(0)
     }
 
