@@ -160,7 +160,7 @@ pub async fn forward(a: Attempt<'_>, guard: &mut RequestGuard) -> Result<Reply, 
         guard.set_instance(inst.id.clone());
         // One branch on the provider: OpenAI-shaped instances get the
         // client's body rewritten byte for byte, the others a translation.
-        let (out_body, exchange) = if provider::translates(inst.provider) {
+        let (out_body, exchange) = if provider::translates(inst.provider, endpoint) {
             let (b, x) = provider::request(inst, endpoint, body)?;
             (b, Some(x))
         } else {
@@ -242,7 +242,7 @@ pub async fn forward(a: Attempt<'_>, guard: &mut RequestGuard) -> Result<Reply, 
                 .await
                 .unwrap_or_default();
             let (status, body) =
-                provider::error(inst.provider, status, &body).unwrap_or((status, body));
+                provider::error(inst.provider, endpoint, status, &body).unwrap_or((status, body));
             let headers = resp.headers;
             return Ok(Reply::Full {
                 status,
@@ -337,7 +337,9 @@ pub async fn forward(a: Attempt<'_>, guard: &mut RequestGuard) -> Result<Reply, 
                 }
                 (status, body)
             }
-            (_, false) => provider::error(inst.provider, status, &body).unwrap_or((status, body)),
+            (_, false) => {
+                provider::error(inst.provider, endpoint, status, &body).unwrap_or((status, body))
+            }
         };
         return Ok(Reply::Full {
             status,

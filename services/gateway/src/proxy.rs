@@ -104,7 +104,7 @@ async fn run(
     request_id: &str,
 ) -> Result<Reply, GatewayError> {
     let routing = state.store.load().ok_or(GatewayError::NotReady)?;
-    let key = authenticate(&routing, req).inspect_err(|(reason, _)| {
+    let key = authenticate(&routing, req, endpoint).inspect_err(|(reason, _)| {
         state.accounting.count_auth_failure(*reason);
     });
     let key = key.map_err(|(_, e)| e)?;

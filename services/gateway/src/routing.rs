@@ -27,6 +27,8 @@ pub enum Endpoint {
     Completions,
     Embeddings,
     Models,
+    /// Anthropic's Messages API in front (`POST /v1/messages`).
+    Messages,
 }
 
 impl Endpoint {
@@ -37,6 +39,7 @@ impl Endpoint {
             Endpoint::Completions => "completions",
             Endpoint::Embeddings => "embeddings",
             Endpoint::Models => "models",
+            Endpoint::Messages => "messages",
         }
     }
 
@@ -48,8 +51,8 @@ impl Endpoint {
     /// The upstream URL a request of this endpoint goes to.
     pub fn target(self, stream: bool) -> Target {
         match self {
-            Endpoint::Chat if stream => Target::ChatStream,
-            Endpoint::Chat => Target::Chat,
+            Endpoint::Chat | Endpoint::Messages if stream => Target::ChatStream,
+            Endpoint::Chat | Endpoint::Messages => Target::Chat,
             Endpoint::Completions => Target::Completions,
             Endpoint::Embeddings | Endpoint::Models => Target::Embeddings,
         }

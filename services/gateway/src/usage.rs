@@ -8,17 +8,75 @@ use bytes::Bytes;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-/// Token usage as OpenAI-compatible upstreams report it.
+/// Token usage in OpenAI's meaning, as OpenAI-compatible upstreams report
+/// it; Anthropic's usage object (`input_tokens` without the cache's
+/// tokens) is read into the same meaning.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "UsageWire")]
 pub struct Usage {
-    #[serde(default)]
     pub prompt_tokens: u64,
-    #[serde(default)]
     pub completion_tokens: u64,
-    #[serde(default, deserialize_with = "lenient")]
     pub prompt_tokens_details: Option<PromptDetails>,
-    #[serde(default, deserialize_with = "lenient")]
     pub completion_tokens_details: Option<CompletionDetails>,
+}
+
+/// Either usage shape, as sent.
+#[derive(Deserialize)]
+struct UsageWire {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "lenient")]
+    prompt_tokens_details: Option<PromptDetails>,
+    #[serde(default, deserialize_with = "lenient")]
+    completion_tokens_details: Option<CompletionDetails>,
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "lenient")]
+    output_tokens_details: Option<ThinkingDetails>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+struct ThinkingDetails {
+    #[serde(default)]
+    thinking_tokens: Option<u64>,
+}
+
+impl From<UsageWire> for Usage {
+    fn from(w: UsageWire) -> Usage {
+        if w.prompt_tokens.is_none() && (w.input_tokens.is_some() || w.output_tokens.is_some()) {
+            let read = w.cache_read_input_tokens.unwrap_or(0);
+            let write = w.cache_creation_input_tokens.unwrap_or(0);
+            return Usage {
+                prompt_tokens: w
+                    .input_tokens
+                    .unwrap_or(0)
+                    .saturating_add(read)
+                    .saturating_add(write),
+                completion_tokens: w.output_tokens.unwrap_or(0),
+                prompt_tokens_details: Some(PromptDetails {
+                    cached_tokens: Some(read),
+                    cache_write_tokens: Some(write),
+                }),
+                completion_tokens_details: Some(CompletionDetails {
+                    reasoning_tokens: w.output_tokens_details.and_then(|d| d.thinking_tokens),
+                }),
+            };
+        }
+        Usage {
+            prompt_tokens: w.prompt_tokens.unwrap_or(0),
+            completion_tokens: w.completion_tokens.unwrap_or(0),
+            prompt_tokens_details: w.prompt_tokens_details,
+            completion_tokens_details: w.completion_tokens_details,
+        }
+    }
 }
 
 /// A details object of an unexpected shape is ignored, never a reason to
@@ -194,6 +252,9 @@ fn push_line(out: &mut String, s: &str) {
 struct ChatRequest {
     #[serde(default)]
     messages: Vec<Message>,
+    /// Anthropic's Messages API.
+    #[serde(default)]
+    system: Option<Content>,
 }
 
 #[derive(Deserialize)]
@@ -207,8 +268,11 @@ struct Message {
 pub fn prompt_text(endpoint: Endpoint, body: &[u8]) -> String {
     let mut out = String::new();
     match endpoint {
-        Endpoint::Chat => {
+        Endpoint::Chat | Endpoint::Messages => {
             if let Ok(r) = serde_json::from_slice::<ChatRequest>(body) {
+                if let Some(s) = &r.system {
+                    s.push_to(&mut out);
+                }
                 for m in &r.messages {
                     if let Some(c) = &m.content {
                         c.push_to(&mut out);
@@ -260,6 +324,34 @@ impl PromptList {
 struct AnswerProbe {
     #[serde(default)]
     choices: Vec<ChoiceProbe>,
+    /// Anthropic's message: its content blocks.
+    #[serde(default)]
+    content: Option<Vec<BlockProbe>>,
+    /// Anthropic's `content_block_delta`.
+    #[serde(default)]
+    delta: Option<BlockProbe>,
+}
+
+/// An Anthropic content block or block delta: its text or tool input.
+#[derive(Deserialize)]
+struct BlockProbe {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    partial_json: Option<String>,
+    #[serde(default)]
+    input: Option<serde_json::Value>,
+}
+
+impl BlockProbe {
+    fn push_to(&self, out: &mut String) {
+        for t in [&self.text, &self.partial_json].into_iter().flatten() {
+            out.push_str(t);
+        }
+        if let Some(i) = &self.input {
+            out.push_str(&i.to_string());
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -318,6 +410,9 @@ pub fn completion_text(endpoint: Endpoint, body: &[u8]) -> String {
         for c in &a.choices {
             push_choice_text(&mut out, c);
         }
+        for b in a.content.iter().flatten() {
+            b.push_to(&mut out);
+        }
     }
     out
 }
@@ -329,6 +424,9 @@ pub fn stream_completion_text(payloads: &[Bytes]) -> String {
         if let Ok(a) = serde_json::from_slice::<AnswerProbe>(p) {
             for c in &a.choices {
                 push_choice_text(&mut out, c);
+            }
+            if let Some(d) = &a.delta {
+                d.push_to(&mut out);
             }
         }
     }

@@ -16,6 +16,7 @@ pub const GEMINI_PAIR: &str = "gemini-pair";
 pub const AZURE_DEPLOYMENT: &str = "azure-deployment";
 pub const AZURE_V1: &str = "azure-v1";
 pub const AZURE_PAIR: &str = "azure-pair";
+pub const GPT: &str = "gpt-test";
 
 /// The mock's address without `/v1`.
 pub fn root(up: &MockServer) -> String {
@@ -56,6 +57,7 @@ pub fn providers_snapshot(up: &MockServer) -> ConfigSnapshot {
         provider_instance("v1", AZURE_V1, Provider::AzureOpenai, up),
         provider_instance("zp1", AZURE_PAIR, Provider::AzureOpenai, up),
         provider_instance("zp2", AZURE_PAIR, Provider::AzureOpenai, up),
+        provider_instance("o1", GPT, Provider::Openai, up),
     ];
     ConfigSnapshot {
         version: 1,
@@ -70,6 +72,7 @@ pub fn providers_snapshot(up: &MockServer) -> ConfigSnapshot {
             AZURE_DEPLOYMENT,
             AZURE_V1,
             AZURE_PAIR,
+            GPT,
         ]
         .into_iter()
         .map(model)
@@ -781,5 +784,166 @@ async fn a_translated_stream_cut_before_its_usage_is_counted_not_zero() {
         assert_eq!(t.prompt, "Say hello");
         assert_eq!(t.completion, "Hello from");
         assert_eq!((r.prompt_tokens, r.completion_tokens), (0, 0));
+    }
+}
+
+/// `POST /v1/messages` with `x-api-key`.
+async fn messages(app: &TestApp, body: Value) -> reqwest::Response {
+    app.client
+        .post(app.url("/v1/messages"))
+        .header("x-api-key", KEY_A)
+        .header("anthropic-version", "2023-06-01")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// `(event name, data)` of an Anthropic event stream.
+fn events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let mut name = String::new();
+            let mut data = Value::Null;
+            for line in e.lines() {
+                if let Some(n) = line.strip_prefix("event: ") {
+                    name = n.to_string();
+                } else if let Some(d) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(d).unwrap();
+                }
+            }
+            (name, data)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_messages_api_reaches_every_provider() {
+    let (up, app) = start().await;
+    // (model, cache writes, prompt in OpenAI's meaning)
+    let cases = [
+        (CLAUDE, 30, 132),
+        (GPT, 0, 102),
+        (GEMINI, 0, 102),
+        (AZURE_V1, 0, 102),
+    ];
+    for (model, write, _) in cases {
+        up.set(mock(
+            json!({"cached_tokens": 100, "cache_write_tokens": write,
+                           "reasoning_tokens": 4}),
+        ));
+        let req = json!({"model": model, "max_tokens": 50, "system": "Be brief",
+                         "messages": [{"role": "user", "content": "Say hello"}]});
+        let resp = messages(&app, req.clone()).await;
+        assert_eq!(resp.status(), 200, "{model}");
+        let v: Value = resp.json().await.unwrap();
+        assert_eq!(v["type"], "message", "{model}: {v}");
+        assert_eq!(v["role"], "assistant");
+        let texts: Vec<&Value> = v["content"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["type"] == "text")
+            .collect();
+        assert_eq!(texts[0]["text"], ANSWER, "{model}: {v}");
+        assert_eq!(v["stop_reason"], "end_turn");
+        // "Be brief" and "Say hello": P = 4.
+        assert_eq!(v["usage"]["input_tokens"], 4, "{model}: {v}");
+        assert_eq!(v["usage"]["cache_read_input_tokens"], 100);
+        assert_eq!(v["usage"]["cache_creation_input_tokens"], write);
+        assert_eq!(v["usage"]["output_tokens"], 7);
+
+        let mut req = req;
+        req["stream"] = json!(true);
+        let resp = messages(&app, req).await;
+        assert_eq!(resp.status(), 200);
+        let ev = events(&resp.text().await.unwrap());
+        let names: Vec<&str> = ev.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names[0], "message_start", "{model}: {names:?}");
+        assert_eq!(names[names.len() - 2..], ["message_delta", "message_stop"]);
+        let text: String = ev
+            .iter()
+            .filter(|(n, d)| n == "content_block_delta" && d["delta"]["type"] == "text_delta")
+            .map(|(_, d)| d["delta"]["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(text, ANSWER, "{model}");
+        let delta = &ev[ev.len() - 2].1;
+        assert_eq!(delta["delta"]["stop_reason"], "end_turn");
+        assert_eq!(delta["usage"]["output_tokens"], 7);
+        if model != CLAUDE {
+            // The translated sequence: one text block, opened and closed.
+            assert_eq!(
+                names,
+                [
+                    "message_start",
+                    "content_block_start",
+                    "content_block_delta",
+                    "content_block_delta",
+                    "content_block_delta",
+                    "content_block_stop",
+                    "message_delta",
+                    "message_stop"
+                ],
+                "{model}"
+            );
+        }
+    }
+    // Tool use through a translated provider.
+    up.set(mock(json!({"tool_call": true, "chunks": 0})));
+    let req = json!({"model": GPT, "max_tokens": 50,
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+        "tool_choice": {"type": "any"},
+        "messages": [{"role": "user", "content": "Weather?"}]});
+    let v: Value = messages(&app, req).await.json().await.unwrap();
+    assert_eq!(v["stop_reason"], "tool_use", "{v}");
+    assert_eq!(v["content"][0]["type"], "tool_use");
+    assert_eq!(v["content"][0]["name"], "get_weather");
+    assert_eq!(v["content"][0]["input"], json!({"location": "Paris"}));
+    let sent = up.requests().pop().unwrap().body();
+    assert_eq!(sent["tool_choice"], "required");
+    assert_eq!(sent["tools"][0]["function"]["name"], "get_weather");
+    // Bearer works too; a missing key is a 401.
+    let resp = app
+        .post(
+            "/v1/messages",
+            Some(KEY_A),
+            &json!({"model": GPT, "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let resp = app
+        .post(
+            "/v1/messages",
+            None,
+            &json!({"model": GPT, "max_tokens": 5, "messages": []}),
+        )
+        .await;
+    assert_eq!(resp.status(), 401);
+    // An upstream error in Anthropic's shape.
+    up.reset();
+    rule(&up, "openai", 5, json!({"status": 429}));
+    let resp = messages(
+        &app,
+        json!({"model": GPT, "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 429);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+
+    app.settle().await;
+    let recs = app.usage_records().await;
+    for (i, (model, write, prompt)) in cases.into_iter().enumerate() {
+        for r in &recs[2 * i..2 * i + 2] {
+            assert_eq!(r.model, model);
+            assert_eq!(r.endpoint, "messages");
+            assert_eq!(
+                counts(r),
+                (prompt + 2, 100, write, 7, 4, TokenSource::Upstream),
+                "{r:?}"
+            );
+        }
     }
 }

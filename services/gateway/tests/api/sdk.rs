@@ -187,3 +187,96 @@ async fn official_openai_sdk_reaches_every_provider() {
     assert_eq!(refused.len(), 1);
     assert_eq!(app.get_i64("metrics:ns:team-a:retries:status_5xx").await, 4);
 }
+
+/// The Anthropic SDK reaches every provider through `POST /v1/messages`:
+/// answers, streams, tool use and errors as Anthropic's; every usage record
+/// carries the mock's counts exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_anthropic_sdk_reaches_every_provider() {
+    use crate::providers::*;
+    use aigw_types::TokenSource;
+    let Some(python) = python() else {
+        eprintln!("SKIPPED: no .venv with the anthropic SDK (run scripts/test.sh to create it)");
+        return;
+    };
+    let up = upstream("p").await;
+    let app = TestApp::spawn(&providers_snapshot(&up)).await;
+    let models = serde_json::json!({
+        "anthropic": ["anthropic", CLAUDE],
+        "openai": ["openai", GPT],
+        "gemini": ["gemini", GEMINI],
+        "azure": ["azure_openai", AZURE_V1],
+    });
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/anthropic_messages.py");
+    let run = tokio::process::Command::new(&python)
+        .arg(&script)
+        .env("GATEWAY_URL", app.url(""))
+        .env("MOCK_URL", root(&up))
+        .env("KEY", KEY_A)
+        .env("ANSWER", ANSWER)
+        .env("MODELS", models.to_string())
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("ANTHROPIC_AUTH_TOKEN")
+        .env_remove("ANTHROPIC_BASE_URL")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("SDK script timed out")
+        .expect("run python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "SDK script failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("OK"), "{stdout}");
+
+    app.settle().await;
+    let recs = app.usage_records().await;
+    assert!(recs.iter().all(|r| r.endpoint == "messages"));
+    type Row = (u16, u64, u64, u64, u64, u64, TokenSource);
+    let rows = |model: &str| -> Vec<Row> {
+        let mut v: Vec<Row> = recs
+            .iter()
+            .filter(|r| r.model == model)
+            .map(|r| {
+                (
+                    r.status,
+                    r.prompt_tokens,
+                    r.cached_tokens,
+                    r.cache_write_tokens,
+                    r.completion_tokens,
+                    r.reasoning_tokens,
+                    r.token_source,
+                )
+            })
+            .collect();
+        v.sort_by_key(|r| format!("{r:?}"));
+        v
+    };
+    let up_ = TokenSource::Upstream;
+    for (model, write, tool_answer_prompt) in [
+        (CLAUDE, 30, 3),
+        (GPT, 0, 3),
+        (GEMINI, 0, 2),
+        (AZURE_V1, 0, 3),
+    ] {
+        let mut expected: Vec<Row> = vec![
+            // "Be brief" + "Say hello", cache reads and writes: whole and
+            // streamed.
+            (200, 4 + 100 + write, 100, write, 3, 0, up_),
+            (200, 4 + 100 + write, 100, write, 3, 0, up_),
+            (200, 2, 0, 0, 5, 0, up_),
+            (200, 2, 0, 0, 5, 0, up_),
+            (200, tool_answer_prompt, 0, 0, 5, 0, up_),
+            (429, 0, 0, 0, 0, 0, TokenSource::None),
+        ];
+        if model == GPT {
+            // The request with a Bearer token.
+            expected.push((200, 2, 0, 0, 3, 0, up_));
+        }
+        expected.sort_by_key(|r| format!("{r:?}"));
+        assert_eq!(rows(model), expected, "{model}");
+    }
+}
