@@ -4,10 +4,9 @@
 //! stream (`message_start` … `message_stop`) and the usage, whose
 //! `input_tokens` excludes the cache's tokens.
 
-use super::openai::{self as oa, ChatRequest, Events, Ids, Image, Msg, Part, ToolChoice};
+use super::openai::{self as oa, ChatRequest, Ids, Image, Msg, OnEvent, Part, ToolChoice};
 use super::{Exchange, NAME_ANTHROPIC as NAME};
 use crate::error::GatewayError;
-use crate::upstream::ChunkMap;
 use crate::usage::Usage;
 use bytes::Bytes;
 use serde::Deserialize;
@@ -288,7 +287,6 @@ pub fn chat_answer(x: &Exchange, body: &[u8]) -> Result<(Bytes, Option<Usage>), 
 
 /// An Anthropic event stream turned into OpenAI's chunks as it arrives.
 pub struct ChatStream {
-    events: Events,
     ids: Ids,
     usage: Option<AnthropicUsage>,
     /// OpenAI tool-call index of each content block (by block index).
@@ -300,7 +298,6 @@ pub struct ChatStream {
 impl ChatStream {
     pub fn new(x: &Exchange) -> ChatStream {
         ChatStream {
-            events: Events::default(),
             ids: Ids {
                 id: String::new(),
                 model: x.model.to_string(),
@@ -312,8 +309,10 @@ impl ChatStream {
             done: false,
         }
     }
+}
 
-    fn event(&mut self, payload: &[u8], out: &mut String) {
+impl OnEvent for ChatStream {
+    fn on_event(&mut self, payload: &[u8], out: &mut String) {
         if self.done {
             return;
         }
@@ -423,20 +422,6 @@ impl ChatStream {
             }
             _ => {}
         }
-    }
-}
-
-impl ChunkMap for ChatStream {
-    fn map(&mut self, chunk: &[u8]) -> Bytes {
-        let mut out = String::new();
-        let mut events = std::mem::take(&mut self.events);
-        events.feed(chunk, |p| self.event(p, &mut out));
-        self.events = events;
-        Bytes::from(out)
-    }
-
-    fn end(&mut self) -> Bytes {
-        Bytes::new()
     }
 }
 

@@ -6,12 +6,11 @@
 //! thoughts are apart from the candidates).
 
 use super::openai::{
-    self as oa, ChatRequest, EmbeddingsRequest, Events, Ids, Image, Msg, Part, ResponseFormat,
+    self as oa, ChatRequest, EmbeddingsRequest, Ids, Image, Msg, OnEvent, Part, ResponseFormat,
     ToolChoice,
 };
 use super::{Exchange, NAME_GEMINI as NAME};
 use crate::error::GatewayError;
-use crate::upstream::ChunkMap;
 use crate::usage::Usage;
 use base64::Engine;
 use bytes::Bytes;
@@ -332,7 +331,6 @@ pub fn chat_answer(x: &Exchange, body: &[u8]) -> Result<(Bytes, Option<Usage>), 
 /// the usage chunk and `[DONE]` follow the clean end of the body, after a
 /// finish reason.
 pub struct ChatStream {
-    events: Events,
     ids: Option<Ids>,
     fallback_model: String,
     created: i64,
@@ -345,7 +343,6 @@ pub struct ChatStream {
 impl ChatStream {
     pub fn new(x: &Exchange) -> ChatStream {
         ChatStream {
-            events: Events::default(),
             ids: None,
             fallback_model: x.model.to_string(),
             created: x.created,
@@ -355,8 +352,10 @@ impl ChatStream {
             failed: false,
         }
     }
+}
 
-    fn event(&mut self, payload: &[u8], out: &mut String) {
+impl OnEvent for ChatStream {
+    fn on_event(&mut self, payload: &[u8], out: &mut String) {
         if self.failed {
             return;
         }
@@ -423,24 +422,11 @@ impl ChatStream {
             out.push_str(&oa::chunk(ids, json!({}), Some(finish)));
         }
     }
-}
 
-impl ChunkMap for ChatStream {
-    fn map(&mut self, chunk: &[u8]) -> Bytes {
-        let mut out = String::new();
-        let mut events = std::mem::take(&mut self.events);
-        events.feed(chunk, |p| self.event(p, &mut out));
-        self.events = events;
-        Bytes::from(out)
-    }
-
-    fn end(&mut self) -> Bytes {
-        match (&self.ids, self.finished && !self.failed) {
-            (Some(ids), true) => {
-                let usage = self.usage.map(|u| u.openai());
-                Bytes::from(oa::usage_chunk_and_done(ids, usage.as_ref()))
-            }
-            _ => Bytes::new(),
+    fn on_end(&mut self, out: &mut String) {
+        if let (Some(ids), true) = (&self.ids, self.finished && !self.failed) {
+            let usage = self.usage.map(|u| u.openai());
+            out.push_str(&oa::usage_chunk_and_done(ids, usage.as_ref()));
         }
     }
 }

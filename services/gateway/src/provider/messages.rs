@@ -5,7 +5,7 @@
 //! the request as it is (model replaced); their streams pass through with
 //! `message_delta`'s usage completed from `message_start`'s.
 
-use super::openai::Events;
+use super::openai::OnEvent;
 use crate::error::GatewayError;
 use crate::upstream::ChunkMap;
 use crate::usage::Usage;
@@ -355,7 +355,6 @@ enum Block {
 
 /// OpenAI chunks turned into Anthropic's event sequence.
 pub struct Stream {
-    events: Events,
     started: bool,
     block: Block,
     /// Index of the next content block.
@@ -369,7 +368,6 @@ pub struct Stream {
 impl Stream {
     pub fn new(model: &str) -> Stream {
         Stream {
-            events: Events::default(),
             started: false,
             block: Block::None,
             next: 0,
@@ -406,8 +404,10 @@ impl Stream {
             &json!({"type": "content_block_delta", "index": self.next - 1, "delta": delta}),
         ));
     }
+}
 
-    fn payload(&mut self, p: &[u8], out: &mut String) {
+impl OnEvent for Stream {
+    fn on_event(&mut self, p: &[u8], out: &mut String) {
         if self.done {
             return;
         }
@@ -498,20 +498,6 @@ impl Stream {
             self.finish = Some(f);
             self.close_block(out);
         }
-    }
-}
-
-impl ChunkMap for Stream {
-    fn map(&mut self, chunk: &[u8]) -> Bytes {
-        let mut out = String::new();
-        let mut events = std::mem::take(&mut self.events);
-        events.feed(chunk, |p| self.payload(p, &mut out));
-        self.events = events;
-        Bytes::from(out)
-    }
-
-    fn end(&mut self) -> Bytes {
-        Bytes::new()
     }
 }
 

@@ -19,6 +19,7 @@ use crate::upstream::ChunkMap;
 use crate::usage::Usage;
 use aigw_types::Provider;
 use bytes::Bytes;
+use openai::EventMap;
 use std::sync::Arc;
 
 const NAME_ANTHROPIC: &str = "anthropic";
@@ -131,16 +132,16 @@ fn openai_answer(x: &Exchange, body: &[u8]) -> Result<(Bytes, Option<Usage>), Ga
 /// The translation of a successful stream, chunk by chunk.
 pub fn stream(x: &Exchange) -> Option<Box<dyn ChunkMap>> {
     if x.messages {
-        let front = Box::new(messages::Stream::new(&x.model));
+        let front = EventMap::boxed(messages::Stream::new(&x.model));
         return Some(match x.provider {
             Provider::Anthropic => Box::new(messages::UsageFill::default()),
-            Provider::Gemini => Box::new(Chain(Box::new(gemini::ChatStream::new(x)), front)),
+            Provider::Gemini => Box::new(Chain(EventMap::boxed(gemini::ChatStream::new(x)), front)),
             Provider::Openai | Provider::AzureOpenai => front,
         });
     }
     match x.provider {
-        Provider::Anthropic => Some(Box::new(anthropic::ChatStream::new(x))),
-        Provider::Gemini => Some(Box::new(gemini::ChatStream::new(x))),
+        Provider::Anthropic => Some(EventMap::boxed(anthropic::ChatStream::new(x))),
+        Provider::Gemini => Some(EventMap::boxed(gemini::ChatStream::new(x))),
         _ => None,
     }
 }

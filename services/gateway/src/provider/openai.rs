@@ -3,6 +3,7 @@
 //! name), and OpenAI's answer, chunk, usage and error shapes written back.
 
 use crate::error::GatewayError;
+use crate::upstream::ChunkMap;
 use crate::usage::{CompletionDetails, PromptDetails, Usage};
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -661,22 +662,46 @@ pub fn error_event(status: u16, code: Option<&str>, message: &str) -> String {
     format!("data: {}\n\n", error_json(status, code, message))
 }
 
-/// Whole SSE events out of a byte stream cut anywhere.
-#[derive(Default)]
-pub struct Events {
-    buf: bytes::BytesMut,
+/// A stream translation that reads whole SSE events and writes text.
+pub trait OnEvent {
+    /// Appends what the `data:` payload of one event becomes.
+    fn on_event(&mut self, payload: &[u8], out: &mut String);
+    /// Appends what follows the clean end of the stream.
+    fn on_end(&mut self, _out: &mut String) {}
 }
 
-impl Events {
-    /// Appends `chunk`; calls `f` with the `data:` payload of each event it
-    /// completes.
-    pub fn feed(&mut self, chunk: &[u8], mut f: impl FnMut(&[u8])) {
+/// A [`ChunkMap`] out of an [`OnEvent`]: events cut anywhere by the
+/// network are gathered whole first.
+pub struct EventMap<T> {
+    buf: bytes::BytesMut,
+    inner: T,
+}
+
+impl<T: OnEvent + 'static> EventMap<T> {
+    pub fn boxed(inner: T) -> Box<dyn ChunkMap> {
+        Box::new(EventMap {
+            buf: bytes::BytesMut::new(),
+            inner,
+        })
+    }
+}
+
+impl<T: OnEvent> ChunkMap for EventMap<T> {
+    fn map(&mut self, chunk: &[u8]) -> Bytes {
         self.buf.extend_from_slice(chunk);
+        let mut out = String::new();
         while let Some(len) = crate::sse::next_event_len(&self.buf) {
             let event = self.buf.split_to(len).freeze();
             if let Some(p) = crate::sse::data_payload(&event) {
-                f(&p);
+                self.inner.on_event(&p, &mut out);
             }
         }
+        Bytes::from(out)
+    }
+
+    fn end(&mut self) -> Bytes {
+        let mut out = String::new();
+        self.inner.on_end(&mut out);
+        Bytes::from(out)
     }
 }

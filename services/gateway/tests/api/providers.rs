@@ -166,7 +166,7 @@ fn usage_json(prompt: u64, cached: u64, write: u64, completion: u64, reasoning: 
 
 /// The usage record's counts: (prompt, cached, cache write, completion,
 /// reasoning, source).
-fn counts(r: &UsageRecord) -> (u64, u64, u64, u64, u64, TokenSource) {
+pub fn counts(r: &UsageRecord) -> (u64, u64, u64, u64, u64, TokenSource) {
     (
         r.prompt_tokens,
         r.cached_tokens,

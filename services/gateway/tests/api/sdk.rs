@@ -2,7 +2,7 @@
 //! `tests/requirements.txt`) against a running gateway.
 
 use crate::helpers::*;
-use aigw_types::{ConfigSnapshot, Limits};
+use aigw_types::{ConfigSnapshot, Limits, TokenSource, UsageRecord};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -52,25 +52,48 @@ async fn official_openai_python_sdk_works_against_the_gateway() {
         ],
     };
     let app = TestApp::spawn(&snap).await;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/openai_compat.py");
-    let run = tokio::process::Command::new(&python)
-        .arg(&script)
-        .env("GATEWAY_URL", app.url("/v1"))
-        .env("MODEL", MODEL)
-        .env("KEY", KEY_A)
-        .env("KEY_LIMITED", KEY_LIMITED)
-        .env("KEY_DISABLED", KEY_DISABLED)
-        .env("KEY_DOWN", KEY_DOWN)
-        .env("ANSWER", ANSWER)
-        .env(
-            "EMBEDDING",
-            serde_json::to_string(&mock_upstream::wire::vector(0, 16)).unwrap(),
-        )
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), run)
+    run_script(
+        &python,
+        "openai_compat.py",
+        &[
+            ("GATEWAY_URL", app.url("/v1")),
+            ("MODEL", MODEL.into()),
+            ("KEY", KEY_A.into()),
+            ("KEY_LIMITED", KEY_LIMITED.into()),
+            ("KEY_DISABLED", KEY_DISABLED.into()),
+            ("KEY_DOWN", KEY_DOWN.into()),
+            ("ANSWER", ANSWER.into()),
+            (
+                "EMBEDDING",
+                serde_json::to_string(&mock_upstream::wire::vector(0, 16)).unwrap(),
+            ),
+        ],
+    )
+    .await;
+}
+
+/// Runs `tests/sdk/{script}` with `envs` (and none of the SDKs' own
+/// settings from the environment); fails with its output unless it exits
+/// 0 saying OK.
+async fn run_script(python: &std::path::Path, script: &str, envs: &[(&str, String)]) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sdk")
+        .join(script);
+    let mut cmd = tokio::process::Command::new(python);
+    cmd.arg(&script).kill_on_drop(true);
+    for var in [
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "ANTHROPIC_BASE_URL",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(120), cmd.output())
         .await
         .expect("SDK script timed out")
         .expect("run python");
@@ -83,13 +106,33 @@ async fn official_openai_python_sdk_works_against_the_gateway() {
     assert!(stdout.contains("OK"), "{stdout}");
 }
 
+/// (status, prompt, cached, cache write, completion, reasoning, source)
+type Row = (u16, u64, u64, u64, u64, u64, TokenSource);
+
+/// The usage records of `model` as rows, in a fixed order.
+fn rows(recs: &[UsageRecord], model: &str) -> Vec<Row> {
+    sorted(
+        recs.iter()
+            .filter(|r| r.model == model)
+            .map(|r| {
+                let (p, c, w, o, t, s) = crate::providers::counts(r);
+                (r.status, p, c, w, o, t, s)
+            })
+            .collect(),
+    )
+}
+
+fn sorted(mut v: Vec<Row>) -> Vec<Row> {
+    v.sort_by_key(|r| format!("{r:?}"));
+    v
+}
+
 /// The SDK reaches Anthropic, Gemini and Azure OpenAI (both path forms)
 /// through the gateway: answers, streams, tool calls, errors and retries as
 /// OpenAI's; then every usage record carries the mock's counts exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_openai_sdk_reaches_every_provider() {
     use crate::providers::*;
-    use aigw_types::TokenSource;
     let Some(python) = python() else {
         eprintln!("SKIPPED: no .venv with the openai SDK (run scripts/test.sh to create it)");
         return;
@@ -102,53 +145,22 @@ async fn official_openai_sdk_reaches_every_provider() {
         "azure_deployment": ["azure_openai", AZURE_DEPLOYMENT, AZURE_PAIR],
         "azure_v1": ["azure_openai", AZURE_V1, AZURE_PAIR],
     });
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/providers.py");
-    let run = tokio::process::Command::new(&python)
-        .arg(&script)
-        .env("GATEWAY_URL", app.url("/v1"))
-        .env("MOCK_URL", root(&up))
-        .env("KEY", KEY_A)
-        .env("ANSWER", ANSWER)
-        .env("MODELS", models.to_string())
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("SDK script timed out")
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "SDK script failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    assert!(stdout.contains("OK"), "{stdout}");
+    run_script(
+        &python,
+        "providers.py",
+        &[
+            ("GATEWAY_URL", app.url("/v1")),
+            ("MOCK_URL", root(&up)),
+            ("KEY", KEY_A.into()),
+            ("ANSWER", ANSWER.into()),
+            ("MODELS", models.to_string()),
+        ],
+    )
+    .await;
 
     app.settle().await;
     let recs = app.usage_records().await;
-    // (status, prompt, cached, cache write, completion, reasoning, source)
-    type Row = (u16, u64, u64, u64, u64, u64, TokenSource);
-    let rows = |model: &str| -> Vec<Row> {
-        let mut v: Vec<Row> = recs
-            .iter()
-            .filter(|r| r.model == model)
-            .map(|r| {
-                (
-                    r.status,
-                    r.prompt_tokens,
-                    r.cached_tokens,
-                    r.cache_write_tokens,
-                    r.completion_tokens,
-                    r.reasoning_tokens,
-                    r.token_source,
-                )
-            })
-            .collect();
-        v.sort_by_key(|r| format!("{r:?}"));
-        v
-    };
+    let rows = |model: &str| rows(&recs, model);
     let up_ = TokenSource::Upstream;
     for (model, cached_prompt, write, tool_answer_prompt) in [
         (CLAUDE, 132, 30, 3),
@@ -156,7 +168,7 @@ async fn official_openai_sdk_reaches_every_provider() {
         (AZURE_DEPLOYMENT, 102, 0, 3),
         (AZURE_V1, 102, 0, 3),
     ] {
-        let mut expected: Vec<Row> = vec![
+        let mut expected = vec![
             // Cache and reasoning: whole and streamed.
             (200, cached_prompt, 100, write, 7, 4, up_),
             (200, cached_prompt, 100, write, 7, 4, up_),
@@ -172,8 +184,7 @@ async fn official_openai_sdk_reaches_every_provider() {
             // `seed`, refused by name: nothing reached the upstream.
             expected.push((400, 0, 0, 0, 0, 0, TokenSource::None));
         }
-        expected.sort_by_key(|r| format!("{r:?}"));
-        assert_eq!(rows(model), expected, "{model}");
+        assert_eq!(rows(model), sorted(expected), "{model}");
     }
     for pair in [CLAUDE_PAIR, GEMINI_PAIR] {
         assert_eq!(rows(pair), vec![(200, 2, 0, 0, 3, 0, up_)], "{pair}");
@@ -194,7 +205,6 @@ async fn official_openai_sdk_reaches_every_provider() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_anthropic_sdk_reaches_every_provider() {
     use crate::providers::*;
-    use aigw_types::TokenSource;
     let Some(python) = python() else {
         eprintln!("SKIPPED: no .venv with the anthropic SDK (run scripts/test.sh to create it)");
         return;
@@ -207,54 +217,23 @@ async fn official_anthropic_sdk_reaches_every_provider() {
         "gemini": ["gemini", GEMINI],
         "azure": ["azure_openai", AZURE_V1],
     });
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/anthropic_messages.py");
-    let run = tokio::process::Command::new(&python)
-        .arg(&script)
-        .env("GATEWAY_URL", app.url(""))
-        .env("MOCK_URL", root(&up))
-        .env("KEY", KEY_A)
-        .env("ANSWER", ANSWER)
-        .env("MODELS", models.to_string())
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("ANTHROPIC_AUTH_TOKEN")
-        .env_remove("ANTHROPIC_BASE_URL")
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), run)
-        .await
-        .expect("SDK script timed out")
-        .expect("run python");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "SDK script failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    assert!(stdout.contains("OK"), "{stdout}");
+    run_script(
+        &python,
+        "anthropic_messages.py",
+        &[
+            ("GATEWAY_URL", app.url("")),
+            ("MOCK_URL", root(&up)),
+            ("KEY", KEY_A.into()),
+            ("ANSWER", ANSWER.into()),
+            ("MODELS", models.to_string()),
+        ],
+    )
+    .await;
 
     app.settle().await;
     let recs = app.usage_records().await;
+    let rows = |model: &str| rows(&recs, model);
     assert!(recs.iter().all(|r| r.endpoint == "messages"));
-    type Row = (u16, u64, u64, u64, u64, u64, TokenSource);
-    let rows = |model: &str| -> Vec<Row> {
-        let mut v: Vec<Row> = recs
-            .iter()
-            .filter(|r| r.model == model)
-            .map(|r| {
-                (
-                    r.status,
-                    r.prompt_tokens,
-                    r.cached_tokens,
-                    r.cache_write_tokens,
-                    r.completion_tokens,
-                    r.reasoning_tokens,
-                    r.token_source,
-                )
-            })
-            .collect();
-        v.sort_by_key(|r| format!("{r:?}"));
-        v
-    };
     let up_ = TokenSource::Upstream;
     for (model, write, tool_answer_prompt) in [
         (CLAUDE, 30, 3),
@@ -262,7 +241,7 @@ async fn official_anthropic_sdk_reaches_every_provider() {
         (GEMINI, 0, 2),
         (AZURE_V1, 0, 3),
     ] {
-        let mut expected: Vec<Row> = vec![
+        let mut expected = vec![
             // "Be brief" + "Say hello", cache reads and writes: whole and
             // streamed.
             (200, 4 + 100 + write, 100, write, 3, 0, up_),
@@ -276,7 +255,6 @@ async fn official_anthropic_sdk_reaches_every_provider() {
             // The request with a Bearer token.
             expected.push((200, 2, 0, 0, 3, 0, up_));
         }
-        expected.sort_by_key(|r| format!("{r:?}"));
-        assert_eq!(rows(model), expected, "{model}");
+        assert_eq!(rows(model), sorted(expected), "{model}");
     }
 }

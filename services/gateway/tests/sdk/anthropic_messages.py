@@ -11,11 +11,10 @@ for its override rules), KEY, ANSWER (the mock's answer text) and MODELS
 import json
 import os
 import sys
-import urllib.request
 
 import anthropic
+from mock_rules import mock_clear, mock_rule
 
-MOCK = os.environ["MOCK_URL"]
 ANSWER = os.environ["ANSWER"]
 MODELS = json.loads(os.environ["MODELS"])
 MSGS = [{"role": "user", "content": "Say hello"}]
@@ -26,23 +25,6 @@ TOOLS = [
         "input_schema": {"type": "object", "properties": {"location": {"type": "string"}}},
     }
 ]
-
-
-def mock_rule(provider, mock, times=None):
-    rule = {"provider": provider, "mock": mock}
-    if times is not None:
-        rule["times"] = times
-    req = urllib.request.Request(
-        MOCK + "/mock/overrides",
-        data=json.dumps(rule).encode(),
-        headers={"content-type": "application/json"},
-        method="POST",
-    )
-    assert urllib.request.urlopen(req).status == 201
-
-
-def mock_clear():
-    urllib.request.urlopen(urllib.request.Request(MOCK + "/mock/overrides", method="DELETE"))
 
 
 def check(c, name, provider, model):

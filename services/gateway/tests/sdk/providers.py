@@ -13,13 +13,12 @@ Exits non-zero on the first failure.
 import json
 import os
 import sys
-import urllib.request
 
 import openai
+from mock_rules import mock_clear, mock_rule
 from openai import OpenAI
 
 BASE = os.environ["GATEWAY_URL"]
-MOCK = os.environ["MOCK_URL"]
 ANSWER = os.environ["ANSWER"]
 MODELS = json.loads(os.environ["MODELS"])
 MSGS = [{"role": "user", "content": "Say hello"}]
@@ -33,25 +32,6 @@ TOOLS = [
         },
     }
 ]
-
-
-def mock_rule(provider, mock, times=None):
-    """One override rule of the mock: the next matching requests get `mock`."""
-    rule = {"provider": provider, "mock": mock}
-    if times is not None:
-        rule["times"] = times
-    req = urllib.request.Request(
-        MOCK + "/mock/overrides",
-        data=json.dumps(rule).encode(),
-        headers={"content-type": "application/json"},
-        method="POST",
-    )
-    assert urllib.request.urlopen(req).status == 201
-
-
-def mock_clear():
-    req = urllib.request.Request(MOCK + "/mock/overrides", method="DELETE")
-    urllib.request.urlopen(req)
 
 
 def check(name, provider, model, pair, c):
