@@ -465,6 +465,26 @@ mod tests {
     }
 
     #[test]
+    fn anthropic_usage_is_read_in_openai_meaning() {
+        let d = br#"{"type":"message_delta","usage":{"input_tokens":4,
+            "cache_creation_input_tokens":30,"cache_read_input_tokens":null,
+            "output_tokens":7,"output_tokens_details":{"thinking_tokens":2}}}"#;
+        let u = inspect_event(d).usage.unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (34, 7));
+        assert_eq!(
+            (
+                u.cached_tokens(),
+                u.cache_write_tokens(),
+                u.reasoning_tokens()
+            ),
+            (0, 30, 2)
+        );
+        // message_start's usage is nested: not a usage event.
+        let start = br#"{"type":"message_start","message":{"usage":{"input_tokens":4}}}"#;
+        assert_eq!(inspect_event(start).usage, None);
+    }
+
+    #[test]
     fn prompt_and_completion_text() {
         let chat = br#"{"model":"m","messages":[{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hello"}]}]}"#;
         assert_eq!(prompt_text(Endpoint::Chat, chat), "be brief\nhello");
