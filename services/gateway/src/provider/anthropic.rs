@@ -4,13 +4,16 @@
 //! stream (`message_start` … `message_stop`) and the usage, whose
 //! `input_tokens` excludes the cache's tokens.
 
-use super::openai::{self as oa, ChatRequest, Ids, Image, Msg, OnEvent, Part, ToolChoice};
+use super::openai::{
+    self as oa, ChatRequest, ChunkHead, Ids, Image, Msg, OnEvent, Part, ToolChoice,
+};
 use super::{Exchange, NAME_ANTHROPIC as NAME};
 use crate::error::GatewayError;
 use crate::usage::Usage;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::borrow::Cow;
 
 /// `max_tokens` when the client sets none (Anthropic requires one).
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
@@ -288,6 +291,7 @@ pub fn chat_answer(x: &Exchange, body: &[u8]) -> Result<(Bytes, Option<Usage>), 
 /// An Anthropic event stream turned into OpenAI's chunks as it arrives.
 pub struct ChatStream {
     ids: Ids,
+    head: ChunkHead,
     usage: Option<AnthropicUsage>,
     /// OpenAI tool-call index of each content block (by block index).
     tool_of_block: Vec<Option<usize>>,
@@ -297,12 +301,14 @@ pub struct ChatStream {
 
 impl ChatStream {
     pub fn new(x: &Exchange) -> ChatStream {
+        let ids = Ids {
+            id: String::new(),
+            model: x.model.to_string(),
+            created: x.created,
+        };
         ChatStream {
-            ids: Ids {
-                id: String::new(),
-                model: x.model.to_string(),
-                created: x.created,
-            },
+            head: ChunkHead::new(&ids),
+            ids,
             usage: None,
             tool_of_block: Vec::new(),
             tools: 0,
@@ -311,97 +317,120 @@ impl ChatStream {
     }
 }
 
+/// One stream event: only what the translation reads, borrowed from the
+/// event where it has no escapes.
+#[derive(Deserialize)]
+struct Event<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default)]
+    index: usize,
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
+    #[serde(default)]
+    content_block: Option<Value>,
+    #[serde(default)]
+    message: Option<StartMessage>,
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(rename = "type", default, borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    partial_json: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    stop_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct StartMessage {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    usage: Option<AnthropicUsage>,
+}
+
 impl OnEvent for ChatStream {
     fn on_event(&mut self, payload: &[u8], out: &mut String) {
         if self.done {
             return;
         }
-        let Ok(ev) = serde_json::from_slice::<Value>(payload) else {
+        let Ok(ev) = serde_json::from_slice::<Event>(payload) else {
             return;
         };
-        match ev.get("type").and_then(Value::as_str).unwrap_or_default() {
+        match ev.kind.as_ref() {
             "message_start" => {
-                let m = &ev["message"];
-                if let Some(id) = m.get("id").and_then(Value::as_str) {
-                    self.ids.id = id.to_string();
+                if let Some(m) = ev.message {
+                    self.ids.id = m.id.unwrap_or_default();
+                    if let Some(model) = m.model {
+                        self.ids.model = model;
+                    }
+                    self.usage = m.usage;
+                    self.head = ChunkHead::new(&self.ids);
                 }
-                if let Some(model) = m.get("model").and_then(Value::as_str) {
-                    self.ids.model = model.to_string();
-                }
-                if let Some(u) = m
-                    .get("usage")
-                    .and_then(|u| AnthropicUsage::deserialize(u).ok())
-                {
-                    self.usage = Some(u);
-                }
-                out.push_str(&oa::chunk(
-                    &self.ids,
-                    json!({"role": "assistant", "content": ""}),
-                    None,
-                ));
+                self.head
+                    .write(r#"{"role":"assistant","content":""}"#, None, out);
             }
             "content_block_start" => {
-                let index = ev["index"].as_u64().unwrap_or(0) as usize;
-                let block = &ev["content_block"];
+                let block = ev.content_block.unwrap_or_default();
                 match block["type"].as_str() {
                     Some("tool_use") => {
-                        if self.tool_of_block.len() <= index {
-                            self.tool_of_block.resize(index + 1, None);
+                        if self.tool_of_block.len() <= ev.index {
+                            self.tool_of_block.resize(ev.index + 1, None);
                         }
                         let tool = self.tools;
                         self.tools += 1;
-                        self.tool_of_block[index] = Some(tool);
-                        out.push_str(&oa::chunk(
-                            &self.ids,
-                            oa::tool_call_delta(
-                                tool,
-                                block["id"].as_str(),
-                                block["name"].as_str(),
-                                "",
-                            ),
-                            None,
-                        ));
+                        self.tool_of_block[ev.index] = Some(tool);
+                        let delta = oa::tool_call_delta(
+                            tool,
+                            block["id"].as_str(),
+                            block["name"].as_str(),
+                            "",
+                        );
+                        self.head.write(&delta.to_string(), None, out);
                     }
                     Some("text") => {
                         if let Some(t) = block["text"].as_str().filter(|t| !t.is_empty()) {
-                            out.push_str(&oa::chunk(&self.ids, json!({"content": t}), None));
+                            self.head.content(t, out);
                         }
                     }
                     _ => {}
                 }
             }
             "content_block_delta" => {
-                let index = ev["index"].as_u64().unwrap_or(0) as usize;
-                let d = &ev["delta"];
-                match d["type"].as_str() {
+                let Some(d) = ev.delta else { return };
+                match d.kind.as_deref() {
                     Some("text_delta") => {
-                        let t = d["text"].as_str().unwrap_or_default();
-                        out.push_str(&oa::chunk(&self.ids, json!({"content": t}), None));
+                        self.head
+                            .content(d.text.as_deref().unwrap_or_default(), out);
                     }
                     Some("input_json_delta") => {
-                        let piece = d["partial_json"].as_str().unwrap_or_default();
+                        let piece = d.partial_json.as_deref().unwrap_or_default();
                         if let (false, Some(Some(tool))) =
-                            (piece.is_empty(), self.tool_of_block.get(index))
+                            (piece.is_empty(), self.tool_of_block.get(ev.index))
                         {
-                            out.push_str(&oa::chunk(
-                                &self.ids,
-                                oa::tool_call_delta(*tool, None, None, piece),
-                                None,
-                            ));
+                            let delta = oa::tool_call_delta(*tool, None, None, piece);
+                            self.head.write(&delta.to_string(), None, out);
                         }
                     }
                     _ => {}
                 }
             }
             "message_delta" => {
-                if let Some(u) = ev
-                    .get("usage")
-                    .and_then(|u| AnthropicUsage::deserialize(u).ok())
-                {
+                if let Some(u) = ev.usage {
                     self.usage.get_or_insert_with(Default::default).update(u);
                 }
-                let finish = finish_reason(ev["delta"]["stop_reason"].as_str());
-                out.push_str(&oa::chunk(&self.ids, json!({}), Some(finish)));
+                let stop = ev.delta.as_ref().and_then(|d| d.stop_reason.as_deref());
+                self.head.write("{}", Some(finish_reason(stop)), out);
             }
             "message_stop" => {
                 self.done = true;
@@ -410,7 +439,7 @@ impl OnEvent for ChatStream {
             }
             "error" => {
                 self.done = true;
-                let e = &ev["error"];
+                let e = ev.error.unwrap_or_default();
                 let kind = e["type"].as_str();
                 out.push_str(&oa::error_event(
                     error_status(kind),

@@ -6,8 +6,8 @@
 //! thoughts are apart from the candidates).
 
 use super::openai::{
-    self as oa, ChatRequest, EmbeddingsRequest, Ids, Image, Msg, OnEvent, Part, ResponseFormat,
-    ToolChoice,
+    self as oa, ChatRequest, ChunkHead, EmbeddingsRequest, Ids, Image, Msg, OnEvent, Part,
+    ResponseFormat, ToolChoice,
 };
 use super::{Exchange, NAME_GEMINI as NAME};
 use crate::error::GatewayError;
@@ -331,7 +331,7 @@ pub fn chat_answer(x: &Exchange, body: &[u8]) -> Result<(Bytes, Option<Usage>), 
 /// the usage chunk and `[DONE]` follow the clean end of the body, after a
 /// finish reason.
 pub struct ChatStream {
-    ids: Option<Ids>,
+    ids: Option<(Ids, ChunkHead)>,
     fallback_model: String,
     created: i64,
     usage: Option<UsageMetadata>,
@@ -389,14 +389,11 @@ impl OnEvent for ChatStream {
                 created: self.created,
                 ..Exchange::default()
             });
-            out.push_str(&oa::chunk(
-                &ids,
-                json!({"role": "assistant", "content": ""}),
-                None,
-            ));
-            self.ids = Some(ids);
+            let head = ChunkHead::new(&ids);
+            head.write(r#"{"role":"assistant","content":""}"#, None, out);
+            self.ids = Some((ids, head));
         }
-        let Some(ids) = &self.ids else { return };
+        let Some((_, head)) = &self.ids else { return };
         let Some(c) = r.candidates.into_iter().next() else {
             return;
         };
@@ -405,26 +402,24 @@ impl OnEvent for ChatStream {
                 let index = self.calls;
                 self.calls += 1;
                 let args = f.args.clone().unwrap_or_else(|| json!({})).to_string();
-                out.push_str(&oa::chunk(
-                    ids,
-                    oa::tool_call_delta(index, Some(&call_id(&f, index)), Some(&f.name), &args),
-                    None,
-                ));
+                let delta =
+                    oa::tool_call_delta(index, Some(&call_id(&f, index)), Some(&f.name), &args);
+                head.write(&delta.to_string(), None, out);
             } else if let (Some(t), false) = (p.text, p.thought) {
                 if !t.is_empty() {
-                    out.push_str(&oa::chunk(ids, json!({"content": t}), None));
+                    head.content(&t, out);
                 }
             }
         }
         if let Some(reason) = c.finish_reason {
             self.finished = true;
             let finish = finish_reason(&reason, self.calls > 0);
-            out.push_str(&oa::chunk(ids, json!({}), Some(finish)));
+            head.write("{}", Some(finish), out);
         }
     }
 
     fn on_end(&mut self, out: &mut String) {
-        if let (Some(ids), true) = (&self.ids, self.finished && !self.failed) {
+        if let (Some((ids, _)), true) = (&self.ids, self.finished && !self.failed) {
             let usage = self.usage.map(|u| u.openai());
             out.push_str(&oa::usage_chunk_and_done(ids, usage.as_ref()));
         }

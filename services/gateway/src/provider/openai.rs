@@ -599,16 +599,41 @@ pub fn completion(
     Bytes::from(out.to_string())
 }
 
-/// One `chat.completion.chunk` event of choice 0.
-pub fn chunk(ids: &Ids, delta: Value, finish: Option<&str>) -> String {
-    let c = json!({
-        "id": ids.id,
-        "object": "chat.completion.chunk",
-        "created": ids.created,
-        "model": ids.model,
-        "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-    });
-    format!("data: {c}\n\n")
+/// A stream's `chat.completion.chunk` events of choice 0: what comes before
+/// the delta is written once per stream.
+pub struct ChunkHead(String);
+
+impl ChunkHead {
+    pub fn new(ids: &Ids) -> ChunkHead {
+        ChunkHead(format!(
+            r#"data: {{"id":{},"object":"chat.completion.chunk","created":{},"model":{},"choices":[{{"index":0,"delta":"#,
+            Value::from(ids.id.as_str()),
+            ids.created,
+            Value::from(ids.model.as_str()),
+        ))
+    }
+
+    /// One chunk with `delta` (JSON text) and `finish`.
+    pub fn write(&self, delta: &str, finish: Option<&str>, out: &mut String) {
+        out.push_str(&self.0);
+        out.push_str(delta);
+        out.push_str(r#","logprobs":null,"finish_reason":"#);
+        match finish {
+            Some(f) => {
+                out.push('"');
+                out.push_str(f);
+                out.push('"');
+            }
+            None => out.push_str("null"),
+        }
+        out.push_str("}]}\n\n");
+    }
+
+    /// One content chunk.
+    pub fn content(&self, text: &str, out: &mut String) {
+        let delta = format!(r#"{{"content":{}}}"#, Value::from(text));
+        self.write(&delta, None, out);
+    }
 }
 
 /// The usage chunk (`choices: []`), then `[DONE]`.
