@@ -460,8 +460,10 @@ struct BatchEmbeddings {
 
 #[derive(Deserialize)]
 struct Embedding {
+    /// As sent (Gemini's float32 values in decimal): relayed without
+    /// widening to float64's digits.
     #[serde(default)]
-    values: Vec<f32>,
+    values: Vec<f64>,
 }
 
 pub fn embeddings_answer(
@@ -478,7 +480,7 @@ pub fn embeddings_answer(
             let embedding = if x.base64 {
                 let mut raw = Vec::with_capacity(e.values.len() * 4);
                 for v in &e.values {
-                    raw.extend_from_slice(&v.to_le_bytes());
+                    raw.extend_from_slice(&(*v as f32).to_le_bytes());
                 }
                 json!(base64::engine::general_purpose::STANDARD.encode(raw))
             } else {

@@ -612,6 +612,15 @@ async fn gemini_answers_streams_tools_errors_and_usage() {
     let v: Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["type"], "rate_limit_error");
     assert_eq!(v["error"]["code"], "RESOURCE_EXHAUSTED");
+    // An error inside the stream: OpenAI's error event, no [DONE].
+    up.reset();
+    rule(&up, "gemini", 1, json!({"error_after_chunks": 1}));
+    let resp = app.chat(KEY_A, body(GEMINI, true)).await;
+    let data = sse_data(&resp.text().await.unwrap());
+    let last: Value = serde_json::from_str(data.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["code"], "UNAVAILABLE", "{data:?}");
+    assert_eq!(last["error"]["type"], "server_error");
+    assert!(!data.contains(&"[DONE]".to_string()));
     let mut req = body(GEMINI, false);
     req["user"] = json!("u1");
     let v: Value = app.chat(KEY_A, req).await.json().await.unwrap();
@@ -639,10 +648,11 @@ async fn gemini_embeddings_float_and_base64() {
     assert_eq!(v["object"], "list");
     let data = v["data"].as_array().unwrap();
     assert_eq!(data.len(), 2);
-    let expected: Vec<Value> = (0..2)
-        .map(|i| json!(mock_upstream::wire::vector(i, 4)))
-        .collect();
-    assert_eq!(data[0]["embedding"], expected[0]);
+    // The values as the mock sent them.
+    assert_eq!(
+        data[0]["embedding"],
+        json!(mock_upstream::wire::vector(0, 4))
+    );
     assert_eq!(data[1]["index"], 1);
     assert_eq!(v["usage"], json!({"prompt_tokens": 5, "total_tokens": 5}));
     let sent = up.requests().pop().unwrap();
@@ -730,6 +740,26 @@ async fn azure_deployment_and_v1_forms() {
         assert_eq!(s.usage.as_ref().unwrap()["prompt_tokens"], 12);
         assert!(s.done);
     }
+    // Embeddings on the deployment's path, the body as the client sent it.
+    let resp = app
+        .post(
+            "/v1/embeddings",
+            Some(KEY_A),
+            &json!({"model": AZURE_DEPLOYMENT, "input": "embed me"}),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let v: Value = resp.json().await.unwrap();
+    let got: Vec<f32> = v["data"][0]["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(got, mock_upstream::wire::vector(0, 16));
+    let sent = up.requests().pop().unwrap();
+    assert_eq!(sent.path(), "/openai/deployments/dep-1/embeddings");
+    assert_eq!(sent.to_json()["query"], "api-version=2024-10-21");
     // Tool calls pass through in OpenAI's shape.
     up.set(mock(json!({"tool_call": true})));
     let mut req = body(AZURE_V1, false);
