@@ -343,16 +343,49 @@ impl ResponseError for GatewayError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        let body = serde_json::to_string(&self.envelope()).unwrap_or_default();
+        self.response_with(body)
+    }
+}
+
+impl GatewayError {
+    /// The error in Anthropic's shape, `{"type": "error", "error": {"type",
+    /// "message"}}`, for clients of the Messages API.
+    pub fn anthropic_response(&self) -> HttpResponse {
+        let status = self.status_code().as_u16();
+        let body = serde_json::json!({
+            "type": "error",
+            "error": {"type": anthropic_error_type(status), "message": self.to_string()},
+        });
+        self.response_with(body.to_string())
+    }
+
+    fn response_with(&self, body: String) -> HttpResponse {
         if let GatewayError::Unexpected(e) = self {
             tracing::error!(error = ?e, "unexpected gateway error");
         }
-        let body = serde_json::to_string(&self.envelope()).unwrap_or_default();
         let mut resp = HttpResponse::build(self.status_code());
         resp.insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")));
         if let GatewayError::RateLimited { retry_after_s, .. } = self {
             resp.insert_header((RETRY_AFTER, (*retry_after_s).max(1).to_string()));
         }
         resp.body(body)
+    }
+}
+
+/// Anthropic's error `type` for a status.
+pub fn anthropic_error_type(status: u16) -> &'static str {
+    match status {
+        400 | 408 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        504 => "timeout_error",
+        _ => "api_error",
     }
 }
 

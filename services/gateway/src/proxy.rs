@@ -84,7 +84,11 @@ pub async fn handle(
         }
         Err(e) => {
             guard.finish(e.status_code().as_u16(), Some(e.kind()));
-            e.error_response()
+            if endpoint == Endpoint::Messages {
+                e.anthropic_response()
+            } else {
+                e.error_response()
+            }
         }
     };
     if let Ok(v) = ah::HeaderValue::from_str(&request_id) {

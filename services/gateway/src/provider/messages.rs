@@ -6,7 +6,7 @@
 //! `message_delta`'s usage completed from `message_start`'s.
 
 use super::openai::OnEvent;
-use crate::error::GatewayError;
+use crate::error::{anthropic_error_type as error_type, GatewayError};
 use crate::upstream::ChunkMap;
 use crate::usage::Usage;
 use bytes::Bytes;
@@ -311,22 +311,6 @@ pub fn answer(body: &[u8]) -> Result<(Bytes, Option<Usage>), GatewayError> {
         out["usage"] = usage_json(u);
     }
     Ok((Bytes::from(out.to_string()), c.usage))
-}
-
-/// The Anthropic error types by status.
-fn error_type(status: u16) -> &'static str {
-    match status {
-        400 | 422 => "invalid_request_error",
-        401 => "authentication_error",
-        402 => "billing_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        413 => "request_too_large",
-        429 => "rate_limit_error",
-        503 | 529 => "overloaded_error",
-        504 => "timeout_error",
-        _ => "api_error",
-    }
 }
 
 /// An OpenAI-shaped error body as Anthropic's.

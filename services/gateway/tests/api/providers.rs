@@ -950,6 +950,23 @@ async fn the_messages_api_reaches_every_provider() {
         )
         .await;
     assert_eq!(resp.status(), 401);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["type"], "error", "{v}");
+    assert_eq!(v["error"]["type"], "authentication_error");
+    // What cannot be translated is refused by name, in Anthropic's shape.
+    let resp = messages(
+        &app,
+        json!({"model": GPT, "max_tokens": 5, "top_k": 3,
+               "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(resp.status(), 400);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("top_k"),
+        "{v}"
+    );
     // An upstream error in Anthropic's shape.
     up.reset();
     rule(&up, "openai", 5, json!({"status": 429}));
