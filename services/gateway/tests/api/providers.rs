@@ -89,14 +89,6 @@ fn body(model: &str, stream: bool) -> Value {
     })
 }
 
-/// The `data:` payloads of an SSE body, in order.
-pub fn sse_data(text: &str) -> Vec<String> {
-    text.split("\n\n")
-        .filter_map(|e| e.trim().strip_prefix("data: "))
-        .map(str::to_string)
-        .collect()
-}
-
 /// A stream's chunks, each as `(delta, finish_reason)`, then the usage
 /// chunk (if any) and whether `[DONE]` ended it.
 struct Chunks {

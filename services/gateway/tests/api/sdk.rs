@@ -128,8 +128,9 @@ fn sorted(mut v: Vec<Row>) -> Vec<Row> {
 }
 
 /// The SDK reaches Anthropic, Gemini and Azure OpenAI (both path forms)
-/// through the gateway: answers, streams, tool calls, errors and retries as
-/// OpenAI's; then every usage record carries the mock's counts exactly.
+/// through the gateway binary: answers, streams, tool calls, errors and
+/// retries as OpenAI's; then every usage record in `usage:stream` carries
+/// the mock's counts exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_openai_sdk_reaches_every_provider() {
     use crate::providers::*;
@@ -138,7 +139,9 @@ async fn official_openai_sdk_reaches_every_provider() {
         return;
     };
     let up = upstream("p").await;
-    let app = TestApp::spawn(&providers_snapshot(&up)).await;
+    let redis = aigw_testkit::RedisServer::start().await;
+    publish(&redis, &providers_snapshot(&up)).await;
+    let (mut gw, base) = spawn_gateway_binary(&redis, &[]).await;
     let models = serde_json::json!({
         "anthropic": ["anthropic", CLAUDE, CLAUDE_PAIR],
         "gemini": ["gemini", GEMINI, GEMINI_PAIR],
@@ -149,7 +152,7 @@ async fn official_openai_sdk_reaches_every_provider() {
         &python,
         "providers.py",
         &[
-            ("GATEWAY_URL", app.url("/v1")),
+            ("GATEWAY_URL", format!("{base}/v1")),
             ("MOCK_URL", root(&up)),
             ("KEY", KEY_A.into()),
             ("ANSWER", ANSWER.into()),
@@ -158,8 +161,16 @@ async fn official_openai_sdk_reaches_every_provider() {
     )
     .await;
 
-    app.settle().await;
-    let recs = app.usage_records().await;
+    // Every request's record, flushed by the binary (29 requests).
+    let mut recs = Vec::new();
+    for _ in 0..500 {
+        recs = usage_records(&redis).await;
+        if recs.len() >= 29 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(recs.len(), 29, "{recs:?}");
     let rows = |model: &str| rows(&recs, model);
     let up_ = TokenSource::Upstream;
     for (model, cached_prompt, write, tool_answer_prompt) in [
@@ -196,7 +207,15 @@ async fn official_openai_sdk_reaches_every_provider() {
         .filter(|r| r.error_kind.as_deref() == Some("unsupported_parameter"))
         .collect();
     assert_eq!(refused.len(), 1);
-    assert_eq!(app.get_i64("metrics:ns:team-a:retries:status_5xx").await, 4);
+    // Flushed in the same script call as the records.
+    let mut c = redis.conn().await;
+    let retries: i64 = redis::cmd("GET")
+        .arg("metrics:ns:team-a:retries:status_5xx")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(retries, 4);
+    gw.terminate(Duration::from_secs(10)).await;
 }
 
 /// The Anthropic SDK reaches every provider through `POST /v1/messages`:
