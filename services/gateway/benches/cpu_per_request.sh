@@ -21,7 +21,9 @@
 #   GW_RUST_LOG (warn), GATEWAY_WORKERS (unset: one per core),
 #   LIMITS (a JSON object of namespace limits, default {}: none; e.g.
 #   '{"max_concurrency":1000}' measures the fleet-wide concurrency check,
-#   '{"rpm":100000000}' the RPM window).
+#   '{"rpm":100000000}' the RPM window),
+#   ANTHROPIC (1: also streamed chat to an Anthropic instance of the same
+#   mock, translated to OpenAI's chunks by the gateway; gateways only).
 # Output: one line per run, then medians per target; raw loadgen JSON in
 # target/bench-cpu/.
 set -euo pipefail
@@ -38,6 +40,7 @@ BUILD=${BUILD:-1}
 GW_RUST_LOG=${GW_RUST_LOG:-warn}
 NGINX=${NGINX:-1}
 LIMITS=${LIMITS:-"{}"}
+ANTHROPIC=${ANTHROPIC:-0}
 command -v nginx >/dev/null || NGINX=0
 for t in redis-server redis-cli jq curl sha256sum; do
   command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 1; }
@@ -100,8 +103,10 @@ snapshot=$(cat <<EOF
 {"version":1,"generated_at_ms":0,
  "namespaces":[{"code":"bench","name":"Bench","enabled":true,"limits":$LIMITS}],
  "api_keys":[{"id":"k1","namespace_code":"bench","key_hash":"$hash","prefix":"sk-aigw-cpu","revoked":false}],
- "models":[{"name":"$model","encoding":"o200k_base","input_price_per_1m":"0.15","output_price_per_1m":"0.60","enabled":true}],
- "instances":[{"id":"mock","namespace_code":"bench","model":"$model","base_url":"http://127.0.0.1:$mock_port/v1","upstream_model":"$model-upstream","api_key":"sk-upstream-bench","weight":1,"timeout_ms":60000,"enabled":true}]}
+ "models":[{"name":"$model","encoding":"o200k_base","input_price_per_1m":"0.15","output_price_per_1m":"0.60","enabled":true},
+           {"name":"claude-bench","encoding":"o200k_base","input_price_per_1m":"3","output_price_per_1m":"15","enabled":true}],
+ "instances":[{"id":"mock","namespace_code":"bench","model":"$model","base_url":"http://127.0.0.1:$mock_port/v1","upstream_model":"$model-upstream","api_key":"sk-upstream-bench","weight":1,"timeout_ms":60000,"enabled":true},
+              {"id":"mock-anthropic","namespace_code":"bench","model":"claude-bench","provider":"anthropic","base_url":"http://127.0.0.1:$mock_port/v1","upstream_model":"claude-bench-upstream","api_key":"sk-upstream-bench","weight":1,"timeout_ms":60000,"enabled":true}]}
 EOF
 )
 rcli SET config:snapshot "$snapshot" >/dev/null
@@ -167,7 +172,10 @@ fi
 body='{"model":"'$model'","messages":[{"role":"system","content":"You are a terse assistant."},{"role":"user","content":"Say hello to the benchmark in a few words."}]}'
 printf '%s' "$body" >"$work/chat.json"
 printf '%s' "${body%\}},\"stream\":true}" >"$work/stream.json"
+abody=${body/\"$model\"/\"claude-bench\"}
+printf '%s' "${abody%\}},\"stream\":true}" >"$work/anthropic.json"
 modes=(chat); [ "$STREAM" = 1 ] && modes+=(stream)
+[ "$ANTHROPIC" = 1 ] && modes+=(anthropic)
 
 gw_responses=0
 # `run NAME MODE TARGET [-n N]`: one loadgen run; prints the CPU per request.
@@ -175,7 +183,11 @@ run() {
   local name=$1 mode=$2 t=$3; shift 3
   local args=(-q -t 2 -c "$CONNS" --json "$out/$name.json" --watch "$t=${pid[$t]}")
   [ "$t" = nginx ] || args+=(-H "Authorization: Bearer $key")
-  if [ "$mode" = stream ]; then args+=(--stream --body-file "$work/stream.json"); else args+=(--body-file "$work/chat.json"); fi
+  case $mode in
+    stream) args+=(--stream --body-file "$work/stream.json") ;;
+    anthropic) args+=(--stream --body-file "$work/anthropic.json") ;;
+    *) args+=(--body-file "$work/chat.json") ;;
+  esac
   "$bin/loadgen" "${args[@]}" "$@" "${url[$t]}"
   local j=$out/$name.json
   [ "$t" = nginx ] || gw_responses=$(( gw_responses + $(jq .requests "$j") ))
@@ -189,7 +201,10 @@ echo "warm-up"
 for t in "${targets[@]}"; do run "warmup-$t" chat "$t" -n 20000 >/dev/null; done
 for r in $(seq "$ROUNDS"); do
   for m in "${modes[@]}"; do
-    for t in "${targets[@]}"; do run "$m-$t-r$r" "$m" "$t" -n "$REQUESTS"; done
+    for t in "${targets[@]}"; do
+      [ "$m" = anthropic ] && [ "$t" = nginx ] && continue
+      run "$m-$t-r$r" "$m" "$t" -n "$REQUESTS"
+    done
   done
 done
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -198,6 +213,7 @@ echo
 echo "medians over $ROUNDS rounds ($REQUESTS requests, $CONNS connections):"
 for m in "${modes[@]}"; do
   for t in "${targets[@]}"; do
+    [ "$m" = anthropic ] && [ "$t" = nginx ] && continue
     jq -s --arg t "$t" --arg m "$m" '
       def med: sort | .[(length / 2 | floor)];
       "\($m) \($t): CPU \(map(.watch[0].cpu_us_per_request) | med | . * 10 | round / 10) us/request, \(map(.rps) | med | round) req/s, p50 \(map(.latency_ms.p50) | med) ms"' \

@@ -325,9 +325,14 @@ impl RequestGuard {
         kind: Option<&'static str>,
         dur_us: u64,
     ) -> UsageRecord {
-        let (cached_tokens, reasoning_tokens) = self
-            .usage
-            .map_or((0, 0), |u| (u.cached_tokens(), u.reasoning_tokens()));
+        let (cached_tokens, cache_write_tokens, reasoning_tokens) =
+            self.usage.map_or((0, 0, 0), |u| {
+                (
+                    u.cached_tokens(),
+                    u.cache_write_tokens(),
+                    u.reasoning_tokens(),
+                )
+            });
         let (prompt_tokens, completion_tokens, token_source, count_text) = match &self.usage {
             Some(u) => (
                 u.prompt_tokens,
@@ -373,7 +378,7 @@ impl RequestGuard {
             prompt_tokens,
             completion_tokens,
             cached_tokens,
-            cache_write_tokens: 0,
+            cache_write_tokens,
             reasoning_tokens,
             token_source,
             count_text,

@@ -129,6 +129,21 @@ pub enum GatewayError {
     },
     #[error("The request body could not be read: {0}")]
     BodyRead(String),
+    /// The model's upstream cannot honour a parameter of the request.
+    #[error(
+        "The parameter `{param}` is not supported by this model's upstream ({provider}): {reason}"
+    )]
+    UnsupportedParam {
+        provider: &'static str,
+        param: String,
+        reason: String,
+    },
+    /// The model's upstream has no such endpoint.
+    #[error("This model's upstream ({provider}) has no {endpoint} endpoint.")]
+    UnsupportedEndpoint {
+        provider: &'static str,
+        endpoint: &'static str,
+    },
     #[error("The request body is larger than the limit of {limit} bytes.")]
     PayloadTooLarge { limit: usize },
     #[error("{}", limit_message(*reason))]
@@ -149,6 +164,9 @@ pub enum GatewayError {
     UpstreamConnectionLost,
     #[error("The upstream answer is larger than the gateway's limit of {limit} bytes.")]
     UpstreamResponseTooLarge { limit: usize },
+    /// A translated provider's answer could not be read.
+    #[error("The upstream instance ({0}) sent an answer the gateway could not read.")]
+    UpstreamInvalidAnswer(&'static str),
     #[error("{0}")]
     Relay(RelayError),
     #[error("Unknown request URL: {method} {path}.")]
@@ -192,6 +210,8 @@ impl GatewayError {
             GatewayError::MissingModel => "missing_model",
             GatewayError::InvalidField { .. } => "invalid_body",
             GatewayError::BodyRead(_) => "body_read_error",
+            GatewayError::UnsupportedParam { .. } => "unsupported_parameter",
+            GatewayError::UnsupportedEndpoint { .. } => "unsupported_endpoint",
             GatewayError::PayloadTooLarge { .. } => "payload_too_large",
             GatewayError::RateLimited { reason, .. } => match reason {
                 LimitReason::Concurrency => "concurrency_limited",
@@ -204,6 +224,7 @@ impl GatewayError {
             GatewayError::UpstreamTimeout => "upstream_timeout",
             GatewayError::UpstreamConnectionLost => "upstream_connection_lost",
             GatewayError::UpstreamResponseTooLarge { .. } => "upstream_response_too_large",
+            GatewayError::UpstreamInvalidAnswer(_) => "upstream_invalid_answer",
             GatewayError::Relay(e) => match e {
                 RelayError::StreamBroken => "upstream_stream_error",
                 RelayError::TotalTimeout => "upstream_timeout",
@@ -235,6 +256,14 @@ impl GatewayError {
             GatewayError::InvalidJson(_) => ("invalid_request_error", "invalid_json", None),
             GatewayError::MissingModel => ("invalid_request_error", "missing_model", Some("model")),
             GatewayError::BodyRead(_) => ("invalid_request_error", "invalid_body", None),
+            GatewayError::UnsupportedParam { param, .. } => (
+                "invalid_request_error",
+                "unsupported_parameter",
+                Some(param.as_str()),
+            ),
+            GatewayError::UnsupportedEndpoint { .. } => {
+                ("invalid_request_error", "unsupported_endpoint", None)
+            }
             GatewayError::InvalidField { param, .. } => {
                 ("invalid_request_error", "invalid_body", Some(param))
             }
@@ -255,6 +284,9 @@ impl GatewayError {
             }
             GatewayError::UpstreamResponseTooLarge { .. } => {
                 ("server_error", "upstream_response_too_large", None)
+            }
+            GatewayError::UpstreamInvalidAnswer(_) => {
+                ("server_error", "upstream_invalid_answer", None)
             }
             GatewayError::Relay(_) => ("server_error", self.kind(), None),
             GatewayError::RouteNotFound { .. } => ("invalid_request_error", "unknown_url", None),
@@ -289,6 +321,8 @@ impl ResponseError for GatewayError {
             GatewayError::InvalidJson(_)
             | GatewayError::MissingModel
             | GatewayError::InvalidField { .. }
+            | GatewayError::UnsupportedParam { .. }
+            | GatewayError::UnsupportedEndpoint { .. }
             | GatewayError::BodyRead(_) => StatusCode::BAD_REQUEST,
             GatewayError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             GatewayError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -296,6 +330,7 @@ impl ResponseError for GatewayError {
             GatewayError::UpstreamUnreachable => StatusCode::BAD_GATEWAY,
             GatewayError::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             GatewayError::UpstreamConnectionLost
+            | GatewayError::UpstreamInvalidAnswer(_)
             | GatewayError::UpstreamResponseTooLarge { .. } => StatusCode::BAD_GATEWAY,
             GatewayError::Relay(e) => match e {
                 RelayError::StreamBroken | RelayError::EventTooLarge => StatusCode::BAD_GATEWAY,
@@ -308,16 +343,49 @@ impl ResponseError for GatewayError {
     }
 
     fn error_response(&self) -> HttpResponse {
+        let body = serde_json::to_string(&self.envelope()).unwrap_or_default();
+        self.response_with(body)
+    }
+}
+
+impl GatewayError {
+    /// The error in Anthropic's shape, `{"type": "error", "error": {"type",
+    /// "message"}}`, for clients of the Messages API.
+    pub fn anthropic_response(&self) -> HttpResponse {
+        let status = self.status_code().as_u16();
+        let body = serde_json::json!({
+            "type": "error",
+            "error": {"type": anthropic_error_type(status), "message": self.to_string()},
+        });
+        self.response_with(body.to_string())
+    }
+
+    fn response_with(&self, body: String) -> HttpResponse {
         if let GatewayError::Unexpected(e) = self {
             tracing::error!(error = ?e, "unexpected gateway error");
         }
-        let body = serde_json::to_string(&self.envelope()).unwrap_or_default();
         let mut resp = HttpResponse::build(self.status_code());
         resp.insert_header((CONTENT_TYPE, HeaderValue::from_static("application/json")));
         if let GatewayError::RateLimited { retry_after_s, .. } = self {
             resp.insert_header((RETRY_AFTER, (*retry_after_s).max(1).to_string()));
         }
         resp.body(body)
+    }
+}
+
+/// Anthropic's error `type` for a status.
+pub fn anthropic_error_type(status: u16) -> &'static str {
+    match status {
+        400 | 408 | 422 => "invalid_request_error",
+        401 => "authentication_error",
+        402 => "billing_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        503 | 529 => "overloaded_error",
+        504 => "timeout_error",
+        _ => "api_error",
     }
 }
 

@@ -9,6 +9,7 @@ use crate::error::{GatewayError, Relayed};
 use crate::headers::Forward;
 use crate::health::AttemptGuard;
 use crate::namespace::RetryReason;
+use crate::provider;
 use crate::request::ParsedBody;
 use crate::routing::{Endpoint, ModelRoute};
 use crate::state::AppState;
@@ -157,23 +158,27 @@ pub async fn forward(a: Attempt<'_>, guard: &mut RequestGuard) -> Result<Reply, 
         tried.push(pick.index);
         let inst = &candidates[pick.index];
         guard.set_instance(inst.id.clone());
+        // One branch on the provider: OpenAI-shaped instances get the
+        // client's body rewritten byte for byte, the others a translation.
+        let (out_body, exchange) = if provider::translates(inst.provider, endpoint) {
+            let (b, x) = provider::request(inst, endpoint, body)?;
+            (b, Some(x))
+        } else {
+            (parsed.rewrite(body, &inst.upstream_model_json), None)
+        };
         let mut att = AttemptGuard::new(inst.state.clone(), pick.trial);
         let started = Instant::now();
         let first_byte_by = started + inst.timeout;
         let headers = Forward {
             client: req.headers(),
             request_id,
-            auth: inst.auth.as_ref(),
+            auth: inst.auth.as_ref().map(|v| (inst.auth_name, v)),
+            provider: inst.provider_header.as_ref().map(|(n, v)| (*n, v)),
             organization: inst.openai_organization.as_ref(),
             project: inst.openai_project.as_ref(),
             peer: req.peer_addr().map(|a| a.ip()),
         };
-        let send = upstream.send(
-            inst,
-            endpoint,
-            &headers,
-            parsed.rewrite(body, &inst.upstream_model_json),
-        );
+        let send = upstream.send(inst, endpoint.target(parsed.stream), &headers, out_body);
         // Past this point every failure is judged by `failed`: whether it
         // counts against the instance's health and whether another attempt
         // may follow.
@@ -236,6 +241,8 @@ pub async fn forward(a: Attempt<'_>, guard: &mut RequestGuard) -> Result<Reply, 
             let body = read_whole(resp.body, &resp.headers, total_by, state.max_response_bytes)
                 .await
                 .unwrap_or_default();
+            let (status, body) =
+                provider::error(inst.provider, endpoint, status, &body).unwrap_or((status, body));
             let headers = resp.headers;
             return Ok(Reply::Full {
                 status,
@@ -252,6 +259,9 @@ pub async fn forward(a: Attempt<'_>, guard: &mut RequestGuard) -> Result<Reply, 
             guard.set_streamed();
             let headers = resp.headers;
             let mut upstream = resp.body;
+            if let Some(map) = exchange.as_ref().and_then(provider::stream) {
+                upstream = upstream.mapped(map);
+            }
             // Commit to this instance only once its first chunk is here, so
             // a stream that dies before its first byte still fails over.
             let first = match tokio::time::timeout_at(first_byte_by, upstream.chunk()).await {
@@ -309,13 +319,28 @@ pub async fn forward(a: Attempt<'_>, guard: &mut RequestGuard) -> Result<Reply, 
         };
         att.success();
         guard.mark_first_byte_at(headers_at);
-        if ok {
-            guard.set_upstream_answered();
-            match usage::usage_of_body(&body) {
-                Some(u) => guard.set_usage(u),
-                None => guard.set_completion_body(body.clone()),
+        let (status, body) = match (&exchange, ok) {
+            (Some(x), true) => {
+                let (body, usage) = provider::answer(x, &body)?;
+                guard.set_upstream_answered();
+                match usage {
+                    Some(u) => guard.set_usage(u),
+                    None => guard.set_completion_body(body.clone()),
+                }
+                (status, body)
             }
-        }
+            (None, true) => {
+                guard.set_upstream_answered();
+                match usage::usage_of_body(&body) {
+                    Some(u) => guard.set_usage(u),
+                    None => guard.set_completion_body(body.clone()),
+                }
+                (status, body)
+            }
+            (_, false) => {
+                provider::error(inst.provider, endpoint, status, &body).unwrap_or((status, body))
+            }
+        };
         return Ok(Reply::Full {
             status,
             headers,

@@ -26,6 +26,9 @@ fn strip_request_header(name: &str) -> bool {
             | "cookie"
             | "x-api-key"
             | "api-key"
+            | "x-goog-api-key"
+            // Set from the instance for the providers that need it.
+            | "anthropic-version"
             | "proxy-authorization"
             | "proxy-authenticate"
             | "proxy-connection"
@@ -79,8 +82,11 @@ fn strip_response_header(name: &str) -> bool {
 pub struct Forward<'a> {
     pub client: &'a ah::HeaderMap,
     pub request_id: &'a str,
-    /// `Bearer {instance key}`, when the instance has one.
-    pub auth: Option<&'a http::HeaderValue>,
+    /// The instance key in its provider's header (`authorization: Bearer
+    /// …`, `x-api-key`, `api-key`, `x-goog-api-key`), when it has one.
+    pub auth: Option<(&'static str, &'a http::HeaderValue)>,
+    /// A header the instance's provider requires (`anthropic-version`).
+    pub provider: Option<(&'static str, &'a http::HeaderValue)>,
     /// The instance's `OpenAI-Organization` and `OpenAI-Project`.
     pub organization: Option<&'a http::HeaderValue>,
     pub project: Option<&'a http::HeaderValue>,
@@ -118,12 +124,13 @@ impl Forward<'_> {
     /// billing scope.
     fn instance_headers(&self) -> impl Iterator<Item = (&'static str, &http::HeaderValue)> {
         [
-            ("authorization", self.auth),
-            ("openai-organization", self.organization),
-            ("openai-project", self.project),
+            self.auth,
+            self.provider,
+            self.organization.map(|v| ("openai-organization", v)),
+            self.project.map(|v| ("openai-project", v)),
         ]
         .into_iter()
-        .filter_map(|(n, v)| Some((n, v?)))
+        .flatten()
     }
 
     /// The client headers that may travel on, as `(name, value)`.
@@ -240,7 +247,8 @@ mod tests {
         let fwd = Forward {
             client: req.headers(),
             request_id: "rid-1",
-            auth: Some(&auth),
+            auth: Some(("authorization", &auth)),
+            provider: None,
             organization: Some(&org),
             project: None,
             peer: Some("192.0.2.9".parse().unwrap()),

@@ -13,6 +13,8 @@
 //!   [`state`] (what every handler shares);
 //! - relay: [`stream`] (the SSE pass-through) and [`client_watch`] (ends
 //!   streams whose client stopped reading);
+//! - provider: [`provider`] (requests, answers, streams and errors of
+//!   Anthropic and Gemini instances translated to and from OpenAI's API);
 //! - upstream: [`upstream`] (`aigw_upstream_http` for plain-HTTP instances,
 //!   reqwest for HTTPS and proxies) and [`headers`];
 //! - policy: [`limits`] (concurrency / RPM / TPM / budget), [`balance`]
@@ -43,6 +45,7 @@ pub mod lease;
 pub mod limits;
 pub mod namespace;
 pub mod probe;
+pub mod provider;
 pub mod proxy;
 pub mod request;
 pub mod routes;

@@ -64,7 +64,10 @@ async fn probe(client: &reqwest::Client, inst: &Instance) -> bool {
         .max(Duration::from_millis(100));
     let mut req = client.get(hc.url.clone()).timeout(timeout);
     if let Some(auth) = &inst.auth {
-        req = req.header(reqwest::header::AUTHORIZATION, auth.clone());
+        req = req.header(inst.auth_name, auth.clone());
+    }
+    if let Some((name, value)) = &inst.provider_header {
+        req = req.header(*name, value.clone());
     }
     match req.send().await {
         Ok(resp) => {

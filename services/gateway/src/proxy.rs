@@ -84,7 +84,11 @@ pub async fn handle(
         }
         Err(e) => {
             guard.finish(e.status_code().as_u16(), Some(e.kind()));
-            e.error_response()
+            if endpoint == Endpoint::Messages {
+                e.anthropic_response()
+            } else {
+                e.error_response()
+            }
         }
     };
     if let Ok(v) = ah::HeaderValue::from_str(&request_id) {
@@ -104,7 +108,7 @@ async fn run(
     request_id: &str,
 ) -> Result<Reply, GatewayError> {
     let routing = state.store.load().ok_or(GatewayError::NotReady)?;
-    let key = authenticate(&routing, req).inspect_err(|(reason, _)| {
+    let key = authenticate(&routing, req, endpoint).inspect_err(|(reason, _)| {
         state.accounting.count_auth_failure(*reason);
     });
     let key = key.map_err(|(_, e)| e)?;

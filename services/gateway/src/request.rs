@@ -25,23 +25,35 @@ pub enum Input {
     Model(String),
 }
 
+/// The caller's key: `Authorization: Bearer`, or (Anthropic's Messages API
+/// in front) `x-api-key`.
 pub fn authenticate<'r>(
     routing: &'r Routing,
     req: &HttpRequest,
+    endpoint: Endpoint,
 ) -> Result<&'r KeyEntry, (AuthFailure, GatewayError)> {
     let missing = || (AuthFailure::MissingKey, GatewayError::MissingKey);
-    let header = req
-        .headers()
-        .get(ah::AUTHORIZATION)
-        .ok_or_else(missing)?
-        .to_str()
-        .map_err(|_| (AuthFailure::InvalidKey, GatewayError::InvalidKey))?;
-    let token = header
-        .split_once(' ')
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim())
-        .filter(|t| !t.is_empty())
-        .ok_or_else(missing)?;
+    let invalid = || (AuthFailure::InvalidKey, GatewayError::InvalidKey);
+    let token = match req.headers().get(ah::AUTHORIZATION) {
+        None if endpoint == Endpoint::Messages => req
+            .headers()
+            .get("x-api-key")
+            .ok_or_else(missing)?
+            .to_str()
+            .map_err(|_| invalid())?
+            .trim(),
+        None => return Err(missing()),
+        Some(header) => header
+            .to_str()
+            .map_err(|_| invalid())?
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+            .ok_or_else(missing)?,
+    };
+    if token.is_empty() {
+        return Err(missing());
+    }
     let key = routing
         .key(&aigw_types::hash_api_key(token))
         .ok_or((AuthFailure::InvalidKey, GatewayError::InvalidKey))?;

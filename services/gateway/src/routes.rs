@@ -19,6 +19,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .default_service(web::to(method_not_allowed)),
     )
     .service(
+        web::resource("/v1/messages")
+            .route(web::post().to(messages))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
         web::resource("/v1/completions")
             .route(web::post().to(completions))
             .default_service(web::to(method_not_allowed)),
@@ -65,6 +70,15 @@ async fn chat(
     body: web::Payload,
 ) -> HttpResponse {
     proxy::handle(&state, &up, Endpoint::Chat, &req, Input::Body(body)).await
+}
+
+async fn messages(
+    state: web::Data<AppState>,
+    up: Upstream,
+    req: HttpRequest,
+    body: web::Payload,
+) -> HttpResponse {
+    proxy::handle(&state, &up, Endpoint::Messages, &req, Input::Body(body)).await
 }
 
 async fn completions(

@@ -11,7 +11,7 @@ use crate::health::{HealthPolicy, InstanceState};
 use crate::namespace::NamespaceRuntime;
 use aigw_metrics::families::gateway as fam;
 use aigw_metrics::Recorder;
-use aigw_types::{ConfigSnapshot, Limits};
+use aigw_types::{ConfigSnapshot, InstanceConfig, Limits, Provider};
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use rust_decimal::prelude::ToPrimitive;
@@ -27,6 +27,8 @@ pub enum Endpoint {
     Completions,
     Embeddings,
     Models,
+    /// Anthropic's Messages API in front (`POST /v1/messages`).
+    Messages,
 }
 
 impl Endpoint {
@@ -37,6 +39,7 @@ impl Endpoint {
             Endpoint::Completions => "completions",
             Endpoint::Embeddings => "embeddings",
             Endpoint::Models => "models",
+            Endpoint::Messages => "messages",
         }
     }
 
@@ -44,6 +47,27 @@ impl Endpoint {
     pub fn streams_usage(self) -> bool {
         matches!(self, Endpoint::Chat | Endpoint::Completions)
     }
+
+    /// The upstream URL a request of this endpoint goes to.
+    pub fn target(self, stream: bool) -> Target {
+        match self {
+            Endpoint::Chat | Endpoint::Messages if stream => Target::ChatStream,
+            Endpoint::Chat | Endpoint::Messages => Target::Chat,
+            Endpoint::Completions => Target::Completions,
+            Endpoint::Embeddings | Endpoint::Models => Target::Embeddings,
+        }
+    }
+}
+
+/// Which of an instance's upstream URLs a request goes to: the same for a
+/// chat request whether it streams or not, except on Gemini (whose streams
+/// have their own method).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Chat,
+    ChatStream,
+    Completions,
+    Embeddings,
 }
 
 /// An API key as the gateway needs it.
@@ -123,10 +147,21 @@ pub struct HealthCheck {
 pub struct Instance {
     pub id: Arc<str>,
     pub namespace: Arc<str>,
+    /// The wire protocol of the upstream.
+    pub provider: Provider,
+    /// The model name sent upstream.
+    pub upstream_model: Arc<str>,
     /// `upstream_model` as a JSON string literal, spliced into bodies.
     pub upstream_model_json: String,
-    /// `Bearer {api_key}`, marked sensitive so it never prints.
+    /// The header carrying the instance key (`authorization`, `x-api-key`,
+    /// `api-key`, `x-goog-api-key`).
+    pub auth_name: &'static str,
+    /// The key as `auth_name` carries it (`Bearer {api_key}` for
+    /// `authorization`), marked sensitive so it never prints.
     pub auth: Option<reqwest::header::HeaderValue>,
+    /// A header the provider requires besides the key
+    /// (`anthropic-version`).
+    pub provider_header: Option<(&'static str, reqwest::header::HeaderValue)>,
     /// `OpenAI-Organization` and `OpenAI-Project` of the instance's key,
     /// marked sensitive.
     pub openai_organization: Option<reqwest::header::HeaderValue>,
@@ -141,6 +176,7 @@ pub struct Instance {
     /// Set for plain-HTTP instances: the direct path's prebuilt targets.
     pub direct: Option<DirectTarget>,
     chat_url: reqwest::Url,
+    chat_stream_url: reqwest::Url,
     completions_url: reqwest::Url,
     embeddings_url: reqwest::Url,
 }
@@ -153,6 +189,7 @@ pub struct DirectTarget {
     /// `host[:port]` as the `Host` header carries it (port only when not 80).
     pub host: http::HeaderValue,
     chat: Box<[u8]>,
+    chat_stream: Box<[u8]>,
     completions: Box<[u8]>,
     embeddings: Box<[u8]>,
 }
@@ -162,6 +199,7 @@ impl DirectTarget {
     /// userinfo into basic auth; such instances keep the general path).
     fn new(
         chat: &reqwest::Url,
+        chat_stream: &reqwest::Url,
         completions: &reqwest::Url,
         embeddings: &reqwest::Url,
     ) -> Option<Self> {
@@ -191,29 +229,32 @@ impl DirectTarget {
         Some(DirectTarget {
             addr: format!("{name}:{}", chat.port_or_known_default()?).into(),
             chat: prefix(chat)?,
+            chat_stream: prefix(chat_stream)?,
             completions: prefix(completions)?,
             embeddings: prefix(embeddings)?,
             host,
         })
     }
 
-    /// The request line and `Host` header for `endpoint`, CRLF-terminated.
-    pub fn head_prefix(&self, endpoint: Endpoint) -> &[u8] {
-        match endpoint {
-            Endpoint::Chat => &self.chat,
-            Endpoint::Completions => &self.completions,
-            Endpoint::Embeddings | Endpoint::Models => &self.embeddings,
+    /// The request line and `Host` header for `target`, CRLF-terminated.
+    pub fn head_prefix(&self, target: Target) -> &[u8] {
+        match target {
+            Target::Chat => &self.chat,
+            Target::ChatStream => &self.chat_stream,
+            Target::Completions => &self.completions,
+            Target::Embeddings => &self.embeddings,
         }
     }
 }
 
 impl Instance {
     /// Parsed once per snapshot, not per request.
-    pub fn url(&self, endpoint: Endpoint) -> &reqwest::Url {
-        match endpoint {
-            Endpoint::Chat => &self.chat_url,
-            Endpoint::Completions => &self.completions_url,
-            Endpoint::Embeddings | Endpoint::Models => &self.embeddings_url,
+    pub fn url(&self, target: Target) -> &reqwest::Url {
+        match target {
+            Target::Chat => &self.chat_url,
+            Target::ChatStream => &self.chat_stream_url,
+            Target::Completions => &self.completions_url,
+            Target::Embeddings => &self.embeddings_url,
         }
     }
 }
@@ -326,12 +367,15 @@ impl RoutingStore {
             });
             live_instances.insert(rid, state.clone());
             let base = ic.base_url.trim_end_matches('/');
+            let [chat, chat_stream, completions, embeddings] = upstream_urls(ic);
             let urls = (
-                reqwest::Url::parse(&format!("{base}/chat/completions")),
-                reqwest::Url::parse(&format!("{base}/completions")),
-                reqwest::Url::parse(&format!("{base}/embeddings")),
+                reqwest::Url::parse(&chat),
+                reqwest::Url::parse(&chat_stream),
+                reqwest::Url::parse(&completions),
+                reqwest::Url::parse(&embeddings),
             );
-            let (Ok(chat_url), Ok(completions_url), Ok(embeddings_url)) = urls else {
+            let (Ok(chat_url), Ok(chat_stream_url), Ok(completions_url), Ok(embeddings_url)) = urls
+            else {
                 tracing::warn!(instance = %ic.id, "instance base_url is not a valid URL; instance skipped");
                 continue;
             };
@@ -341,8 +385,13 @@ impl RoutingStore {
                     interval: Duration::from_secs(u64::from(h.interval_s.max(1))),
                 })
             });
+            let auth_name = auth_header(ic.provider);
             let auth = ic.api_key.as_deref().and_then(|k| {
-                match reqwest::header::HeaderValue::from_str(&format!("Bearer {k}")) {
+                let value = match ic.provider {
+                    Provider::Openai => format!("Bearer {k}"),
+                    _ => k.to_string(),
+                };
+                match reqwest::header::HeaderValue::from_str(&value) {
                     Ok(mut v) => {
                         v.set_sensitive(true);
                         Some(v)
@@ -356,9 +405,13 @@ impl RoutingStore {
             let inst = Arc::new(Instance {
                 id: Arc::from(ic.id.as_str()),
                 namespace: Arc::from(ic.namespace_code.as_str()),
+                provider: ic.provider,
+                upstream_model: Arc::from(ic.upstream_model.as_str()),
                 upstream_model_json: serde_json::to_string(&ic.upstream_model)
                     .unwrap_or_else(|_| "\"\"".into()),
+                auth_name,
                 auth,
+                provider_header: provider_header(ic),
                 openai_organization: sensitive_header(
                     &ic.id,
                     "openai_organization",
@@ -374,8 +427,14 @@ impl RoutingStore {
                 timeout: Duration::from_millis(ic.timeout_ms.max(1)),
                 health_check,
                 state,
-                direct: DirectTarget::new(&chat_url, &completions_url, &embeddings_url),
+                direct: DirectTarget::new(
+                    &chat_url,
+                    &chat_stream_url,
+                    &completions_url,
+                    &embeddings_url,
+                ),
                 chat_url,
+                chat_stream_url,
                 completions_url,
                 embeddings_url,
             });
@@ -455,6 +514,95 @@ impl RoutingStore {
     }
 }
 
+/// An instance's URLs for chat, chat streams, completions and embeddings,
+/// after its provider's layout (see [`InstanceConfig`]). A provider without
+/// an endpoint gets its chat URL there: the request is refused before it
+/// would be sent (`crate::provider`).
+fn upstream_urls(ic: &InstanceConfig) -> [String; 4] {
+    let base = ic.base_url.trim_end_matches('/');
+    let model = ic.upstream_model.as_str();
+    match ic.provider {
+        Provider::Openai => {
+            let chat = format!("{base}/chat/completions");
+            [
+                chat.clone(),
+                chat,
+                format!("{base}/completions"),
+                format!("{base}/embeddings"),
+            ]
+        }
+        Provider::Anthropic => {
+            let messages = format!("{base}/messages");
+            [
+                messages.clone(),
+                messages.clone(),
+                messages.clone(),
+                messages,
+            ]
+        }
+        Provider::AzureOpenai => {
+            let (prefix, query) = match &ic.api_version {
+                Some(v) => {
+                    let deployment = ic.azure_deployment.as_deref().unwrap_or(model);
+                    (
+                        format!("{base}/openai/deployments/{deployment}"),
+                        format!("?api-version={v}"),
+                    )
+                }
+                None => (format!("{base}/openai/v1"), String::new()),
+            };
+            let chat = format!("{prefix}/chat/completions{query}");
+            [
+                chat.clone(),
+                chat,
+                format!("{prefix}/completions{query}"),
+                format!("{prefix}/embeddings{query}"),
+            ]
+        }
+        Provider::Gemini => {
+            let generate = format!("{base}/models/{model}:generateContent");
+            [
+                generate.clone(),
+                format!("{base}/models/{model}:streamGenerateContent?alt=sse"),
+                generate,
+                format!("{base}/models/{model}:batchEmbedContents"),
+            ]
+        }
+    }
+}
+
+/// The header that carries an instance key to its provider.
+fn auth_header(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Openai => "authorization",
+        Provider::Anthropic => "x-api-key",
+        Provider::AzureOpenai => "api-key",
+        Provider::Gemini => "x-goog-api-key",
+    }
+}
+
+/// Anthropic's `anthropic-version` (the instance's `api_version`, else
+/// `2023-06-01`).
+fn provider_header(ic: &InstanceConfig) -> Option<(&'static str, reqwest::header::HeaderValue)> {
+    if ic.provider != Provider::Anthropic {
+        return None;
+    }
+    let version = ic.api_version.as_deref().unwrap_or(ANTHROPIC_VERSION);
+    match reqwest::header::HeaderValue::from_str(version) {
+        Ok(v) => Some(("anthropic-version", v)),
+        Err(_) => {
+            tracing::warn!(instance = %ic.id, "api_version is not a valid header value; sending the default");
+            Some((
+                "anthropic-version",
+                reqwest::header::HeaderValue::from_static(ANTHROPIC_VERSION),
+            ))
+        }
+    }
+}
+
+/// The Messages API version sent when an instance names none.
+pub const ANTHROPIC_VERSION: &str = "2023-06-01";
+
 /// USD → integer nano-USD (the unit of cost totals in Redis), saturating.
 /// An instance's own header value, marked sensitive so it never prints;
 /// `None` (with a warning naming only the field) when it is not a valid
@@ -501,8 +649,12 @@ pub(crate) mod tests_support {
         Instance {
             id: Arc::from(id),
             namespace: Arc::from("ns"),
+            provider: Provider::Openai,
+            upstream_model: Arc::from("m"),
             upstream_model_json: "\"m\"".into(),
+            auth_name: "authorization",
             auth: None,
+            provider_header: None,
             openai_organization: None,
             openai_project: None,
             retry_unknown_outcome: false,
@@ -512,6 +664,7 @@ pub(crate) mod tests_support {
             state,
             direct: None,
             chat_url: reqwest::Url::parse("http://up/v1/chat/completions").unwrap(),
+            chat_stream_url: reqwest::Url::parse("http://up/v1/chat/completions").unwrap(),
             completions_url: reqwest::Url::parse("http://up/v1/completions").unwrap(),
             embeddings_url: reqwest::Url::parse("http://up/v1/embeddings").unwrap(),
         }
@@ -627,7 +780,7 @@ mod tests {
         let ids: Vec<&str> = m1.instances.iter().map(|i| &*i.id).collect();
         assert_eq!(ids, vec!["i1"]);
         assert_eq!(
-            m1.instances[0].url(Endpoint::Chat).as_str(),
+            m1.instances[0].url(Target::Chat).as_str(),
             "http://up/v1/chat/completions"
         );
         assert_eq!(m1.instances[0].upstream_model_json, "\"up-m1\"");
@@ -652,6 +805,7 @@ mod tests {
         let target = |base: &str| {
             DirectTarget::new(
                 &url(&format!("{base}/chat/completions")),
+                &url(&format!("{base}/chat/completions")),
                 &url(&format!("{base}/completions")),
                 &url(&format!("{base}/embeddings")),
             )
@@ -661,15 +815,15 @@ mod tests {
         assert_eq!(t.host, "upstream.example:8081");
         assert_eq!(&*t.addr, "upstream.example:8081");
         assert_eq!(
-            line(&t, Endpoint::Chat),
+            line(&t, Target::Chat),
             "POST /v1/chat/completions HTTP/1.1\r\nhost: upstream.example:8081\r\n"
         );
         assert_eq!(
-            line(&t, Endpoint::Completions),
+            line(&t, Target::Completions),
             "POST /v1/completions HTTP/1.1\r\nhost: upstream.example:8081\r\n"
         );
         assert_eq!(
-            line(&t, Endpoint::Embeddings),
+            line(&t, Target::Embeddings),
             "POST /v1/embeddings HTTP/1.1\r\nhost: upstream.example:8081\r\n"
         );
         // The default port is not repeated in `Host`, as reqwest does not,
@@ -679,12 +833,76 @@ mod tests {
         let t = target("http://[::1]/v1").unwrap();
         assert_eq!(&*t.addr, "[::1]:80");
         assert_eq!(
-            line(&t, Endpoint::Chat),
+            line(&t, Target::Chat),
             "POST /v1/chat/completions HTTP/1.1\r\nhost: [::1]\r\n"
         );
         // HTTPS and URLs with credentials keep the general (reqwest) path.
         assert!(target("https://up/v1").is_none());
         assert!(target("http://user:pw@up/v1").is_none());
+    }
+
+    #[test]
+    fn each_provider_gets_its_urls_and_auth_header() {
+        let mut ic = aigw_types::InstanceConfig {
+            id: "i".into(),
+            namespace_code: "a".into(),
+            model: "m".into(),
+            provider: Provider::Openai,
+            base_url: "http://up/v1/".into(),
+            upstream_model: "up-m".into(),
+            api_key: None,
+            azure_deployment: None,
+            api_version: None,
+            weight: 1,
+            timeout_ms: 1000,
+            enabled: true,
+            health_check: None,
+            retry_unknown_outcome: false,
+            openai_organization: None,
+            openai_project: None,
+        };
+        let urls = |ic: &aigw_types::InstanceConfig| upstream_urls(ic);
+        assert_eq!(
+            urls(&ic),
+            [
+                "http://up/v1/chat/completions",
+                "http://up/v1/chat/completions",
+                "http://up/v1/completions",
+                "http://up/v1/embeddings"
+            ]
+        );
+        ic.provider = Provider::Anthropic;
+        assert_eq!(urls(&ic)[1], "http://up/v1/messages");
+        assert_eq!(auth_header(ic.provider), "x-api-key");
+        assert_eq!(provider_header(&ic).unwrap().1, "2023-06-01");
+        ic.provider = Provider::Gemini;
+        ic.base_url = "http://up/v1beta".into();
+        let u = urls(&ic);
+        assert_eq!(u[0], "http://up/v1beta/models/up-m:generateContent");
+        assert_eq!(
+            u[1],
+            "http://up/v1beta/models/up-m:streamGenerateContent?alt=sse"
+        );
+        assert_eq!(u[3], "http://up/v1beta/models/up-m:batchEmbedContents");
+        assert!(provider_header(&ic).is_none());
+        ic.provider = Provider::AzureOpenai;
+        ic.base_url = "http://res.example".into();
+        assert_eq!(
+            urls(&ic)[0],
+            "http://res.example/openai/v1/chat/completions"
+        );
+        ic.api_version = Some("2024-10-21".into());
+        ic.azure_deployment = Some("dep".into());
+        let u = urls(&ic);
+        assert_eq!(
+            u[0],
+            "http://res.example/openai/deployments/dep/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(
+            u[3],
+            "http://res.example/openai/deployments/dep/embeddings?api-version=2024-10-21"
+        );
+        assert_eq!(auth_header(ic.provider), "api-key");
     }
 
     #[test]

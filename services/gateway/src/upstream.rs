@@ -13,7 +13,7 @@
 //! answer with the same [`UpstreamResponse`].
 
 use crate::headers::Forward;
-use crate::routing::{Endpoint, Instance};
+use crate::routing::{Instance, Target};
 use aigw_upstream_http as h1;
 use bytes::Bytes;
 use http::HeaderMap;
@@ -74,20 +74,20 @@ impl UpstreamClient {
         UpstreamClient { direct, general }
     }
 
-    /// Sends `POST {instance}{endpoint}` with `headers` and `body`;
-    /// resolves once the answer's head arrived.
+    /// Sends `POST` to the instance's URL for `target` with `headers` and
+    /// `body`; resolves once the answer's head arrived.
     pub async fn send(
         &self,
         inst: &Instance,
-        endpoint: Endpoint,
+        target: Target,
         headers: &Forward<'_>,
         body: Bytes,
     ) -> Result<UpstreamResponse, UpstreamError> {
-        if let (Some(pool), Some(target)) = (&self.direct, inst.direct.as_ref()) {
+        if let (Some(pool), Some(direct)) = (&self.direct, inst.direct.as_ref()) {
             let resp = pool
                 .send(h1::Request {
-                    addr: &target.addr,
-                    head_prefix: target.head_prefix(endpoint),
+                    addr: &direct.addr,
+                    head_prefix: direct.head_prefix(target),
                     header_lines: &headers.header_lines(),
                     body: &body,
                 })
@@ -101,7 +101,7 @@ impl UpstreamClient {
         }
         let resp = self
             .general
-            .post(inst.url(endpoint).clone())
+            .post(inst.url(target).clone())
             .headers(headers.header_map())
             .body(body)
             .send()
@@ -129,6 +129,61 @@ pub struct UpstreamResponse {
 pub enum UpstreamBody {
     Direct(h1::Body),
     General(reqwest::Body),
+    /// Another body's chunks rewritten on the way (a provider's stream
+    /// translated to OpenAI's).
+    Mapped(Box<Mapped>),
+}
+
+/// Rewrites a body chunk by chunk; keeps whatever it needs between chunks
+/// (an event split across two of them).
+pub trait ChunkMap {
+    /// What `chunk` becomes (empty: nothing yet).
+    fn map(&mut self, chunk: &[u8]) -> Bytes;
+    /// What is left to send when the body ended cleanly.
+    fn end(&mut self) -> Bytes;
+}
+
+pub struct Mapped {
+    inner: UpstreamBody,
+    map: Box<dyn ChunkMap>,
+    ended: bool,
+}
+
+impl UpstreamBody {
+    /// This body with each chunk passed through `map`.
+    pub fn mapped(self, map: Box<dyn ChunkMap>) -> UpstreamBody {
+        UpstreamBody::Mapped(Box::new(Mapped {
+            inner: self,
+            map,
+            ended: false,
+        }))
+    }
+}
+
+impl Mapped {
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, UpstreamError>>> {
+        loop {
+            if self.ended {
+                return Poll::Ready(None);
+            }
+            match self.inner.poll_chunk(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let out = self.map.map(&chunk);
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(out)));
+                    }
+                }
+                Poll::Ready(None) => {
+                    self.ended = true;
+                    let out = self.map.end();
+                    if !out.is_empty() {
+                        return Poll::Ready(Some(Ok(out)));
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
 }
 
 impl UpstreamBody {
@@ -154,6 +209,7 @@ impl UpstreamBody {
                     Poll::Ready(None) => return Poll::Ready(None),
                     Poll::Pending => return Poll::Pending,
                 },
+                UpstreamBody::Mapped(m) => return m.poll_chunk(cx),
             };
             if let Ok(data) = frame.into_data() {
                 return Poll::Ready(Some(Ok(data)));
@@ -165,7 +221,11 @@ impl UpstreamBody {
     /// received so far (the direct path), so that waiting a scheduler turn
     /// for more cannot gather anything.
     pub fn hands_over_all(&self) -> bool {
-        matches!(self, UpstreamBody::Direct(_))
+        match self {
+            UpstreamBody::Direct(_) => true,
+            UpstreamBody::General(_) => false,
+            UpstreamBody::Mapped(m) => m.inner.hands_over_all(),
+        }
     }
 
     /// The next data chunk; `None` at the end.
@@ -209,6 +269,13 @@ impl UpstreamBody {
                 .await
                 .map(|c| c.to_bytes())
                 .map_err(UpstreamError::General),
+            mut mapped @ UpstreamBody::Mapped(_) => {
+                let mut out = bytes::BytesMut::new();
+                while let Some(chunk) = mapped.chunk().await {
+                    out.extend_from_slice(&chunk?);
+                }
+                Ok(out.freeze())
+            }
         }
     }
 }

@@ -8,17 +8,75 @@ use bytes::Bytes;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-/// Token usage as OpenAI-compatible upstreams report it.
+/// Token usage in OpenAI's meaning, as OpenAI-compatible upstreams report
+/// it; Anthropic's usage object (`input_tokens` without the cache's
+/// tokens) is read into the same meaning.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(from = "UsageWire")]
 pub struct Usage {
-    #[serde(default)]
     pub prompt_tokens: u64,
-    #[serde(default)]
     pub completion_tokens: u64,
-    #[serde(default, deserialize_with = "lenient")]
     pub prompt_tokens_details: Option<PromptDetails>,
-    #[serde(default, deserialize_with = "lenient")]
     pub completion_tokens_details: Option<CompletionDetails>,
+}
+
+/// Either usage shape, as sent.
+#[derive(Deserialize)]
+struct UsageWire {
+    #[serde(default)]
+    prompt_tokens: Option<u64>,
+    #[serde(default)]
+    completion_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "lenient")]
+    prompt_tokens_details: Option<PromptDetails>,
+    #[serde(default, deserialize_with = "lenient")]
+    completion_tokens_details: Option<CompletionDetails>,
+    #[serde(default)]
+    input_tokens: Option<u64>,
+    #[serde(default)]
+    output_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default, deserialize_with = "lenient")]
+    output_tokens_details: Option<ThinkingDetails>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+struct ThinkingDetails {
+    #[serde(default)]
+    thinking_tokens: Option<u64>,
+}
+
+impl From<UsageWire> for Usage {
+    fn from(w: UsageWire) -> Usage {
+        if w.prompt_tokens.is_none() && (w.input_tokens.is_some() || w.output_tokens.is_some()) {
+            let read = w.cache_read_input_tokens.unwrap_or(0);
+            let write = w.cache_creation_input_tokens.unwrap_or(0);
+            return Usage {
+                prompt_tokens: w
+                    .input_tokens
+                    .unwrap_or(0)
+                    .saturating_add(read)
+                    .saturating_add(write),
+                completion_tokens: w.output_tokens.unwrap_or(0),
+                prompt_tokens_details: Some(PromptDetails {
+                    cached_tokens: Some(read),
+                    cache_write_tokens: Some(write),
+                }),
+                completion_tokens_details: Some(CompletionDetails {
+                    reasoning_tokens: w.output_tokens_details.and_then(|d| d.thinking_tokens),
+                }),
+            };
+        }
+        Usage {
+            prompt_tokens: w.prompt_tokens.unwrap_or(0),
+            completion_tokens: w.completion_tokens.unwrap_or(0),
+            prompt_tokens_details: w.prompt_tokens_details,
+            completion_tokens_details: w.completion_tokens_details,
+        }
+    }
 }
 
 /// A details object of an unexpected shape is ignored, never a reason to
@@ -41,10 +99,14 @@ where
 }
 
 /// `usage.prompt_tokens_details` (only what the ledger keeps).
+/// `cache_write_tokens` is the gateway's own field on translated answers
+/// (Anthropic's cache creation); OpenAI does not report one.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 pub struct PromptDetails {
     #[serde(default)]
     pub cached_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_write_tokens: Option<u64>,
 }
 
 /// `usage.completion_tokens_details` (only what the ledger keeps).
@@ -59,6 +121,13 @@ impl Usage {
     pub fn cached_tokens(&self) -> u64 {
         self.prompt_tokens_details
             .and_then(|d| d.cached_tokens)
+            .unwrap_or(0)
+    }
+
+    /// Prompt tokens the upstream wrote to its cache.
+    pub fn cache_write_tokens(&self) -> u64 {
+        self.prompt_tokens_details
+            .and_then(|d| d.cache_write_tokens)
             .unwrap_or(0)
     }
 
@@ -183,6 +252,9 @@ fn push_line(out: &mut String, s: &str) {
 struct ChatRequest {
     #[serde(default)]
     messages: Vec<Message>,
+    /// Anthropic's Messages API.
+    #[serde(default)]
+    system: Option<Content>,
 }
 
 #[derive(Deserialize)]
@@ -196,8 +268,11 @@ struct Message {
 pub fn prompt_text(endpoint: Endpoint, body: &[u8]) -> String {
     let mut out = String::new();
     match endpoint {
-        Endpoint::Chat => {
+        Endpoint::Chat | Endpoint::Messages => {
             if let Ok(r) = serde_json::from_slice::<ChatRequest>(body) {
+                if let Some(s) = &r.system {
+                    s.push_to(&mut out);
+                }
                 for m in &r.messages {
                     if let Some(c) = &m.content {
                         c.push_to(&mut out);
@@ -249,6 +324,34 @@ impl PromptList {
 struct AnswerProbe {
     #[serde(default)]
     choices: Vec<ChoiceProbe>,
+    /// Anthropic's message: its content blocks.
+    #[serde(default)]
+    content: Option<Vec<BlockProbe>>,
+    /// Anthropic's `content_block_delta`.
+    #[serde(default)]
+    delta: Option<BlockProbe>,
+}
+
+/// An Anthropic content block or block delta: its text or tool input.
+#[derive(Deserialize)]
+struct BlockProbe {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    partial_json: Option<String>,
+    #[serde(default)]
+    input: Option<serde_json::Value>,
+}
+
+impl BlockProbe {
+    fn push_to(&self, out: &mut String) {
+        for t in [&self.text, &self.partial_json].into_iter().flatten() {
+            out.push_str(t);
+        }
+        if let Some(i) = &self.input {
+            out.push_str(&i.to_string());
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -307,6 +410,9 @@ pub fn completion_text(endpoint: Endpoint, body: &[u8]) -> String {
         for c in &a.choices {
             push_choice_text(&mut out, c);
         }
+        for b in a.content.iter().flatten() {
+            b.push_to(&mut out);
+        }
     }
     out
 }
@@ -318,6 +424,9 @@ pub fn stream_completion_text(payloads: &[Bytes]) -> String {
         if let Ok(a) = serde_json::from_slice::<AnswerProbe>(p) {
             for c in &a.choices {
                 push_choice_text(&mut out, c);
+            }
+            if let Some(d) = &a.delta {
+                d.push_to(&mut out);
             }
         }
     }
@@ -353,6 +462,26 @@ mod tests {
         let info = inspect_event(both);
         assert!(info.usage.is_some());
         assert!(!info.usage_only);
+    }
+
+    #[test]
+    fn anthropic_usage_is_read_in_openai_meaning() {
+        let d = br#"{"type":"message_delta","usage":{"input_tokens":4,
+            "cache_creation_input_tokens":30,"cache_read_input_tokens":null,
+            "output_tokens":7,"output_tokens_details":{"thinking_tokens":2}}}"#;
+        let u = inspect_event(d).usage.unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (34, 7));
+        assert_eq!(
+            (
+                u.cached_tokens(),
+                u.cache_write_tokens(),
+                u.reasoning_tokens()
+            ),
+            (0, 30, 2)
+        );
+        // message_start's usage is nested: not a usage event.
+        let start = br#"{"type":"message_start","message":{"usage":{"input_tokens":4}}}"#;
+        assert_eq!(inspect_event(start).usage, None);
     }
 
     #[test]

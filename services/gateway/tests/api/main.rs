@@ -13,6 +13,7 @@ mod accounting;
 mod config;
 mod failover;
 mod limits;
+mod providers;
 mod proxy;
 mod relay_limits;
 mod replicas;
