@@ -82,15 +82,24 @@ impl Stack {
 
     /// Creates a model priced `input`/`output` USD per million tokens.
     pub async fn model(&self, name: &str, input: &str, output: &str) -> u64 {
-        self.admin_ok(
-            reqwest::Method::POST,
-            "/api/v1/models",
-            json!({"name": name, "encoding": "o200k_base",
-                   "input_price_per_1m": input, "output_price_per_1m": output}),
-        )
-        .await
-        .version
-        .expect("version header")
+        self.priced_model(name, &Prices::new(input, output)).await
+    }
+
+    /// Creates a model with `prices`, the cache prices included when set.
+    pub async fn priced_model(&self, name: &str, prices: &Prices<'_>) -> u64 {
+        let mut body = json!({"name": name, "encoding": "o200k_base",
+                              "input_price_per_1m": prices.input,
+                              "output_price_per_1m": prices.output});
+        if let Some(p) = prices.cached_input {
+            body["cached_input_price_per_1m"] = p.into();
+        }
+        if let Some(p) = prices.cache_write {
+            body["cache_write_price_per_1m"] = p.into();
+        }
+        self.admin_ok(reqwest::Method::POST, "/api/v1/models", body)
+            .await
+            .version
+            .expect("version header")
     }
 
     /// Creates an instance of `model` for `ns` at `base_url`; `extra` is
@@ -114,6 +123,40 @@ impl Stack {
             .await
             .version
             .expect("version header")
+    }
+
+    /// Creates an instance of `model` for `ns` speaking `provider`'s API,
+    /// served by mock `mock` (its `base_url` as that provider's instances
+    /// name it, [`Stack::provider_base`]); `extra` is merged into the body
+    /// (api_key, api_version, azure_deployment, upstream_model, …).
+    pub async fn provider_instance(
+        &self,
+        id: &str,
+        ns: &str,
+        model: &str,
+        provider: &str,
+        mock: usize,
+        extra: Value,
+    ) -> u64 {
+        let mut body = json!({"provider": provider});
+        if let Some(o) = extra.as_object() {
+            for (k, v) in o {
+                body[k] = v.clone();
+            }
+        }
+        self.instance(id, ns, model, &self.provider_base(mock, provider), body)
+            .await
+    }
+
+    /// Mock `i`'s address as an instance of `provider` names it: with the
+    /// version path for OpenAI and Anthropic (`/v1`) and Gemini
+    /// (`/v1beta`), the bare resource for Azure OpenAI.
+    pub fn provider_base(&self, i: usize, provider: &str) -> String {
+        match provider {
+            "azure_openai" => self.mocks[i].url(),
+            "gemini" => format!("{}/v1beta", self.mocks[i].url()),
+            _ => self.mock_base(i),
+        }
     }
 
     /// Issues a key for `ns`: (key id, key, version).
@@ -221,6 +264,29 @@ impl Stack {
         }
     }
 
+    /// Every spend-ledger row matching `filter` (query parameters of
+    /// `GET /api/v1/usage/requests`, `""` for all), paged through newest
+    /// first.
+    pub async fn ledger_rows(&self, filter: &str) -> Vec<Value> {
+        let mut rows = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let a = self
+                .admin(
+                    reqwest::Method::GET,
+                    &format!("/api/v1/usage/requests?{filter}&limit=500&cursor={cursor}"),
+                    None,
+                )
+                .await;
+            assert_eq!(a.status, 200, "{}", a.text);
+            rows.extend(a.body["items"].as_array().unwrap().iter().cloned());
+            match a.body["next_cursor"].as_str() {
+                Some(c) => cursor = c.to_string(),
+                None => return rows,
+            }
+        }
+    }
+
     /// GET → JSON (Null when unreachable or not JSON).
     pub async fn json(&self, url: &str) -> Value {
         match self.http.get(url).send().await {
@@ -242,4 +308,51 @@ impl Stack {
 /// secret grep finds any leak.
 pub fn upstream_secret(ns: &str, i: usize) -> String {
     format!("sk-upstream-SECRET-{ns}-{i}-9c2e4a61f0b7")
+}
+
+/// A model's prices in USD per million tokens, as the admin API takes them
+/// (decimal strings); the cache prices are optional.
+#[derive(Debug, Clone, Copy)]
+pub struct Prices<'a> {
+    pub input: &'a str,
+    pub output: &'a str,
+    pub cached_input: Option<&'a str>,
+    pub cache_write: Option<&'a str>,
+}
+
+impl<'a> Prices<'a> {
+    pub fn new(input: &'a str, output: &'a str) -> Prices<'a> {
+        Prices {
+            input,
+            output,
+            cached_input: None,
+            cache_write: None,
+        }
+    }
+
+    /// The cost of one request in nano-USD as the token-service computes it
+    /// (`docs/token-service.md`): uncached input at the input price, cache
+    /// reads and writes at their prices (the input price when unset), the
+    /// completion at the output price; rounded once, half away from zero.
+    pub fn cost_nusd(&self, prompt: u64, cached: u64, cache_write: u64, completion: u64) -> i64 {
+        let input = price_e9(self.input);
+        let parts = [
+            (prompt - cached - cache_write, input),
+            (cached, self.cached_input.map_or(input, price_e9)),
+            (cache_write, self.cache_write.map_or(input, price_e9)),
+            (completion, price_e9(self.output)),
+        ];
+        // Σ tokens × USD per million tokens × 1e9 (the prices' scale);
+        // divided by 1e6 it is nano-USD.
+        let units: i128 = parts.iter().map(|(t, p)| i128::from(*t) * p).sum();
+        ((units + 500_000) / 1_000_000) as i64
+    }
+}
+
+/// A decimal price string (at most nine decimals) × 1e9.
+fn price_e9(s: &str) -> i128 {
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    assert!(frac.len() <= 9, "price {s} has more than nine decimals");
+    let frac = format!("{frac:0<9}");
+    whole.parse::<i128>().expect("price") * 1_000_000_000 + frac.parse::<i128>().expect("price")
 }

@@ -68,6 +68,9 @@ impl Stack {
             tokens_in: self.int(&k("tokens_in")).await,
             tokens_out: self.int(&k("tokens_out")).await,
             cost_nusd: self.int(&k("cost_nusd")).await,
+            cache_read: self.int(&k("tokens_cache_read")).await,
+            cache_write: self.int(&k("tokens_cache_write")).await,
+            reasoning: self.int(&k("tokens_reasoning")).await,
         }
     }
 }
@@ -89,4 +92,9 @@ pub struct ModelTotals {
     pub tokens_in: i64,
     pub tokens_out: i64,
     pub cost_nusd: i64,
+    /// Parts of `tokens_in` (cache reads, cache writes) and of `tokens_out`
+    /// (reasoning).
+    pub cache_read: i64,
+    pub cache_write: i64,
+    pub reasoning: i64,
 }

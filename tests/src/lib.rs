@@ -11,5 +11,6 @@ pub mod load;
 pub mod monitoring;
 pub mod raw_http;
 pub mod report;
+pub mod sdk;
 pub mod stack;
 pub mod wait;

@@ -54,6 +54,7 @@ fn expected_totals(total: usize, ok: usize) -> ModelTotals {
         tokens_in: ok * PROMPT_TOKENS,
         tokens_out: ok * COMPLETION_TOKENS,
         cost_nusd: ok * COST_NUSD,
+        ..ModelTotals::default()
     }
 }
 

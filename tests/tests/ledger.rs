@@ -10,13 +10,13 @@
 #![allow(clippy::disallowed_methods)]
 
 use aigw_e2e::load::{chat_body, Load};
+use aigw_e2e::sdk;
 use aigw_e2e::stack::{Stack, StackOptions};
 use aigw_e2e::wait::eventually;
 use aigw_testkit::PgDatabase;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::time::Duration;
 
 const NS: &str = "team-l";
@@ -26,51 +26,6 @@ const MODEL: &str = "m-ledger";
 enum Engine {
     Sqlite,
     Postgres,
-}
-
-fn python() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python")
-}
-
-/// Runs the SDK script; its JSON report.
-fn sdk_traffic(s: &Stack, key: &str, key2: &str) -> Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ledger_sdk.py");
-    let out = std::process::Command::new(python())
-        .arg(script)
-        .env("GATEWAY_URL", format!("{}/v1", s.gw(0)))
-        .env("MODEL", MODEL)
-        .env("KEY", key)
-        .env("KEY2", key2)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "SDK script failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("SDK report is JSON")
-}
-
-/// Every row of the namespace, paged through newest first.
-async fn all_rows(s: &Stack) -> Vec<Value> {
-    let mut rows = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let a = s
-            .admin(
-                Method::GET,
-                &format!("/api/v1/usage/requests?namespace={NS}&limit=500&cursor={cursor}"),
-                None,
-            )
-            .await;
-        assert_eq!(a.status, 200, "{}", a.text);
-        rows.extend(a.body["items"].as_array().unwrap().iter().cloned());
-        match a.body["next_cursor"].as_str() {
-            Some(c) => cursor = c.to_string(),
-            None => return rows,
-        }
-    }
 }
 
 async fn ledger_total(s: &Stack) -> Value {
@@ -131,7 +86,7 @@ async fn metric(s: &Stack, name: &str) -> f64 {
 }
 
 async fn ledger_equals_the_counters(engine: Engine) {
-    if !python().exists() {
+    if !sdk::python().exists() {
         panic!(".venv/bin/python is missing (scripts/test.sh installs it)");
     }
     let pg = match engine {
@@ -159,7 +114,16 @@ async fn ledger_equals_the_counters(engine: Engine) {
     s.wait_version(v).await;
 
     // 1. The SDK's requests, each known by its id.
-    let report = tokio::task::block_in_place(|| sdk_traffic(&s, &key, &key2));
+    let report = sdk::run_script(
+        "ledger_sdk.py",
+        &[
+            ("GATEWAY_URL", format!("{}/v1", s.gw(0))),
+            ("MODEL", MODEL.into()),
+            ("KEY", key.clone()),
+            ("KEY2", key2.clone()),
+        ],
+    )
+    .await;
     let sdk_ids: BTreeSet<String> = ["key", "key2"]
         .iter()
         .flat_map(|k| report["ids"][k].as_array().unwrap().iter())
@@ -247,7 +211,7 @@ async fn ledger_equals_the_counters(engine: Engine) {
     assert!(m.cost_nusd > 0);
 
     // 5. Exactly those requests, once each: the SDK's by id.
-    let rows = all_rows(&s).await;
+    let rows = s.ledger_rows(&format!("namespace={NS}")).await;
     assert_eq!(rows.len() as i64, sent);
     let ids: BTreeSet<String> = rows
         .iter()
