@@ -2,7 +2,7 @@
 # One-click start of the containerised stack (docker-compose.dev.yml): Redis,
 # the three services, the mock upstream, Prometheus and Grafana; then seeds
 # the demo namespace `demo` (model gpt-4o-mini, instance mock-1 → the mock,
-# a new API key) through the compose service `demo-seed`, which prints the
+# model claude-sonnet on the mock's Anthropic API, a new API key) through the compose service `demo-seed`, which prints the
 # key and a curl example, and prints the URLs. start-monitoring.bat does the
 # same on Windows. Stop with: docker compose -f docker-compose.dev.yml down
 #

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Seeds a running stack with the demo: namespace `demo`, model `gpt-4o-mini`,
-# instance `mock-1` (pointing at MOCK_BASE_URL) and a new API key of `demo`;
-# sends 10 requests (plain and streamed) through the gateway so the
+# instance `mock-1` (pointing at MOCK_BASE_URL), model `claude-sonnet` with
+# instance `mock-claude-1` (an Anthropic instance on the same mock, which the
+# gateway translates to) and a new API key of `demo`; sends 10 requests
+# (plain and streamed) and 2 to claude-sonnet through the gateway so the
 # dashboards have data; prints the key with a curl and an OpenAI SDK example.
 # Safe to run again: what exists is kept, and every run makes a new key.
 #
@@ -47,10 +49,14 @@ admin_post() {
 
 json_field() { tr -d '\n' | sed -n "s/.*\"$1\"[[:space:]]*:[[:space:]]*\"\([^\"]*\)\".*/\1/p"; }
 
-say "seeding namespace demo, model gpt-4o-mini, instance mock-1 → $MOCK_BASE_URL"
+say "seeding namespace demo, models gpt-4o-mini and claude-sonnet, instances mock-1 and mock-claude-1 → $MOCK_BASE_URL"
 admin_post /api/v1/namespaces '{"code":"demo","name":"Demo","description":"Created by scripts/seed-demo.sh","enabled":true,"limits":{},"monthly_budget_usd":"50.00"}' >/dev/null
 admin_post /api/v1/models '{"name":"gpt-4o-mini","encoding":"o200k_base","input_price_per_1m":"0.15","output_price_per_1m":"0.60","context_window":128000,"enabled":true}' >/dev/null
 admin_post /api/v1/instances "{\"id\":\"mock-1\",\"namespace_code\":\"demo\",\"model\":\"gpt-4o-mini\",\"base_url\":\"$MOCK_BASE_URL\",\"upstream_model\":\"gpt-4o-mini\",\"api_key\":\"sk-mock-upstream\",\"weight\":1,\"timeout_ms\":30000,\"enabled\":true,\"health_check\":{\"path\":\"/models\",\"interval_s\":10}}" >/dev/null
+# The mock speaks Anthropic's Messages API too: claude-sonnet shows a
+# translated provider, with prompt-cache prices.
+admin_post /api/v1/models '{"name":"claude-sonnet","encoding":"o200k_base","input_price_per_1m":"3","output_price_per_1m":"15","cached_input_price_per_1m":"0.30","cache_write_price_per_1m":"3.75","context_window":200000,"enabled":true}' >/dev/null
+admin_post /api/v1/instances "{\"id\":\"mock-claude-1\",\"namespace_code\":\"demo\",\"model\":\"claude-sonnet\",\"provider\":\"anthropic\",\"base_url\":\"$MOCK_BASE_URL\",\"upstream_model\":\"claude-sonnet-4-5\",\"api_version\":\"2023-06-01\",\"api_key\":\"sk-ant-mock-upstream\",\"weight\":1,\"timeout_ms\":30000,\"enabled\":true}" >/dev/null
 # A key is shown once, at creation: make a new one on every run.
 API_KEY="$(admin_post /api/v1/namespaces/demo/api-keys "{\"name\":\"dev-$(date +%Y%m%d-%H%M%S)\"}" | json_field key)"
 [[ -n "$API_KEY" ]] || die "no key in the api-keys response"
@@ -79,6 +85,14 @@ for i in $(seq 1 5); do
         && ok=$((ok + 1))
 done
 say "sent 10 demo requests through the gateway ($ok answered 2xx)"
+ok=0
+for stream in false true; do
+    curl -fsS -o /dev/null --max-time 10 -N "$GATEWAY_URL/v1/chat/completions" \
+        -H "Authorization: Bearer $API_KEY" -H 'Content-Type: application/json' \
+        -d "{\"model\":\"claude-sonnet\",\"stream\":$stream,\"messages\":[{\"role\":\"user\",\"content\":\"Say hello from Anthropic\"}]}" \
+        && ok=$((ok + 1))
+done
+say "sent 2 requests to claude-sonnet, an Anthropic instance on the mock ($ok answered 2xx)"
 
 also=""
 [[ -n "$DEMO_KEY_FILE" ]] && also="   (also in $DEMO_KEY_FILE)"
@@ -91,6 +105,9 @@ Try it:
   curl $PUBLIC_GATEWAY_URL/v1/chat/completions \\
     -H "Authorization: Bearer $API_KEY" -H "Content-Type: application/json" \\
     -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Hello!"}]}'
+
+The same request with "model":"claude-sonnet" reaches an Anthropic instance
+(on the mock), translated both ways.
 
 With the OpenAI SDK (pip install openai):
 

@@ -148,6 +148,12 @@ async fn dev_up_detached_is_stopped_by_dev_down_and_foreground_by_ctrl_c() {
         stdout.contains("sent 10 demo requests through the gateway (10 answered 2xx)"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains(
+            "sent 2 requests to claude-sonnet, an Anthropic instance on the mock (2 answered 2xx)"
+        ),
+        "{stdout}"
+    );
     assert!(stdout.contains(&format!(
         "curl http://127.0.0.1:{}/v1/chat/completions",
         env.gateway
@@ -355,6 +361,10 @@ async fn seed_demo_as_compose_runs_it_seeds_the_namespace_its_example_uses() {
             stdout.contains("sent 10 demo requests through the gateway (10 answered 2xx)"),
             "run {run}: {stdout}"
         );
+        assert!(
+            stdout.contains("sent 2 requests to claude-sonnet, an Anthropic instance on the mock (2 answered 2xx)"),
+            "run {run}: {stdout}"
+        );
         // The printed example: the public gateway URL and the seeded model.
         assert!(
             stdout.contains(&format!("curl {public}/v1/chat/completions")),
@@ -377,6 +387,24 @@ async fn seed_demo_as_compose_runs_it_seeds_the_namespace_its_example_uses() {
         .await;
     assert_eq!(inst.body["base_url"], stack.mock_base(0), "{}", inst.text);
     assert_eq!(inst.body["namespace_code"], "demo");
+    // The translated provider of the demo: an Anthropic instance on the
+    // same mock.
+    let claude = stack
+        .admin(
+            reqwest::Method::GET,
+            "/api/v1/instances/mock-claude-1",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (&claude.body["provider"], &claude.body["base_url"]),
+        (
+            &serde_json::json!("anthropic"),
+            &serde_json::json!(stack.mock_base(0))
+        ),
+        "{}",
+        claude.text
+    );
     let listed = stack
         .admin(
             reqwest::Method::GET,
@@ -396,9 +424,9 @@ async fn seed_demo_as_compose_runs_it_seeds_the_namespace_its_example_uses() {
         );
         assert_eq!(chat_status(stack.gateways[0].port, key).await, 200);
     }
-    // Each run: one warm-up answer plus 10, all 200 and all in `demo`
-    // (plus the two checks above).
-    let want = 2 * 11 + 2;
+    // Each run: one warm-up answer plus 10 plus 2 to claude-sonnet, all 200
+    // and all in `demo` (plus the two checks above).
+    let want = 2 * 13 + 2;
     let got = stack
         .settle(Duration::from_secs(30), &want, || {
             stack.int("metrics:ns:demo:status:200")
