@@ -178,6 +178,23 @@ def openai_traffic(name, p):
     r = call(ids, "retry", create, model=model, messages=MSGS)
     assert r.choices[0].message.content == ANSWER, (name, r)
     assert (r.usage.prompt_tokens, r.usage.completion_tokens) == (2, N), (name, r.usage)
+
+    # The upstream dies mid-stream, before its usage: the client gets the
+    # text so far, then OpenAI's error event.
+    rule(p, 1, {"abort_after_chunks": 2})
+    text = ""
+    try:
+        stream = call(
+            ids, "cut", create, model=model, messages=MSGS, stream=True, stream_options={"include_usage": True}
+        )
+        for ch in stream:
+            assert ch.usage is None, (name, ch)
+            if ch.choices:
+                text += ch.choices[0].delta.content or ""
+        raise AssertionError(f"{name}: the cut stream ended cleanly")
+    except openai.APIError as e:
+        assert e.code == "upstream_stream_error", (name, e.body)
+    assert text == " ".join(ANSWER.split()[:2]), (name, text)
     return ids
 
 

@@ -3,15 +3,16 @@
 //! Anthropic, Azure OpenAI with a deployment and `api-version` and in its
 //! v1 form, Gemini) and models with cache prices; the official OpenAI
 //! Python SDK drives the gateway — whole answers, streams with usage, tool
-//! calls, an upstream error, a retry to the second instance — with the
-//! mock's cache-read, cache-write (Anthropic) and reasoning tokens, and the
-//! official Anthropic SDK drives `POST /v1/messages` to a Gemini instance.
-//! Then, computed from the mock's deterministic usage and the prices, to
-//! the token and the nano-dollar: the gateway's Redis counters, the
-//! token-service's model series (Redis and `/metrics`) and monthly cost,
-//! every ledger row, and what each upstream request looked like at the mock
-//! (path, key header, which instance), each request known by the
-//! `x-request-id` the gateway answered with.
+//! calls, an upstream error, a retry to the second instance, a stream cut
+//! before its usage — with the mock's cache-read, cache-write (Anthropic)
+//! and reasoning tokens, and the official Anthropic SDK drives
+//! `POST /v1/messages` to a Gemini instance. Then, computed from the mock's
+//! deterministic usage and the prices, to the token and the nano-dollar:
+//! the gateway's Redis counters, the token-service's model series (Redis
+//! and `/metrics`) and monthly cost, every ledger row, and what each
+//! upstream request looked like at the mock (path, key header, which
+//! instance), each request known by the `x-request-id` the gateway
+//! answered with.
 
 // Tests read their own switches (CI, TEST_LOG, …) and the wall clock;
 // the rules of clippy.toml are for the services.
@@ -37,6 +38,9 @@ const A: u64 = 2;
 const CACHED: u64 = 100;
 const WRITE: u64 = 30;
 const REASONING: u64 = 4;
+/// A stream cut before its usage: the gateway records the messages' text,
+/// "Say hello", which the token-service counts as 2 tokens.
+const CUT_PROMPT: u64 = 2;
 
 /// One provider's namespace (its code is the name), model and instances.
 struct Upstream {
@@ -157,6 +161,8 @@ struct Expect {
     write: u64,
     completion: u64,
     reasoning: u64,
+    /// Counted by the token-service: the upstream reported no usage.
+    estimated: bool,
     cost: i64,
 }
 
@@ -176,6 +182,7 @@ fn expected(ups: &[Upstream]) -> BTreeMap<String, Expect> {
             write,
             completion,
             reasoning,
+            estimated: false,
             cost: u.prices.cost_nusd(prompt, cached, write, completion),
         }
     };
@@ -193,11 +200,13 @@ fn expected(ups: &[Upstream]) -> BTreeMap<String, Expect> {
             ("tool-answer", false, 200, [answer_prompt, 0, 0, N + A, 0]),
             ("error", false, 429, [0; 5]),
             ("retry", false, 200, [2, 0, 0, N, 0]),
+            // Cut after two words, before any usage: the token-service
+            // counts the prompt's text and the two words relayed.
+            ("cut", true, 502, [CUT_PROMPT, 0, 0, 2, 0]),
         ] {
-            out.insert(
-                format!("{}-{step}", u.name),
-                row(u, "chat", stream, status, usage),
-            );
+            let mut e = row(u, "chat", stream, status, usage);
+            e.estimated = step == "cut";
+            out.insert(format!("{}-{step}", u.name), e);
         }
     }
     let gemini = ups.iter().find(|u| u.provider == "gemini").unwrap();
@@ -346,17 +355,20 @@ async fn every_provider_is_accounted_to_the_token_and_the_nano_dollar() {
         })
         .await;
     assert_eq!(global, total);
-    assert_eq!(s.int("metrics:global:total_errors").await, ups.len() as i64);
+    assert_eq!(
+        s.int("metrics:global:total_errors").await,
+        2 * ups.len() as i64
+    );
     for u in &ups {
         assert_eq!(
-            s.gateway_counts(u.name, &[200, 429, 503]).await,
+            s.gateway_counts(u.name, &[200, 429, 502, 503]).await,
             Counts {
                 global_requests: total,
-                global_errors: ups.len() as i64,
-                ns_requests: 7,
+                global_errors: 2 * ups.len() as i64,
+                ns_requests: 8,
                 ns_successful: 6,
-                ns_failed: 1,
-                by_status: [(200, 6), (429, 1), (503, 0)].into(),
+                ns_failed: 2,
+                by_status: [(200, 6), (429, 1), (502, 1), (503, 0)].into(),
             },
             "{}",
             u.name
@@ -473,22 +485,13 @@ async fn every_provider_is_accounted_to_the_token_and_the_nano_dollar() {
             write: r["cache_write_tokens"].as_u64().unwrap(),
             completion: r["completion_tokens"].as_u64().unwrap(),
             reasoning: r["reasoning_tokens"].as_u64().unwrap(),
+            estimated: r["estimated"].as_bool().unwrap(),
             cost: r["cost_nano_usd"].as_i64().unwrap(),
         };
         assert_eq!(&got, e, "{id}: {r}");
         assert_eq!(
-            (
-                &r["namespace"],
-                &r["model"],
-                &r["endpoint"],
-                &r["estimated"]
-            ),
-            (
-                &json!(e.ns),
-                &json!(e.model),
-                &json!(e.endpoint),
-                &json!(false)
-            ),
+            (&r["namespace"], &r["model"], &r["endpoint"]),
+            (&json!(e.ns), &json!(e.model), &json!(e.endpoint)),
             "{id}"
         );
     }
@@ -534,6 +537,7 @@ async fn every_provider_is_accounted_to_the_token_and_the_nano_dollar() {
             "tool-answer",
             "retry",
             "error",
+            "cut",
         ] {
             let reqs = sent(step);
             let by: Vec<String> = reqs
