@@ -2,7 +2,8 @@
 REM One-click start of the containerised stack (docker-compose.dev.yml) on
 REM Windows: Redis, the three services, the mock upstream, Prometheus and
 REM Grafana; then seeds the demo namespace "demo" (model gpt-4o-mini,
-REM instance mock-1, a new API key) through the compose service demo-seed,
+REM instance mock-1, model claude-sonnet on the mock's Anthropic API, a new
+REM API key) through the compose service demo-seed,
 REM which prints the key and a curl example; then prints the URLs.
 REM start-monitoring.sh does the same elsewhere. Runbook: docs\operations.md
 REM Stop it with: docker compose -f docker-compose.dev.yml down

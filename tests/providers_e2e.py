@@ -83,10 +83,8 @@ def openai_traffic(name, p):
     assert r.choices[0].message.content == ANSWER, (name, r)
     assert r.choices[0].finish_reason == "stop", (name, r)
     u = r.usage
-    assert (u.prompt_tokens, u.completion_tokens, u.total_tokens) == (prompt, N + REASONING, prompt + N + REASONING), (
-        name,
-        u,
-    )
+    completion = N + REASONING
+    assert (u.prompt_tokens, u.completion_tokens, u.total_tokens) == (prompt, completion, prompt + completion), (name, u)
     assert u.prompt_tokens_details.cached_tokens == CACHED, (name, u)
     assert u.completion_tokens_details.reasoning_tokens == REASONING, (name, u)
     if write:
@@ -115,7 +113,7 @@ def openai_traffic(name, p):
     assert last.choices == [] and last.usage is not None, (name, last)
     assert [ch for ch in chunks if ch.usage is not None] == [last], (name, "one usage chunk")
     lu = last.usage
-    assert (lu.prompt_tokens, lu.completion_tokens) == (prompt, N + REASONING), (name, lu)
+    assert (lu.prompt_tokens, lu.completion_tokens) == (prompt, completion), (name, lu)
     assert lu.prompt_tokens_details.cached_tokens == CACHED, (name, lu)
     assert lu.completion_tokens_details.reasoning_tokens == REASONING, (name, lu)
 
@@ -184,9 +182,8 @@ def openai_traffic(name, p):
     rule(p, 1, {"abort_after_chunks": 2})
     text = ""
     try:
-        stream = call(
-            ids, "cut", create, model=model, messages=MSGS, stream=True, stream_options={"include_usage": True}
-        )
+        usage = {"include_usage": True}
+        stream = call(ids, "cut", create, model=model, messages=MSGS, stream=True, stream_options=usage)
         for ch in stream:
             assert ch.usage is None, (name, ch)
             if ch.choices:
@@ -225,10 +222,14 @@ def messages_traffic(name, p):
     assert streamed == ANSWER, (name, streamed)
     assert final.stop_reason == "end_turn", (name, final)
     fu = final.usage
-    assert (fu.input_tokens, fu.cache_read_input_tokens, fu.output_tokens) == (4, CACHED, N + REASONING), (name, fu)
+    assert (fu.input_tokens, fu.cache_read_input_tokens, fu.output_tokens) == (4, CACHED, N + REASONING), (
+        name,
+        fu,
+    )
 
     rule(p, 1, {"tool_call": True})
-    tools = [{"name": "get_weather", "description": "The weather of a place", "input_schema": TOOLS[0]["function"]["parameters"]}]
+    function = TOOLS[0]["function"]
+    tools = [{"name": function["name"], "description": function["description"], "input_schema": function["parameters"]}]
     m = call(ids, "tool", create, model=model, max_tokens=50, tools=tools, messages=msgs)
     use = [b for b in m.content if b.type == "tool_use"][0]
     assert use.name == "get_weather" and use.input == {"location": "Paris"}, (name, m)
