@@ -75,22 +75,22 @@ for _ in $(seq 1 150); do
     fi
     sleep 0.2
 done
+# One chat request with body $1; counts it in `ok` when answered 2xx.
+chat() {
+    if curl -fsS -o /dev/null --max-time 10 -N "$GATEWAY_URL/v1/chat/completions" \
+        -H "Authorization: Bearer $API_KEY" -H 'Content-Type: application/json' -d "$1"; then
+        ok=$((ok + 1))
+    fi
+}
 ok=0
 for i in $(seq 1 5); do
-    curl -fsS -o /dev/null --max-time 10 "$GATEWAY_URL/v1/chat/completions" \
-        -H "Authorization: Bearer $API_KEY" -H 'Content-Type: application/json' -d "$body" && ok=$((ok + 1))
-    curl -fsS -o /dev/null --max-time 10 -N "$GATEWAY_URL/v1/chat/completions" \
-        -H "Authorization: Bearer $API_KEY" -H 'Content-Type: application/json' \
-        -d "{\"model\":\"gpt-4o-mini\",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"messages\":[{\"role\":\"user\",\"content\":\"stream number $i\"}]}" \
-        && ok=$((ok + 1))
+    chat "$body"
+    chat "{\"model\":\"gpt-4o-mini\",\"stream\":true,\"stream_options\":{\"include_usage\":true},\"messages\":[{\"role\":\"user\",\"content\":\"stream number $i\"}]}"
 done
 say "sent 10 demo requests through the gateway ($ok answered 2xx)"
 ok=0
 for stream in false true; do
-    curl -fsS -o /dev/null --max-time 10 -N "$GATEWAY_URL/v1/chat/completions" \
-        -H "Authorization: Bearer $API_KEY" -H 'Content-Type: application/json' \
-        -d "{\"model\":\"claude-sonnet\",\"stream\":$stream,\"messages\":[{\"role\":\"user\",\"content\":\"Say hello from Anthropic\"}]}" \
-        && ok=$((ok + 1))
+    chat "{\"model\":\"claude-sonnet\",\"stream\":$stream,\"messages\":[{\"role\":\"user\",\"content\":\"Say hello from Anthropic\"}]}"
 done
 say "sent 2 requests to claude-sonnet, an Anthropic instance on the mock ($ok answered 2xx)"
 
