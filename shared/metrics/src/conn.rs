@@ -21,7 +21,9 @@ use crate::slots::key_slot;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::cluster_routing::{
+    AggregateOp, MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo,
+};
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -442,18 +444,19 @@ impl RedisHandle {
         r
     }
 
-    /// Waits until the writes sent on this handle before it reached at
-    /// least one replica of the server owning `key`, for at most `timeout`.
-    /// Returns how many replicas acknowledged (0 on a single server, where
-    /// nothing is asked).
-    pub async fn wait_replicated(&mut self, key: &str, timeout: Duration) -> RedisResult<i64> {
+    /// Waits until the writes sent on this handle so far reached at least
+    /// one replica (of every master, on a cluster), for at most `timeout`.
+    /// Returns the fewest replicas any master reported (0 on a single
+    /// server, where nothing is asked).
+    pub async fn wait_replicated(&mut self, timeout: Duration) -> RedisResult<i64> {
         let mut wait = redis::cmd("WAIT");
         wait.arg(1).arg(timeout.as_millis() as u64);
         match self {
             RedisHandle::Single(_) => Ok(0),
             RedisHandle::Cluster(c) => {
-                let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(
-                    Route::new(key_slot(key.as_bytes()), SlotAddr::Master),
+                let route = RoutingInfo::MultiNode((
+                    MultipleNodeRoutingInfo::AllMasters,
+                    Some(ResponsePolicy::Aggregate(AggregateOp::Min)),
                 ));
                 let v = c.route_command(&wait, route).await?;
                 redis::from_owned_redis_value(v)
@@ -552,9 +555,10 @@ pub trait Placement: ConnectionLike + Send {
         false
     }
 
-    /// Waits for the writes sent so far to reach a replica of the server
-    /// owning `key` (cluster and Sentinel); a no-op on a single server.
-    fn confirm<'a>(&'a mut self, _key: &'a str) -> RedisFuture<'a, ()> {
+    /// Waits for the writes sent so far (to the servers owning `keys`) to
+    /// reach a replica, on a cluster or Sentinel master; a no-op on a
+    /// single server or when `keys` is empty.
+    fn confirm<'a>(&'a mut self, _keys: &'a [&'a str]) -> RedisFuture<'a, ()> {
         Box::pin(async { Ok(()) })
     }
 }
@@ -570,12 +574,12 @@ impl Placement for RedisHandle {
         matches!(self, RedisHandle::Cluster(_))
     }
 
-    fn confirm<'a>(&'a mut self, key: &'a str) -> RedisFuture<'a, ()> {
+    fn confirm<'a>(&'a mut self, keys: &'a [&'a str]) -> RedisFuture<'a, ()> {
         Box::pin(async move {
-            if self.topology() == Topology::Single {
+            if self.topology() == Topology::Single || keys.is_empty() {
                 return Ok(());
             }
-            let n = self.wait_replicated(key, REPLICA_WAIT).await?;
+            let n = self.wait_replicated(REPLICA_WAIT).await?;
             if n < 1 {
                 tracing::debug!(
                     "a write was acknowledged by its master only (no replica within {REPLICA_WAIT:?})"
