@@ -213,10 +213,7 @@ impl Writer {
     }
 
     /// Takes over entries left pending by writers that went away.
-    async fn claim_abandoned(
-        &self,
-        conn: &mut aigw_metrics::RedisHandle,
-    ) -> Result<(), StepError> {
+    async fn claim_abandoned(&self, conn: &mut aigw_metrics::RedisHandle) -> Result<(), StepError> {
         let mut cursor = "0-0".to_string();
         // Bounded per round so new entries are not starved by a huge backlog.
         for _ in 0..64 {

@@ -21,9 +21,7 @@ use crate::slots::key_slot;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::{
-    AggregateOp, MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo,
-};
+use redis::cluster_routing::{AggregateOp, MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -146,7 +144,11 @@ fn node_url(addr: &str, password: Option<&str>) -> String {
 impl Target {
     fn parse(url: &str, timeouts: RedisTimeouts) -> RedisResult<Target> {
         let lower = url.get(..20).unwrap_or(url).to_ascii_lowercase();
-        if lower.starts_with("rediss+") || (lower.starts_with("redis+") && !lower.starts_with(CLUSTER_SCHEME) && !lower.starts_with(SENTINEL_SCHEME)) {
+        if lower.starts_with("rediss+")
+            || (lower.starts_with("redis+")
+                && !lower.starts_with(CLUSTER_SCHEME)
+                && !lower.starts_with(SENTINEL_SCHEME))
+        {
             return Err(invalid(
                 "redis URL",
                 "unknown scheme (TLS to a cluster or through Sentinel is not supported)".into(),
@@ -199,9 +201,8 @@ impl Target {
             let db: i64 = if db.is_empty() {
                 0
             } else {
-                db.parse().map_err(|_| {
-                    invalid("redis URL", format!("database {db:?} is not a number"))
-                })?
+                db.parse()
+                    .map_err(|_| invalid("redis URL", format!("database {db:?} is not a number")))?
             };
             let info = SentinelNodeConnectionInfo {
                 tls_mode: None,
@@ -322,9 +323,13 @@ impl RedisConn {
                 RedisHandle::Cluster(self.bounded(client.get_async_connection()).await?)
             }
             Target::Sentinel { client, .. } => {
-                let master = self.bounded(async { client.lock().await.async_get_client().await }).await?;
+                let master = self
+                    .bounded(async { client.lock().await.async_get_client().await })
+                    .await?;
                 let conn = self
-                    .bounded(master.get_multiplexed_async_connection_with_config(&self.node_config()))
+                    .bounded(
+                        master.get_multiplexed_async_connection_with_config(&self.node_config()),
+                    )
                     .await?;
                 RedisHandle::Sentinel(conn, Arc::new(AtomicBool::new(false)))
             }

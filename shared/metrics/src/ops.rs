@@ -2,10 +2,10 @@
 //! that make writes exactly-once: one keyed by a flush id (the batched
 //! writer), one keyed by record id (consumers of at-least-once streams).
 
+use crate::conn::Placement;
 use crate::family::{bucket_field, Family, Kind};
 use crate::keys;
 use crate::metric::{Counter, Gauge, Histogram, LabelSet, MaxGauge, SetGauge};
-use crate::conn::Placement;
 use crate::slots::{in_slot, key_slot};
 use redis::Script;
 use std::sync::LazyLock;
@@ -821,7 +821,12 @@ impl OnceBatch {
             Outcome::AllNew(n) => n,
             Outcome::Each(v) => redis::from_owned_redis_value::<i64>(v)? as usize,
         };
-        let first: Vec<&str> = self.records.first().map(|r| r.0.as_str()).into_iter().collect();
+        let first: Vec<&str> = self
+            .records
+            .first()
+            .map(|r| r.0.as_str())
+            .into_iter()
+            .collect();
         conn.confirm(&first).await?;
         Ok(n)
     }
@@ -898,7 +903,12 @@ impl OnceBatch {
         let mut markers = Vec::new();
         for batch in per_slot.values() {
             let flags: Vec<bool> = match batch
-                .apply_here(conn, marker_ttl_s, &ONCE_FAST_SLOT_SCRIPT, &ONCE_SLOT_SCRIPT)
+                .apply_here(
+                    conn,
+                    marker_ttl_s,
+                    &ONCE_FAST_SLOT_SCRIPT,
+                    &ONCE_SLOT_SCRIPT,
+                )
                 .await?
             {
                 Outcome::AllNew(_) => vec![true; batch.records.len()],

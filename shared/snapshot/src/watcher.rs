@@ -17,9 +17,9 @@
 //! logged and skipped.
 
 use aigw_metrics::keys::{CONFIG_CHANNEL, CONFIG_SNAPSHOT, CONFIG_VERSION};
+use aigw_metrics::{RedisConn, RedisHandle};
 use aigw_types::ConfigSnapshot;
 use futures_util::StreamExt;
-use aigw_metrics::{RedisConn, RedisHandle};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

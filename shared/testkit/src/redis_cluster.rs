@@ -124,7 +124,14 @@ fn parse_nodes(text: &str) -> Vec<NodeLine> {
     text.lines()
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            let port: u16 = f.get(1)?.split('@').next()?.rsplit(':').next()?.parse().ok()?;
+            let port: u16 = f
+                .get(1)?
+                .split('@')
+                .next()?
+                .rsplit(':')
+                .next()?
+                .parse()
+                .ok()?;
             let flags = f.get(2)?;
             let slots = f
                 .iter()
@@ -188,7 +195,12 @@ impl RedisCluster {
             .await;
         }
         let mut args: Vec<String> = vec!["--cluster".into(), "create".into()];
-        args.extend(cluster.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)));
+        args.extend(
+            cluster
+                .nodes
+                .iter()
+                .map(|n| format!("127.0.0.1:{}", n.port)),
+        );
         args.extend([
             "--cluster-replicas".into(),
             "1".into(),
