@@ -307,7 +307,16 @@ impl RedisConn {
                 return Ok(h.clone());
             }
         }
-        let h = match &*self.target {
+        let h = self.connect_new().await?;
+        *slot = Some(h.clone());
+        Ok(h)
+    }
+
+    /// A new connection of its own, not shared with [`Self::get`]: for a
+    /// reader that replaces its connection whenever a call on it fails or
+    /// hangs.
+    pub async fn connect_new(&self) -> RedisResult<RedisHandle> {
+        Ok(match &*self.target {
             Target::Single(client) => {
                 let cfg = ConnectionManagerConfig::new()
                     .set_connection_timeout(self.timeouts.connect)
@@ -333,9 +342,7 @@ impl RedisConn {
                     .await?;
                 RedisHandle::Sentinel(conn, Arc::new(AtomicBool::new(false)))
             }
-        };
-        *slot = Some(h.clone());
-        Ok(h)
+        })
     }
 
     fn node_config(&self) -> redis::AsyncConnectionConfig {

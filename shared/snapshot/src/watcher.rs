@@ -112,7 +112,8 @@ impl SnapshotWatcher {
     }
 
     async fn connect(&self) -> Result<RedisHandle, WatchError> {
-        self.bounded("connecting", self.redis.get()).await
+        // A connection per session: one that hung is replaced, not reused.
+        self.bounded("connecting", self.redis.connect_new()).await
     }
 
     /// One bounded read of the snapshot, installed if newer. Returns the
