@@ -295,7 +295,7 @@ impl Limiter {
             if conn.clustered() {
                 let member = lease.as_ref().map_or("", |(_, m)| m.as_str());
                 let ttl_ms = self.leases.ttl().as_millis() as u64;
-                let limits = (u64::from(rpm), u64::from(tpm), u64::from(max));
+                let limits = (u64::from(rpm), tpm, u64::from(max));
                 return check_per_slot(&mut conn, code, limits, member, ttl_ms).await;
             }
             CHECK_SCRIPT

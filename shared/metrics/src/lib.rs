@@ -5,7 +5,8 @@
 //!   Redis family, name, help, unit and label struct, rendered from that.
 //! - [`recorder`] and [`writer`]: the batched, exactly-once writer. Recording
 //!   is an atomic add in process; a background flusher applies the deltas
-//!   and queued usage records in one script call per interval.
+//!   and queued usage records in one script call per interval (one per
+//!   hash slot on a Redis Cluster).
 //! - [`ops`]: the write scripts, also usable directly by stream consumers
 //!   that need per-record idempotence ([`ops::OnceBatch`]).
 //! - [`collector`]: the Redis-backed Prometheus exposition for `/metrics`.
