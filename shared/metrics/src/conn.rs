@@ -112,7 +112,7 @@ fn split_multi(rest: &str) -> RedisResult<(Option<String>, Vec<String>, &str)> {
                         .into(),
                 ));
             }
-            (!pw.is_empty()).then(|| pw.to_string())
+            (!pw.is_empty()).then(|| percent_decode(pw)).transpose()?
         }
     };
     let mut addrs = Vec::new();
@@ -134,10 +134,39 @@ fn split_multi(rest: &str) -> RedisResult<(Option<String>, Vec<String>, &str)> {
     Ok((password, addrs, path))
 }
 
-fn node_url(addr: &str, password: Option<&str>) -> String {
-    match password {
-        Some(pw) => format!("redis://:{pw}@{addr}/"),
-        None => format!("redis://{addr}/"),
+/// A password as written in a URL: `%XX` escapes decoded.
+fn percent_decode(s: &str) -> RedisResult<String> {
+    let bad = || {
+        invalid(
+            "redis URL",
+            "the password holds a malformed %-escape".into(),
+        )
+    };
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = s.get(i + 1..i + 3).ok_or_else(bad)?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad())
+}
+
+/// Where a node of a node list is, with the password (already decoded).
+fn node_info(addr: &str, password: Option<&str>) -> redis::ConnectionInfo {
+    let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "6379"));
+    redis::ConnectionInfo {
+        addr: redis::ConnectionAddr::Tcp(host.to_string(), port.parse().unwrap_or(6379)),
+        redis: redis::RedisConnectionInfo {
+            password: password.map(str::to_string),
+            ..Default::default()
+        },
     }
 }
 
@@ -165,7 +194,7 @@ impl Target {
             let mut b = ClusterClient::builder(
                 seeds
                     .iter()
-                    .map(|a| node_url(a, password.as_deref()))
+                    .map(|a| node_info(a, password.as_deref()))
                     .collect::<Vec<_>>(),
             )
             .connection_timeout(timeouts.connect)
@@ -215,7 +244,7 @@ impl Target {
             let client = SentinelClient::build(
                 sentinels
                     .iter()
-                    .map(|a| node_url(a, None))
+                    .map(|a| node_info(a, None))
                     .collect::<Vec<_>>(),
                 master.to_string(),
                 Some(info),
@@ -609,6 +638,8 @@ mod tests {
     #[test]
     fn urls() {
         let c = RedisConn::new("redis+cluster://:s3cret@127.0.0.1:7000,127.0.0.1:7001").unwrap();
+        assert_eq!(percent_decode("a%2Fb%40c").unwrap(), "a/b@c");
+        assert!(RedisConn::new("redis+cluster://:a%2@h1:7000").is_err());
         assert_eq!(c.topology(), Topology::Cluster);
         let dbg = format!("{c:?}");
         assert!(dbg.contains("127.0.0.1:7001"), "{dbg}");
