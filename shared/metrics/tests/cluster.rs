@@ -1,6 +1,7 @@
 //! The batched writer and once-batches on a real Redis Cluster (3 masters,
 //! 3 replicas): exact counts with keys spread over every master, and with a
-//! master SIGKILLed mid-load while its replica takes over.
+//! master SIGKILLed mid-load while its replica takes over; and through
+//! Sentinel (1 master, 1 replica, 3 sentinels) across a failover.
 
 use aigw_metrics::families::gateway::{Namespace, NsStatus, NS_CONCURRENT, NS_REQUESTS, NS_STATUS};
 use aigw_metrics::ops::apply_flush;
@@ -274,4 +275,64 @@ async fn a_master_killed_mid_load_loses_and_doubles_nothing() {
     assert!(failed > 0, "the kill hit flushes in flight");
     let n = recorded.load(Ordering::Relaxed);
     assert_exact(&cluster, &expected(n)).await;
+}
+
+/// Through Sentinel: the master is SIGKILLed mid-load and the sentinels
+/// promote its replica; the writer follows the new master and every
+/// increment is there exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sentinel_failover_mid_load_loses_and_doubles_nothing() {
+    let mut sentinel = aigw_testkit::RedisSentinel::start().await;
+    let conn = RedisConn::new(&sentinel.url()).unwrap();
+    assert_eq!(conn.topology(), Topology::Sentinel);
+    let rec = Recorder::new(RecorderConfig::for_service("sentinel"));
+    let cancel = CancellationToken::new();
+    let flusher = spawn_flusher(
+        rec.clone(),
+        conn.clone(),
+        Duration::from_millis(10),
+        Duration::from_secs(30),
+        cancel.clone(),
+    );
+    let recorded = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (rec, recorded, stop) = (rec.clone(), recorded.clone(), stop.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                record(&rec, i);
+                i += 1;
+                recorded.store(i, Ordering::Relaxed);
+                if i % 64 == 0 {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        })
+    };
+    while recorded.load(Ordering::Relaxed) < 20_000 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sentinel.kill_master().await;
+    let at_failover = recorded.load(Ordering::Relaxed);
+    while recorded.load(Ordering::Relaxed) < at_failover + 20_000 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    let n = recorded.load(Ordering::Relaxed);
+    cancel.cancel();
+    flusher.await.unwrap();
+    flush_until_clean(&rec, &conn).await;
+    let (_, failed) = rec.flush_stats();
+    assert!(failed > 0, "the kill hit flushes");
+    let mut c = redis::Client::open(sentinel.master_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for (k, v) in expected(n) {
+        let got: Option<i64> = redis::cmd("GET").arg(&k).query_async(&mut c).await.unwrap();
+        assert_eq!(got, Some(v), "{k}");
+    }
 }

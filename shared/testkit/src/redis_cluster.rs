@@ -425,7 +425,7 @@ async fn cluster_nodes(port: u16) -> Option<Vec<NodeLine>> {
 /// killed when dropped.
 pub struct RedisSentinel {
     master: Node,
-    _replica: Node,
+    replica: Node,
     sentinels: Vec<Node>,
 }
 
@@ -491,7 +491,7 @@ impl RedisSentinel {
         }
         RedisSentinel {
             master,
-            _replica: replica,
+            replica,
             sentinels,
         }
     }
@@ -506,8 +506,42 @@ impl RedisSentinel {
         format!("redis+sentinel://{}/{SENTINEL_MASTER}", s.join(","))
     }
 
-    /// The master's own URL, for the test's direct reads.
+    /// The current master's own URL, for the test's direct reads.
     pub fn master_url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.master.port)
+        let port = if self.master.child.is_some() {
+            self.master.port
+        } else {
+            self.replica.port
+        };
+        format!("redis://127.0.0.1:{port}")
+    }
+
+    /// SIGKILLs the master and waits until the sentinels promoted the
+    /// replica and name it as the master.
+    pub async fn kill_master(&mut self) {
+        self.master.kill();
+        let rp = self.replica.port;
+        until(60, "the replica was not promoted", || async move {
+            matches!(info(rp, "replication").await, Some(r) if field(&r, "role") == Some("master"))
+        })
+        .await;
+        for s in &self.sentinels {
+            let sp = s.port;
+            until(
+                60,
+                "a sentinel does not name the new master",
+                || async move {
+                    let a: Option<Vec<String>> = query(
+                        sp,
+                        redis::cmd("SENTINEL")
+                            .arg("get-master-addr-by-name")
+                            .arg(SENTINEL_MASTER),
+                    )
+                    .await;
+                    a.is_some_and(|a| a.get(1).map(String::as_str) == Some(rp.to_string().as_str()))
+                },
+            )
+            .await;
+        }
     }
 }
