@@ -6,7 +6,8 @@
 //! gateway's counters equal the answers the client received and the
 //! token-service's totals and cost are exact — nothing lost, nothing
 //! doubled (every exactly-once batch waits for a replica before it counts
-//! as written, and one that failed is retried under its markers).
+//! as written, and one that failed is retried under its markers), and the
+//! config-center's spend ledger holds one row per answer.
 //! Through Sentinel: the services connect, a snapshot is published and
 //! read, and requests are counted.
 
@@ -46,6 +47,23 @@ async fn assert_counted(s: &Stack, ns: &str, ok: i64, global: i64) {
     assert_eq!(t.tokens_in, ok * PROMPT_TOKENS);
     assert_eq!(t.tokens_out, ok * COMPLETION_TOKENS);
     assert_eq!(t.errors, 0);
+    // The config-center's ledger writer (a blocking group read of
+    // `usage:ledger`) stored one row per answered request.
+    let path = format!("/api/v1/usage?namespace={ns}");
+    let rows = || async {
+        let a = s.admin(reqwest::Method::GET, &path, None).await;
+        a.body["total"]["requests"].as_i64()
+    };
+    let stored = eventually(Duration::from_secs(30), || async {
+        rows().await == Some(ok)
+    })
+    .await;
+    assert!(stored, "ledger rows of {ns}: {:?}, want {ok}", rows().await);
+    let a = s.admin(reqwest::Method::GET, &path, None).await;
+    assert_eq!(
+        a.body["total"]["cost_nano_usd"].as_i64(),
+        Some(ok * COST_NUSD)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
