@@ -35,9 +35,9 @@
 //! | `metrics:replicas` | set | every replica id that has written per-replica gauges |
 //! | `metrics:replica:{replica}` | string with TTL | liveness: present while the replica flushes |
 //! | `metrics:flush:{replica}:{seq}` | string with TTL | a flush that was applied (exactly-once marker) |
-//! | `metrics:flush:{replica}:{seq}:{{tag}}` | string with TTL | on a Redis Cluster: the part of a flush in the slot of hash tag `tag` was applied ([`crate::slots::in_slot`]) |
+//! | `metrics:flush:{replica}:{seq}:` + `{` + tag + `}` | string with TTL | on a Redis Cluster: the part of a flush in the slot of hash tag `tag` was applied ([`crate::slots::in_slot`]) |
 //! | `metrics:once:{scope}:{id}` | string with TTL | a record that was applied (idempotence marker) |
-//! | `metrics:once:{scope}:{id}:{{tag}}` | string with TTL | on a Redis Cluster: the record's writes in the slot of `tag` were applied |
+//! | `metrics:once:{scope}:{id}:` + `{` + tag + `}` | string with TTL | on a Redis Cluster: the record's writes in the slot of `tag` were applied |
 //!
 //! On a Redis Cluster every script and `MULTI` touches keys of one slot:
 //! a flush or once-batch is split by slot and each part carries its own
