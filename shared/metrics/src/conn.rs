@@ -173,11 +173,11 @@ fn node_info(addr: &str, password: Option<&str>) -> redis::ConnectionInfo {
 impl Target {
     fn parse(url: &str, timeouts: RedisTimeouts) -> RedisResult<Target> {
         let lower = url.get(..20).unwrap_or(url).to_ascii_lowercase();
-        if lower.starts_with("rediss+")
-            || (lower.starts_with("redis+")
-                && !lower.starts_with(CLUSTER_SCHEME)
-                && !lower.starts_with(SENTINEL_SCHEME))
-        {
+        let other_plus = lower.starts_with("redis+")
+            && !lower.starts_with(CLUSTER_SCHEME)
+            && !lower.starts_with(SENTINEL_SCHEME)
+            && !lower.starts_with("redis+unix:");
+        if lower.starts_with("rediss+") || other_plus {
             return Err(invalid(
                 "redis URL",
                 "unknown scheme (TLS to a cluster or through Sentinel is not supported)".into(),
@@ -282,7 +282,7 @@ pub fn check_url(url: &str) -> Result<(), String> {
 
 fn is_multi(url: &str) -> bool {
     let lower = url.get(..20).unwrap_or(url).to_ascii_lowercase();
-    ["redis+", "rediss+"].iter().any(|p| lower.starts_with(p))
+    ["redis+", "rediss+"].iter().any(|p| lower.starts_with(p)) && !lower.starts_with("redis+unix:")
 }
 
 /// The deployment a handle talks to.
@@ -651,6 +651,8 @@ mod tests {
         assert!(check_url("redis+cluster://h1:7000,h2:7001").is_ok());
         assert!(check_url("redis+sentinel://h1:26379/m/2").is_ok());
         assert!(check_url("http://h1:26379").is_err());
+        assert!(check_url("redis+unix:///run/redis.sock").is_ok());
+        assert!(check_url("unix:///run/redis.sock").is_ok());
         assert_eq!(
             RedisConn::new("redis://127.0.0.1:6379").unwrap().topology(),
             Topology::Single
