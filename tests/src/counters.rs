@@ -6,7 +6,17 @@ use std::collections::BTreeMap;
 impl Stack {
     /// An integer key (0 when absent).
     pub async fn int(&self, key: &str) -> i64 {
-        let mut c = self.redis.conn().await;
+        if let Some(cluster) = &self.cluster {
+            return cluster.get_i64(key).await;
+        }
+        let mut c = match &self.sentinel {
+            Some(s) => redis::Client::open(s.master_url())
+                .expect("master url")
+                .get_multiplexed_async_connection()
+                .await
+                .expect("connect to the sentinel master"),
+            None => self.redis.conn().await,
+        };
         let v: Option<i64> = redis::cmd("GET")
             .arg(key)
             .query_async(&mut c)

@@ -10,7 +10,7 @@
 //! counts), [`crate::raw_http`], [`crate::report`] and [`crate::wait`];
 //! `/metrics` text is read with `aigw_testkit::prom`.
 
-use aigw_testkit::{free_port, Proc, RedisServer, TempDir};
+use aigw_testkit::{free_port, Proc, RedisCluster, RedisSentinel, RedisServer, TempDir};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -170,6 +170,20 @@ pub struct StackOptions {
     /// The config-center's `DATABASE_URL`; `None`: a fresh SQLite file,
     /// [`Stack::sqlite_path`].
     pub database_url: Option<String>,
+    /// Which Redis the services use (`REDIS_URL`).
+    pub redis: RedisKind,
+}
+
+/// The Redis deployment of a stack.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RedisKind {
+    /// One redis-server ([`Stack::redis`]).
+    #[default]
+    Single,
+    /// A local Redis Cluster, 3 masters and 3 replicas ([`Stack::cluster`]).
+    Cluster,
+    /// A master, a replica and 3 sentinels ([`Stack::sentinel`]).
+    Sentinel,
 }
 
 impl Default for StackOptions {
@@ -184,6 +198,7 @@ impl Default for StackOptions {
             token_service_env: Vec::new(),
             config_center_env: Vec::new(),
             database_url: None,
+            redis: RedisKind::Single,
         }
     }
 }
@@ -205,7 +220,11 @@ fn merge(mut base: Vec<(String, String)>, extra: &[(String, String)]) -> Vec<(St
 
 /// The running stack.
 pub struct Stack {
+    /// The single Redis (started for every stack; the services use it
+    /// unless [`StackOptions::redis`] names another deployment).
     pub redis: RedisServer,
+    pub cluster: Option<RedisCluster>,
+    pub sentinel: Option<RedisSentinel>,
     pub http: reqwest::Client,
     pub cc: Svc,
     pub ts: Svc,
@@ -219,6 +238,19 @@ impl Stack {
     /// off), the mocks and the gateways, each ready.
     pub async fn start(o: StackOptions) -> Stack {
         let redis = RedisServer::start().await;
+        let cluster = match o.redis {
+            RedisKind::Cluster => Some(RedisCluster::start().await),
+            _ => None,
+        };
+        let sentinel = match o.redis {
+            RedisKind::Sentinel => Some(RedisSentinel::start().await),
+            _ => None,
+        };
+        let redis_url = match (&cluster, &sentinel) {
+            (Some(c), _) => c.url(),
+            (_, Some(s)) => s.url(),
+            _ => redis.url(),
+        };
         let db = TempDir::new("stack-db");
         let db_url = o
             .database_url
@@ -232,7 +264,7 @@ impl Stack {
             "/ready",
             merge(
                 env(&[
-                    ("REDIS_URL", redis.url()),
+                    ("REDIS_URL", redis_url.clone()),
                     ("DATABASE_URL", db_url),
                     ("ADMIN_TOKEN", ADMIN_TOKEN.into()),
                     ("BIND_ADDR", "127.0.0.1".into()),
@@ -256,7 +288,7 @@ impl Stack {
             "/health",
             merge(
                 env(&[
-                    ("REDIS_URL", redis.url()),
+                    ("REDIS_URL", redis_url.clone()),
                     ("BIND_ADDR", "127.0.0.1".into()),
                     ("RUST_LOG", log.clone()),
                     ("METRICS_FLUSH_INTERVAL", flush.clone()),
@@ -298,7 +330,7 @@ impl Stack {
                 "/health",
                 merge(
                     env(&[
-                        ("REDIS_URL", redis.url()),
+                        ("REDIS_URL", redis_url.clone()),
                         ("BIND_ADDR", "127.0.0.1".into()),
                         ("RUST_LOG", log.clone()),
                         ("METRICS_FLUSH_INTERVAL", flush.clone()),
@@ -315,6 +347,8 @@ impl Stack {
         }
         let mut s = Stack {
             redis,
+            cluster,
+            sentinel,
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .pool_max_idle_per_host(64)

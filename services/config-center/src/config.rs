@@ -200,8 +200,9 @@ impl Config {
         {
             return invalid("DATABASE_URL", "must start with sqlite: or postgres://");
         }
-        if redis::Client::open(self.redis_url.expose()).is_err() {
-            return invalid("REDIS_URL", "not a redis:// URL");
+        if let Err(message) = aigw_metrics::conn::check_url(self.redis_url.expose()) {
+            // The message never echoes the URL (it may hold a password).
+            return invalid("REDIS_URL", &message);
         }
         for (var, n) in [
             ("MAX_BODY_BYTES", self.max_body_bytes),

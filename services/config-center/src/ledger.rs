@@ -156,7 +156,7 @@ impl Writer {
             st.last_claim = Some(Instant::now());
         }
         if st.reader.is_none() {
-            st.reader = Some(self.redis.dedicated().await?);
+            st.reader = Some(self.redis.dedicated(keys::LEDGER_STREAM).await?);
         }
         let reader = st.reader.as_mut().expect("reader just set");
         let batch = match st.ahead.take() {
@@ -213,10 +213,7 @@ impl Writer {
     }
 
     /// Takes over entries left pending by writers that went away.
-    async fn claim_abandoned(
-        &self,
-        conn: &mut redis::aio::ConnectionManager,
-    ) -> Result<(), StepError> {
+    async fn claim_abandoned(&self, conn: &mut aigw_metrics::RedisHandle) -> Result<(), StepError> {
         let mut cursor = "0-0".to_string();
         // Bounded per round so new entries are not starved by a huge backlog.
         for _ in 0..64 {
@@ -239,7 +236,7 @@ impl Writer {
     /// Stores a batch, then acknowledges and deletes its entries.
     async fn store_batch(
         &self,
-        conn: &mut redis::aio::ConnectionManager,
+        conn: &mut aigw_metrics::RedisHandle,
         batch: Batch,
     ) -> Result<(), StepError> {
         let ids = self.commit_batch(batch).await?;

@@ -23,13 +23,20 @@
 #   '{"max_concurrency":1000}' measures the fleet-wide concurrency check,
 #   '{"rpm":100000000}' the RPM window),
 #   ANTHROPIC (1: also streamed chat to an Anthropic instance of the same
-#   mock, translated to OpenAI's chunks by the gateway; gateways only).
-# Output: one line per run, then medians per target; raw loadgen JSON in
-# target/bench-cpu/.
+#   mock, translated to OpenAI's chunks by the gateway; gateways only),
+#   REDIS (single: one redis-server; cluster: a local Redis Cluster of 3
+#   masters and 3 replicas, the gateways on redis+cluster://),
+#   BIN (directory of the binaries, default target/release; with BUILD=0
+#   e.g. target/debug).
+# Output: one line per run, then medians per target and the Redis commands
+# per request (INFO commandstats summed over the masters, from the first
+# warm-up to the last flush); raw loadgen JSON in target/bench-cpu/.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 root=$(pwd)
-bin=$root/target/release
+bin=${BIN:-$root/target/release}
+case "$bin" in /*) ;; *) bin=$root/$bin ;; esac
+REDIS=${REDIS:-single}
 
 REQUESTS=${REQUESTS:-100000}
 CONNS=${CONNS:-64}
@@ -83,12 +90,50 @@ wait_http() {
   echo "not up: $1" >&2; return 1
 }
 
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
-  >"$work/redis.log" 2>&1 &
-pids+=($!)
-rcli() { redis-cli -p "$redis_port" "$@"; }
-for _ in $(seq 50); do rcli ping >/dev/null 2>&1 && break; sleep 0.1; done
+redis_ports=()
+if [ "$REDIS" = cluster ]; then
+  for n in 1 2 3 4 5 6; do
+    p=$(free_port); bus=$(free_port)
+    mkdir -p "$work/node$n"
+    redis-server --port "$p" --bind 127.0.0.1 --save '' --appendonly no --dir "$work/node$n" \
+      --cluster-enabled yes --cluster-port "$bus" --cluster-config-file nodes.conf \
+      --cluster-node-timeout 2000 >"$work/redis$n.log" 2>&1 &
+    pids+=($!)
+    redis_ports+=("$p")
+  done
+  for p in "${redis_ports[@]}"; do
+    for _ in $(seq 50); do redis-cli -p "$p" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  done
+  redis-cli --cluster create $(printf '127.0.0.1:%s ' "${redis_ports[@]}") \
+    --cluster-replicas 1 --cluster-yes >"$work/cluster-create.log"
+  for p in "${redis_ports[@]}"; do
+    for _ in $(seq 100); do
+      redis-cli -p "$p" cluster info | grep -q 'cluster_state:ok' && break; sleep 0.1
+    done
+  done
+  redis_port=${redis_ports[0]}
+  redis_url="redis+cluster://$(printf '127.0.0.1:%s,' "${redis_ports[@]}" | sed 's/,$//')"
+  rcli() { redis-cli -c -p "$redis_port" "$@"; }
+else
+  redis_port=$(free_port)
+  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
+    >"$work/redis.log" 2>&1 &
+  pids+=($!)
+  redis_ports+=("$redis_port")
+  redis_url="redis://127.0.0.1:$redis_port"
+  rcli() { redis-cli -p "$redis_port" "$@"; }
+  for _ in $(seq 50); do rcli ping >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+# Commands executed by the masters (replication to replicas not counted).
+redis_calls() {
+  local p sum=0 n
+  for p in "${redis_ports[@]}"; do
+    redis-cli -p "$p" info replication | grep -q '^role:master' || continue
+    n=$(redis-cli -p "$p" info commandstats | sed -n 's/^cmdstat_[^:]*:calls=\([0-9]*\),.*/\1/p' | paste -sd+ - | bc)
+    sum=$(( sum + ${n:-0} ))
+  done
+  echo "$sum"
+}
 
 mock_port=$(free_port)
 MOCK_PORT=$mock_port BIND_ADDR=127.0.0.1 MOCK_CHUNKS=$MOCK_CHUNKS RUST_LOG=warn \
@@ -120,7 +165,7 @@ for g in "${gateways[@]}"; do
   name="gw$i"
   port=$(free_port)
   env ${GATEWAY_WORKERS:+GATEWAY_WORKERS=$GATEWAY_WORKERS} GATEWAY_PORT="$port" BIND_ADDR=127.0.0.1 \
-    REDIS_URL="redis://127.0.0.1:$redis_port" RUST_LOG="$GW_RUST_LOG" "$g" >"$work/$name.log" 2>&1 &
+    REDIS_URL="$redis_url" RUST_LOG="$GW_RUST_LOG" "$g" >"$work/$name.log" 2>&1 &
   pids+=($!)
   pid[$name]=$!
   url[$name]="http://127.0.0.1:$port/v1/chat/completions"
@@ -196,7 +241,8 @@ run() {
     "$(jq .errors "$j")" "$(jq '.watch[0].cpu_us_per_request' "$j")"
 }
 
-echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; redis: $REDIS"
+calls_before=$(redis_calls)
 echo "warm-up"
 for t in "${targets[@]}"; do run "warmup-$t" chat "$t" -n 20000 >/dev/null; done
 for r in $(seq "$ROUNDS"); do
@@ -230,4 +276,8 @@ for _ in $(seq 50); do
   sleep 0.2
 done
 echo "accounting: metrics:global:total_requests = $got, responses through the gateways = $expected"
+sleep 2
+calls_after=$(redis_calls)
+# Includes the idle flushes and this script's own INFO calls (a few per node).
+echo "redis ($REDIS): $(( calls_after - calls_before )) commands for $expected requests: $(echo "scale=4; ($calls_after - $calls_before) / $expected" | bc) per request"
 [ "$got" = "$expected" ] || { echo "ACCOUNTING MISMATCH" >&2; exit 1; }

@@ -185,9 +185,9 @@ impl Settings {
             // Renewed every third of it: shorter would renew in a loop.
             return err("CONCURRENCY_LEASE_TTL", "must be at least 300ms");
         }
-        if redis::Client::open(self.redis_url.expose()).is_err() {
-            // The URL may hold a password: it is not echoed.
-            return err("REDIS_URL", "not a valid redis:// URL");
+        if let Err(message) = aigw_metrics::conn::check_url(self.redis_url.expose()) {
+            // The message never echoes the URL (it may hold a password).
+            return err("REDIS_URL", &message);
         }
         Ok(())
     }

@@ -33,12 +33,12 @@ impl SnapshotSink for RoutingStore {
 /// Watches until `cancel` fires.
 pub fn spawn(
     store: Arc<RoutingStore>,
-    client: redis::Client,
+    redis: aigw_metrics::RedisConn,
     poll_interval: Duration,
     cancel: CancellationToken,
 ) -> JoinHandle<()> {
     SnapshotWatcher::new(
-        client,
+        redis,
         WatcherSettings {
             poll_interval,
             ..WatcherSettings::default()

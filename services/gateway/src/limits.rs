@@ -26,7 +26,7 @@ use crate::error::{GatewayError, LimitReason};
 use crate::lease::{Lease, LeaseBook};
 use crate::namespace::ConcurrencySlot;
 use crate::routing::{NamespaceRoute, RoutingStore};
-use aigw_metrics::RedisConn;
+use aigw_metrics::{Placement, RedisConn};
 use aigw_service::clock;
 use aigw_types::BudgetMonth;
 use redis::Script;
@@ -99,6 +99,134 @@ return {0, 0}
     )
 });
 
+/// The same checks on a Redis Cluster, where the three keys live in
+/// different slots: one script per key, in the order of [`CHECK_SCRIPT`]
+/// (concurrency, RPM, TPM), each undoing what the earlier ones took when it
+/// refuses. KEYS: the in-flight set. ARGV: max concurrency, lease member,
+/// lease TTL in ms. {0, 0} when the lease was added, {3, 1} when full.
+static CLUSTER_INFLIGHT_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return {3, 1} end
+redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[3]), ARGV[2])
+local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+redis.call('PEXPIREAT', KEYS[1], last[2])
+return {0, 0}
+"#,
+    )
+});
+
+/// On a cluster: KEYS: one window hash (RPM or TPM). ARGV: limit, what to
+/// answer when it is reached (1 RPM, 2 TPM), whether to count this request
+/// in it (1 for RPM). {0, second counted in (or 0)} when under the limit,
+/// {code, retry_after} otherwise.
+static CLUSTER_WINDOW_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local now = tonumber(redis.call('TIME')[1])
+local lo = now - 59
+local h = redis.call('HGETALL', KEYS[1])
+local used, oldest = 0, now
+for i = 1, #h, 2 do
+  local s = tonumber(h[i])
+  if s < lo then
+    redis.call('HDEL', KEYS[1], h[i])
+  else
+    used = used + tonumber(h[i + 1])
+    if s < oldest then oldest = s end
+  end
+end
+if used >= tonumber(ARGV[1]) then return {tonumber(ARGV[2]), oldest + 60 - now} end
+if ARGV[3] == '1' then
+  redis.call('HINCRBY', KEYS[1], now, 1)
+  redis.call('EXPIRE', KEYS[1], 61)
+  return {0, now}
+end
+return {0, 0}
+"#,
+    )
+});
+
+/// [`CHECK_SCRIPT`] as three single-slot steps (a Redis Cluster). The
+/// steps are not one transaction: two requests racing for the last unit of
+/// a limit may both be refused, never both admitted past it (each step
+/// checks and takes atomically; a refusal gives back what earlier steps
+/// took).
+async fn check_per_slot(
+    conn: &mut aigw_metrics::RedisHandle,
+    code: &str,
+    (rpm, tpm, max): (u64, u64, u64),
+    member: &str,
+    ttl_ms: u64,
+) -> redis::RedisResult<(i64, i64)> {
+    if max > 0 {
+        let v: (i64, i64) = CLUSTER_INFLIGHT_SCRIPT
+            .key(inflight_key(code))
+            .arg(max)
+            .arg(member)
+            .arg(ttl_ms)
+            .invoke_async(conn)
+            .await?;
+        if v.0 != 0 {
+            return Ok(v);
+        }
+    }
+    let undo_lease = |conn: &mut aigw_metrics::RedisHandle| {
+        let mut c = conn.clone();
+        let key = inflight_key(code);
+        let member = member.to_string();
+        async move {
+            if max > 0 {
+                let _: redis::RedisResult<i64> = redis::cmd("ZREM")
+                    .arg(key)
+                    .arg(member)
+                    .query_async(&mut c)
+                    .await;
+            }
+        }
+    };
+    let mut counted_in = 0;
+    if rpm > 0 {
+        let v: (i64, i64) = CLUSTER_WINDOW_SCRIPT
+            .key(rpm_key(code))
+            .arg(rpm)
+            .arg(1)
+            .arg(1)
+            .invoke_async(conn)
+            .await?;
+        if v.0 != 0 {
+            undo_lease(conn).await;
+            return Ok(v);
+        }
+        counted_in = v.1;
+    }
+    if tpm > 0 {
+        let v: (i64, i64) = CLUSTER_WINDOW_SCRIPT
+            .key(tpm_key(code))
+            .arg(tpm)
+            .arg(2)
+            .arg(0)
+            .invoke_async(conn)
+            .await?;
+        if v.0 != 0 {
+            undo_lease(conn).await;
+            if rpm > 0 {
+                let _: redis::RedisResult<i64> = redis::cmd("HINCRBY")
+                    .arg(rpm_key(code))
+                    .arg(counted_in)
+                    .arg(-1)
+                    .query_async(conn)
+                    .await;
+            }
+            return Ok(v);
+        }
+    }
+    Ok((0, 0))
+}
+
 /// Request-path limit checks.
 pub struct Limiter {
     redis: RedisConn,
@@ -164,6 +292,12 @@ impl Limiter {
         let lease = (max > 0).then(|| self.leases.next());
         let call = async {
             let mut conn = self.redis.get().await?;
+            if conn.clustered() {
+                let member = lease.as_ref().map_or("", |(_, m)| m.as_str());
+                let ttl_ms = self.leases.ttl().as_millis() as u64;
+                let limits = (u64::from(rpm), tpm, u64::from(max));
+                return check_per_slot(&mut conn, code, limits, member, ttl_ms).await;
+            }
             CHECK_SCRIPT
                 .key(rpm_key(code))
                 .key(tpm_key(code))

@@ -147,7 +147,7 @@ impl Application {
         let tasks = vec![
             config_watch::spawn(
                 store.clone(),
-                bg_redis.client().clone(),
+                bg_redis.clone(),
                 settings.config_poll_interval,
                 cancel.clone(),
             ),

@@ -169,9 +169,9 @@ impl Config {
         if self.body_timeout.is_zero() {
             return err("BODY_TIMEOUT", "must be greater than zero");
         }
-        if redis::Client::open(self.redis_url.expose()).is_err() {
-            // The URL may hold a password: it is not echoed.
-            return err("REDIS_URL", "not a valid redis:// URL");
+        if let Err(message) = aigw_metrics::conn::check_url(self.redis_url.expose()) {
+            // The message never echoes the URL (it may hold a password).
+            return err("REDIS_URL", &message);
         }
         Ok(())
     }

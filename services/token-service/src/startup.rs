@@ -134,7 +134,7 @@ impl Application {
         let exporter =
             aigw_metrics::spawn_exporter_lease(exporter, state.redis.clone(), work.clone());
         let watcher = SnapshotWatcher::new(
-            state.redis.client().clone(),
+            state.redis.clone(),
             WatcherSettings {
                 poll_interval: config.snapshot_poll_interval,
                 ..WatcherSettings::default()

@@ -13,7 +13,7 @@ pub enum Kind {
     /// The last value set, e.g. a health flag; last writer wins.
     Set,
     /// An in-flight style gauge: each replica keeps its own absolute value
-    /// (`{key}:replicas` hash) and the key holds the sum over live replicas.
+    /// (`{key}:replicas` hash, `keys::gauge_replicas`) and the key holds the sum over live replicas.
     Gauge,
     /// A histogram with fixed upper bounds (in the stored integer unit),
     /// stored as a hash with one field per bound, `+Inf`, `sum` and `count`.

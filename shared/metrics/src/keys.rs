@@ -34,12 +34,20 @@
 //! | key | type | meaning |
 //! |---|---|---|
 //! | `metrics:index:{family}` | set | label values (joined by U+001F) of every series of a family |
-//! | `{gauge key}:replicas` | hash | replica id → that replica's value of a per-replica gauge |
+//! | `{` + gauge key + `}:replicas` | hash | replica id → that replica's value of a per-replica gauge ([`gauge_replicas`]: in the gauge key's cluster slot) |
 //! | `metrics:gauges` | set | every per-replica gauge key, so any flush can recompute sums |
 //! | `metrics:replicas` | set | every replica id that has written per-replica gauges |
 //! | `metrics:replica:{replica}` | string with TTL | liveness: present while the replica flushes |
 //! | `metrics:flush:{replica}:{seq}` | string with TTL | a flush that was applied (exactly-once marker) |
+//! | `metrics:flush:{replica}:{seq}:` + `{` + tag + `}` | string with TTL | on a Redis Cluster: the part of a flush in the slot of hash tag `tag` was applied ([`crate::slots::in_slot`]) |
 //! | `metrics:once:{scope}:{id}` | string with TTL | a record that was applied (idempotence marker) |
+//! | `metrics:once:{scope}:{id}:` + `{` + tag + `}` | string with TTL | on a Redis Cluster: the record's writes in the slot of `tag` were applied |
+//!
+//! On a Redis Cluster every script and `MULTI` touches keys of one slot:
+//! a flush or once-batch is split by slot and each part carries its own
+//! marker, placed in that slot by a hash tag; the names of the table
+//! above do not change (`docs/RELIABILITY.md`, "Redis Cluster and
+//! Sentinel").
 //!
 //! # Config and usage
 //! | key | type | meaning |
@@ -143,9 +151,23 @@ pub fn metrics_exporter(service: &str) -> String {
 pub fn index(family: &str) -> String {
     format!("metrics:index:{family}")
 }
-/// Per-replica values of a per-replica gauge.
+/// Per-replica values of a per-replica gauge, in the gauge key's cluster
+/// slot: `{gauge key}:replicas` with the gauge key as hash tag (or, when
+/// the gauge key holds a hash tag of its own, `gauge key:replicas`).
 pub fn gauge_replicas(gauge_key: &str) -> String {
-    format!("{gauge_key}:replicas")
+    if has_hash_tag(gauge_key) {
+        format!("{gauge_key}:replicas")
+    } else {
+        format!("{{{gauge_key}}}:replicas")
+    }
+}
+
+/// Whether `key` holds a Redis Cluster hash tag (a non-empty `{…}`, the
+/// first `{` to the next `}`).
+fn has_hash_tag(key: &str) -> bool {
+    key.find('{')
+        .and_then(|o| key[o + 1..].find('}'))
+        .is_some_and(|len| len > 0)
 }
 pub const GAUGES: &str = "metrics:gauges";
 pub const REPLICAS: &str = "metrics:replicas";
@@ -206,6 +228,19 @@ mod tests {
         );
         assert_eq!(ns_status("a", 429), "metrics:ns:a:status:429");
         assert_eq!(instance_health("i-1", "a"), "metrics:instance:i-1:a");
+    }
+
+    #[test]
+    fn gauge_replica_hashes_share_the_gauge_slot() {
+        use crate::slots::key_slot;
+        for k in ["metrics:ns:a:concurrent_requests", "x:{tag}:y"] {
+            let r = gauge_replicas(k);
+            assert_eq!(key_slot(r.as_bytes()), key_slot(k.as_bytes()), "{r}");
+        }
+        assert_eq!(
+            gauge_replicas("metrics:ns:a:concurrent_requests"),
+            "{metrics:ns:a:concurrent_requests}:replicas"
+        );
     }
 
     #[test]

@@ -5,12 +5,15 @@
 //!   Redis family, name, help, unit and label struct, rendered from that.
 //! - [`recorder`] and [`writer`]: the batched, exactly-once writer. Recording
 //!   is an atomic add in process; a background flusher applies the deltas
-//!   and queued usage records in one script call per interval.
+//!   and queued usage records in one script call per interval (one per
+//!   hash slot on a Redis Cluster).
 //! - [`ops`]: the write scripts, also usable directly by stream consumers
 //!   that need per-record idempotence ([`ops::OnceBatch`]).
 //! - [`collector`]: the Redis-backed Prometheus exposition for `/metrics`.
 //! - [`process`]: process-local metrics.
-//! - [`conn`]: a lazily connecting Redis handle with bounded timeouts.
+//! - [`conn`]: a lazily connecting Redis handle with bounded timeouts, for a
+//!   single server, a Redis Cluster or a Sentinel-watched master.
+//! - [`slots`]: Redis Cluster hash slots and per-slot hash tags.
 //! - [`stream`]: consumer groups on Redis streams (replies parsed, backlog).
 //!
 //! Only this crate talks to prometheus-client (clippy.toml keeps it so):
@@ -53,6 +56,7 @@ pub mod metric;
 pub mod ops;
 pub mod process;
 pub mod recorder;
+pub mod slots;
 pub mod stream;
 pub mod writer;
 
@@ -60,7 +64,7 @@ pub use collector::{
     openmetrics_to_text, Exposition, MetricsEndpoint, Render, ScrapeValues, CONTENT_TYPE,
     CONTENT_TYPE_TEXT,
 };
-pub use conn::{RedisConn, RedisTimeouts};
+pub use conn::{Placement, RedisConn, RedisHandle, RedisTimeouts, Topology};
 pub use exporter::{spawn_exporter_lease, ExporterLease};
 pub use family::{Family, Kind, FAST_BUCKETS_US, LATENCY_BUCKETS_US, LLM_LATENCY_BUCKETS_US};
 pub use metric::{

@@ -2,9 +2,11 @@
 //! that make writes exactly-once: one keyed by a flush id (the batched
 //! writer), one keyed by record id (consumers of at-least-once streams).
 
+use crate::conn::Placement;
 use crate::family::{bucket_field, Family, Kind};
 use crate::keys;
 use crate::metric::{Counter, Gauge, Histogram, LabelSet, MaxGauge, SetGauge};
+use crate::slots::{in_slot, key_slot};
 use redis::Script;
 use std::sync::LazyLock;
 
@@ -180,9 +182,25 @@ impl Ops {
     }
 }
 
+/// The name of the hash of per-replica values of gauge key `k`
+/// ([`keys::gauge_replicas`]): in the slot of `k`.
+const RKEY_FN: &str = r#"
+local function rkey(k)
+  local o = string.find(k, '{', 1, true)
+  if o then
+    local c = string.find(k, '}', o + 1, true)
+    if c and c > o + 1 then return k .. ':replicas' end
+  end
+  return '{' .. k .. '}:replicas'
+end
+"#;
+
 /// The flush script's Lua body: applies ops from ARGV starting at index `i`,
 /// `n` of them, one command each (a flush's ops are already merged per key
-/// in process); returns the next index.
+/// in process); returns the next index. A per-replica gauge is also named
+/// in the `metrics:gauges` / `metrics:replicas` sets when `register` is
+/// true (on a cluster those sets live in other slots and are written
+/// apart, [`register_and_recompute`]).
 const APPLY_FN: &str = r#"
 local function apply(i, n)
   for _ = 1, n do
@@ -200,9 +218,11 @@ local function apply(i, n)
     elseif op == 'i' then
       redis.call('SADD', ARGV[i+1], ARGV[i+2]); i = i + 3
     elseif op == 'g' then
-      redis.call('HSET', ARGV[i+1] .. ':replicas', ARGV[i+2], ARGV[i+3])
-      redis.call('SADD', 'metrics:gauges', ARGV[i+1])
-      redis.call('SADD', 'metrics:replicas', ARGV[i+2])
+      redis.call('HSET', rkey(ARGV[i+1]), ARGV[i+2], ARGV[i+3])
+      if register then
+        redis.call('SADD', 'metrics:gauges', ARGV[i+1])
+        redis.call('SADD', 'metrics:replicas', ARGV[i+2])
+      end
       i = i + 4
     elseif op == 'a' then
       redis.call('XADD', ARGV[i+1], '*', ARGV[i+2], ARGV[i+3]); i = i + 4
@@ -223,10 +243,10 @@ local function recompute()
     live[r] = redis.call('EXISTS', 'metrics:replica:' .. r) == 1
   end
   for _, g in ipairs(redis.call('SMEMBERS', 'metrics:gauges')) do
-    local h = redis.call('HGETALL', g .. ':replicas')
+    local h = redis.call('HGETALL', rkey(g))
     local sum = 0
     for j = 1, #h, 2 do
-      if live[h[j]] then sum = sum + tonumber(h[j+1]) else redis.call('HDEL', g .. ':replicas', h[j]) end
+      if live[h[j]] then sum = sum + tonumber(h[j+1]) else redis.call('HDEL', rkey(g), h[j]) end
     end
     redis.call('SET', g, sum)
   end
@@ -240,7 +260,8 @@ end
 /// op count, ops... Returns 1 when applied now, 0 when it had been applied before.
 static FLUSH_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r#"{APPLY_FN}{RECOMPUTE_FN}
+        r#"local register = true
+{RKEY_FN}{APPLY_FN}{RECOMPUTE_FN}
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) == false then
   return 0
 end
@@ -271,9 +292,17 @@ return 1
 ///
 /// The merge reorders ops of different kinds; this is exact because a key is
 /// only ever written by one kind of op (a family has one kind).
-static ONCE_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
+static ONCE_SCRIPT: LazyLock<Script> = LazyLock::new(|| once_script(true));
+/// [`ONCE_SCRIPT`] for one slot of a cluster: gauges are not registered.
+static ONCE_SLOT_SCRIPT: LazyLock<Script> = LazyLock::new(|| once_script(false));
+
+fn once_script(register: bool) -> Script {
+    Script::new(&format!(
+        "local register = {register}\n{RKEY_FN}{ONCE_BODY}"
+    ))
+}
+
+const ONCE_BODY: &str = r#"
 local ttl = ARGV[1]
 local WIDTH = {c = 3, h = 4, x = 3, s = 3, i = 3, g = 4, a = 4}
 local EXACT = 9007199254740992
@@ -290,11 +319,13 @@ local function add(t, k, v)
 end
 local i = 3
 local applied = 0
+local flags = {}
 for _ = 1, tonumber(ARGV[2]) do
   local new = redis.call('SET', ARGV[i], '1', 'NX', 'EX', ttl)
   local n = tonumber(ARGV[i+1])
   i = i + 2
   if new then applied = applied + 1 end
+  flags[#flags + 1] = new and 1 or 0
   for _ = 1, n do
     local op, k = ARGV[i], ARGV[i+1]
     local w = WIDTH[op]
@@ -320,9 +351,11 @@ for _ = 1, tonumber(ARGV[2]) do
           e.v = ARGV[i+2]; e.n = v
         end
       elseif op == 'g' then
-        redis.call('HSET', k .. ':replicas', ARGV[i+2], ARGV[i+3])
-        redis.call('SADD', 'metrics:gauges', k)
-        redis.call('SADD', 'metrics:replicas', ARGV[i+2])
+        redis.call('HSET', rkey(k), ARGV[i+2], ARGV[i+3])
+        if register then
+          redis.call('SADD', 'metrics:gauges', k)
+          redis.call('SADD', 'metrics:replicas', ARGV[i+2])
+        end
       else
         redis.call('XADD', k, '*', ARGV[i+2], ARGV[i+3])
       end
@@ -345,10 +378,9 @@ end
 for k, e in pairs(values) do
   if e.set or e.n > tonumber(redis.call('GET', k) or '-1') then redis.call('SET', k, e.v) end
 end
-return applied
-"#,
-    )
-});
+if register then return applied end
+return flags
+"#;
 
 /// The common case of a once-batch, where no record was applied before.
 /// ARGV: marker ttl s, marker count, markers..., op count, ops (already
@@ -356,9 +388,14 @@ return applied
 /// `SET NX`; if one existed, deletes those it set, writes nothing and returns
 /// 0 (the caller then uses [`ONCE_SCRIPT`], which skips the duplicates);
 /// otherwise applies the ops and returns 1.
-static ONCE_FAST_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+static ONCE_FAST_SCRIPT: LazyLock<Script> = LazyLock::new(|| once_fast_script(true));
+/// [`ONCE_FAST_SCRIPT`] for one slot of a cluster: gauges are not registered.
+static ONCE_FAST_SLOT_SCRIPT: LazyLock<Script> = LazyLock::new(|| once_fast_script(false));
+
+fn once_fast_script(register: bool) -> Script {
     Script::new(&format!(
-        r#"{APPLY_FN}
+        r#"local register = {register}
+{RKEY_FN}{APPLY_FN}
 local ttl = ARGV[1]
 local n = tonumber(ARGV[2])
 for j = 1, n do
@@ -371,7 +408,7 @@ apply(4 + n, tonumber(ARGV[3 + n]))
 return 1
 "#
     ))
-});
+}
 
 /// How a flush's liveness signal should change.
 #[derive(Debug, Clone, Copy)]
@@ -384,10 +421,173 @@ pub enum Heartbeat {
     Retire,
 }
 
+/// One slot's part of a flush on a cluster. KEYS[1] flush marker (in the
+/// slot). ARGV: marker ttl s, op count, ops... Returns 1 when applied now,
+/// 0 when it had been applied before.
+static FLUSH_SLOT_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"local register = false
+{RKEY_FN}{APPLY_FN}
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) == false then
+  return 0
+end
+apply(3, tonumber(ARGV[2]))
+return 1
+"#
+    ))
+});
+
+/// A per-replica gauge's sum on a cluster. KEYS[1] the gauge key. ARGV: the
+/// live replicas. Drops the values of the others and sets the sum.
+static GAUGE_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r#"{RKEY_FN}
+local live = {{}}
+for _, r in ipairs(ARGV) do live[r] = true end
+local h = redis.call('HGETALL', rkey(KEYS[1]))
+local sum = 0
+for j = 1, #h, 2 do
+  if live[h[j]] then sum = sum + tonumber(h[j+1]) else redis.call('HDEL', rkey(KEYS[1]), h[j]) end
+end
+redis.call('SET', KEYS[1], sum)
+return sum
+"#
+    ))
+});
+
+/// Words per op, by op code.
+fn op_width(op: &str) -> Option<usize> {
+    match op {
+        "c" | "x" | "s" | "i" => Some(3),
+        "h" | "g" | "a" => Some(4),
+        _ => None,
+    }
+}
+
+fn unknown_op(op: &str) -> redis::RedisError {
+    redis::RedisError::from((
+        redis::ErrorKind::ClientError,
+        "unknown metrics op",
+        op.to_string(),
+    ))
+}
+
+impl Ops {
+    /// The ops grouped by the cluster slot of the key each writes (a
+    /// per-replica gauge by the gauge key: its hash of replica values lives
+    /// in that slot), in their order within each group, groups by slot.
+    pub fn by_slot(&self) -> redis::RedisResult<Vec<(u16, Ops)>> {
+        let mut groups: std::collections::BTreeMap<u16, Ops> = Default::default();
+        let a = &self.args;
+        let mut i = 0;
+        while i < a.len() {
+            let w = op_width(&a[i]).ok_or_else(|| unknown_op(&a[i]))?;
+            let part = a.get(i..i + w).ok_or_else(|| unknown_op(&a[i]))?;
+            let g = groups.entry(key_slot(part[1].as_bytes())).or_default();
+            g.args.extend(part.iter().cloned());
+            g.count += 1;
+            i += w;
+        }
+        Ok(groups.into_iter().collect())
+    }
+
+    /// The gauge keys of the per-replica gauge ops, and their replicas.
+    fn gauges(&self) -> (Vec<&str>, Vec<&str>) {
+        let (mut keys, mut replicas) = (Vec::new(), Vec::new());
+        let a = &self.args;
+        let mut i = 0;
+        while i < a.len() {
+            let Some(w) = op_width(&a[i]) else { break };
+            if a[i] == "g" {
+                if let (Some(k), Some(r)) = (a.get(i + 1), a.get(i + 2)) {
+                    keys.push(k.as_str());
+                    replicas.push(r.as_str());
+                }
+            }
+            i += w;
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        replicas.sort_unstable();
+        replicas.dedup();
+        (keys, replicas)
+    }
+}
+
+/// On a cluster, after a batch's per-slot groups: names the batch's gauges
+/// and replicas in `metrics:gauges` / `metrics:replicas`, and recomputes
+/// every per-replica gauge over the live replicas, dropping the others (what
+/// the single-server flush script does inside itself). Idempotent: a retry
+/// or a concurrent flush of another replica only sets the same sums again.
+async fn register_and_recompute<C: Placement>(
+    conn: &mut C,
+    gauges: &[&str],
+    replicas: &[&str],
+) -> redis::RedisResult<()> {
+    if !gauges.is_empty() {
+        let _: () = redis::cmd("SADD")
+            .arg(keys::GAUGES)
+            .arg(gauges)
+            .query_async(conn)
+            .await?;
+        let _: () = redis::cmd("SADD")
+            .arg(keys::REPLICAS)
+            .arg(replicas)
+            .query_async(conn)
+            .await?;
+    }
+    let known: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(keys::REPLICAS)
+        .query_async(conn)
+        .await?;
+    let mut live = Vec::with_capacity(known.len());
+    let mut dead = Vec::new();
+    for r in known {
+        let alive: bool = redis::cmd("EXISTS")
+            .arg(keys::replica_heartbeat(&r))
+            .query_async(conn)
+            .await?;
+        if alive {
+            live.push(r);
+        } else {
+            dead.push(r);
+        }
+    }
+    let all: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(keys::GAUGES)
+        .query_async(conn)
+        .await?;
+    for g in &all {
+        let mut inv = GAUGE_SCRIPT.key(g);
+        for r in &live {
+            inv.arg(r);
+        }
+        let _: i64 = inv.invoke_async(conn).await?;
+    }
+    if !dead.is_empty() {
+        let _: () = redis::cmd("SREM")
+            .arg(keys::REPLICAS)
+            .arg(&dead)
+            .query_async(conn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Applies `ops` exactly once under `marker`: if a script with the same
 /// marker already ran (e.g. the reply to an earlier attempt was lost), nothing
 /// is applied again. Returns whether this call applied it.
-pub async fn apply_flush<C: redis::aio::ConnectionLike>(
+///
+/// On a single server (or a Sentinel master) that is one script call. On a
+/// cluster the ops are split by slot ([`Ops::by_slot`]) and each slot's group
+/// is applied by its own script under its own marker,
+/// `{marker}:{tag}` with a tag of that slot ([`crate::slots::in_slot`]);
+/// a retry of the same batch (same ops, same marker) skips the groups
+/// applied before. The heartbeat and the gauge sums follow as separate,
+/// idempotent commands ([`register_and_recompute`]). Where a master has
+/// replicas, the call returns once they hold the writes or
+/// [`crate::conn::REPLICA_WAIT`] passed ([`Placement::confirm`]).
+pub async fn apply_flush<C: Placement>(
     conn: &mut C,
     marker: &str,
     marker_ttl_s: u64,
@@ -400,13 +600,56 @@ pub async fn apply_flush<C: redis::aio::ConnectionLike>(
         Heartbeat::Alive(d) => d.as_millis().max(1) as i64,
         Heartbeat::Retire => -1,
     };
-    let mut inv = FLUSH_SCRIPT.key(marker);
-    inv.arg(marker_ttl_s).arg(replica).arg(hb).arg(ops.count);
-    for a in &ops.args {
-        inv.arg(a);
+    if !conn.clustered() {
+        let mut inv = FLUSH_SCRIPT.key(marker);
+        inv.arg(marker_ttl_s).arg(replica).arg(hb).arg(ops.count);
+        for a in &ops.args {
+            inv.arg(a);
+        }
+        let applied: i64 = inv.invoke_async(conn).await?;
+        conn.confirm(&[marker]).await?;
+        return Ok(applied == 1);
     }
-    let applied: i64 = inv.invoke_async(conn).await?;
-    Ok(applied == 1)
+    let beat = keys::replica_heartbeat(replica);
+    if hb > 0 {
+        let _: () = redis::cmd("SET")
+            .arg(&beat)
+            .arg(1)
+            .arg("PX")
+            .arg(hb)
+            .query_async(conn)
+            .await?;
+    }
+    let mut applied = false;
+    let mut markers = Vec::new();
+    for (slot, group) in ops.by_slot()? {
+        let m = in_slot(marker, slot);
+        let mut inv = FLUSH_SLOT_SCRIPT.key(&m);
+        inv.arg(marker_ttl_s).arg(group.count);
+        for a in &group.args {
+            inv.arg(a);
+        }
+        let n: i64 = inv.invoke_async(conn).await?;
+        applied |= n == 1;
+        markers.push(m);
+    }
+    if hb < 0 {
+        let _: () = redis::cmd("DEL").arg(&beat).query_async(conn).await?;
+    }
+    let (gauges, replicas) = ops.gauges();
+    register_and_recompute(conn, &gauges, &replicas).await?;
+    let refs: Vec<&str> = markers.iter().map(String::as_str).collect();
+    conn.confirm(&refs).await?;
+    Ok(applied)
+}
+
+/// What a once-batch script call returned.
+enum Outcome {
+    /// Every distinct record was new (their number).
+    AllNew(usize),
+    /// The record-by-record script's answer: the number applied (single
+    /// server) or one 0/1 flag per record (a cluster slot's part).
+    Each(redis::Value),
 }
 
 /// Writes applied at most once per record id, for consumers of an
@@ -563,13 +806,45 @@ impl OnceBatch {
     /// nothing and a second one applies the batch record by record, skipping
     /// the records applied before (the same merge, done in Lua per new
     /// record).
-    pub async fn apply<C: redis::aio::ConnectionLike>(
+    pub async fn apply<C: Placement>(
         &self,
         conn: &mut C,
         marker_ttl_s: u64,
     ) -> redis::RedisResult<usize> {
+        if conn.clustered() {
+            return self.apply_per_slot(conn, marker_ttl_s).await;
+        }
+        let n = match self
+            .apply_here(conn, marker_ttl_s, &ONCE_FAST_SCRIPT, &ONCE_SCRIPT)
+            .await?
+        {
+            Outcome::AllNew(n) => n,
+            Outcome::Each(v) => redis::from_owned_redis_value::<i64>(v)? as usize,
+        };
+        let first: Vec<&str> = self
+            .records
+            .first()
+            .map(|r| r.0.as_str())
+            .into_iter()
+            .collect();
+        conn.confirm(&first).await?;
+        Ok(n)
+    }
+
+    /// Runs the fast script, or the record-by-record one when a marker
+    /// existed.
+    async fn apply_here<C: Placement>(
+        &self,
+        conn: &mut C,
+        marker_ttl_s: u64,
+        fast: &Script,
+        each: &Script,
+    ) -> redis::RedisResult<Outcome> {
+        // The first marker routes the call on a cluster (all keys of a
+        // per-slot batch share its slot); the scripts read only ARGV.
+        let route = self.records.first().map(|r| r.0.as_str()).unwrap_or("");
         if let Some((markers, ops)) = self.merged() {
-            let mut inv = ONCE_FAST_SCRIPT.prepare_invoke();
+            let mut inv = fast.key(route);
             inv.arg(marker_ttl_s).arg(markers.len());
             for m in &markers {
                 inv.arg(*m);
@@ -580,10 +855,10 @@ impl OnceBatch {
             }
             let all_new: i64 = inv.invoke_async(conn).await?;
             if all_new == 1 {
-                return Ok(markers.len());
+                return Ok(Outcome::AllNew(markers.len()));
             }
         }
-        let mut inv = ONCE_SCRIPT.prepare_invoke();
+        let mut inv = each.key(route);
         inv.arg(marker_ttl_s).arg(self.records.len());
         for (marker, ops) in &self.records {
             inv.arg(marker).arg(ops.count);
@@ -591,8 +866,74 @@ impl OnceBatch {
                 inv.arg(a);
             }
         }
-        let n: i64 = inv.invoke_async(conn).await?;
-        Ok(n as usize)
+        Ok(Outcome::Each(inv.invoke_async(conn).await?))
+    }
+
+    /// On a cluster: each record's ops split by slot, and each slot's part
+    /// applied at most once under the record's marker placed in that slot
+    /// (`metrics:once:{scope}:{id}:{tag}`). A record counts as applied by
+    /// this call when any of its parts was.
+    async fn apply_per_slot<C: Placement>(
+        &self,
+        conn: &mut C,
+        marker_ttl_s: u64,
+    ) -> redis::RedisResult<usize> {
+        let mut per_slot: std::collections::BTreeMap<u16, OnceBatch> = Default::default();
+        let mut gauge_ops = Ops::new();
+        for (marker, ops) in &self.records {
+            for (slot, part) in ops.by_slot()? {
+                let (g, _) = part.gauges();
+                if !g.is_empty() {
+                    gauge_ops.args.extend(part.args.iter().cloned());
+                    gauge_ops.count += part.count;
+                }
+                per_slot
+                    .entry(slot)
+                    .or_default()
+                    .records
+                    .push((in_slot(marker, slot), part));
+            }
+        }
+        // A record counts as new when its part in its first slot was (the
+        // parts of a record are applied in slot order; after a failure
+        // between two slots a retry counts it as a duplicate while still
+        // applying its remaining parts exactly once).
+        let mut new_records: std::collections::HashSet<&str> = Default::default();
+        let mut seen: std::collections::HashSet<&str> = Default::default();
+        let mut markers = Vec::new();
+        for batch in per_slot.values() {
+            let flags: Vec<bool> = match batch
+                .apply_here(
+                    conn,
+                    marker_ttl_s,
+                    &ONCE_FAST_SLOT_SCRIPT,
+                    &ONCE_SLOT_SCRIPT,
+                )
+                .await?
+            {
+                Outcome::AllNew(_) => vec![true; batch.records.len()],
+                Outcome::Each(v) => redis::from_owned_redis_value::<Vec<i64>>(v)?
+                    .into_iter()
+                    .map(|f| f == 1)
+                    .collect(),
+            };
+            for ((m, _), new) in batch.records.iter().zip(flags) {
+                let base = m.rsplit_once(":{").map_or(m.as_str(), |(b, _)| b);
+                if seen.insert(base) && new {
+                    new_records.insert(base);
+                }
+            }
+            if let Some((m, _)) = batch.records.first() {
+                markers.push(m.clone());
+            }
+        }
+        let (gauges, replicas) = gauge_ops.gauges();
+        if !gauges.is_empty() {
+            register_and_recompute(conn, &gauges, &replicas).await?;
+        }
+        let refs: Vec<&str> = markers.iter().map(String::as_str).collect();
+        conn.confirm(&refs).await?;
+        Ok(new_records.len())
     }
 }
 

@@ -352,7 +352,7 @@ impl Recorder {
     /// Writes everything recorded since the last successful flush, exactly
     /// once. On error the batch is kept and the next call retries it first
     /// with the same flush id.
-    pub async fn flush<C: redis::aio::ConnectionLike>(
+    pub async fn flush<C: crate::conn::Placement>(
         &self,
         conn: &mut C,
         heartbeat: Heartbeat,

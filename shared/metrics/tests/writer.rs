@@ -397,7 +397,7 @@ async fn a_dead_replicas_in_flight_count_disappears() {
     }
     assert_eq!(last, Some(2), "dead replica's contribution still counted");
     let fields: HashMap<String, i64> = c
-        .hgetall("metrics:ns:a:concurrent_requests:replicas")
+        .hgetall("{metrics:ns:a:concurrent_requests}:replicas")
         .await
         .unwrap();
     assert_eq!(fields.len(), 1, "{fields:?}");

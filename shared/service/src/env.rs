@@ -279,7 +279,12 @@ impl Env {
     ) -> Result<Secret, EnvError> {
         self.note(var, default);
         let v = self.raw(var).unwrap_or_else(|| default.to_string());
-        let ok = url::Url::parse(&v).is_ok_and(|u| schemes.contains(&u.scheme()));
+        // A node list (`redis+cluster://h1:p1,h2:p2`) is no single URL: its
+        // scheme is checked here, the rest by the service that reads it.
+        let node_list = v.split_once("://").is_some_and(|(scheme, _)| {
+            scheme.contains('+') && scheme != "redis+unix" && schemes.contains(&scheme)
+        });
+        let ok = node_list || url::Url::parse(&v).is_ok_and(|u| schemes.contains(&u.scheme()));
         if !ok {
             let list: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
             return Err(EnvError::new(

@@ -52,12 +52,21 @@ pub fn metrics_exporter_ttl(env: &Env) -> Result<Duration, EnvError> {
     Ok(ttl)
 }
 
-/// `REDIS_URL`, default `redis://127.0.0.1:6379`, shown redacted.
+/// `REDIS_URL`, default `redis://127.0.0.1:6379`, shown redacted: one
+/// server, a Redis Cluster (`redis+cluster://h1:p1,h2:p2`) or a master
+/// through Sentinel (`redis+sentinel://s1:p1,s2:p2/master-name`).
 pub fn redis_url(env: &Env) -> Result<Secret, EnvError> {
     env.url(
         "REDIS_URL",
         "redis://127.0.0.1:6379",
-        &["redis", "rediss", "unix", "redis+unix"],
+        &[
+            "redis",
+            "rediss",
+            "unix",
+            "redis+unix",
+            "redis+cluster",
+            "redis+sentinel",
+        ],
     )
 }
 

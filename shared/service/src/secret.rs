@@ -46,6 +46,9 @@ impl Secret {
 }
 
 fn redact_url(v: &str) -> Option<String> {
+    if let Some(shown) = redact_node_list(v) {
+        return Some(shown);
+    }
     let mut u = url::Url::parse(v).ok()?;
     if u.password().is_some() {
         u.set_password(Some(REDACTED)).ok()?;
@@ -56,6 +59,30 @@ fn redact_url(v: &str) -> Option<String> {
     }
     u.set_fragment(None);
     Some(u.to_string())
+}
+
+/// A URL naming several nodes (`redis+cluster://:pw@h1:1,h2:2`,
+/// `redis+sentinel://…/master`), which `url` does not parse: everything
+/// before the last `@` of the authority is the user and password. `None`
+/// for other URLs.
+fn redact_node_list(v: &str) -> Option<String> {
+    let (scheme, rest) = v.split_once("://")?;
+    if !scheme.contains('+') || scheme.contains(['/', '@', ':']) {
+        return None;
+    }
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    if tail.contains(['?', '#']) || authority.contains(char::is_whitespace) {
+        return None;
+    }
+    let hosts = match authority.rfind('@') {
+        None => return Some(v.to_string()),
+        Some(i) => &authority[i + 1..],
+    };
+    let user = authority[..authority.rfind('@')?]
+        .split_once(':')
+        .map_or("", |(u, _)| u);
+    Some(format!("{scheme}://{user}:{REDACTED}@{hosts}{tail}"))
 }
 
 impl fmt::Debug for Secret {
@@ -100,6 +127,22 @@ mod tests {
             ),
             ("unix:///run/redis.sock", "unix:///run/redis.sock"),
             ("not a url hunter2", "***"),
+            (
+                "redis+cluster://:hunter2@n1:7000,n2:7001",
+                "redis+cluster://:***@n1:7000,n2:7001",
+            ),
+            (
+                "redis+sentinel://:hunter2@s1:26379,s2:26379/mymaster",
+                "redis+sentinel://:***@s1:26379,s2:26379/mymaster",
+            ),
+            (
+                "redis+cluster://n1:7000,n2:7001",
+                "redis+cluster://n1:7000,n2:7001",
+            ),
+            (
+                "redis+cluster://:hunter2@n1:7000?x=hunter2",
+                "redis+cluster://:***@n1:7000?***",
+            ),
         ] {
             let s = Secret::url(url);
             assert_eq!(s.to_string(), shown, "{url}");

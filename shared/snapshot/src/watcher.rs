@@ -17,9 +17,9 @@
 //! logged and skipped.
 
 use aigw_metrics::keys::{CONFIG_CHANNEL, CONFIG_SNAPSHOT, CONFIG_VERSION};
+use aigw_metrics::{RedisConn, RedisHandle};
 use aigw_types::ConfigSnapshot;
 use futures_util::StreamExt;
-use redis::aio::MultiplexedConnection;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,23 +81,23 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 /// Keeps a [`SnapshotSink`] current from Redis.
 #[derive(Clone)]
 pub struct SnapshotWatcher {
-    client: redis::Client,
+    redis: RedisConn,
     settings: WatcherSettings,
 }
 
 impl std::fmt::Debug for SnapshotWatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The client's URL may carry a password: show only where it points.
+        // The connection's Debug shows only where it points, never a password.
         f.debug_struct("SnapshotWatcher")
-            .field("addr", &self.client.get_connection_info().addr.to_string())
+            .field("redis", &self.redis)
             .field("settings", &self.settings)
             .finish()
     }
 }
 
 impl SnapshotWatcher {
-    pub fn new(client: redis::Client, settings: WatcherSettings) -> Self {
-        SnapshotWatcher { client, settings }
+    pub fn new(redis: RedisConn, settings: WatcherSettings) -> Self {
+        SnapshotWatcher { redis, settings }
     }
 
     async fn bounded<T, E: Into<WatchError>>(
@@ -111,16 +111,9 @@ impl SnapshotWatcher {
         }
     }
 
-    async fn connect(&self) -> Result<MultiplexedConnection, WatchError> {
-        let cfg = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(self.settings.timeout)
-            .set_response_timeout(self.settings.timeout);
-        self.bounded(
-            "connecting",
-            self.client
-                .get_multiplexed_async_connection_with_config(&cfg),
-        )
-        .await
+    async fn connect(&self) -> Result<RedisHandle, WatchError> {
+        // A connection per session: one that hung is replaced, not reused.
+        self.bounded("connecting", self.redis.connect_new()).await
     }
 
     /// One bounded read of the snapshot, installed if newer. Returns the
@@ -132,7 +125,7 @@ impl SnapshotWatcher {
 
     async fn sync(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut RedisHandle,
         sink: &dyn SnapshotSink,
     ) -> Result<Option<u64>, WatchError> {
         let raw: Option<String> = self
@@ -180,7 +173,7 @@ impl SnapshotWatcher {
     /// Reads the snapshot, logging (not failing on) one that cannot be read.
     async fn sync_logged(
         &self,
-        conn: &mut MultiplexedConnection,
+        conn: &mut RedisHandle,
         sink: &dyn SnapshotSink,
     ) -> Result<(), WatchError> {
         match self.sync(conn, sink).await {
@@ -235,11 +228,17 @@ impl SnapshotWatcher {
         backoff: &mut Duration,
     ) -> Result<(), WatchError> {
         let mut conn = self.connect().await?;
+        // Notifications come on a connection of their own, to the server
+        // owning the channel's name (on a cluster, any master hears every
+        // PUBLISH; through Sentinel, the current master).
         let pubsub = self
-            .bounded(
-                "opening the notification connection",
-                self.client.get_async_pubsub(),
-            )
+            .bounded("opening the notification connection", async {
+                self.redis
+                    .node_client(CONFIG_CHANNEL)
+                    .await?
+                    .get_async_pubsub()
+                    .await
+            })
             .await?;
         let (mut control, mut messages) = pubsub.split();
         self.bounded("subscribing", control.subscribe(CONFIG_CHANNEL))

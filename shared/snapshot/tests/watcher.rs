@@ -73,7 +73,7 @@ async fn wait_for(sink: &Recording, v: u64) {
 
 fn watch(url: &str, sink: Arc<Recording>) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let cancel = CancellationToken::new();
-    let w = SnapshotWatcher::new(redis::Client::open(url).unwrap(), SETTINGS);
+    let w = SnapshotWatcher::new(aigw_metrics::RedisConn::new(url).unwrap(), SETTINGS);
     let task = w.spawn(sink, cancel.clone());
     (cancel, task)
 }
@@ -284,7 +284,10 @@ async fn a_redis_that_hangs_neither_stalls_the_watcher_nor_its_shutdown() {
 async fn load_reads_once_and_installs_only_newer() {
     let redis = RedisServer::start().await;
     let cell = SnapshotCell::new();
-    let w = SnapshotWatcher::new(redis::Client::open(redis.url()).unwrap(), SETTINGS);
+    let w = SnapshotWatcher::new(
+        aigw_metrics::RedisConn::new(&redis.url()).unwrap(),
+        SETTINGS,
+    );
     assert_eq!(w.load(&cell).await.unwrap(), None);
     publish_to(&redis, &snap(7)).await;
     assert_eq!(w.load(&cell).await.unwrap(), Some(7));

@@ -1,5 +1,7 @@
 //! Test support shared by every crate's tests: a private `redis-server` on a
-//! free port (stoppable and restartable for outage tests), fresh PostgreSQL
+//! free port (stoppable and restartable for outage tests), a private Redis
+//! Cluster (3 masters, 3 replicas; a master can be killed and its replica
+//! promoted) and Sentinel setup, fresh PostgreSQL
 //! databases, free ports, workspace binaries run as child processes, and a
 //! TCP proxy whose connections can go silent, the reader of `/metrics`
 //! text ([`prom`]) and of the documented settings tables ([`docs`]).
@@ -9,11 +11,13 @@ mod postgres;
 mod process;
 pub mod prom;
 mod proxy;
+mod redis_cluster;
 mod redis_server;
 
 pub use postgres::PgDatabase;
 pub use process::{bin_path, wait_http_ok, Proc};
 pub use proxy::TcpProxy;
+pub use redis_cluster::{RedisCluster, RedisSentinel, SENTINEL_MASTER};
 pub use redis_server::RedisServer;
 
 use std::path::PathBuf;

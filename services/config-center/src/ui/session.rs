@@ -39,7 +39,7 @@ pub(super) fn unavailable(e: redis::RedisError) -> UiError {
 
 /// A connection to the console's store (Redis), or the page saying it is
 /// unreachable.
-pub(super) async fn store(state: &AppState) -> Result<redis::aio::ConnectionManager, UiError> {
+pub(super) async fn store(state: &AppState) -> Result<aigw_metrics::RedisHandle, UiError> {
     state.redis.get().await.map_err(unavailable)
 }
 

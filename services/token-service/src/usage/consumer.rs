@@ -18,10 +18,10 @@ use crate::pool::CountPool;
 use crate::tokenize::Encoders;
 use aigw_metrics::families::token_service as f;
 use aigw_metrics::stream::{Entry, GroupReader};
+use aigw_metrics::RedisHandle;
 use aigw_metrics::{keys, NoLabels, OnceBatch, Ops, Recorder, RedisConn};
 use aigw_snapshot::SnapshotCell;
 use aigw_types::{ConfigSnapshot, UsageRecord};
-use redis::aio::ConnectionManager;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -269,7 +269,7 @@ impl Consumer {
             st.last_claim = Some(Instant::now());
         }
         if st.reader.is_none() {
-            st.reader = Some(self.redis.dedicated().await?);
+            st.reader = Some(self.redis.dedicated(keys::USAGE_STREAM).await?);
         }
         let reader = st.reader.as_mut().expect("reader just set");
         let entries = self
@@ -287,7 +287,7 @@ impl Consumer {
     /// Takes over entries left pending by consumers that went away.
     async fn claim_abandoned(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisHandle,
         snap: &Arc<ConfigSnapshot>,
     ) -> anyhow::Result<()> {
         let mut cursor = "0-0".to_string();
@@ -313,7 +313,7 @@ impl Consumer {
     /// deletes them.
     async fn handle(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisHandle,
         entries: Vec<Entry>,
         snap: &Arc<ConfigSnapshot>,
     ) -> anyhow::Result<()> {
