@@ -7,7 +7,12 @@
 //! in its `Drop`, so success, error, limit rejection, upstream failure and
 //! client disconnect (the handler or body stream dropped unfinished: 499)
 //! are each counted exactly once. Nothing here touches Redis: series handles
-//! are atomics that the flusher drains.
+//! are atomics that the flusher drains. A request's deltas and usage record
+//! are one recorder entry, journaled (when `JOURNAL_DIR` is on) before they
+//! count: a whole answer is accounted before the handler returns it, a
+//! stream before its last chunk is handed to the server
+//! ([`RequestGuard::settle`]), so whatever a client received completely
+//! survives a SIGKILL of the gateway.
 
 use crate::lease::Lease;
 use crate::limits::TokenSink;
@@ -100,6 +105,7 @@ impl Accounting {
             lease: None,
             outcome: None,
             in_flight: false,
+            settled: false,
         }
     }
 }
@@ -145,6 +151,8 @@ pub struct RequestGuard {
     /// Counted in the namespace's in-flight gauge (from when its body was
     /// read: a client still sending is not in flight yet).
     in_flight: bool,
+    /// Accounted already ([`RequestGuard::settle`]).
+    settled: bool,
 }
 
 /// Cap on stream payload bytes kept for counting, so a huge answer without
@@ -253,6 +261,16 @@ impl RequestGuard {
         self.outcome = Some((status, error_kind));
     }
 
+    /// Accounts for the request now (once): one journaled entry of the
+    /// recorder. Streams call it before their last chunk leaves, so a
+    /// request whose answer the client got completely is in the journal.
+    pub fn settle(&mut self) {
+        if !self.settled {
+            self.settled = true;
+            self.account();
+        }
+    }
+
     fn account(&mut self) {
         let (status, kind) = self
             .outcome
@@ -261,59 +279,65 @@ impl RequestGuard {
         let dur_us = self.start.elapsed().as_micros() as u64;
         let acc = Arc::clone(&self.acc);
         let failed = status >= 400;
-        acc.global_requests.inc();
+        let mut entry = acc.recorder.entry();
+        entry.inc(&acc.global_requests);
         if failed {
-            acc.global_errors.inc();
+            entry.inc(&acc.global_errors);
         }
-        acc.global_response_time.add(dur_us as i64);
-        acc.global_last_request
-            .raise(self.started_at_ms + (dur_us / 1000) as i64);
-        if let Some(ns) = self.ns.take() {
-            ns.requests.inc();
-            if failed {
-                ns.failed.inc();
-            } else {
-                ns.successful.inc();
-            }
-            ns.response_time.add(dur_us as i64);
-            ns.status_series(status).inc();
-            ns.latency.observe(dur_us);
-            if let Some(t) = self.ttft_us {
-                ns.ttft.observe(t);
-            }
-            if let Some(model) = self.model.take() {
-                let record = self.usage_record(&ns.code, model, status, kind, dur_us);
-                if self.tpm_limited {
-                    // Upstream-reported counts are untrusted: saturate.
-                    let tokens = record
-                        .prompt_tokens
-                        .saturating_add(record.completion_tokens)
-                        .saturating_add(
-                            record
-                                .count_text
-                                .as_ref()
-                                .map(usage::estimate_tokens)
-                                .unwrap_or(0),
-                        );
-                    if tokens > 0 {
-                        if let Some(sink) = &acc.tokens {
-                            sink.add(ns.code.clone(), tokens);
-                        }
+        entry.add(&acc.global_response_time, dur_us as i64);
+        entry.raise(
+            &acc.global_last_request,
+            self.started_at_ms + (dur_us / 1000) as i64,
+        );
+        let Some(ns) = self.ns.take() else {
+            entry.commit();
+            return;
+        };
+        entry.inc(&ns.requests);
+        if failed {
+            entry.inc(&ns.failed);
+        } else {
+            entry.inc(&ns.successful);
+        }
+        entry.add(&ns.response_time, dur_us as i64);
+        entry.inc(ns.status_series(status));
+        entry.observe(&ns.latency, dur_us);
+        if let Some(t) = self.ttft_us {
+            entry.observe(&ns.ttft, t);
+        }
+        if let Some(model) = self.model.take() {
+            let record = self.usage_record(&ns.code, model, status, kind, dur_us);
+            if self.tpm_limited {
+                // Upstream-reported counts are untrusted: saturate.
+                let tokens = record
+                    .prompt_tokens
+                    .saturating_add(record.completion_tokens)
+                    .saturating_add(
+                        record
+                            .count_text
+                            .as_ref()
+                            .map(usage::estimate_tokens)
+                            .unwrap_or(0),
+                    );
+                if tokens > 0 {
+                    if let Some(sink) = &acc.tokens {
+                        sink.add(ns.code.clone(), tokens);
                     }
                 }
-                // `to_string` knows its output is UTF-8 and skips checking it.
-                match serde_json::to_string(&record) {
-                    Ok(json) => {
-                        if !acc.recorder.push_record(json) {
-                            acc.usage_dropped.inc();
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "usage record not serializable"),
-                }
             }
-            if self.in_flight {
-                ns.concurrent.add(-1);
+            // `to_string` knows its output is UTF-8 and skips checking it.
+            match serde_json::to_string(&record) {
+                Ok(json) => entry.record(json),
+                Err(e) => tracing::error!(error = %e, "usage record not serializable"),
             }
+        }
+        let dropped = entry.commit();
+        if dropped > 0 {
+            acc.usage_dropped.add(dropped as i64);
+        }
+        if self.in_flight {
+            self.in_flight = false;
+            ns.concurrent.add(-1);
         }
     }
 
@@ -383,7 +407,7 @@ impl RequestGuard {
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.account();
+        self.settle();
         // The slot goes before `live` drops so a test that waits for no live
         // requests sees the concurrency count settled too.
         self.slot = None;

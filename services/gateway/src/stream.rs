@@ -319,6 +319,10 @@ impl Stream for ProxyStream {
         let this = self.get_mut();
         loop {
             if this.done {
+                // Accounted (journaled) before the last chunk leaves.
+                if let Some(g) = this.guard.as_mut() {
+                    g.settle();
+                }
                 return Poll::Ready(this.held.take().map(Ok));
             }
             if let Some(first) = this.first.take() {

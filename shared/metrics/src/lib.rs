@@ -48,6 +48,7 @@ pub mod conn;
 pub mod exporter;
 pub mod families;
 pub mod family;
+pub mod journal;
 pub mod keys;
 pub mod metric;
 pub mod ops;
@@ -63,10 +64,11 @@ pub use collector::{
 pub use conn::{RedisConn, RedisTimeouts};
 pub use exporter::{spawn_exporter_lease, ExporterLease};
 pub use family::{Family, Kind, FAST_BUCKETS_US, LATENCY_BUCKETS_US, LLM_LATENCY_BUCKETS_US};
+pub use journal::JournalConfig;
 pub use metric::{
     Counter, Decl, Gauge, Histogram, LabelSet, MaxGauge, Mean, Metric, NoLabels, ScrapeGauge,
     SetGauge, Unit,
 };
 pub use ops::{Heartbeat, HistDelta, OnceBatch, Ops};
-pub use recorder::{FlushOutcome, Handle, Recorder, RecorderConfig};
+pub use recorder::{Entry, FlushOutcome, Handle, Recorder, RecorderConfig};
 pub use writer::spawn_flusher;
