@@ -1,0 +1,177 @@
+//! A gateway killed with SIGKILL in the middle of load (sixteen clients,
+//! half of them streaming), then restarted on the same `JOURNAL_DIR`: the
+//! restarted gateway replays the dead one's journal through the exactly-once
+//! flush markers, and the Redis counters and the usage records that reach
+//! the token-service account for every answer a client received.
+//!
+//! The rule: an answer a client received completely (a 200 whose body was
+//! read to its end; for a stream, through `data: [DONE]`) is counted
+//! exactly once. A request the kill cut off may or may not be counted (it is
+//! when it was accounted before the process died: its last chunk was on its
+//! way), at most once. So `complete ≤ counted ≤ complete + cut off`, every
+//! counted request is a 200 in every counter, and each has its usage
+//! record at the token-service.
+
+// Tests read their own switches (CI, TEST_LOG, …) and the wall clock;
+// the rules of clippy.toml are for the services.
+#![allow(clippy::disallowed_methods)]
+
+use aigw_e2e::load::{chat_body, Load, Observed, COMPLETION_TOKENS, PROMPT_TOKENS};
+use aigw_e2e::stack::{Stack, StackOptions};
+use aigw_e2e::wait::eventually;
+use aigw_testkit::TempDir;
+use serde_json::json;
+use std::time::Duration;
+
+const MODEL: &str = "m";
+const NS: &str = "crash";
+
+/// Answers the client received completely, and the rest.
+fn complete_and_cut(seen: &Observed) -> (i64, i64) {
+    let complete = seen
+        .outcomes
+        .iter()
+        .filter(|o| {
+            o.status == Some(200)
+                && o.error.is_none()
+                && (!o.body.starts_with("data:") || o.stream_done())
+        })
+        .count() as i64;
+    (complete, seen.outcomes.len() as i64 - complete)
+}
+
+/// Runs the load, kills the gateway after `answered` answers, restarts it
+/// on the same journal and checks the rule. Returns what Redis had counted
+/// before the restart, and the final count.
+async fn killed_mid_load(flush: &str, answered: usize) -> (i64, i64) {
+    let journal = TempDir::new("crash-journal");
+    let mut s = Stack::start(StackOptions {
+        gateway_env: vec![
+            ("JOURNAL_DIR".into(), journal.path().display().to_string()),
+            ("METRICS_FLUSH_INTERVAL".into(), flush.into()),
+        ],
+        ..StackOptions::default()
+    })
+    .await;
+    let key = s.world(NS, MODEL, json!({})).await;
+
+    // Streams of five chunks 2 ms apart and whole answers after 5 ms: the
+    // kill finds requests at every stage.
+    let load = Load::start(
+        s.http.clone(),
+        vec![s.gw(0)],
+        key,
+        16,
+        usize::MAX,
+        Duration::ZERO,
+        |i| {
+            if i % 2 == 0 {
+                chat_body(MODEL, true, Some(json!({"chunk_delay_ms": 2})))
+            } else {
+                chat_body(MODEL, false, Some(json!({"latency_ms": 5})))
+            }
+        },
+    );
+    load.wait_done(answered, Duration::from_secs(60)).await;
+    s.gateways[0].kill().await;
+    let seen = load.finish().await;
+    let (complete, cut) = complete_and_cut(&seen);
+    assert!(
+        complete >= answered as i64 / 2,
+        "{:?} {:?}",
+        seen.by_status,
+        seen.first_errors
+    );
+    let streamed = seen
+        .outcomes
+        .iter()
+        .filter(|o| o.status == Some(200) && o.stream_done())
+        .count();
+    assert!(streamed > 0, "streams were answered too");
+    let before = s.int(&format!("metrics:ns:{NS}:total_requests")).await;
+
+    // The restarted gateway (a new replica id) replays the dead one's
+    // journal before its first flush.
+    s.gateways[0].start().await;
+    let counted_ok = eventually(Duration::from_secs(20), || async {
+        let c = s.gateway_counts(NS, &[200]).await;
+        let m = s.model_totals(MODEL, NS).await;
+        c.ns_requests >= complete
+            && m.requests == c.ns_requests
+            && s.int("metrics:token_service:usage_records_processed").await == c.ns_requests
+    })
+    .await;
+    let c = s.gateway_counts(NS, &[200]).await;
+    let m = s.model_totals(MODEL, NS).await;
+    assert!(
+        counted_ok,
+        "complete {complete}, cut off {cut}, counted before the restart {before}: {c:?} {m:?}"
+    );
+    // Settled: a few more flushes change nothing.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(s.gateway_counts(NS, &[200]).await, c);
+    assert_eq!(s.model_totals(MODEL, NS).await, m);
+
+    let counted = c.ns_requests;
+    assert!(
+        (complete..=complete + cut).contains(&counted),
+        "complete {complete}, cut off {cut}, counted {counted}"
+    );
+    assert_eq!(c.global_requests, counted);
+    assert_eq!(c.ns_successful, counted);
+    assert_eq!(c.by_status[&200], counted);
+    assert_eq!((c.global_errors, c.ns_failed), (0, 0));
+    assert_eq!(
+        (m.requests, m.errors, m.tokens_in, m.tokens_out),
+        (
+            counted,
+            0,
+            counted * PROMPT_TOKENS,
+            counted * COMPLETION_TOKENS
+        )
+    );
+    let latency_count = {
+        let mut conn = s.redis.conn().await;
+        let n: i64 = redis::cmd("HGET")
+            .arg(format!("metrics:ns:{NS}:latency_us"))
+            .arg("count")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        n
+    };
+    assert_eq!(latency_count, counted);
+
+    // The dead replica's journal is gone; the live one's is its own.
+    let logs = s.gateways[0].logs();
+    assert!(
+        logs.contains("journals of stopped replicas replayed"),
+        "{logs}"
+    );
+    let files: Vec<String> = std::fs::read_dir(journal.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    let replicas: std::collections::BTreeSet<&str> =
+        files.iter().map(|f| f.split('.').next().unwrap()).collect();
+    assert_eq!(replicas.len(), 1, "{files:?}");
+    (before, counted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_killed_mid_load_loses_no_answered_request() {
+    // Flushes every 100 ms: the kill lands among flushes applied, in flight
+    // and not yet built.
+    let (before, counted) = killed_mid_load("100ms", 600).await;
+    println!("counted before the restart {before}, after {counted}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_never_flushed_is_counted_from_its_journal_alone() {
+    // The first flush comes at start, before any request; the next after an
+    // hour: every count comes from the journal.
+    let (before, counted) = killed_mid_load("1h", 300).await;
+    assert_eq!(before, 0);
+    assert!(counted >= 150, "{counted}");
+}
