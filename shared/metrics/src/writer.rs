@@ -32,10 +32,11 @@ pub fn spawn_flusher(
         // Replayed before the first flush of this replica.
         let mut next_scan = Instant::now();
         loop {
-            if recorder.journal_dir().is_some() && Instant::now() >= next_scan {
-                if replay_journals(&recorder, &redis).await {
-                    next_scan = Instant::now() + REPLAY_SCAN;
-                }
+            if recorder.journal_dir().is_some()
+                && Instant::now() >= next_scan
+                && replay_journals(&recorder, &redis).await
+            {
+                next_scan = Instant::now() + REPLAY_SCAN;
             }
             tokio::select! {
                 _ = tick.tick() => {}
