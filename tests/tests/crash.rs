@@ -17,6 +17,7 @@
 #![allow(clippy::disallowed_methods)]
 
 use aigw_e2e::load::{chat_body, Load, Observed, COMPLETION_TOKENS, PROMPT_TOKENS};
+use aigw_e2e::report::report;
 use aigw_e2e::stack::{Stack, StackOptions};
 use aigw_e2e::wait::eventually;
 use aigw_testkit::TempDir;
@@ -40,10 +41,37 @@ fn complete_and_cut(seen: &Observed) -> (i64, i64) {
     (complete, seen.outcomes.len() as i64 - complete)
 }
 
+/// What one run saw.
+struct Run {
+    complete: i64,
+    cut: i64,
+    /// Counted in Redis before the restart.
+    before: i64,
+    /// Counted in the end.
+    counted: i64,
+}
+
+impl Run {
+    fn report(&self, fault: &str) {
+        report(
+            fault,
+            &format!(
+                "{} chat requests (1/2 streamed) from 16 clients: {} answered completely, {} cut off by the kill",
+                self.complete + self.cut,
+                self.complete,
+                self.cut
+            ),
+            &format!(
+                "answered requests lost 0 ({} counted before the restart, {} after the journal's replay); counted twice 0; usage records missing 0",
+                self.before, self.counted
+            ),
+        );
+    }
+}
+
 /// Runs the load, kills the gateway after `answered` answers, restarts it
-/// on the same journal and checks the rule. Returns what Redis had counted
-/// before the restart, and the final count.
-async fn killed_mid_load(flush: &str, answered: usize) -> (i64, i64) {
+/// on the same journal and checks the rule.
+async fn killed_mid_load(flush: &str, answered: usize) -> Run {
     let journal = TempDir::new("crash-journal");
     let mut s = Stack::start(StackOptions {
         gateway_env: vec![
@@ -156,22 +184,28 @@ async fn killed_mid_load(flush: &str, answered: usize) -> (i64, i64) {
     let replicas: std::collections::BTreeSet<&str> =
         files.iter().map(|f| f.split('.').next().unwrap()).collect();
     assert_eq!(replicas.len(), 1, "{files:?}");
-    (before, counted)
+    Run {
+        complete,
+        cut,
+        before,
+        counted,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_killed_mid_load_loses_no_answered_request() {
     // Flushes every 100 ms: the kill lands among flushes applied, in flight
     // and not yet built.
-    let (before, counted) = killed_mid_load("100ms", 600).await;
-    println!("counted before the restart {before}, after {counted}");
+    let run = killed_mid_load("100ms", 600).await;
+    run.report("gateway SIGKILLed under load (flushing every 100 ms), restarted on its journal");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_gateway_that_never_flushed_is_counted_from_its_journal_alone() {
     // The first flush comes at start, before any request; the next after an
     // hour: every count comes from the journal.
-    let (before, counted) = killed_mid_load("1h", 300).await;
-    assert_eq!(before, 0);
-    assert!(counted >= 150, "{counted}");
+    let run = killed_mid_load("1h", 300).await;
+    assert_eq!(run.before, 0);
+    assert!(run.counted >= 150, "{}", run.counted);
+    run.report("gateway SIGKILLed under load before its first flush, restarted on its journal");
 }

@@ -14,9 +14,10 @@
 //! ([`RequestGuard::settle`]), so whatever a client received completely
 //! survives a SIGKILL of the gateway.
 
+use crate::error::LimitReason;
 use crate::lease::Lease;
 use crate::limits::TokenSink;
-use crate::namespace::{AuthFailure, ConcurrencySlot, NamespaceRuntime};
+use crate::namespace::{AuthFailure, ConcurrencySlot, NamespaceRuntime, RetryReason};
 use crate::routing::Endpoint;
 use crate::usage::{self, Usage};
 use aigw_metrics::families::gateway::{self as fam, Reason};
@@ -75,10 +76,6 @@ impl Accounting {
         self.live.load(Relaxed)
     }
 
-    pub fn count_auth_failure(&self, reason: AuthFailure) {
-        self.auth_failures[reason as usize].inc();
-    }
-
     /// Starts accounting for one request.
     pub fn start(self: &Arc<Self>, endpoint: Endpoint) -> RequestGuard {
         self.live.fetch_add(1, Relaxed);
@@ -106,6 +103,9 @@ impl Accounting {
             outcome: None,
             in_flight: false,
             settled: false,
+            auth_failure: None,
+            rejection: None,
+            retries: [0; RetryReason::ALL.len()],
         }
     }
 }
@@ -153,6 +153,12 @@ pub struct RequestGuard {
     in_flight: bool,
     /// Accounted already ([`RequestGuard::settle`]).
     settled: bool,
+    /// Why its key was refused, if it was.
+    auth_failure: Option<AuthFailure>,
+    /// The limit that refused it, if one did.
+    rejection: Option<LimitReason>,
+    /// Attempts sent again to another instance, per reason.
+    retries: [u32; RetryReason::ALL.len()],
 }
 
 /// Cap on stream payload bytes kept for counting, so a huge answer without
@@ -251,6 +257,22 @@ impl RequestGuard {
         }
     }
 
+    /// Its key was refused (counted with the request).
+    pub fn count_auth_failure(&mut self, reason: AuthFailure) {
+        self.auth_failure = Some(reason);
+    }
+
+    /// A limit refused the request (counted with it).
+    pub fn count_rejection(&mut self, reason: LimitReason) {
+        self.rejection = Some(reason);
+    }
+
+    /// The request goes to another instance after a failed attempt
+    /// (counted with it).
+    pub fn count_retry(&mut self, reason: RetryReason) {
+        self.retries[reason as usize] += 1;
+    }
+
     /// Whether a usage record will be written for this request.
     pub fn has_model(&self) -> bool {
         self.model.is_some()
@@ -289,6 +311,9 @@ impl RequestGuard {
             &acc.global_last_request,
             self.started_at_ms + (dur_us / 1000) as i64,
         );
+        if let Some(reason) = self.auth_failure {
+            entry.inc(&acc.auth_failures[reason as usize]);
+        }
         let Some(ns) = self.ns.take() else {
             entry.commit();
             return;
@@ -304,6 +329,14 @@ impl RequestGuard {
         entry.observe(&ns.latency, dur_us);
         if let Some(t) = self.ttft_us {
             entry.observe(&ns.ttft, t);
+        }
+        if let Some(reason) = self.rejection {
+            entry.inc(&ns.rejections[reason.index()]);
+        }
+        for (n, h) in self.retries.iter().zip(&ns.retries) {
+            if *n > 0 {
+                entry.add(h, i64::from(*n));
+            }
         }
         if let Some(model) = self.model.take() {
             let record = self.usage_record(&ns.code, model, status, kind, dur_us);
