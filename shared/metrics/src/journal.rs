@@ -32,7 +32,7 @@
 //! bytes skipped.
 //!
 //! # Replay
-//! [`replay_dir`] finds segments of replicas whose lock is free, rebuilds
+//! [`crate::replay::replay_dir`] finds segments of replicas whose lock is free, rebuilds
 //! each segment's deltas in a recorder carrying the dead replica's id and
 //! flushes it under the segment's flush id: a flush the dead replica had
 //! already applied is recognised by its exactly-once marker and not applied
@@ -43,10 +43,7 @@
 //! counted and kept in memory only, as without a journal); that happens only
 //! while Redis is unreachable for long, since segments rotate every flush.
 
-use crate::family::{Family, Kind};
-use crate::ops::Heartbeat;
-use crate::recorder::{Recorder, RecorderConfig};
-use std::collections::BTreeMap;
+use crate::family::Family;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -75,16 +72,16 @@ pub(crate) const TAG_RAISE: u8 = 2;
 pub(crate) const TAG_OBSERVE: u8 = 3;
 pub(crate) const TAG_RECORD: u8 = 4;
 
-fn segment_path(dir: &Path, replica: &str, seq: u64) -> PathBuf {
+pub(crate) fn segment_path(dir: &Path, replica: &str, seq: u64) -> PathBuf {
     dir.join(format!("{replica}.{seq}.{EXT}"))
 }
 
-fn lock_path(dir: &Path, replica: &str) -> PathBuf {
+pub(crate) fn lock_path(dir: &Path, replica: &str) -> PathBuf {
     dir.join(format!("{replica}.lock"))
 }
 
 /// `(replica, seq)` of a segment file name.
-fn parse_segment_name(name: &str) -> Option<(&str, u64)> {
+pub(crate) fn parse_segment_name(name: &str) -> Option<(&str, u64)> {
     let stem = name.strip_suffix(EXT)?.strip_suffix('.')?;
     let (replica, seq) = stem.rsplit_once('.')?;
     if replica.is_empty() {
@@ -105,7 +102,7 @@ fn new_segment(path: &Path) -> io::Result<File> {
 /// Takes the exclusive lock of a replica's journal without waiting; false
 /// when another process holds it.
 #[allow(clippy::incompatible_msrv)] // File::try_lock: the toolchain in use has it
-fn try_lock(f: &File) -> io::Result<bool> {
+pub(crate) fn try_lock(f: &File) -> io::Result<bool> {
     match f.try_lock() {
         Ok(()) => Ok(true),
         Err(std::fs::TryLockError::WouldBlock) => Ok(false),
@@ -459,133 +456,4 @@ pub fn read_segment(data: &[u8]) -> SegmentRead {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// What [`replay_dir`] did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct ReplayReport {
-    /// Replicas whose journal was replayed (their lock was free).
-    pub replicas: Vec<String>,
-    pub segments: usize,
-    pub frames: usize,
-    /// Flushes that Redis applied now (the others had been applied before).
-    pub applied: usize,
-    pub skipped_bytes: usize,
-}
-
-/// Replays every journal in `dir` whose replica is gone (its lock is free),
-/// except `own`'s: each segment is flushed under the dead replica's id and
-/// the segment's flush id, then deleted. `template` gives the stream and
-/// record settings. Stops at the first Redis error (the files stay for the
-/// next attempt).
-pub async fn replay_dir<C: redis::aio::ConnectionLike>(
-    dir: &Path,
-    own: &str,
-    template: &RecorderConfig,
-    conn: &mut C,
-) -> redis::RedisResult<ReplayReport> {
-    let mut report = ReplayReport::default();
-    let mut by_replica: BTreeMap<String, Vec<(u64, PathBuf)>> = BTreeMap::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(report),
-        Err(e) => return Err(io_err(e)),
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some((replica, seq)) = name.to_str().and_then(parse_segment_name) else {
-            continue;
-        };
-        if replica != own {
-            by_replica
-                .entry(replica.to_string())
-                .or_default()
-                .push((seq, e.path()));
-        }
-    }
-    for (replica, mut segments) in by_replica {
-        let lock_file = lock_path(dir, &replica);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_file)
-            .map_err(io_err)?;
-        if !try_lock(&lock).map_err(io_err)? {
-            continue; // alive
-        }
-        segments.sort();
-        for (seq, path) in segments {
-            let data = match std::fs::read(&path) {
-                Ok(d) => d,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io_err(e)),
-            };
-            let read = read_segment(&data);
-            if read.skipped_bytes > 0 {
-                tracing::warn!(
-                    replica = %replica,
-                    seq,
-                    skipped_bytes = read.skipped_bytes,
-                    "journal segment has a damaged or torn part; replaying its intact frames"
-                );
-            }
-            let rec = Recorder::new(RecorderConfig {
-                replica: replica.clone(),
-                ..template.clone()
-            });
-            rec.set_next_seq(seq);
-            apply_items(&rec, read.items);
-            if matches!(
-                rec.flush(conn, Heartbeat::None).await?,
-                crate::FlushOutcome::Applied { .. }
-            ) {
-                report.applied += 1;
-            }
-            report.segments += 1;
-            report.frames += read.frames;
-            report.skipped_bytes += read.skipped_bytes;
-            let _ = std::fs::remove_file(&path);
-        }
-        tracing::info!(replica = %replica, "replayed the journal of a replica that is gone");
-        let _ = std::fs::remove_file(&lock_file);
-        report.replicas.push(replica);
-    }
-    Ok(report)
-}
-
-fn io_err(e: io::Error) -> redis::RedisError {
-    redis::RedisError::from(e)
-}
-
-/// Records decoded items into `rec`'s cells and record queue.
-fn apply_items(rec: &Recorder, items: Vec<Item>) {
-    let families = crate::families::all();
-    for item in items {
-        let (tag, family, labels, v) = match item {
-            Item::Record(json) => {
-                rec.push_record(json);
-                continue;
-            }
-            Item::Add { family, labels, v } => (TAG_ADD, family, labels, v as u64),
-            Item::Raise { family, labels, v } => (TAG_RAISE, family, labels, v as u64),
-            Item::Observe { family, labels, v } => (TAG_OBSERVE, family, labels, v),
-        };
-        let Some(f) = families.iter().copied().find(|f| f.name == family) else {
-            tracing::warn!(family = %family, "journal names an unknown metric family; skipped");
-            continue;
-        };
-        let s = series(rec, f, &labels);
-        match tag {
-            TAG_ADD => s.add(v as i64),
-            TAG_RAISE => s.set(v as i64),
-            _ if matches!(f.kind, Kind::Histogram(_)) => s.observe(v),
-            _ => {}
-        }
-    }
-}
-
-fn series(rec: &Recorder, f: &'static Family, labels: &[String]) -> crate::recorder::Series {
-    let l: Vec<&str> = labels.iter().map(String::as_str).collect();
-    rec.series(f, &l)
 }

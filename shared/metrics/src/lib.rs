@@ -6,6 +6,9 @@
 //! - [`recorder`] and [`writer`]: the batched, exactly-once writer. Recording
 //!   is an atomic add in process; a background flusher applies the deltas
 //!   and queued usage records in one script call per interval.
+//! - [`journal`] and [`replay`]: the local journal of entries not yet
+//!   flushed (one `write(2)` per entry), and its replay after the process
+//!   died, under the dead replica's own flush ids.
 //! - [`ops`]: the write scripts, also usable directly by stream consumers
 //!   that need per-record idempotence ([`ops::OnceBatch`]).
 //! - [`collector`]: the Redis-backed Prometheus exposition for `/metrics`.
@@ -26,6 +29,9 @@
 //!   cells (memory bounded by the number of series); usage records queue up
 //!   to `RecorderConfig::max_queued_records` and beyond that are counted as
 //!   dropped.
+//! - **Nothing committed is lost when the process dies.** With a journal,
+//!   an [`Entry`] is in the kernel's page cache before it counts; the next
+//!   process on the directory replays it, exactly once (`tests/journal.rs`).
 //! - **No drift of in-flight gauges.** Each replica writes its own absolute
 //!   value with a heartbeat; every flush recomputes the sums over live
 //!   replicas, and scrapes sum only live ones.
@@ -54,6 +60,7 @@ pub mod metric;
 pub mod ops;
 pub mod process;
 pub mod recorder;
+pub mod replay;
 pub mod stream;
 pub mod writer;
 

@@ -103,7 +103,7 @@ async fn replay_journals(recorder: &Recorder, redis: &RedisConn) -> bool {
     };
     let result = async {
         let mut conn = redis.get().await?;
-        crate::journal::replay_dir(dir, recorder.replica(), recorder.config(), &mut conn).await
+        crate::replay::replay_dir(dir, recorder.replica(), recorder.config(), &mut conn).await
     }
     .await;
     match result {

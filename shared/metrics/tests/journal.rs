@@ -5,7 +5,8 @@
 //! is never replayed.
 
 use aigw_metrics::families::gateway::{Namespace, NsStatus, NS_LATENCY, NS_REQUESTS, NS_STATUS};
-use aigw_metrics::journal::{read_segment, replay_dir, ReplayReport};
+use aigw_metrics::journal::read_segment;
+use aigw_metrics::replay::{replay_dir, ReplayReport};
 use aigw_metrics::{Heartbeat, JournalConfig, Recorder, RecorderConfig};
 use aigw_testkit::{RedisServer, TempDir};
 use redis::AsyncCommands;
