@@ -46,6 +46,7 @@
 use crate::family::Family;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 
@@ -90,13 +91,28 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<(&str, u64)> {
     Some((replica, seq.parse().ok()?))
 }
 
+/// Journal files hold usage records (which may carry prompt text to count):
+/// readable by the service's user only.
+const FILE_MODE: u32 = 0o600;
+
 fn new_segment(path: &Path) -> io::Result<File> {
     let mut f = OpenOptions::new()
         .create_new(true)
         .append(true)
+        .mode(FILE_MODE)
         .open(path)?;
     f.write_all(FILE_MAGIC)?;
     Ok(f)
+}
+
+/// Opens (creating) a replica's lock file.
+pub(crate) fn open_lock(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(FILE_MODE)
+        .open(path)
 }
 
 /// Takes the exclusive lock of a replica's journal without waiting; false
@@ -147,12 +163,11 @@ impl Journal {
         replica: &str,
         seq: u64,
     ) -> io::Result<(Journal, Segment)> {
-        std::fs::create_dir_all(&cfg.dir)?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(lock_path(&cfg.dir, replica))?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&cfg.dir)?;
+        let lock = open_lock(&lock_path(&cfg.dir, replica))?;
         if !try_lock(&lock)? {
             return Err(io::Error::other(format!(
                 "journal of replica {replica} is locked by another process"

@@ -5,12 +5,11 @@
 //! by its exactly-once marker.
 
 use crate::family::{Family, Kind};
-use crate::journal::{lock_path, parse_segment_name, read_segment, try_lock, Item};
+use crate::journal::{lock_path, open_lock, parse_segment_name, read_segment, try_lock, Item};
 use crate::journal::{TAG_ADD, TAG_OBSERVE, TAG_RAISE};
 use crate::ops::Heartbeat;
 use crate::recorder::{Recorder, RecorderConfig};
 use std::collections::BTreeMap;
-use std::fs::OpenOptions;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -58,12 +57,7 @@ pub async fn replay_dir<C: redis::aio::ConnectionLike>(
     }
     for (replica, mut segments) in by_replica {
         let lock_file = lock_path(dir, &replica);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_file)
-            .map_err(io_err)?;
+        let lock = open_lock(&lock_file).map_err(io_err)?;
         if !try_lock(&lock).map_err(io_err)? {
             continue; // alive
         }

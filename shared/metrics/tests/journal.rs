@@ -147,6 +147,10 @@ async fn a_torn_tail_and_a_damaged_frame_lose_only_themselves() {
     }
     drop(rec);
     let seg = segments(dir.path()).remove(0);
+    // Records may carry prompt text: the service's user alone reads them.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&seg).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
     let mut data = std::fs::read(&seg).unwrap();
     let intact = read_segment(&data);
     assert_eq!(intact.frames, 6);
