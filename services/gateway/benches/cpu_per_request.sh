@@ -22,6 +22,9 @@
 #   LIMITS (a JSON object of namespace limits, default {}: none; e.g.
 #   '{"max_concurrency":1000}' measures the fleet-wide concurrency check,
 #   '{"rpm":100000000}' the RPM window).
+# Each gateway journals in its own directory under the work directory (its
+# JOURNAL_DIR; a wrapper script that sets JOURNAL_DIR=off and `exec`s a
+# binary measures it without the journal).
 # Output: one line per run, then medians per target; raw loadgen JSON in
 # target/bench-cpu/.
 set -euo pipefail
@@ -115,7 +118,8 @@ for g in "${gateways[@]}"; do
   name="gw$i"
   port=$(free_port)
   env ${GATEWAY_WORKERS:+GATEWAY_WORKERS=$GATEWAY_WORKERS} GATEWAY_PORT="$port" BIND_ADDR=127.0.0.1 \
-    REDIS_URL="redis://127.0.0.1:$redis_port" RUST_LOG="$GW_RUST_LOG" "$g" >"$work/$name.log" 2>&1 &
+    REDIS_URL="redis://127.0.0.1:$redis_port" RUST_LOG="$GW_RUST_LOG" JOURNAL_DIR="$work/journal-$name" \
+    "$g" >"$work/$name.log" 2>&1 &
   pids+=($!)
   pid[$name]=$!
   url[$name]="http://127.0.0.1:$port/v1/chat/completions"
