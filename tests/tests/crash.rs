@@ -23,28 +23,36 @@ use aigw_e2e::wait::eventually;
 use aigw_testkit::TempDir;
 use serde_json::json;
 use std::time::Duration;
+use tokio::time::Instant;
 
 const MODEL: &str = "m";
 const NS: &str = "crash";
 
-/// Answers the client received completely, and the rest.
-fn complete_and_cut(seen: &Observed) -> (i64, i64) {
-    let complete = seen
-        .outcomes
-        .iter()
-        .filter(|o| {
-            o.status == Some(200)
-                && o.error.is_none()
-                && (!o.body.starts_with("data:") || o.stream_done())
-        })
-        .count() as i64;
-    (complete, seen.outcomes.len() as i64 - complete)
+/// Answers the client received completely, requests in flight at the
+/// kill that did not get theirs (cut off), and requests sent after it.
+fn outcomes(seen: &Observed, killed_at: Instant) -> (i64, i64, i64) {
+    let (mut complete, mut cut, mut after) = (0, 0, 0);
+    for o in &seen.outcomes {
+        if o.status == Some(200)
+            && o.error.is_none()
+            && (!o.body.starts_with("data:") || o.stream_done())
+        {
+            complete += 1;
+        } else if o.started <= killed_at {
+            cut += 1;
+        } else {
+            after += 1;
+        }
+    }
+    (complete, cut, after)
 }
 
 /// What one run saw.
 struct Run {
     complete: i64,
     cut: i64,
+    /// Sent after the kill (refused).
+    after: i64,
     /// Counted in Redis before the restart.
     before: i64,
     /// Counted in the end.
@@ -56,10 +64,11 @@ impl Run {
         report(
             fault,
             &format!(
-                "{} chat requests (1/2 streamed) from 16 clients: {} answered completely, {} cut off by the kill",
+                "{} chat requests (1/2 streamed) from 16 clients before the kill: {} answered completely, {} in flight and cut off by it ({} sent after it, refused)",
                 self.complete + self.cut,
                 self.complete,
-                self.cut
+                self.cut,
+                self.after
             ),
             &format!(
                 "answered requests lost 0 ({} counted before the restart, {} after the journal's replay); counted twice 0; usage records missing 0",
@@ -101,9 +110,10 @@ async fn killed_mid_load(flush: &str, answered: usize) -> Run {
         },
     );
     load.wait_done(answered, Duration::from_secs(60)).await;
+    let killed_at = Instant::now();
     s.gateways[0].kill().await;
     let seen = load.finish().await;
-    let (complete, cut) = complete_and_cut(&seen);
+    let (complete, cut, after) = outcomes(&seen, killed_at);
     assert!(
         complete >= answered as i64 / 2,
         "{:?} {:?}",
@@ -187,6 +197,7 @@ async fn killed_mid_load(flush: &str, answered: usize) -> Run {
     Run {
         complete,
         cut,
+        after,
         before,
         counted,
     }

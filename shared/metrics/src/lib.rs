@@ -43,6 +43,7 @@
 //! | record one request's 11 series, cached handles, 2 threads contending | 29 ns |
 //! | the same by family + labels lookup (key format + map read per series) | 1,290 ns |
 //! | one flush of 10,000 changed series (one script call) | 45 ms |
+//! | one request's 10 series and a usage record as one [`Entry`], 2 threads (2026-11-27): without / with the journal | 509 ns / 1,511 ns |
 //!
 //! Hot paths keep [`Handle`]s; the lookup path is for rare series.
 
