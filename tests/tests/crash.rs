@@ -1,8 +1,10 @@
 //! A gateway killed with SIGKILL in the middle of load (sixteen clients,
-//! half of them streaming), then restarted on the same `JOURNAL_DIR`: the
-//! restarted gateway replays the dead one's journal through the exactly-once
-//! flush markers, and the Redis counters and the usage records that reach
-//! the token-service account for every answer a client received.
+//! half of them streaming), then restarted on the same `JOURNAL_DIR` (or
+//! not restarted, with a second gateway sharing the directory): the
+//! restarted gateway (or the survivor) replays the dead one's journal
+//! through the exactly-once flush markers, and the Redis counters and the
+//! usage records that reach the token-service account for every answer a
+//! client received.
 //!
 //! The rule: an answer a client received completely (a 200 whose body was
 //! read to its end; for a stream, through `data: [DONE]`) is counted
@@ -53,7 +55,7 @@ struct Run {
     cut: i64,
     /// Sent after the kill (refused).
     after: i64,
-    /// Counted in Redis before the restart.
+    /// Counted in Redis before the journal's replay.
     before: i64,
     /// Counted in the end.
     counted: i64,
@@ -71,18 +73,28 @@ impl Run {
                 self.after
             ),
             &format!(
-                "answered requests lost 0 ({} counted before the restart, {} after the journal's replay); counted twice 0; usage records missing 0",
+                "answered requests lost 0 ({} counted before the journal's replay, {} after it); counted twice 0; usage records missing 0",
                 self.before, self.counted
             ),
         );
     }
 }
 
-/// Runs the load, kills the gateway after `answered` answers, restarts it
-/// on the same journal and checks the rule.
-async fn killed_mid_load(flush: &str, answered: usize) -> Run {
+/// Who replays the killed gateway's journal.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Replayer {
+    /// The killed gateway, restarted on the same directory.
+    Restarted,
+    /// A second gateway sharing the directory, running throughout.
+    Survivor,
+}
+
+/// Runs the load against gateway 0, kills it after `answered` answers, lets
+/// its journal be replayed and checks the rule.
+async fn killed_mid_load(flush: &str, answered: usize, replayer: Replayer) -> Run {
     let journal = TempDir::new("crash-journal");
     let mut s = Stack::start(StackOptions {
+        gateways: if replayer == Replayer::Survivor { 2 } else { 1 },
         gateway_env: vec![
             ("JOURNAL_DIR".into(), journal.path().display().to_string()),
             ("METRICS_FLUSH_INTERVAL".into(), flush.into()),
@@ -129,9 +141,16 @@ async fn killed_mid_load(flush: &str, answered: usize) -> Run {
     let before = s.int(&format!("metrics:ns:{NS}:total_requests")).await;
 
     // The restarted gateway (a new replica id) replays the dead one's
-    // journal before its first flush.
-    s.gateways[0].start().await;
-    let counted_ok = eventually(Duration::from_secs(20), || async {
+    // journal before its first flush; a survivor finds it within its
+    // periodic scan (10 s).
+    let live = match replayer {
+        Replayer::Restarted => {
+            s.gateways[0].start().await;
+            0
+        }
+        Replayer::Survivor => 1,
+    };
+    let counted_ok = eventually(Duration::from_secs(30), || async {
         let c = s.gateway_counts(NS, &[200]).await;
         let m = s.model_totals(MODEL, NS).await;
         c.ns_requests >= complete
@@ -143,7 +162,7 @@ async fn killed_mid_load(flush: &str, answered: usize) -> Run {
     let m = s.model_totals(MODEL, NS).await;
     assert!(
         counted_ok,
-        "complete {complete}, cut off {cut}, counted before the restart {before}: {c:?} {m:?}"
+        "complete {complete}, cut off {cut}, counted before the replay {before}: {c:?} {m:?}"
     );
     // Settled: a few more flushes change nothing.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -181,7 +200,7 @@ async fn killed_mid_load(flush: &str, answered: usize) -> Run {
     assert_eq!(latency_count, counted);
 
     // The dead replica's journal is gone; the live one's is its own.
-    let logs = s.gateways[0].logs();
+    let logs = s.gateways[live].logs();
     assert!(
         logs.contains("journals of stopped replicas replayed"),
         "{logs}"
@@ -207,7 +226,7 @@ async fn killed_mid_load(flush: &str, answered: usize) -> Run {
 async fn a_gateway_killed_mid_load_loses_no_answered_request() {
     // Flushes every 100 ms: the kill lands among flushes applied, in flight
     // and not yet built.
-    let run = killed_mid_load("100ms", 600).await;
+    let run = killed_mid_load("100ms", 600, Replayer::Restarted).await;
     run.report("gateway SIGKILLed under load (flushing every 100 ms), restarted on its journal");
 }
 
@@ -215,8 +234,20 @@ async fn a_gateway_killed_mid_load_loses_no_answered_request() {
 async fn a_gateway_that_never_flushed_is_counted_from_its_journal_alone() {
     // The first flush comes at start, before any request; the next after an
     // hour: every count comes from the journal.
-    let run = killed_mid_load("1h", 300).await;
+    let run = killed_mid_load("1h", 300, Replayer::Restarted).await;
     assert_eq!(run.before, 0);
     assert!(run.counted >= 150, "{}", run.counted);
     run.report("gateway SIGKILLed under load before its first flush, restarted on its journal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_surviving_gateway_replays_a_dead_replicas_journal_from_a_shared_directory() {
+    // Nothing flushed before the kill (an hour's interval): every count
+    // comes from the survivor's replay.
+    let run = killed_mid_load("1h", 300, Replayer::Survivor).await;
+    assert_eq!(run.before, 0);
+    assert!(run.counted >= 150, "{}", run.counted);
+    run.report(
+        "one of two gateways sharing a journal directory SIGKILLed under load before its first flush, not restarted",
+    );
 }

@@ -12,6 +12,8 @@ use tokio::time::Instant;
 
 /// How often a journaling flusher looks for journals of dead replicas.
 pub const REPLAY_SCAN: Duration = Duration::from_secs(10);
+/// How soon a replay that failed (Redis unreachable) is tried again.
+const REPLAY_RETRY: Duration = Duration::from_secs(1);
 use tokio_util::sync::CancellationToken;
 
 /// Runs until `cancel` fires, then flushes until everything recorded is
@@ -29,17 +31,22 @@ pub fn spawn_flusher(
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
-        // Replayed before the first flush of this replica.
+        let journaling = recorder.journal_dir().is_some();
+        // Replayed before the first flush of this replica, then on a timer
+        // of its own (whatever the flush interval).
         let mut next_scan = Instant::now();
         loop {
-            if recorder.journal_dir().is_some()
-                && Instant::now() >= next_scan
-                && replay_journals(&recorder, &redis).await
-            {
-                next_scan = Instant::now() + REPLAY_SCAN;
+            if journaling && Instant::now() >= next_scan {
+                next_scan = Instant::now()
+                    + if replay_journals(&recorder, &redis).await {
+                        REPLAY_SCAN
+                    } else {
+                        REPLAY_RETRY
+                    };
             }
             tokio::select! {
                 _ = tick.tick() => {}
+                _ = tokio::time::sleep_until(next_scan), if journaling => continue,
                 _ = cancel.cancelled() => break,
             }
             match flush_once(&recorder, &redis, alive).await {
@@ -96,7 +103,7 @@ async fn flush_once(
 }
 
 /// Replays the journals of dead replicas next to this recorder's; false
-/// when Redis failed (tried again at the next tick).
+/// when Redis failed (tried again after [`REPLAY_RETRY`]).
 async fn replay_journals(recorder: &Recorder, redis: &RedisConn) -> bool {
     let Some(dir) = recorder.journal_dir() else {
         return true;
