@@ -387,7 +387,7 @@ impl<'a> Cursor<'a> {
     }
 }
 
-fn decode_payload(p: &[u8], out: &mut Vec<Item>) -> Option<()> {
+fn decode_payload(p: &[u8]) -> Option<Vec<Item>> {
     let mut c = Cursor(p);
     let mut items = Vec::new();
     while !c.0.is_empty() {
@@ -421,8 +421,24 @@ fn decode_payload(p: &[u8], out: &mut Vec<Item>) -> Option<()> {
             _ => return None,
         });
     }
-    out.extend(items);
-    Some(())
+    Some(items)
+}
+
+/// The length and items of the intact frame at the start of `rest`.
+fn frame_at(rest: &[u8]) -> Option<(usize, Vec<Item>)> {
+    if rest.len() < FRAME_HEAD || !rest.starts_with(FRAME_MAGIC) {
+        return None;
+    }
+    let len = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+    let crc = u32::from_le_bytes([rest[8], rest[9], rest[10], rest[11]]);
+    if len > MAX_FRAME || rest.len() < FRAME_HEAD + len {
+        return None;
+    }
+    let payload = &rest[FRAME_HEAD..FRAME_HEAD + len];
+    if crc32fast::hash(payload) != crc {
+        return None;
+    }
+    Some((FRAME_HEAD + len, decode_payload(payload)?))
 }
 
 /// Reads the frames of one segment's bytes. Never fails: damaged or torn
@@ -435,32 +451,25 @@ pub fn read_segment(data: &[u8]) -> SegmentRead {
         r.skipped_bytes += data.len().min(FILE_MAGIC.len());
         data.len().min(FILE_MAGIC.len())
     };
+    // Start of the damaged stretch being skipped.
     let mut skipping_from: Option<usize> = None;
     while pos < data.len() {
-        let rest = &data[pos..];
-        let whole = rest.len() >= FRAME_HEAD && rest.starts_with(FRAME_MAGIC) && {
-            let len = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
-            let crc = u32::from_le_bytes([rest[8], rest[9], rest[10], rest[11]]);
-            len <= MAX_FRAME
-                && rest.len() >= FRAME_HEAD + len
-                && crc32fast::hash(&rest[FRAME_HEAD..FRAME_HEAD + len]) == crc
-                && decode_payload(&rest[FRAME_HEAD..FRAME_HEAD + len], &mut r.items).is_some()
-                && {
-                    if let Some(from) = skipping_from.take() {
-                        r.skipped_bytes += pos - from;
-                    }
-                    r.frames += 1;
-                    pos += FRAME_HEAD + len;
-                    true
+        match frame_at(&data[pos..]) {
+            Some((len, items)) => {
+                if let Some(from) = skipping_from.take() {
+                    r.skipped_bytes += pos - from;
                 }
-        };
-        if !whole {
-            skipping_from.get_or_insert(pos);
-            // The next frame marker after this position, if any.
-            pos = match find(&data[pos + 1..], FRAME_MAGIC) {
-                Some(i) => pos + 1 + i,
-                None => data.len(),
-            };
+                r.items.extend(items);
+                r.frames += 1;
+                pos += len;
+            }
+            None => {
+                skipping_from.get_or_insert(pos);
+                pos = match find(&data[pos + 1..], FRAME_MAGIC) {
+                    Some(i) => pos + 1 + i,
+                    None => data.len(),
+                };
+            }
         }
     }
     if let Some(from) = skipping_from {

@@ -258,7 +258,7 @@ impl Recorder {
 
     /// A recorder whose entries ([`Recorder::entry`]) are journaled in
     /// `journal.dir` before they count, so they survive a crash of this
-    /// process (replayed by [`crate::journal::replay_dir`]).
+    /// process (replayed by [`crate::replay::replay_dir`]).
     pub fn with_journal(cfg: RecorderConfig, journal: &JournalConfig) -> std::io::Result<Self> {
         let (journal, segment) = Journal::open(journal, &cfg.replica, 1)?;
         Ok(Self::build(

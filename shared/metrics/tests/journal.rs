@@ -198,3 +198,27 @@ fn a_segment_cut_anywhere_reads_its_whole_frames_and_never_panics() {
     }
     let _ = read_segment(&noise);
 }
+
+#[tokio::test]
+async fn a_full_segment_stops_journaling_and_everything_still_counts() {
+    let redis = RedisServer::start().await;
+    let dir = TempDir::new("journal-full");
+    let rec = Recorder::with_journal(
+        RecorderConfig::for_service("jt"),
+        &JournalConfig {
+            dir: dir.path().to_path_buf(),
+            max_bytes: 1024,
+        },
+    )
+    .unwrap();
+    for i in 0..10 {
+        request(&rec, i);
+    }
+    let frame = read_segment(&std::fs::read(&segments(dir.path())[0]).unwrap());
+    assert!(frame.frames >= 1 && frame.frames < 10, "{frame:?}");
+    assert_eq!(rec.journal_skipped(), 10 - frame.frames as u64);
+    // In memory, all ten count.
+    let mut c = redis.conn().await;
+    rec.flush(&mut c, Heartbeat::None).await.unwrap();
+    assert_eq!(redis.get_i64("metrics:ns:j:total_requests").await, 10);
+}
