@@ -85,16 +85,20 @@ impl Run {
 enum Replayer {
     /// The killed gateway, restarted on the same directory.
     Restarted,
-    /// A second gateway sharing the directory, running throughout.
-    Survivor,
+    /// The other gateways of a fleet sharing the directory, running
+    /// throughout; the load goes through all of them or only the killed one.
+    Survivors { gateways: usize, load_all: bool },
 }
 
-/// Runs the load against gateway 0, kills it after `answered` answers, lets
-/// its journal be replayed and checks the rule.
+/// Runs the load, kills gateway 0 after `answered` answers, lets its
+/// journal be replayed and checks the rule.
 async fn killed_mid_load(flush: &str, answered: usize, replayer: Replayer) -> Run {
     let journal = TempDir::new("crash-journal");
     let mut s = Stack::start(StackOptions {
-        gateways: if replayer == Replayer::Survivor { 2 } else { 1 },
+        gateways: match replayer {
+            Replayer::Restarted => 1,
+            Replayer::Survivors { gateways, .. } => gateways,
+        },
         gateway_env: vec![
             ("JOURNAL_DIR".into(), journal.path().display().to_string()),
             ("METRICS_FLUSH_INTERVAL".into(), flush.into()),
@@ -106,9 +110,15 @@ async fn killed_mid_load(flush: &str, answered: usize, replayer: Replayer) -> Ru
 
     // Streams of five chunks 2 ms apart and whole answers after 5 ms: the
     // kill finds requests at every stage.
+    let urls = match replayer {
+        Replayer::Survivors { load_all: true, .. } => {
+            (0..s.gateways.len()).map(|i| s.gw(i)).collect()
+        }
+        _ => vec![s.gw(0)],
+    };
     let load = Load::start(
         s.http.clone(),
-        vec![s.gw(0)],
+        urls,
         key,
         16,
         usize::MAX,
@@ -143,13 +153,9 @@ async fn killed_mid_load(flush: &str, answered: usize, replayer: Replayer) -> Ru
     // The restarted gateway (a new replica id) replays the dead one's
     // journal before its first flush; a survivor finds it within its
     // periodic scan (10 s).
-    let live = match replayer {
-        Replayer::Restarted => {
-            s.gateways[0].start().await;
-            0
-        }
-        Replayer::Survivor => 1,
-    };
+    if replayer == Replayer::Restarted {
+        s.gateways[0].start().await;
+    }
     let counted_ok = eventually(Duration::from_secs(30), || async {
         let c = s.gateway_counts(NS, &[200]).await;
         let m = s.model_totals(MODEL, NS).await;
@@ -199,11 +205,16 @@ async fn killed_mid_load(flush: &str, answered: usize, replayer: Replayer) -> Ru
     };
     assert_eq!(latency_count, counted);
 
-    // The dead replica's journal is gone; the live one's is its own.
-    let logs = s.gateways[live].logs();
+    // A live gateway replayed the dead replica's journal, which is gone;
+    // the live replicas' own journals remain.
+    let live: Vec<usize> = (0..s.gateways.len())
+        .filter(|i| s.gateways[*i].proc.is_some())
+        .collect();
     assert!(
-        logs.contains("journals of stopped replicas replayed"),
-        "{logs}"
+        live.iter().any(|i| s.gateways[*i]
+            .logs()
+            .contains("journals of stopped replicas replayed")),
+        "no replay logged"
     );
     let files: Vec<String> = std::fs::read_dir(journal.path())
         .unwrap()
@@ -212,7 +223,7 @@ async fn killed_mid_load(flush: &str, answered: usize, replayer: Replayer) -> Ru
         .collect();
     let replicas: std::collections::BTreeSet<&str> =
         files.iter().map(|f| f.split('.').next().unwrap()).collect();
-    assert_eq!(replicas.len(), 1, "{files:?}");
+    assert_eq!(replicas.len(), live.len(), "{files:?}");
     Run {
         complete,
         cut,
@@ -244,10 +255,34 @@ async fn a_gateway_that_never_flushed_is_counted_from_its_journal_alone() {
 async fn a_surviving_gateway_replays_a_dead_replicas_journal_from_a_shared_directory() {
     // Nothing flushed before the kill (an hour's interval): every count
     // comes from the survivor's replay.
-    let run = killed_mid_load("1h", 300, Replayer::Survivor).await;
+    let run = killed_mid_load(
+        "1h",
+        300,
+        Replayer::Survivors {
+            gateways: 2,
+            load_all: false,
+        },
+    )
+    .await;
     assert_eq!(run.before, 0);
     assert!(run.counted >= 150, "{}", run.counted);
     run.report(
         "one of two gateways sharing a journal directory SIGKILLed under load before its first flush, not restarted",
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_three_gateways_killed_mid_load_loses_no_answered_request() {
+    // Load through all three; the survivors keep answering and flushing
+    // (every 100 ms) while one of them replays the dead one's journal.
+    let run = killed_mid_load(
+        "100ms",
+        600,
+        Replayer::Survivors {
+            gateways: 3,
+            load_all: true,
+        },
+    )
+    .await;
+    run.report("one of three gateways sharing a journal directory SIGKILLed under load through all three, not restarted");
 }
