@@ -22,15 +22,17 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --system --gid 10001 aigw \
  && useradd --system --uid 10001 --gid aigw --home-dir /app --shell /usr/sbin/nologin aigw \
- && mkdir -p /app/data \
- && chown aigw:aigw /app/data
+ && mkdir -p /app/data /app/journal \
+ && chown aigw:aigw /app/data /app/journal
 COPY --from=build /out/ /usr/local/bin/
 WORKDIR /app
 # Numeric, so a runtime can tell it is not root without reading /etc/passwd
 # (Kubernetes' runAsNonRoot); deploy/k8s runs the pods as the same ids.
 USER 10001:10001
 ENV RUST_LOG=info BIND_ADDR=0.0.0.0
-# The config-center keeps its SQLite file in /app/data (a volume in compose).
+# The config-center keeps its SQLite file in /app/data (a volume in compose);
+# the gateway journals unflushed metrics in /app/journal (JOURNAL_DIR's
+# default, `journal`, relative to this working directory).
 VOLUME ["/app/data"]
 EXPOSE 8080 8000 9000
 CMD ["gateway"]

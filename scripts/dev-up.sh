@@ -258,7 +258,7 @@ start token-service env TOKEN_SERVICE_PORT="$TOKEN_SERVICE_PORT" REDIS_URL="$RED
     "$BIN_DIR/token-service"
 wait_http "http://127.0.0.1:$TOKEN_SERVICE_PORT/health" token-service "$LOG_DIR/token-service.log" "$LAST_PID"
 
-start gateway env GATEWAY_PORT="$GATEWAY_PORT" REDIS_URL="$REDIS_URL" "$BIN_DIR/gateway"
+start gateway env GATEWAY_PORT="$GATEWAY_PORT" REDIS_URL="$REDIS_URL" JOURNAL_DIR="$ROOT/.run/journal" "$BIN_DIR/gateway"
 wait_http "http://127.0.0.1:$GATEWAY_PORT/health" gateway "$LOG_DIR/gateway.log" "$LAST_PID"
 
 # ---------------------------------------------------------------- seed + traffic

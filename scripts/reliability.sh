@@ -15,7 +15,7 @@ cargo build --workspace --bins
 extra=()
 if [ "${1:-}" = "--ignored" ]; then extra=(--include-ignored); fi
 AIGW_RELIABILITY_FILE="$rows" cargo test --no-fail-fast -p aigw-e2e \
-  --test faults --test bad_input --test isolation --test fuzz_gateway --test fuzz_openapi \
+  --test faults --test crash --test bad_input --test isolation --test fuzz_gateway --test fuzz_openapi \
   -- --test-threads 2 "${extra[@]}" || echo "some tests failed: their rows say what was lost" >&2
 
 python3 - "$rows" docs/RELIABILITY.md <<'PY'

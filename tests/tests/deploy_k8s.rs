@@ -410,13 +410,30 @@ fn workloads_agree_with_the_services_code() {
             "{name}"
         );
         assert_eq!(spec["automountServiceAccountToken"], false, "{name}");
-        // The only writable path is /tmp, on an emptyDir.
+        // The only writable paths are /tmp and the gateway's journal
+        // (JOURNAL_DIR), each on an emptyDir (which outlives a restart of
+        // the container, so a restarted gateway replays its journal).
         let mounts = c["volumeMounts"].as_array().unwrap();
-        assert_eq!(mounts.len(), 1);
-        assert_eq!(mounts[0]["mountPath"], "/tmp");
-        let vol = &spec["volumes"][0];
-        assert_eq!(vol["name"], mounts[0]["name"]);
-        assert!(vol["emptyDir"].is_object());
+        let mut want = vec!["/tmp".to_string()];
+        if let Some(dir) = lit.get("JOURNAL_DIR") {
+            want.push(dir.clone());
+        }
+        assert_eq!(
+            name == "gateway",
+            want.len() == 2,
+            "{name}: JOURNAL_DIR set for the gateway only"
+        );
+        let paths: Vec<String> = mounts
+            .iter()
+            .map(|m| m["mountPath"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(paths, want, "{name}: writable paths");
+        let volumes = spec["volumes"].as_array().unwrap();
+        assert_eq!(volumes.len(), mounts.len(), "{name}");
+        for (vol, m) in volumes.iter().zip(mounts) {
+            assert_eq!(vol["name"], m["name"]);
+            assert!(vol["emptyDir"].is_object());
+        }
 
         // A PodDisruptionBudget keeps all but one pod through node drains.
         let pdb = named(&objects, "PodDisruptionBudget", name);
@@ -940,7 +957,8 @@ async fn annotation_scrape_config_finds_the_pods_as_the_specification_jobs() {
 /// Starts each service with the environment its Deployment gives it (with
 /// the Secret and ConfigMap of the dev overlay), changing only what points
 /// at this machine: the port (a free one; the port variable is proven to
-/// set it), Redis and the database (private ones), and the bind address.
+/// set it), Redis and the database (private ones), the journal directory
+/// (a private one) and the bind address.
 /// Each answers its probes and `/metrics`, logs as configured, and stops
 /// cleanly on SIGTERM within its termination grace period.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -949,6 +967,7 @@ async fn services_start_with_the_manifest_environment_and_answer_their_probes() 
     let redis = RedisServer::start().await;
     let pg = PgDatabase::create().await;
     let sqlite = TempDir::new("k8s-env-db");
+    let journal = TempDir::new("k8s-env-journal");
     let database_url = match &pg {
         Some(db) => db.url.clone(),
         None => {
@@ -976,6 +995,7 @@ async fn services_start_with_the_manifest_environment_and_answer_their_probes() 
                 (v, _) if v == port_var => port.to_string(),
                 ("REDIS_URL", _) => redis.url(),
                 ("DATABASE_URL", _) => database_url.clone(),
+                ("JOURNAL_DIR", _) => journal.path().display().to_string(),
                 (_, EnvSource::Value(v)) => v,
                 (_, EnvSource::Secret { optional: true, .. }) => continue,
                 (_, EnvSource::Secret { name, key, .. }) => {

@@ -28,6 +28,9 @@
 #   masters and 3 replicas, the gateways on redis+cluster://),
 #   BIN (directory of the binaries, default target/release; with BUILD=0
 #   e.g. target/debug).
+# Each gateway journals in its own directory under the work directory (its
+# JOURNAL_DIR; a wrapper script that sets JOURNAL_DIR=off and `exec`s a
+# binary measures it without the journal).
 # Output: one line per run, then medians per target and the Redis commands
 # per request (INFO commandstats summed over the masters, from the first
 # warm-up to the last flush); raw loadgen JSON in target/bench-cpu/.
@@ -165,7 +168,8 @@ for g in "${gateways[@]}"; do
   name="gw$i"
   port=$(free_port)
   env ${GATEWAY_WORKERS:+GATEWAY_WORKERS=$GATEWAY_WORKERS} GATEWAY_PORT="$port" BIND_ADDR=127.0.0.1 \
-    REDIS_URL="$redis_url" RUST_LOG="$GW_RUST_LOG" "$g" >"$work/$name.log" 2>&1 &
+    REDIS_URL="$redis_url" RUST_LOG="$GW_RUST_LOG" JOURNAL_DIR="$work/journal-$name" \
+    "$g" >"$work/$name.log" 2>&1 &
   pids+=($!)
   pid[$name]=$!
   url[$name]="http://127.0.0.1:$port/v1/chat/completions"

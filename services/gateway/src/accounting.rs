@@ -7,11 +7,17 @@
 //! in its `Drop`, so success, error, limit rejection, upstream failure and
 //! client disconnect (the handler or body stream dropped unfinished: 499)
 //! are each counted exactly once. Nothing here touches Redis: series handles
-//! are atomics that the flusher drains.
+//! are atomics that the flusher drains. A request's deltas and usage record
+//! are one recorder entry, journaled (when `JOURNAL_DIR` is on) before they
+//! count: a whole answer is accounted before the handler returns it, a
+//! stream before its last chunk is handed to the server
+//! ([`RequestGuard::settle`]), so whatever a client received completely
+//! survives a SIGKILL of the gateway.
 
+use crate::error::LimitReason;
 use crate::lease::Lease;
 use crate::limits::TokenSink;
-use crate::namespace::{AuthFailure, ConcurrencySlot, NamespaceRuntime};
+use crate::namespace::{AuthFailure, ConcurrencySlot, NamespaceRuntime, RetryReason};
 use crate::routing::Endpoint;
 use crate::usage::{self, Usage};
 use aigw_metrics::families::gateway::{self as fam, Reason};
@@ -70,10 +76,6 @@ impl Accounting {
         self.live.load(Relaxed)
     }
 
-    pub fn count_auth_failure(&self, reason: AuthFailure) {
-        self.auth_failures[reason as usize].inc();
-    }
-
     /// Starts accounting for one request.
     pub fn start(self: &Arc<Self>, endpoint: Endpoint) -> RequestGuard {
         self.live.fetch_add(1, Relaxed);
@@ -100,6 +102,10 @@ impl Accounting {
             lease: None,
             outcome: None,
             in_flight: false,
+            settled: false,
+            auth_failure: None,
+            rejection: None,
+            retries: [0; RetryReason::ALL.len()],
         }
     }
 }
@@ -145,6 +151,14 @@ pub struct RequestGuard {
     /// Counted in the namespace's in-flight gauge (from when its body was
     /// read: a client still sending is not in flight yet).
     in_flight: bool,
+    /// Accounted already ([`RequestGuard::settle`]).
+    settled: bool,
+    /// Why its key was refused, if it was.
+    auth_failure: Option<AuthFailure>,
+    /// The limit that refused it, if one did.
+    rejection: Option<LimitReason>,
+    /// Attempts sent again to another instance, per reason.
+    retries: [u32; RetryReason::ALL.len()],
 }
 
 /// Cap on stream payload bytes kept for counting, so a huge answer without
@@ -243,6 +257,22 @@ impl RequestGuard {
         }
     }
 
+    /// Its key was refused (counted with the request).
+    pub fn count_auth_failure(&mut self, reason: AuthFailure) {
+        self.auth_failure = Some(reason);
+    }
+
+    /// A limit refused the request (counted with it).
+    pub fn count_rejection(&mut self, reason: LimitReason) {
+        self.rejection = Some(reason);
+    }
+
+    /// The request goes to another instance after a failed attempt
+    /// (counted with it).
+    pub fn count_retry(&mut self, reason: RetryReason) {
+        self.retries[reason as usize] += 1;
+    }
+
     /// Whether a usage record will be written for this request.
     pub fn has_model(&self) -> bool {
         self.model.is_some()
@@ -253,6 +283,16 @@ impl RequestGuard {
         self.outcome = Some((status, error_kind));
     }
 
+    /// Accounts for the request now (once): one journaled entry of the
+    /// recorder. Streams call it before their last chunk leaves, so a
+    /// request whose answer the client got completely is in the journal.
+    pub fn settle(&mut self) {
+        if !self.settled {
+            self.settled = true;
+            self.account();
+        }
+    }
+
     fn account(&mut self) {
         let (status, kind) = self
             .outcome
@@ -261,59 +301,76 @@ impl RequestGuard {
         let dur_us = self.start.elapsed().as_micros() as u64;
         let acc = Arc::clone(&self.acc);
         let failed = status >= 400;
-        acc.global_requests.inc();
+        let mut entry = acc.recorder.entry();
+        entry.inc(&acc.global_requests);
         if failed {
-            acc.global_errors.inc();
+            entry.inc(&acc.global_errors);
         }
-        acc.global_response_time.add(dur_us as i64);
-        acc.global_last_request
-            .raise(self.started_at_ms + (dur_us / 1000) as i64);
-        if let Some(ns) = self.ns.take() {
-            ns.requests.inc();
-            if failed {
-                ns.failed.inc();
-            } else {
-                ns.successful.inc();
+        entry.add(&acc.global_response_time, dur_us as i64);
+        entry.raise(
+            &acc.global_last_request,
+            self.started_at_ms + (dur_us / 1000) as i64,
+        );
+        if let Some(reason) = self.auth_failure {
+            entry.inc(&acc.auth_failures[reason as usize]);
+        }
+        let Some(ns) = self.ns.take() else {
+            entry.commit();
+            return;
+        };
+        entry.inc(&ns.requests);
+        if failed {
+            entry.inc(&ns.failed);
+        } else {
+            entry.inc(&ns.successful);
+        }
+        entry.add(&ns.response_time, dur_us as i64);
+        entry.inc(ns.status_series(status));
+        entry.observe(&ns.latency, dur_us);
+        if let Some(t) = self.ttft_us {
+            entry.observe(&ns.ttft, t);
+        }
+        if let Some(reason) = self.rejection {
+            entry.inc(&ns.rejections[reason.index()]);
+        }
+        for (n, h) in self.retries.iter().zip(&ns.retries) {
+            if *n > 0 {
+                entry.add(h, i64::from(*n));
             }
-            ns.response_time.add(dur_us as i64);
-            ns.status_series(status).inc();
-            ns.latency.observe(dur_us);
-            if let Some(t) = self.ttft_us {
-                ns.ttft.observe(t);
-            }
-            if let Some(model) = self.model.take() {
-                let record = self.usage_record(&ns.code, model, status, kind, dur_us);
-                if self.tpm_limited {
-                    // Upstream-reported counts are untrusted: saturate.
-                    let tokens = record
-                        .prompt_tokens
-                        .saturating_add(record.completion_tokens)
-                        .saturating_add(
-                            record
-                                .count_text
-                                .as_ref()
-                                .map(usage::estimate_tokens)
-                                .unwrap_or(0),
-                        );
-                    if tokens > 0 {
-                        if let Some(sink) = &acc.tokens {
-                            sink.add(ns.code.clone(), tokens);
-                        }
+        }
+        if let Some(model) = self.model.take() {
+            let record = self.usage_record(&ns.code, model, status, kind, dur_us);
+            if self.tpm_limited {
+                // Upstream-reported counts are untrusted: saturate.
+                let tokens = record
+                    .prompt_tokens
+                    .saturating_add(record.completion_tokens)
+                    .saturating_add(
+                        record
+                            .count_text
+                            .as_ref()
+                            .map(usage::estimate_tokens)
+                            .unwrap_or(0),
+                    );
+                if tokens > 0 {
+                    if let Some(sink) = &acc.tokens {
+                        sink.add(ns.code.clone(), tokens);
                     }
                 }
-                // `to_string` knows its output is UTF-8 and skips checking it.
-                match serde_json::to_string(&record) {
-                    Ok(json) => {
-                        if !acc.recorder.push_record(json) {
-                            acc.usage_dropped.inc();
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "usage record not serializable"),
-                }
             }
-            if self.in_flight {
-                ns.concurrent.add(-1);
+            // `to_string` knows its output is UTF-8 and skips checking it.
+            match serde_json::to_string(&record) {
+                Ok(json) => entry.record(json),
+                Err(e) => tracing::error!(error = %e, "usage record not serializable"),
             }
+        }
+        let dropped = entry.commit();
+        if dropped > 0 {
+            acc.usage_dropped.add(dropped as i64);
+        }
+        if self.in_flight {
+            self.in_flight = false;
+            ns.concurrent.add(-1);
         }
     }
 
@@ -388,7 +445,7 @@ impl RequestGuard {
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.account();
+        self.settle();
         // The slot goes before `live` drops so a test that waits for no live
         // requests sees the concurrency count settled too.
         self.slot = None;

@@ -3,7 +3,7 @@
 //! here is listed in the settings table of `docs/gateway.md`; a test
 //! compares the two ([`Settings::settings`]).
 
-use aigw_service::{Env, EnvError, LogSettings, Secret, Setting};
+use aigw_service::{Env, EnvError, JournalSettings, LogSettings, Secret, Setting};
 use std::time::Duration;
 
 /// Everything the gateway can be told from outside. Durations take the
@@ -24,6 +24,10 @@ pub struct Settings {
     pub workers: usize,
     /// `METRICS_FLUSH_INTERVAL`, default 1s.
     pub metrics_flush_interval: Duration,
+    /// `JOURNAL_DIR`, `JOURNAL_MAX_BYTES`: the local journal of unflushed
+    /// metric deltas and usage records. Off in [`Settings::default`] (tests
+    /// that want it set it); on, in `journal`, for the binary.
+    pub journal: JournalSettings,
     /// `METRICS_EXPORTER_TTL`: lease of the one replica that shows the fleet
     /// series on `/metrics`, default 15s.
     pub metrics_exporter_ttl: Duration,
@@ -87,11 +91,14 @@ fn cpus() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get())
 }
 
-/// The defaults: the settings of an empty environment.
+/// The defaults: the settings of an empty environment, without the journal
+/// (in-process tests share a working directory).
 impl Default for Settings {
     fn default() -> Self {
-        Settings::from_env(&Env::from_pairs::<String, String>([]))
-            .expect("the defaults are valid settings")
+        let mut s = Settings::from_env(&Env::from_pairs::<String, String>([]))
+            .expect("the defaults are valid settings");
+        s.journal.dir = None;
+        s
     }
 }
 
@@ -107,6 +114,7 @@ impl Settings {
             metrics_token: aigw_service::scrape::metrics_token(env),
             workers: env.number_or_else("GATEWAY_WORKERS", "one per CPU", cpus, 1)?,
             metrics_flush_interval: env.positive_duration("METRICS_FLUSH_INTERVAL", secs(1))?,
+            journal: aigw_service::journal_settings(env)?,
             metrics_exporter_ttl: aigw_service::metrics_exporter_ttl(env)?,
             max_body_bytes: env.number_at_least("MAX_BODY_BYTES", 10 * 1024 * 1024, 1)?,
             body_timeout: aigw_service::body_timeout(env)?,

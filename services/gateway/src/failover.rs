@@ -144,7 +144,6 @@ pub async fn forward(a: Attempt<'_>, guard: &mut RequestGuard) -> Result<Reply, 
         request_id,
     } = a;
     let candidates = &route.instances;
-    let ns = guard.namespace().cloned();
     let idempotent = has_idempotency_key(req);
     let mut tried: Vec<usize> = Vec::with_capacity(2);
     let mut last: Option<Failure> = None;
@@ -152,8 +151,8 @@ pub async fn forward(a: Attempt<'_>, guard: &mut RequestGuard) -> Result<Reply, 
         let Some(pick) = balance::pick(candidates, &tried, monotonic_ms()) else {
             break;
         };
-        if let (Some(prev), Some(ns)) = (&last, &ns) {
-            ns.count_retry(prev.retry_reason());
+        if let Some(prev) = &last {
+            guard.count_retry(prev.retry_reason());
         }
         tried.push(pick.index);
         let inst = &candidates[pick.index];

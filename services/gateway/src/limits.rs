@@ -253,7 +253,6 @@ impl Limiter {
                 let slot = ConcurrencySlot(rt.clone());
                 if now > max {
                     drop(slot);
-                    rt.count_rejection(LimitReason::Concurrency);
                     return Err(GatewayError::RateLimited {
                         reason: LimitReason::Concurrency,
                         retry_after_s: 1,
@@ -265,7 +264,6 @@ impl Limiter {
         };
         if let Some(budget) = ns.budget_nano_usd {
             if rt.spent_nano_usd.load(Relaxed) >= budget {
-                rt.count_rejection(LimitReason::Budget);
                 return Err(GatewayError::RateLimited {
                     reason: LimitReason::Budget,
                     retry_after_s: BudgetMonth::seconds_to_next_month(clock::now_unix_s()),
@@ -329,7 +327,6 @@ impl Limiter {
             2 => LimitReason::Tpm,
             _ => LimitReason::Concurrency,
         };
-        ns.runtime.count_rejection(reason);
         Err(GatewayError::RateLimited {
             reason,
             retry_after_s: verdict.1.max(1) as u64,

@@ -138,14 +138,6 @@ impl NamespaceRuntime {
             )
         })
     }
-
-    pub fn count_rejection(&self, reason: LimitReason) {
-        self.rejections[reason.index()].inc();
-    }
-
-    pub fn count_retry(&self, reason: RetryReason) {
-        self.retries[reason as usize].inc();
-    }
 }
 
 /// Holds a namespace's concurrency slot; released on drop.

@@ -109,7 +109,7 @@ async fn run(
 ) -> Result<Reply, GatewayError> {
     let routing = state.store.load().ok_or(GatewayError::NotReady)?;
     let key = authenticate(&routing, req, endpoint).inspect_err(|(reason, _)| {
-        state.accounting.count_auth_failure(*reason);
+        guard.count_auth_failure(*reason);
     });
     let key = key.map_err(|(_, e)| e)?;
     let ns = key.namespace.clone();
@@ -147,10 +147,16 @@ async fn run(
     if !key.allows(&route.name) {
         return Err(GatewayError::ModelNotAllowed(route.name.clone()));
     }
-    if let Some(slot) = Limiter::check_local(&ns)? {
+    let rejected = |guard: &mut RequestGuard, e: &GatewayError| {
+        if let GatewayError::RateLimited { reason, .. } = e {
+            guard.count_rejection(*reason);
+        }
+    };
+    if let Some(slot) = Limiter::check_local(&ns).inspect_err(|e| rejected(guard, e))? {
         guard.set_slot(slot);
     }
-    if let Some(lease) = state.limiter.check_shared(&ns).await? {
+    let lease = state.limiter.check_shared(&ns).await;
+    if let Some(lease) = lease.inspect_err(|e| rejected(guard, e))? {
         guard.set_lease(lease);
     }
     failover::forward(

@@ -16,7 +16,9 @@ use crate::upstream::{self, UpstreamClient, UpstreamConfig};
 use crate::{config_watch, limits, probe, routes};
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpServer};
-use aigw_metrics::{ExporterLease, MetricsEndpoint, Recorder, RecorderConfig, RedisConn};
+use aigw_metrics::{
+    ExporterLease, JournalConfig, MetricsEndpoint, Recorder, RecorderConfig, RedisConn,
+};
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,7 +100,11 @@ impl Application {
         let request_redis = RedisConn::new(url).context("REDIS_URL")?;
         let scrape_redis = RedisConn::new(url).context("REDIS_URL")?;
 
-        let recorder = Recorder::new(RecorderConfig::for_service("gateway"));
+        let journal = settings.journal.dir.as_ref().map(|dir| JournalConfig {
+            dir: dir.clone(),
+            max_bytes: settings.journal.max_bytes,
+        });
+        let recorder = Recorder::open(RecorderConfig::for_service("gateway"), journal.as_ref());
         let cancel = CancellationToken::new();
         let flush_cancel = CancellationToken::new();
         let (token_sink, token_task) = limits::spawn_token_writer(bg_redis.clone(), cancel.clone());

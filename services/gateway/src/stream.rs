@@ -173,6 +173,12 @@ impl ProxyStream {
         let complete = self.buf.split_to(end).freeze();
         // What is left was searched by `last_event_end`.
         self.scanned = self.buf.len();
+        // Kept for counting until the usage chunk shows up (one reference
+        // per read, not per event; before the events are inspected, so
+        // the text is whole when `[DONE]` accounts the request).
+        if let Some(g) = self.guard.as_mut().filter(|g| !g.has_usage()) {
+            g.keep_stream_events(complete.clone());
+        }
         let mut out: Option<BytesMut> = None;
         let mut pos = 0;
         while pos < complete.len() {
@@ -194,11 +200,6 @@ impl ProxyStream {
             }
             pos += len;
         }
-        // Kept for counting until the usage chunk shows up (one reference
-        // per read, not per event).
-        if let Some(g) = self.guard.as_mut().filter(|g| !g.has_usage()) {
-            g.keep_stream_events(complete.clone());
-        }
         match out {
             None => complete,
             Some(o) => o.freeze(),
@@ -211,6 +212,11 @@ impl ProxyStream {
             return Verdict::Keep;
         };
         if payload.as_ref() == b"[DONE]" {
+            // The answer is whole once this leaves: accounted (journaled) first.
+            if let Some(g) = self.guard.as_mut() {
+                g.finish(self.status, None);
+                g.settle();
+            }
             return Verdict::Keep;
         }
         let info = usage::inspect_event(&payload);
@@ -319,6 +325,10 @@ impl Stream for ProxyStream {
         let this = self.get_mut();
         loop {
             if this.done {
+                // Accounted (journaled) before the last chunk leaves.
+                if let Some(g) = this.guard.as_mut() {
+                    g.settle();
+                }
                 return Poll::Ready(this.held.take().map(Ok));
             }
             if let Some(first) = this.first.take() {

@@ -10,13 +10,16 @@
 //! of series (plus the bounded record queue), not by the number of requests.
 
 use crate::family::{bucket_field, Family, Kind};
+use crate::journal::{self, Journal, JournalConfig, Segment};
 use crate::metric::{kind, Counter, Gauge, Histogram, LabelSet, MaxGauge, Metric, SetGauge};
 use crate::ops::{apply_flush, bucket_index, Heartbeat, Ops};
 use dashmap::DashMap;
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 /// One series' in-process state.
@@ -204,6 +207,17 @@ impl RecorderConfig {
 struct Pending {
     seq: u64,
     ops: Ops,
+    /// The journal segment holding this flush's entries.
+    sealed: Option<PathBuf>,
+}
+
+/// The journal and its current segment. Entries append under the shared
+/// side of `segment`'s lock; a batch is drained, numbered and the segment
+/// rotated under the exclusive side, so each segment holds exactly the
+/// entries of one flush (see [`crate::journal`]).
+struct Journaled {
+    journal: Journal,
+    segment: RwLock<Segment>,
 }
 
 struct Inner {
@@ -216,6 +230,7 @@ struct Inner {
     flushes: AtomicU64,
     flush_failures: AtomicU64,
     has_gauges: AtomicBool,
+    journal: Option<Journaled>,
 }
 
 /// The process-wide metrics recorder. Clone it freely.
@@ -238,6 +253,43 @@ pub enum FlushOutcome {
 
 impl Recorder {
     pub fn new(cfg: RecorderConfig) -> Self {
+        Self::build(cfg, None)
+    }
+
+    /// A recorder whose entries ([`Recorder::entry`]) are journaled in
+    /// `journal.dir` before they count, so they survive a crash of this
+    /// process (replayed by [`crate::replay::replay_dir`]).
+    pub fn with_journal(cfg: RecorderConfig, journal: &JournalConfig) -> std::io::Result<Self> {
+        let (journal, segment) = Journal::open(journal, &cfg.replica, 1)?;
+        Ok(Self::build(
+            cfg,
+            Some(Journaled {
+                journal,
+                segment: RwLock::new(segment),
+            }),
+        ))
+    }
+
+    /// A recorder with a journal in `journal.dir` when given; when the
+    /// journal cannot be opened the error is logged and the recorder runs
+    /// without one (a crash then loses the last flush interval).
+    pub fn open(cfg: RecorderConfig, journal: Option<&JournalConfig>) -> Self {
+        let Some(j) = journal else {
+            return Self::new(cfg);
+        };
+        match Self::with_journal(cfg.clone(), j) {
+            Ok(r) => {
+                tracing::info!(dir = %j.dir.display(), "metrics journal on");
+                r
+            }
+            Err(e) => {
+                tracing::error!(error = %e, dir = %j.dir.display(), "metrics journal could not be opened; running without it");
+                Self::new(cfg)
+            }
+        }
+    }
+
+    fn build(cfg: RecorderConfig, journal: Option<Journaled>) -> Self {
         Recorder {
             inner: Arc::new(Inner {
                 cfg,
@@ -249,7 +301,51 @@ impl Recorder {
                 flushes: AtomicU64::new(0),
                 flush_failures: AtomicU64::new(0),
                 has_gauges: AtomicBool::new(false),
+                journal,
             }),
+        }
+    }
+
+    /// The flush id the next batch takes (replaying a journal segment).
+    pub(crate) fn set_next_seq(&self, seq: u64) {
+        self.inner.next_seq.store(seq, Relaxed);
+    }
+
+    /// The settings this recorder was built with.
+    pub fn config(&self) -> &RecorderConfig {
+        &self.inner.cfg
+    }
+
+    /// The journal's directory, when journaling.
+    pub fn journal_dir(&self) -> Option<&Path> {
+        self.inner.journal.as_ref().map(|j| j.journal.dir())
+    }
+
+    /// Entries that were not journaled (the segment reached its bound while
+    /// Redis was unreachable, or the journal failed); they still count.
+    pub fn journal_skipped(&self) -> u64 {
+        self.inner
+            .journal
+            .as_ref()
+            .map_or(0, |j| j.journal.skipped())
+    }
+
+    /// Everything was flushed and nothing more will be recorded: removes
+    /// this replica's journal files.
+    pub fn close_journal(&self) {
+        if let Some(j) = &self.inner.journal {
+            let seg = j.segment.read().unwrap_or_else(|e| e.into_inner());
+            j.journal.close(&seg);
+        }
+    }
+
+    /// Starts one entry: deltas and records that count together, and that
+    /// are journaled together when the recorder has a journal.
+    pub fn entry(&self) -> Entry<'_> {
+        Entry {
+            rec: self,
+            items: Vec::with_capacity(12),
+            records: Vec::new(),
         }
     }
 
@@ -315,9 +411,17 @@ impl Recorder {
         )
     }
 
-    fn build_batch(&self, all_gauges: bool) -> Pending {
+    /// Drains every pending change into a batch with the next flush id;
+    /// `None` (and no id taken) when there is nothing to write and `keep`
+    /// is false.
+    fn build_batch(&self, all_gauges: bool, keep: bool) -> Option<Pending> {
         let mut ops = Ops::new();
         let replica = self.inner.cfg.replica.as_str();
+        let mut segment = self
+            .inner
+            .journal
+            .as_ref()
+            .map(|j| j.segment.write().unwrap_or_else(|e| e.into_inner()));
         for entry in self.inner.cells.iter() {
             entry.value().0.drain_into(&mut ops, replica, all_gauges);
         }
@@ -326,6 +430,18 @@ impl Recorder {
             let n = q.len();
             q.drain(..n).collect()
         };
+        if ops.is_empty() && records.is_empty() && !keep {
+            return None;
+        }
+        let seq = self.inner.next_seq.fetch_add(1, Relaxed);
+        let sealed = match (&self.inner.journal, segment.as_deref_mut()) {
+            (Some(j), Some(seg)) => {
+                debug_assert_eq!(Journal::segment_seq(seg), seq);
+                j.journal.rotate(seg, seq)
+            }
+            _ => None,
+        };
+        drop(segment);
         for chunk in records.chunks(self.inner.cfg.records_per_entry.max(1)) {
             let mut payload =
                 String::with_capacity(chunk.iter().map(|r| r.len() + 1).sum::<usize>() + 2);
@@ -343,10 +459,7 @@ impl Recorder {
                 &payload,
             );
         }
-        Pending {
-            seq: self.inner.next_seq.fetch_add(1, Relaxed),
-            ops,
-        }
+        Some(Pending { seq, ops, sealed })
     }
 
     /// Writes everything recorded since the last successful flush, exactly
@@ -362,12 +475,11 @@ impl Recorder {
         // what accumulated since goes out in the next flush.
         if pending.is_none() {
             let alive = matches!(heartbeat, Heartbeat::Alive(_));
-            let batch = self.build_batch(alive);
             let needs_heartbeat =
                 !matches!(heartbeat, Heartbeat::None) && self.inner.has_gauges.load(Relaxed);
-            if batch.ops.is_empty() && !needs_heartbeat {
+            let Some(batch) = self.build_batch(alive, needs_heartbeat) else {
                 return Ok(FlushOutcome::Idle);
-            }
+            };
             *pending = Some(batch);
         }
         let Some(batch) = pending.as_ref() else {
@@ -386,6 +498,9 @@ impl Recorder {
         match result {
             Ok(applied) => {
                 let n = batch.ops.len();
+                if let (Some(j), Some(path)) = (&self.inner.journal, &batch.sealed) {
+                    j.journal.confirmed(path);
+                }
                 *pending = None;
                 self.inner.flushes.fetch_add(1, Relaxed);
                 Ok(if applied {
@@ -524,6 +639,93 @@ impl Handle<kind::Histogram> {
     }
 }
 
+/// One request's deltas and usage records, counted together by
+/// [`Entry::commit`]. With a journal, the commit first appends them as one
+/// frame (one `write(2)`), so once it returns they survive a crash of the
+/// process; without one it records them directly.
+pub struct Entry<'a> {
+    rec: &'a Recorder,
+    items: Vec<(u8, &'a Series, u64)>,
+    records: Vec<String>,
+}
+
+thread_local! {
+    /// The frame being encoded (reused: no allocation per entry).
+    static FRAME: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl<'a> Entry<'a> {
+    pub fn add(&mut self, h: &'a Handle<kind::Counter>, v: i64) {
+        self.items.push((journal::TAG_ADD, &h.series, v as u64));
+    }
+
+    pub fn inc(&mut self, h: &'a Handle<kind::Counter>) {
+        self.add(h, 1);
+    }
+
+    pub fn raise(&mut self, h: &'a Handle<kind::Max>, v: i64) {
+        self.items.push((journal::TAG_RAISE, &h.series, v as u64));
+    }
+
+    pub fn observe(&mut self, h: &'a Handle<kind::Histogram>, v: u64) {
+        self.items.push((journal::TAG_OBSERVE, &h.series, v));
+    }
+
+    /// Queues one record (a JSON value) for the stream.
+    pub fn record(&mut self, json: String) {
+        self.records.push(json);
+    }
+
+    /// Journals (when the recorder has a journal) and records everything.
+    /// Returns how many records were dropped because the queue was full.
+    pub fn commit(self) -> usize {
+        let Some(j) = &self.rec.inner.journal else {
+            return self.apply();
+        };
+        if self.items.is_empty() && self.records.is_empty() {
+            return 0;
+        }
+        FRAME.with(|buf| {
+            let mut buf = buf.borrow_mut();
+            journal::begin_frame(&mut buf);
+            for (tag, s, v) in &self.items {
+                journal::put_series(&mut buf, *tag, s.0.family, &s.0.labels, *v);
+            }
+            for r in &self.records {
+                journal::put_record(&mut buf, r);
+            }
+            journal::end_frame(&mut buf);
+            let seg = j.segment.read().unwrap_or_else(|e| e.into_inner());
+            j.journal.append(&seg, &buf);
+            let dropped = self.apply();
+            drop(seg);
+            dropped
+        })
+    }
+
+    fn apply(self) -> usize {
+        let Entry {
+            rec,
+            items,
+            records,
+        } = self;
+        for (tag, s, v) in items {
+            match tag {
+                journal::TAG_ADD => s.add(v as i64),
+                journal::TAG_RAISE => s.set(v as i64),
+                _ => s.observe(v),
+            }
+        }
+        let mut dropped = 0;
+        for r in records {
+            if !rec.push_record(r) {
+                dropped += 1;
+            }
+        }
+        dropped
+    }
+}
+
 /// Flush markers live this long: far longer than any retry of one flush.
 pub const MARKER_TTL_S: u64 = 24 * 3600;
 
@@ -561,7 +763,7 @@ mod tests {
         PAIRS.series(&rec, &l).inc();
         assert_eq!(PAIRS.series(&rec, &l).pending(), 3);
         assert_eq!(rec.series_count(), 1);
-        let joined = rec.build_batch(false).ops.args.join(" ");
+        let joined = rec.build_batch(false, false).unwrap().ops.args.join(" ");
         assert!(joined.contains("c metrics:t:a:b:pairs 3"), "{joined}");
     }
 
@@ -575,7 +777,7 @@ mod tests {
         gateway::NS_REQUESTS.series(&r, &a).add(3);
         gateway::NS_LATENCY.observe(&r, &a, 7_000);
         assert_eq!(r.series_count(), 2);
-        let b = r.build_batch(true);
+        let b = r.build_batch(true, false).unwrap();
         let joined = b.ops.args.join(" ");
         assert!(
             joined.contains("c metrics:ns:a:total_requests 5"),
@@ -586,6 +788,6 @@ mod tests {
             "{joined}"
         );
         // Drained: the next batch is empty.
-        assert!(r.build_batch(false).ops.is_empty());
+        assert!(r.build_batch(false, false).is_none());
     }
 }

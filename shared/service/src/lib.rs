@@ -52,6 +52,34 @@ pub fn metrics_exporter_ttl(env: &Env) -> Result<Duration, EnvError> {
     Ok(ttl)
 }
 
+/// Where a service journals the metric deltas and usage records it has not
+/// flushed to Redis yet, so a crash of the process loses none of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalSettings {
+    /// `JOURNAL_DIR`, default `journal` (relative to the working directory);
+    /// `off` turns the journal off.
+    pub dir: Option<std::path::PathBuf>,
+    /// `JOURNAL_MAX_BYTES`: bound of one journal segment, default 256 MiB.
+    pub max_bytes: u64,
+}
+
+/// Default directory of the metrics journal (relative to the working
+/// directory: `/app/journal` in the image).
+pub const DEFAULT_JOURNAL_DIR: &str = "journal";
+
+/// `JOURNAL_DIR` and `JOURNAL_MAX_BYTES` ([`JournalSettings`]).
+pub fn journal_settings(env: &Env) -> Result<JournalSettings, EnvError> {
+    let dir = env.string("JOURNAL_DIR", DEFAULT_JOURNAL_DIR);
+    let dir = match dir.to_ascii_lowercase().as_str() {
+        "off" | "false" | "no" | "0" => None,
+        _ => Some(std::path::PathBuf::from(dir)),
+    };
+    Ok(JournalSettings {
+        dir,
+        max_bytes: env.number_at_least("JOURNAL_MAX_BYTES", 256 * 1024 * 1024, 64 * 1024)?,
+    })
+}
+
 /// `REDIS_URL`, default `redis://127.0.0.1:6379`, shown redacted: one
 /// server, a Redis Cluster (`redis+cluster://h1:p1,h2:p2`) or a master
 /// through Sentinel (`redis+sentinel://s1:p1,s2:p2/master-name`).

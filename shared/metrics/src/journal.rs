@@ -1,0 +1,483 @@
+//! The local journal of the batched writer: what a process recorded and has
+//! not yet seen confirmed by Redis survives a SIGKILL of that process.
+//!
+//! # Files
+//! A replica writes into `JOURNAL_DIR`:
+//! - `{replica}.lock`: held with an exclusive `flock` for the life of the
+//!   process; the kernel releases it when the process dies, which is how a
+//!   replayer tells a dead replica's journal from a live one's.
+//! - `{replica}.{seq}.journal`: a segment. Its frames are the entries
+//!   committed ([`crate::recorder::Entry`]) while `seq` was the writer's next
+//!   flush id, so they are exactly the deltas that flush `seq` carries: the
+//!   recorder drains its cells, takes the flush id and starts the next
+//!   segment under one exclusive lock, while each entry applies its deltas
+//!   and appends its frame under the shared side of the same lock. A segment
+//!   without frames is renamed to the next id instead; a file named `seq`
+//!   therefore says that every flush id below `seq` may have been sent.
+//!
+//! A segment is deleted once Redis confirmed its flush; normally a replica
+//! has two: the one whose flush is in flight and the one being written.
+//!
+//! # Frames
+//! `"AGJ1"`, payload length (u32 LE), CRC-32 of the payload (u32 LE),
+//! payload: items, each a tag byte — 1 counter add, 2 max raise, 3 histogram
+//! observation (family name, label values, 8-byte value), 4 usage record
+//! (JSON). One `write(2)` per frame onto an `O_APPEND` file: the bytes are
+//! in the kernel's page cache when the call returns, so a process crash
+//! loses nothing written; there is no fsync (a host crash can lose what the
+//! kernel had not written back yet).
+//!
+//! A frame cut short by a SIGKILL mid-write, or damaged, fails its length
+//! or checksum: the reader skips to the next frame marker and counts the
+//! bytes skipped.
+//!
+//! # Replay
+//! [`crate::replay::replay_dir`] finds segments of replicas whose lock is free, rebuilds
+//! each segment's deltas in a recorder carrying the dead replica's id and
+//! flushes it under the segment's flush id: a flush the dead replica had
+//! already applied is recognised by its exactly-once marker and not applied
+//! again. Segments are deleted once confirmed.
+//!
+//! # Bounds
+//! A segment stops taking frames at `max_bytes` (entries beyond it are
+//! counted and kept in memory only, as without a journal); that happens only
+//! while Redis is unreachable for long, since segments rotate every flush.
+
+use crate::family::Family;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+/// Where a recorder keeps its journal.
+#[derive(Debug, Clone)]
+pub struct JournalConfig {
+    pub dir: PathBuf,
+    /// Largest segment; frames beyond it are not journaled.
+    pub max_bytes: u64,
+}
+
+/// Default bound of one segment (`JOURNAL_MAX_BYTES`).
+pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+const FILE_MAGIC: &[u8; 8] = b"AIGWJ001";
+const FRAME_MAGIC: &[u8; 4] = b"AGJ1";
+const FRAME_HEAD: usize = 12;
+/// Larger frames are taken for damage.
+const MAX_FRAME: usize = 64 * 1024 * 1024;
+const EXT: &str = "journal";
+
+pub(crate) const TAG_ADD: u8 = 1;
+pub(crate) const TAG_RAISE: u8 = 2;
+pub(crate) const TAG_OBSERVE: u8 = 3;
+pub(crate) const TAG_RECORD: u8 = 4;
+
+pub(crate) fn segment_path(dir: &Path, replica: &str, seq: u64) -> PathBuf {
+    dir.join(format!("{replica}.{seq}.{EXT}"))
+}
+
+pub(crate) fn lock_path(dir: &Path, replica: &str) -> PathBuf {
+    dir.join(format!("{replica}.lock"))
+}
+
+/// `(replica, seq)` of a segment file name.
+pub(crate) fn parse_segment_name(name: &str) -> Option<(&str, u64)> {
+    let stem = name.strip_suffix(EXT)?.strip_suffix('.')?;
+    let (replica, seq) = stem.rsplit_once('.')?;
+    if replica.is_empty() {
+        return None;
+    }
+    Some((replica, seq.parse().ok()?))
+}
+
+/// Journal files hold usage records (which may carry prompt text to count):
+/// readable by the service's user only.
+const FILE_MODE: u32 = 0o600;
+
+fn new_segment(path: &Path) -> io::Result<File> {
+    let mut f = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .mode(FILE_MODE)
+        .open(path)?;
+    f.write_all(FILE_MAGIC)?;
+    Ok(f)
+}
+
+/// Opens (creating) a replica's lock file.
+pub(crate) fn open_lock(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(FILE_MODE)
+        .open(path)
+}
+
+/// Takes the exclusive lock of a replica's journal without waiting; false
+/// when another process holds it.
+#[allow(clippy::incompatible_msrv)] // File::try_lock: the toolchain in use has it
+pub(crate) fn try_lock(f: &File) -> io::Result<bool> {
+    match f.try_lock() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// The segment being written.
+pub(crate) struct Segment {
+    file: File,
+    path: PathBuf,
+    seq: u64,
+    bytes: AtomicU64,
+    frames: AtomicU64,
+}
+
+/// A replica's open journal; the recorder guards [`Segment`] with its lock.
+pub(crate) struct Journal {
+    dir: PathBuf,
+    replica: String,
+    max_bytes: u64,
+    /// Held (locked) for the life of the journal.
+    _lock: File,
+    skipped: AtomicU64,
+    broken: AtomicBool,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("dir", &self.dir)
+            .field("replica", &self.replica)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Journal {
+    /// Creates the directory if needed, locks the replica's journal and
+    /// starts its first segment for flush id `seq`.
+    pub(crate) fn open(
+        cfg: &JournalConfig,
+        replica: &str,
+        seq: u64,
+    ) -> io::Result<(Journal, Segment)> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&cfg.dir)?;
+        let lock = open_lock(&lock_path(&cfg.dir, replica))?;
+        if !try_lock(&lock)? {
+            return Err(io::Error::other(format!(
+                "journal of replica {replica} is locked by another process"
+            )));
+        }
+        let path = segment_path(&cfg.dir, replica, seq);
+        let file = new_segment(&path)?;
+        Ok((
+            Journal {
+                dir: cfg.dir.clone(),
+                replica: replica.to_string(),
+                max_bytes: cfg.max_bytes,
+                _lock: lock,
+                skipped: AtomicU64::new(0),
+                broken: AtomicBool::new(false),
+            },
+            Segment {
+                file,
+                path,
+                seq,
+                bytes: AtomicU64::new(FILE_MAGIC.len() as u64),
+                frames: AtomicU64::new(0),
+            },
+        ))
+    }
+
+    /// Appends one frame (its payload in `payload`) with one `write(2)`.
+    /// Called under the shared side of the recorder's lock.
+    pub(crate) fn append(&self, seg: &Segment, frame: &[u8]) {
+        if self.broken.load(Relaxed)
+            || seg.bytes.fetch_add(frame.len() as u64, Relaxed) + frame.len() as u64
+                > self.max_bytes
+        {
+            self.skipped.fetch_add(1, Relaxed);
+            return;
+        }
+        if let Err(e) = (&seg.file).write_all(frame) {
+            self.fail("journal write failed; entries are kept in memory only", &e);
+            self.skipped.fetch_add(1, Relaxed);
+            return;
+        }
+        seg.frames.fetch_add(1, Relaxed);
+    }
+
+    fn fail(&self, what: &str, e: &io::Error) {
+        if !self.broken.swap(true, Relaxed) {
+            tracing::error!(error = %e, dir = %self.dir.display(), "{what}");
+        }
+    }
+
+    /// Flush `seq` (the segment's id) was taken: starts segment `seq + 1`.
+    /// Returns the segment to delete once flush `seq` is confirmed, if it
+    /// holds frames. Called under the exclusive side of the recorder's lock.
+    pub(crate) fn rotate(&self, seg: &mut Segment, seq: u64) -> Option<PathBuf> {
+        if self.broken.load(Relaxed) {
+            return None;
+        }
+        let next = segment_path(&self.dir, &self.replica, seq + 1);
+        let result = if *seg.frames.get_mut() == 0 {
+            std::fs::rename(&seg.path, &next).map(|()| {
+                seg.path = next.clone();
+                seg.seq = seq + 1;
+                None
+            })
+        } else {
+            new_segment(&next).map(|file| {
+                let old = std::mem::replace(
+                    seg,
+                    Segment {
+                        file,
+                        path: next.clone(),
+                        seq: seq + 1,
+                        bytes: AtomicU64::new(FILE_MAGIC.len() as u64),
+                        frames: AtomicU64::new(0),
+                    },
+                );
+                Some(old.path)
+            })
+        };
+        result.unwrap_or_else(|e| {
+            // The flush about to be sent has no successor segment: frames
+            // written from now on could not be told apart from its own.
+            self.fail("journal rotation failed; journaling stops", &e);
+            None
+        })
+    }
+
+    /// The segment of a confirmed flush is no longer needed.
+    pub(crate) fn confirmed(&self, path: &Path) {
+        if let Err(e) = std::fs::remove_file(path) {
+            tracing::warn!(error = %e, path = %path.display(), "could not delete a flushed journal segment");
+        }
+    }
+
+    /// Everything was flushed (graceful stop): removes the journal.
+    pub(crate) fn close(&self, seg: &Segment) {
+        let _ = std::fs::remove_file(&seg.path);
+        let _ = std::fs::remove_file(lock_path(&self.dir, &self.replica));
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Entries not journaled (segment full or the journal failed).
+    pub(crate) fn skipped(&self) -> u64 {
+        self.skipped.load(Relaxed)
+    }
+
+    pub(crate) fn segment_seq(seg: &Segment) -> u64 {
+        seg.seq
+    }
+}
+
+// ----- encoding ----------------------------------------------------------
+
+/// Starts a frame in `buf` (cleared); finish it with [`end_frame`].
+pub(crate) fn begin_frame(buf: &mut Vec<u8>) {
+    buf.clear();
+    buf.extend_from_slice(FRAME_MAGIC);
+    buf.extend_from_slice(&[0; 8]);
+}
+
+/// Fills in the length and checksum of the frame in `buf`.
+pub(crate) fn end_frame(buf: &mut [u8]) {
+    let payload = &buf[FRAME_HEAD..];
+    let len = (payload.len() as u32).to_le_bytes();
+    let crc = crc32fast::hash(payload).to_le_bytes();
+    buf[4..8].copy_from_slice(&len);
+    buf[8..12].copy_from_slice(&crc);
+}
+
+/// Appends one series item (tags 1–3).
+pub(crate) fn put_series(buf: &mut Vec<u8>, tag: u8, family: &Family, labels: &[String], v: u64) {
+    buf.push(tag);
+    let name = family.name.as_bytes();
+    buf.push(name.len().min(255) as u8);
+    buf.extend_from_slice(&name[..name.len().min(255)]);
+    buf.push(labels.len().min(255) as u8);
+    for l in labels.iter().take(255) {
+        let b = &l.as_bytes()[..l.len().min(u16::MAX as usize)];
+        buf.extend_from_slice(&(b.len() as u16).to_le_bytes());
+        buf.extend_from_slice(b);
+    }
+    buf.extend_from_slice(&v.to_le_bytes());
+}
+
+/// Appends one usage record (tag 4).
+pub(crate) fn put_record(buf: &mut Vec<u8>, json: &str) {
+    buf.push(TAG_RECORD);
+    buf.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    buf.extend_from_slice(json.as_bytes());
+}
+
+// ----- reading -----------------------------------------------------------
+
+/// One decoded item of a frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    Add {
+        family: String,
+        labels: Vec<String>,
+        v: i64,
+    },
+    Raise {
+        family: String,
+        labels: Vec<String>,
+        v: i64,
+    },
+    Observe {
+        family: String,
+        labels: Vec<String>,
+        v: u64,
+    },
+    Record(String),
+}
+
+/// What reading one segment found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SegmentRead {
+    pub items: Vec<Item>,
+    pub frames: usize,
+    /// Bytes that were not part of a whole, intact frame (a torn tail).
+    pub skipped_bytes: usize,
+}
+
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Some(a)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1).map(|b| b[0])
+    }
+    fn u16(&mut self) -> Option<usize> {
+        self.take(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    }
+    fn u32(&mut self) -> Option<usize> {
+        self.take(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Some(u64::from_le_bytes(a))
+    }
+    fn str(&mut self, n: usize) -> Option<String> {
+        String::from_utf8(self.take(n)?.to_vec()).ok()
+    }
+}
+
+fn decode_payload(p: &[u8]) -> Option<Vec<Item>> {
+    let mut c = Cursor(p);
+    let mut items = Vec::new();
+    while !c.0.is_empty() {
+        let tag = c.u8()?;
+        if tag == TAG_RECORD {
+            let n = c.u32()?;
+            items.push(Item::Record(c.str(n)?));
+            continue;
+        }
+        let n = c.u8()? as usize;
+        let family = c.str(n)?;
+        let count = c.u8()? as usize;
+        let mut labels = Vec::with_capacity(count);
+        for _ in 0..count {
+            let n = c.u16()?;
+            labels.push(c.str(n)?);
+        }
+        let v = c.u64()?;
+        items.push(match tag {
+            TAG_ADD => Item::Add {
+                family,
+                labels,
+                v: v as i64,
+            },
+            TAG_RAISE => Item::Raise {
+                family,
+                labels,
+                v: v as i64,
+            },
+            TAG_OBSERVE => Item::Observe { family, labels, v },
+            _ => return None,
+        });
+    }
+    Some(items)
+}
+
+/// The length and items of the intact frame at the start of `rest`.
+fn frame_at(rest: &[u8]) -> Option<(usize, Vec<Item>)> {
+    if rest.len() < FRAME_HEAD || !rest.starts_with(FRAME_MAGIC) {
+        return None;
+    }
+    let len = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]) as usize;
+    let crc = u32::from_le_bytes([rest[8], rest[9], rest[10], rest[11]]);
+    if len > MAX_FRAME || rest.len() < FRAME_HEAD + len {
+        return None;
+    }
+    let payload = &rest[FRAME_HEAD..FRAME_HEAD + len];
+    if crc32fast::hash(payload) != crc {
+        return None;
+    }
+    Some((FRAME_HEAD + len, decode_payload(payload)?))
+}
+
+/// Reads the frames of one segment's bytes. Never fails: damaged or torn
+/// frames are skipped (the reader moves on to the next frame marker).
+pub fn read_segment(data: &[u8]) -> SegmentRead {
+    let mut r = SegmentRead::default();
+    let mut pos = if data.starts_with(FILE_MAGIC) {
+        FILE_MAGIC.len()
+    } else {
+        r.skipped_bytes += data.len().min(FILE_MAGIC.len());
+        data.len().min(FILE_MAGIC.len())
+    };
+    // Start of the damaged stretch being skipped.
+    let mut skipping_from: Option<usize> = None;
+    while pos < data.len() {
+        match frame_at(&data[pos..]) {
+            Some((len, items)) => {
+                if let Some(from) = skipping_from.take() {
+                    r.skipped_bytes += pos - from;
+                }
+                r.items.extend(items);
+                r.frames += 1;
+                pos += len;
+            }
+            None => {
+                skipping_from.get_or_insert(pos);
+                pos = match find(&data[pos + 1..], FRAME_MAGIC) {
+                    Some(i) => pos + 1 + i,
+                    None => data.len(),
+                };
+            }
+        }
+    }
+    if let Some(from) = skipping_from {
+        r.skipped_bytes += data.len() - from;
+    }
+    r
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}

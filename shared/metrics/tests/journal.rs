@@ -1,0 +1,224 @@
+//! The journal against a real Redis: what a recorder committed and had not
+//! seen confirmed is replayed exactly once after the process is gone (also
+//! after a flush that Redis applied but whose segment was not deleted yet),
+//! a torn or damaged frame loses only itself, and a live replica's journal
+//! is never replayed.
+
+use aigw_metrics::families::gateway::{Namespace, NsStatus, NS_LATENCY, NS_REQUESTS, NS_STATUS};
+use aigw_metrics::journal::read_segment;
+use aigw_metrics::replay::{replay_dir, ReplayReport};
+use aigw_metrics::{Heartbeat, JournalConfig, Recorder, RecorderConfig};
+use aigw_testkit::{RedisServer, TempDir};
+use redis::AsyncCommands;
+use std::path::{Path, PathBuf};
+
+const NS: Namespace<'static> = Namespace {
+    namespace_code: "j",
+};
+
+fn journaled(dir: &Path) -> Recorder {
+    Recorder::with_journal(
+        RecorderConfig::for_service("jt"),
+        &JournalConfig {
+            dir: dir.to_path_buf(),
+            max_bytes: 64 * 1024 * 1024,
+        },
+    )
+    .unwrap()
+}
+
+/// One request's worth: a counter, a status counter, a histogram
+/// observation and a usage record, as one entry.
+fn request(rec: &Recorder, i: usize) {
+    let requests = NS_REQUESTS.series(rec, &NS);
+    let status = NS_STATUS.series(
+        rec,
+        &NsStatus {
+            namespace_code: "j",
+            status_code: "200",
+        },
+    );
+    let latency = NS_LATENCY.series(rec, &NS);
+    let mut e = rec.entry();
+    e.inc(&requests);
+    e.inc(&status);
+    e.observe(&latency, 1000 + i as u64);
+    e.record(format!(r#"{{"id":"r{i}"}}"#));
+    assert_eq!(e.commit(), 0);
+}
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "journal"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Every record id in the usage stream, in order.
+async fn stream_ids(redis: &RedisServer) -> Vec<String> {
+    let mut c = redis.conn().await;
+    let entries: redis::streams::StreamRangeReply = c
+        .xrange_all(aigw_metrics::keys::USAGE_STREAM)
+        .await
+        .unwrap();
+    let mut ids = Vec::new();
+    for e in entries.ids {
+        let payload: String = e.get(aigw_metrics::keys::USAGE_FIELD).unwrap();
+        let v: Vec<serde_json::Value> = serde_json::from_str(&payload).unwrap();
+        ids.extend(v.iter().map(|r| r["id"].as_str().unwrap().to_string()));
+    }
+    ids
+}
+
+async fn replay(dir: &Path, redis: &RedisServer) -> ReplayReport {
+    let mut c = redis.conn().await;
+    replay_dir(dir, "survivor", &RecorderConfig::for_service("jt"), &mut c)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_dead_recorders_journal_is_replayed_exactly_once() {
+    let redis = RedisServer::start().await;
+    let dir = TempDir::new("journal-replay");
+    let rec = journaled(dir.path());
+    let mut c = redis.conn().await;
+
+    // Flush 1 applied and its segment deleted.
+    for i in 0..10 {
+        request(&rec, i);
+    }
+    rec.flush(&mut c, Heartbeat::None).await.unwrap();
+    assert_eq!(segments(dir.path()).len(), 1, "only the open segment");
+
+    // Flush 2 applied, but the process "dies" before deleting its segment:
+    // the segment is put back as it was.
+    for i in 10..15 {
+        request(&rec, i);
+    }
+    let open = segments(dir.path())[0].clone();
+    let kept = std::fs::read(&open).unwrap();
+    rec.flush(&mut c, Heartbeat::None).await.unwrap();
+    std::fs::write(&open, kept).unwrap();
+
+    // Committed, never flushed.
+    for i in 15..22 {
+        request(&rec, i);
+    }
+    // While the recorder lives, its journal is not someone else's to replay.
+    assert_eq!(replay(dir.path(), &redis).await.replicas.len(), 0);
+    assert_eq!(redis.get_i64("metrics:ns:j:total_requests").await, 15);
+
+    // The process dies: no final flush, the lock goes with it.
+    drop(rec);
+    let report = replay(dir.path(), &redis).await;
+    assert_eq!(report.replicas.len(), 1, "{report:?}");
+    assert_eq!(report.segments, 2, "{report:?}");
+    assert_eq!(report.frames, 5 + 7, "{report:?}");
+    assert_eq!(
+        report.applied, 1,
+        "flush 2 was not applied twice: {report:?}"
+    );
+    assert_eq!(report.skipped_bytes, 0);
+
+    assert_eq!(redis.get_i64("metrics:ns:j:total_requests").await, 22);
+    assert_eq!(redis.get_i64("metrics:ns:j:status:200").await, 22);
+    let count: i64 = c.hget("metrics:ns:j:latency_us", "count").await.unwrap();
+    assert_eq!(count, 22);
+    let ids = stream_ids(&redis).await;
+    let want: Vec<String> = (0..22).map(|i| format!("r{i}")).collect();
+    assert_eq!(ids, want, "every record once, in order");
+    // Nothing left to replay.
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    assert_eq!(replay(dir.path(), &redis).await, ReplayReport::default());
+}
+
+#[tokio::test]
+async fn a_torn_tail_and_a_damaged_frame_lose_only_themselves() {
+    let redis = RedisServer::start().await;
+    let dir = TempDir::new("journal-torn");
+    let rec = journaled(dir.path());
+    for i in 0..6 {
+        request(&rec, i);
+    }
+    drop(rec);
+    let seg = segments(dir.path()).remove(0);
+    // Records may carry prompt text: the service's user alone reads them.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&seg).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let mut data = std::fs::read(&seg).unwrap();
+    let intact = read_segment(&data);
+    assert_eq!(intact.frames, 6);
+    assert_eq!(intact.skipped_bytes, 0);
+    let frame_len = (data.len() - 8) / 6;
+
+    // A bit flipped in the third frame's payload, and a seventh frame cut
+    // short by a SIGKILL in the middle of its write.
+    data[8 + 2 * frame_len + 20] ^= 0x40;
+    let torn = data[8..8 + frame_len / 2].to_vec();
+    data.extend_from_slice(&torn);
+    std::fs::write(&seg, &data).unwrap();
+
+    let report = replay(dir.path(), &redis).await;
+    assert_eq!(report.frames, 5, "{report:?}");
+    assert_eq!(
+        report.skipped_bytes,
+        frame_len + frame_len / 2,
+        "{report:?}"
+    );
+    assert_eq!(redis.get_i64("metrics:ns:j:total_requests").await, 5);
+    let ids = stream_ids(&redis).await;
+    assert_eq!(ids, ["r0", "r1", "r3", "r4", "r5"]);
+}
+
+#[test]
+fn a_segment_cut_anywhere_reads_its_whole_frames_and_never_panics() {
+    let dir = TempDir::new("journal-cut");
+    let rec = journaled(dir.path());
+    for i in 0..3 {
+        request(&rec, i);
+    }
+    let data = std::fs::read(&segments(dir.path())[0]).unwrap();
+    let frame_len = (data.len() - 8) / 3;
+    for cut in 0..=data.len() {
+        let r = read_segment(&data[..cut]);
+        let whole = cut.saturating_sub(8) / frame_len;
+        let torn = if cut < 8 { cut } else { (cut - 8) % frame_len };
+        assert_eq!((r.frames, r.skipped_bytes), (whole, torn), "cut at {cut}");
+    }
+    // Garbage never panics.
+    let mut noise = data.clone();
+    for (i, b) in noise.iter_mut().enumerate() {
+        *b = b.wrapping_mul(31).wrapping_add(i as u8);
+    }
+    let _ = read_segment(&noise);
+}
+
+#[tokio::test]
+async fn a_full_segment_stops_journaling_and_everything_still_counts() {
+    let redis = RedisServer::start().await;
+    let dir = TempDir::new("journal-full");
+    let rec = Recorder::with_journal(
+        RecorderConfig::for_service("jt"),
+        &JournalConfig {
+            dir: dir.path().to_path_buf(),
+            max_bytes: 1024,
+        },
+    )
+    .unwrap();
+    for i in 0..10 {
+        request(&rec, i);
+    }
+    let frame = read_segment(&std::fs::read(&segments(dir.path())[0]).unwrap());
+    assert!(frame.frames >= 1 && frame.frames < 10, "{frame:?}");
+    assert_eq!(rec.journal_skipped(), 10 - frame.frames as u64);
+    // In memory, all ten count.
+    let mut c = redis.conn().await;
+    rec.flush(&mut c, Heartbeat::None).await.unwrap();
+    assert_eq!(redis.get_i64("metrics:ns:j:total_requests").await, 10);
+}
