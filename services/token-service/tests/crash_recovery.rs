@@ -7,15 +7,13 @@
 mod common;
 
 use aigw_metrics::families::token_service as fam;
-use aigw_metrics::{keys, OnceBatch, LLM_LATENCY_BUCKETS_US};
+use aigw_metrics::{keys, LLM_LATENCY_BUCKETS_US};
 use aigw_testkit::{free_port, Proc, RedisServer};
 use aigw_types::{CountText, TokenSource, UsageRecord};
 use common::*;
 use rust_decimal::{Decimal, RoundingStrategy};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
-use token_service::tokenize::Encoders;
-use token_service::usage::{consumer::ensure_group, entry_plan, ONCE_SCOPE};
 
 const RECORDS: usize = 10_000;
 const PER_ENTRY: usize = 100;
@@ -183,36 +181,9 @@ async fn ten_thousand_records_are_exact_across_crashes() {
     // A consumer "ghost" takes three entries, applies the first one (as the
     // service does: the entry's records under the entry's marker, with its
     // ledger rows), and dies before acknowledging anything.
-    let mut conn = redis.conn().await;
-    ensure_group(&mut conn).await.unwrap();
-    let v: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(keys::USAGE_GROUP)
-        .arg("ghost")
-        .arg("COUNT")
-        .arg(3)
-        .arg("STREAMS")
-        .arg(keys::USAGE_STREAM)
-        .arg(">")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let ghost_entries = aigw_metrics::stream::parse_read_reply(&v, keys::USAGE_FIELD);
+    let (ghost_entries, applied) = apply_first_unacknowledged(&redis, "ghost", 3, &snap).await;
     assert_eq!(ghost_entries.len(), 3);
-    let encoders = Encoders::load().unwrap();
-    let first = &ghost_entries[0];
-    let plan = entry_plan(
-        &first.id,
-        first.payload.as_deref().unwrap(),
-        &snap,
-        &encoders,
-        true,
-    )
-    .unwrap();
-    assert_eq!(plan.records, PER_ENTRY);
-    let mut partial = OnceBatch::new();
-    partial.push(ONCE_SCOPE, &first.id, plan.ops);
-    assert_eq!(partial.apply(&mut conn, 3600).await.unwrap(), 1);
+    assert_eq!(applied, PER_ENTRY);
     assert_eq!(pending_of(&redis, "ghost").await, 3);
 
     // Consumer A (small script calls, so a batch takes a while) is killed
@@ -376,21 +347,11 @@ async fn ten_thousand_records_are_exact_across_crashes() {
     );
 
     // The ledger: one entry per usage entry, each record's row exactly once.
-    let mut conn = redis.conn().await;
-    let ledger: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(keys::LEDGER_STREAM)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let ledger = ledger_entries(&redis).await;
     assert_eq!(ledger.len(), RECORDS / PER_ENTRY);
     let mut ids = std::collections::BTreeSet::new();
     let mut rows = 0;
-    for (_, fields) in &ledger {
-        let (f, payload) = &fields[0];
-        assert_eq!(f, keys::LEDGER_FIELD);
-        let entry_rows: Vec<aigw_types::LedgerRow> = serde_json::from_str(payload).unwrap();
+    for entry_rows in ledger {
         rows += entry_rows.len();
         ids.extend(entry_rows.into_iter().map(|r| r.request_id));
     }

@@ -11,7 +11,6 @@
 
 mod common;
 
-use aigw_metrics::keys;
 use common::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -118,13 +117,9 @@ async fn the_pipeline_sends_at_most_a_tenth_of_a_command_per_record() {
     assert_eq!(requests as u64, records);
     let tokens_in: i64 = series_sum(r, &models, &namespaces, "tokens_in").await;
     assert_eq!(tokens_in as u64, n);
-    let mut c = r.conn().await;
-    let ledger: i64 = redis::cmd("XLEN")
-        .arg(keys::LEDGER_STREAM)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    assert_eq!(ledger, ENTRIES as i64, "one ledger entry per usage entry");
+    let ledger = ledger_entries(r).await;
+    assert_eq!(ledger.len(), ENTRIES, "one ledger entry per usage entry");
+    assert_eq!(ledger.iter().map(Vec::len).sum::<usize>() as u64, records);
     assert!(per <= 0.1, "{per} Redis commands per record");
 }
 

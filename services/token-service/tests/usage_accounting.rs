@@ -60,6 +60,15 @@ async fn records_are_priced_and_rendered_exactly() {
         processed(&app).await == 5.0 && xlen(&app.redis).await == 0
     })
     .await;
+    // A render taken while the records were being applied may be served
+    // from the 1 s cache: wait until one shows every model series.
+    wait_for(WAIT, "the model series rendered", || async {
+        let m = app.metrics().await;
+        let l = |model, ns| [("model", model), ("namespace_code", ns)];
+        sample(&m, "model_requests_total", &l("gpt-4o-mini", "team-b")) == Some(1.0)
+            && sample(&m, "model_requests_total", &l("other", "team-a")) == Some(1.0)
+    })
+    .await;
 
     // Costs by hand (nano-USD = tokens × USD-per-1M × 1000, rounded half-up):
     // r1: 1000 × 0.15 + 500 × 0.60 = 450 USD/1M → 450_000.
@@ -369,22 +378,11 @@ async fn an_implausible_token_count_is_capped_and_loses_nothing_else() {
 /// The rows the token-service appended to the spend ledger's stream (one
 /// entry per usage entry, its rows as a JSON array), by request id.
 async fn ledger_rows(redis: &aigw_testkit::RedisServer) -> HashMap<String, LedgerRow> {
-    let mut c = redis.conn().await;
-    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(keys::LEDGER_STREAM)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut c)
+    ledger_entries(redis)
         .await
-        .unwrap();
-    entries
         .into_iter()
-        .flat_map(|(_, fields)| fields)
-        .filter(|(f, _)| f == keys::LEDGER_FIELD)
-        .flat_map(|(_, json)| {
-            let rows: Vec<LedgerRow> = serde_json::from_str(&json).unwrap();
-            rows.into_iter().map(|row| (row.request_id.clone(), row))
-        })
+        .flatten()
+        .map(|row| (row.request_id.clone(), row))
         .collect()
 }
 
@@ -505,9 +503,6 @@ async fn cache_and_reasoning_tokens_are_priced_and_broken_down() {
 /// the counters and the ledger hold each record once.
 #[tokio::test]
 async fn an_entry_applied_but_not_acknowledged_is_skipped_whole_when_redelivered() {
-    use aigw_metrics::OnceBatch;
-    use token_service::usage::{consumer::ensure_group, entry_plan, ONCE_SCOPE};
-
     let redis = aigw_testkit::RedisServer::start().await;
     let snap = snapshot(1);
     publish_snapshot(&redis, &snap).await;
@@ -522,37 +517,10 @@ async fn an_entry_applied_but_not_acknowledged_is_skipped_whole_when_redelivered
     push_records(&redis, &recs[..3]).await;
     push_records(&redis, &recs[3..]).await;
 
-    // The dead consumer: reads the first entry, applies it as the service
+    // The dead consumer: takes the first entry, applies it as the service
     // does, never acknowledges it.
-    let mut conn = redis.conn().await;
-    ensure_group(&mut conn).await.unwrap();
-    let v: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(keys::USAGE_GROUP)
-        .arg("dead")
-        .arg("COUNT")
-        .arg(1)
-        .arg("STREAMS")
-        .arg(keys::USAGE_STREAM)
-        .arg(">")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let taken = aigw_metrics::stream::parse_read_reply(&v, keys::USAGE_FIELD);
-    assert_eq!(taken.len(), 1);
-    let encoders = token_service::tokenize::Encoders::load().unwrap();
-    let plan = entry_plan(
-        &taken[0].id,
-        taken[0].payload.as_deref().unwrap(),
-        &snap,
-        &encoders,
-        true,
-    )
-    .unwrap();
-    assert_eq!(plan.records, 3);
-    let mut batch = OnceBatch::new();
-    batch.push(ONCE_SCOPE, &taken[0].id, plan.ops);
-    assert_eq!(batch.apply(&mut conn, 3600).await.unwrap(), 1);
+    let (taken, applied) = apply_first_unacknowledged(&redis, "dead", 1, &snap).await;
+    assert_eq!((taken.len(), applied), (1, 3));
 
     // The service claims the dead consumer's entry after USAGE_CLAIM_IDLE.
     let app = TestApp::spawn_on(redis, |_| {}).await;
@@ -583,11 +551,6 @@ async fn an_entry_applied_but_not_acknowledged_is_skipped_whole_when_redelivered
     );
     let rows = ledger_rows(r).await;
     assert_eq!(rows.len(), 4);
-    let mut c = r.conn().await;
-    let ledger_entries: i64 = redis::cmd("XLEN")
-        .arg(keys::LEDGER_STREAM)
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    assert_eq!(ledger_entries, 2, "one ledger entry per usage entry");
+    let sizes: Vec<usize> = ledger_entries(r).await.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [3, 1], "one ledger entry per usage entry");
 }
