@@ -88,8 +88,8 @@ pub struct LedgerConfig {
     /// `LEDGER_CONSUMER_NAME`, default `{hostname}-{pid}`: this writer's
     /// name in the consumer group; unique per live replica.
     pub consumer_name: String,
-    /// `LEDGER_BATCH_ROWS`, default 2000: entries read, and rows inserted,
-    /// per batch.
+    /// `LEDGER_BATCH_ROWS`, default 2000: entries read per batch, and their
+    /// rows inserted (an entry holds one row or an array of rows).
     pub batch_rows: usize,
     /// `LEDGER_BLOCK`, default 1s: how long one read waits for new entries.
     pub block: Duration,

@@ -283,6 +283,20 @@ struct Batch {
     malformed: i64,
 }
 
+/// The rows of one entry's payload: one row (a JSON object) or a JSON array
+/// of rows (the token-service appends one entry per usage entry). `None`
+/// when it is neither, or a row has an empty or oversized request id.
+fn parse_rows(payload: &str) -> Option<Vec<LedgerRow>> {
+    let rows = if payload.trim_start().starts_with('[') {
+        serde_json::from_str::<Vec<LedgerRow>>(payload).ok()?
+    } else {
+        vec![serde_json::from_str::<LedgerRow>(payload).ok()?]
+    };
+    rows.iter()
+        .all(|r| !r.request_id.is_empty() && r.request_id.len() <= crate::usage::MAX_REQUEST_ID)
+        .then_some(rows)
+}
+
 fn parse_batch(entries: Vec<Entry>) -> Batch {
     let mut ids = Vec::with_capacity(entries.len());
     let mut rows: Vec<LedgerRow> = Vec::with_capacity(entries.len());
@@ -293,19 +307,15 @@ fn parse_batch(entries: Vec<Entry>) -> Batch {
         if e.deleted {
             continue;
         }
-        let row = e
-            .payload
-            .as_deref()
-            .and_then(|p| serde_json::from_str::<LedgerRow>(p).ok())
-            .filter(|r| {
-                !r.request_id.is_empty() && r.request_id.len() <= crate::usage::MAX_REQUEST_ID
-            });
-        match row {
-            Some(r) => {
-                if seen.insert(r.request_id.clone()) {
-                    rows.push(r);
-                } else {
-                    repeated += 1;
+        let parsed = e.payload.as_deref().and_then(parse_rows);
+        match parsed {
+            Some(entry_rows) => {
+                for r in entry_rows {
+                    if seen.insert(r.request_id.clone()) {
+                        rows.push(r);
+                    } else {
+                        repeated += 1;
+                    }
                 }
             }
             None => {

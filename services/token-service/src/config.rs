@@ -58,7 +58,8 @@ pub struct ConsumerConfig {
     pub name: String,
     /// `USAGE_BATCH_ENTRIES`: stream entries read per call, default 16.
     pub batch_entries: usize,
-    /// `USAGE_APPLY_CHUNK`: records applied per Redis script call, default 500.
+    /// `USAGE_APPLY_CHUNK`: records applied per Redis script call (whole
+    /// stream entries, at least one), default 4096.
     pub apply_chunk: usize,
     /// `USAGE_BLOCK`: how long one read waits for new entries, default 1s.
     pub block: Duration,
@@ -120,7 +121,7 @@ impl Config {
                     default_consumer_name,
                 ),
                 batch_entries: env.number_at_least("USAGE_BATCH_ENTRIES", 16, 1)?,
-                apply_chunk: env.number_at_least("USAGE_APPLY_CHUNK", 500, 1)?,
+                apply_chunk: env.number_at_least("USAGE_APPLY_CHUNK", 4096, 1)?,
                 block: env.duration("USAGE_BLOCK", Duration::from_secs(1))?,
                 claim_idle: env.positive_duration("USAGE_CLAIM_IDLE", Duration::from_secs(60))?,
                 claim_interval: env.duration("USAGE_CLAIM_INTERVAL", Duration::from_secs(10))?,

@@ -1,21 +1,19 @@
 //! 10,000 usage records through real `token-service` processes that die:
-//! a consumer that crashed after applying part of its batch (left pending
-//! in the group), a consumer process SIGKILLed in the middle of a batch and
+//! a consumer that crashed after applying the first entry of its batch and
+//! before acknowledging it (left pending in the group), a consumer process SIGKILLed in the middle of a batch and
 //! restarted under the same name, and a second consumer that claims what the
 //! dead one left. Every total must come out exact.
 
 mod common;
 
 use aigw_metrics::families::token_service as fam;
-use aigw_metrics::{keys, OnceBatch, LLM_LATENCY_BUCKETS_US};
+use aigw_metrics::{keys, LLM_LATENCY_BUCKETS_US};
 use aigw_testkit::{free_port, Proc, RedisServer};
 use aigw_types::{CountText, TokenSource, UsageRecord};
 use common::*;
 use rust_decimal::{Decimal, RoundingStrategy};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
-use token_service::tokenize::Encoders;
-use token_service::usage::{consumer::ensure_group, record_ops, ONCE_SCOPE};
 
 const RECORDS: usize = 10_000;
 const PER_ENTRY: usize = 100;
@@ -180,32 +178,12 @@ async fn ten_thousand_records_are_exact_across_crashes() {
     }
     assert_eq!(xlen(&redis).await, (RECORDS / PER_ENTRY) as i64);
 
-    // A consumer "ghost" takes three entries, applies the first 40 records
-    // of the first one, and dies before acknowledging anything.
-    let mut conn = redis.conn().await;
-    ensure_group(&mut conn).await.unwrap();
-    let v: redis::Value = redis::cmd("XREADGROUP")
-        .arg("GROUP")
-        .arg(keys::USAGE_GROUP)
-        .arg("ghost")
-        .arg("COUNT")
-        .arg(3)
-        .arg("STREAMS")
-        .arg(keys::USAGE_STREAM)
-        .arg(">")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let ghost_entries = aigw_metrics::stream::parse_read_reply(&v, keys::USAGE_FIELD);
+    // A consumer "ghost" takes three entries, applies the first one (as the
+    // service does: the entry's records under the entry's marker, with its
+    // ledger rows), and dies before acknowledging anything.
+    let (ghost_entries, applied) = apply_first_unacknowledged(&redis, "ghost", 3, &snap).await;
     assert_eq!(ghost_entries.len(), 3);
-    let first: Vec<UsageRecord> =
-        serde_json::from_str(ghost_entries[0].payload.as_deref().unwrap()).unwrap();
-    let encoders = Encoders::load().unwrap();
-    let mut partial = OnceBatch::new();
-    for r in first.iter().take(40) {
-        partial.push(ONCE_SCOPE, &r.id, record_ops(r, &snap, &encoders, true).ops);
-    }
-    assert_eq!(partial.apply(&mut conn, 3600).await.unwrap(), 40);
+    assert_eq!(applied, PER_ENTRY);
     assert_eq!(pending_of(&redis, "ghost").await, 3);
 
     // Consumer A (small script calls, so a batch takes a while) is killed
@@ -359,6 +337,26 @@ async fn ten_thousand_records_are_exact_across_crashes() {
         sample(&m, "token_service_usage_records_counted_total", &[]),
         Some((RECORDS / 10) as f64)
     );
+    // The ghost's applied entry was delivered again and skipped whole.
+    let dups = sample(&m, "token_service_usage_records_duplicate_total", &[]).unwrap_or(0.0);
+    assert!(dups >= PER_ENTRY as f64, "duplicates {dups}");
+    assert_eq!(
+        dups as usize % PER_ENTRY,
+        0,
+        "whole entries skipped: {dups}"
+    );
+
+    // The ledger: one entry per usage entry, each record's row exactly once.
+    let ledger = ledger_entries(&redis).await;
+    assert_eq!(ledger.len(), RECORDS / PER_ENTRY);
+    let mut ids = std::collections::BTreeSet::new();
+    let mut rows = 0;
+    for entry_rows in ledger {
+        rows += entry_rows.len();
+        ids.extend(entry_rows.into_iter().map(|r| r.request_id));
+    }
+    assert_eq!(rows, RECORDS, "ledger rows");
+    assert_eq!(ids.len(), RECORDS, "distinct ledger rows");
 
     for p in [&mut a2, &mut b] {
         assert_eq!(

@@ -53,21 +53,20 @@ async fn records_are_priced_and_rendered_exactly() {
         completion: "The quick brown fox jumps over the lazy dog.".into(),
     });
     let r5 = record("r5", "team-a", "ghost-model");
-    push_records(&app.redis, &[r1.clone(), r2, r3]).await;
+    push_records(&app.redis, &[r1, r2, r3]).await;
     push_records(&app.redis, &[r4, r5]).await;
-    // A redelivery of r1 (the gateway retried a flush): must not count again.
-    push_records(&app.redis, &[r1]).await;
 
-    wait_for(WAIT, "6 records consumed", || async {
+    wait_for(WAIT, "5 records consumed", || async {
         processed(&app).await == 5.0 && xlen(&app.redis).await == 0
     })
     .await;
-    wait_for(WAIT, "duplicate counted", || async {
-        sample(
-            &app.metrics().await,
-            "token_service_usage_records_duplicate_total",
-            &[],
-        ) == Some(1.0)
+    // A render taken while the records were being applied may be served
+    // from the 1 s cache: wait until one shows every model series.
+    wait_for(WAIT, "the model series rendered", || async {
+        let m = app.metrics().await;
+        let l = |model, ns| [("model", model), ("namespace_code", ns)];
+        sample(&m, "model_requests_total", &l("gpt-4o-mini", "team-b")) == Some(1.0)
+            && sample(&m, "model_requests_total", &l("other", "team-a")) == Some(1.0)
     })
     .await;
 
@@ -376,25 +375,14 @@ async fn an_implausible_token_count_is_capped_and_loses_nothing_else() {
     );
 }
 
-/// The rows the token-service appended to the spend ledger's stream, by
-/// request id.
+/// The rows the token-service appended to the spend ledger's stream (one
+/// entry per usage entry, its rows as a JSON array), by request id.
 async fn ledger_rows(redis: &aigw_testkit::RedisServer) -> HashMap<String, LedgerRow> {
-    let mut c = redis.conn().await;
-    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-        .arg(keys::LEDGER_STREAM)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut c)
+    ledger_entries(redis)
         .await
-        .unwrap();
-    entries
         .into_iter()
-        .flat_map(|(_, fields)| fields)
-        .filter(|(f, _)| f == keys::LEDGER_FIELD)
-        .map(|(_, json)| {
-            let row: LedgerRow = serde_json::from_str(&json).unwrap();
-            (row.request_id.clone(), row)
-        })
+        .flatten()
+        .map(|row| (row.request_id.clone(), row))
         .collect()
 }
 
@@ -508,4 +496,61 @@ async fn cache_and_reasoning_tokens_are_priced_and_broken_down() {
     assert_eq!(row("c2"), (100, 100, 0, 10, 10, 180_000, false));
     assert_eq!(row("c3"), (1_000, 400, 0, 500, 200, 450_000, false));
     app.stop().await;
+}
+
+/// A consumer that applied an entry and died before acknowledging it: the
+/// entry is claimed and delivered again, and skipped whole by its marker —
+/// the counters and the ledger hold each record once.
+#[tokio::test]
+async fn an_entry_applied_but_not_acknowledged_is_skipped_whole_when_redelivered() {
+    let redis = aigw_testkit::RedisServer::start().await;
+    let snap = snapshot(1);
+    publish_snapshot(&redis, &snap).await;
+    let recs: Vec<_> = (1..=4)
+        .map(|i| {
+            let mut r = record(&format!("d{i}"), "team-a", "gpt-4o-mini");
+            r.prompt_tokens = 1000;
+            r.completion_tokens = 500;
+            r
+        })
+        .collect();
+    push_records(&redis, &recs[..3]).await;
+    push_records(&redis, &recs[3..]).await;
+
+    // The dead consumer: takes the first entry, applies it as the service
+    // does, never acknowledges it.
+    let (taken, applied) = apply_first_unacknowledged(&redis, "dead", 1, &snap).await;
+    assert_eq!((taken.len(), applied), (1, 3));
+
+    // The service claims the dead consumer's entry after USAGE_CLAIM_IDLE.
+    let app = TestApp::spawn_on(redis, |_| {}).await;
+    wait_for(WAIT, "both entries consumed, 3 duplicates", || async {
+        xlen(&app.redis).await == 0
+            && sample(
+                &app.metrics().await,
+                "token_service_usage_records_duplicate_total",
+                &[],
+            ) == Some(3.0)
+    })
+    .await;
+    assert_eq!(processed(&app).await, 4.0);
+    let r = &app.redis;
+    assert_eq!(
+        r.get_i64("metrics:model:gpt-4o-mini:team-a:requests").await,
+        4
+    );
+    assert_eq!(
+        r.get_i64("metrics:model:gpt-4o-mini:team-a:tokens_in")
+            .await,
+        4000
+    );
+    assert_eq!(
+        r.get_i64("metrics:model:gpt-4o-mini:team-a:cost_nusd")
+            .await,
+        4 * 450_000
+    );
+    let rows = ledger_rows(r).await;
+    assert_eq!(rows.len(), 4);
+    let sizes: Vec<usize> = ledger_entries(r).await.iter().map(Vec::len).collect();
+    assert_eq!(sizes, [3, 1], "one ledger entry per usage entry");
 }

@@ -63,6 +63,12 @@ impl Ops {
         self.count
     }
 
+    /// Appends the ops of `other`, after these.
+    pub fn extend(&mut self, other: Ops) {
+        self.args.extend(other.args);
+        self.count += other.count;
+    }
+
     fn push(&mut self, parts: &[&str]) {
         self.args.extend(parts.iter().map(|s| s.to_string()));
         self.count += 1;
@@ -276,7 +282,8 @@ return 1
 });
 
 /// ARGV: marker ttl s, record count, then per record: marker key, op count, ops...
-/// Returns how many records were applied now (the others had been before).
+/// Returns one flag per record: 1 when applied now, 0 when it had been
+/// applied before.
 ///
 /// Records whose marker is new are not written op by op: their ops are
 /// first merged in Lua tables, then each key is written once — `INCRBY` of
@@ -318,13 +325,11 @@ local function add(t, k, v)
   return false
 end
 local i = 3
-local applied = 0
 local flags = {}
 for _ = 1, tonumber(ARGV[2]) do
   local new = redis.call('SET', ARGV[i], '1', 'NX', 'EX', ttl)
   local n = tonumber(ARGV[i+1])
   i = i + 2
-  if new then applied = applied + 1 end
   flags[#flags + 1] = new and 1 or 0
   for _ = 1, n do
     local op, k = ARGV[i], ARGV[i+1]
@@ -378,7 +383,6 @@ end
 for k, e in pairs(values) do
   if e.set or e.n > tonumber(redis.call('GET', k) or '-1') then redis.call('SET', k, e.v) end
 end
-if register then return applied end
 return flags
 "#;
 
@@ -645,10 +649,9 @@ pub async fn apply_flush<C: Placement>(
 
 /// What a once-batch script call returned.
 enum Outcome {
-    /// Every distinct record was new (their number).
-    AllNew(usize),
-    /// The record-by-record script's answer: the number applied (single
-    /// server) or one 0/1 flag per record (a cluster slot's part).
+    /// Every distinct record was new.
+    AllNew,
+    /// The record-by-record script's answer: one 0/1 flag per record.
     Each(redis::Value),
 }
 
@@ -811,15 +814,30 @@ impl OnceBatch {
         conn: &mut C,
         marker_ttl_s: u64,
     ) -> redis::RedisResult<usize> {
+        let flags = self.apply_each(conn, marker_ttl_s).await?;
+        Ok(flags.into_iter().filter(|f| *f).count())
+    }
+
+    /// [`Self::apply`], telling for each record (in the order pushed)
+    /// whether this call applied it: false for a record applied before, and
+    /// for a repeat of a marker earlier in the batch.
+    pub async fn apply_each<C: Placement>(
+        &self,
+        conn: &mut C,
+        marker_ttl_s: u64,
+    ) -> redis::RedisResult<Vec<bool>> {
         if conn.clustered() {
             return self.apply_per_slot(conn, marker_ttl_s).await;
         }
-        let n = match self
+        let flags = match self
             .apply_here(conn, marker_ttl_s, &ONCE_FAST_SCRIPT, &ONCE_SCRIPT)
             .await?
         {
-            Outcome::AllNew(n) => n,
-            Outcome::Each(v) => redis::from_owned_redis_value::<i64>(v)? as usize,
+            Outcome::AllNew => self.first_occurrences(),
+            Outcome::Each(v) => redis::from_owned_redis_value::<Vec<i64>>(v)?
+                .into_iter()
+                .map(|f| f == 1)
+                .collect(),
         };
         let first: Vec<&str> = self
             .records
@@ -828,7 +846,16 @@ impl OnceBatch {
             .into_iter()
             .collect();
         conn.confirm(&first).await?;
-        Ok(n)
+        Ok(flags)
+    }
+
+    /// True for each record whose marker did not come earlier in the batch.
+    fn first_occurrences(&self) -> Vec<bool> {
+        let mut seen = std::collections::HashSet::with_capacity(self.records.len());
+        self.records
+            .iter()
+            .map(|(m, _)| seen.insert(m.as_str()))
+            .collect()
     }
 
     /// Runs the fast script, or the record-by-record one when a marker
@@ -855,7 +882,7 @@ impl OnceBatch {
             }
             let all_new: i64 = inv.invoke_async(conn).await?;
             if all_new == 1 {
-                return Ok(Outcome::AllNew(markers.len()));
+                return Ok(Outcome::AllNew);
             }
         }
         let mut inv = each.key(route);
@@ -877,7 +904,7 @@ impl OnceBatch {
         &self,
         conn: &mut C,
         marker_ttl_s: u64,
-    ) -> redis::RedisResult<usize> {
+    ) -> redis::RedisResult<Vec<bool>> {
         let mut per_slot: std::collections::BTreeMap<u16, OnceBatch> = Default::default();
         let mut gauge_ops = Ops::new();
         for (marker, ops) in &self.records {
@@ -911,7 +938,7 @@ impl OnceBatch {
                 )
                 .await?
             {
-                Outcome::AllNew(_) => vec![true; batch.records.len()],
+                Outcome::AllNew => vec![true; batch.records.len()],
                 Outcome::Each(v) => redis::from_owned_redis_value::<Vec<i64>>(v)?
                     .into_iter()
                     .map(|f| f == 1)
@@ -933,7 +960,12 @@ impl OnceBatch {
         }
         let refs: Vec<&str> = markers.iter().map(String::as_str).collect();
         conn.confirm(&refs).await?;
-        Ok(new_records.len())
+        let mut counted: std::collections::HashSet<&str> = Default::default();
+        Ok(self
+            .records
+            .iter()
+            .map(|(m, _)| new_records.contains(m.as_str()) && counted.insert(m.as_str()))
+            .collect())
     }
 }
 

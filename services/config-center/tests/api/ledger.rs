@@ -38,7 +38,7 @@ pub(crate) fn row(id: &str, ms: i64, ns: &str, key: Option<&str>, model: &str) -
     }
 }
 
-/// Appends rows to the ledger stream as the token-service does.
+/// Appends rows to the ledger stream, one row (a JSON object) per entry.
 pub(crate) async fn push_rows_to(redis: &aigw_testkit::RedisServer, rows: &[LedgerRow]) {
     let mut c = redis.conn().await;
     for chunk in rows.chunks(5_000) {
@@ -111,6 +111,20 @@ async fn stored_rows_land_once(b: Backend) {
     // Redelivered rows (a lost acknowledgement) and one that is not a row.
     push_rows(&app, &rows[..5]).await;
     let mut c = app.redis.conn().await;
+    // As the token-service appends them: the rows of one usage entry as a
+    // JSON array in one entry (one of them a redelivery too).
+    let more: Vec<LedgerRow> = (30..35)
+        .map(|i| row(&format!("r{i:02}"), T0 + i, "team-a", None, "m1"))
+        .chain([rows[0].clone()])
+        .collect();
+    let _: String = redis::cmd("XADD")
+        .arg(keys::LEDGER_STREAM)
+        .arg("*")
+        .arg(keys::LEDGER_FIELD)
+        .arg(serde_json::to_string(&more).unwrap())
+        .query_async(&mut c)
+        .await
+        .unwrap();
     let _: String = redis::cmd("XADD")
         .arg(keys::LEDGER_STREAM)
         .arg("*")
@@ -119,10 +133,10 @@ async fn stored_rows_land_once(b: Backend) {
         .query_async(&mut c)
         .await
         .unwrap();
-    wait_requests(&app, 30).await;
+    wait_requests(&app, 35).await;
     app.metrics_with(&[
-        "config_center_ledger_rows_written_total 30",
-        "config_center_ledger_rows_duplicate_total 5",
+        "config_center_ledger_rows_written_total 35",
+        "config_center_ledger_rows_duplicate_total 6",
         "config_center_ledger_malformed_total 1",
     ])
     .await;
@@ -135,9 +149,9 @@ async fn stored_rows_land_once(b: Backend) {
     }
     assert_eq!(stream_state(&app).await, (0, 0));
     let t = total(&app, "").await;
-    assert_eq!(t["prompt_tokens"], 300);
-    assert_eq!(t["cost_nano_usd"], 30_000);
-    assert_eq!(t["cost_usd"], "0.000030000");
+    assert_eq!(t["prompt_tokens"], 350);
+    assert_eq!(t["cost_nano_usd"], 35_000);
+    assert_eq!(t["cost_usd"], "0.000035000");
 }
 both!(stored_rows_land_once);
 

@@ -1,27 +1,30 @@
 //! The usage-stream consumer.
 //!
-//! Delivery is at least once, made exact by idempotence: each record's
-//! writes are applied by one script call together with a marker keyed by the
-//! record id ([`aigw_metrics::OnceBatch`]), and a stream entry is
-//! acknowledged (then deleted, so the stream does not grow) only after every
-//! record in it is applied. A consumer that dies mid-batch leaves its entries
-//! pending; any live consumer claims them once they have been idle for
-//! `USAGE_CLAIM_IDLE` (`XAUTOCLAIM`) and applies them again: records applied
-//! before the crash are skipped by their markers, the rest are applied now.
+//! Delivery is at least once, made exact by idempotence per stream entry:
+//! the writes of all records of an entry are applied by one script call
+//! together with a marker keyed by the entry id
+//! ([`aigw_metrics::OnceBatch`]; several entries share a call, each under
+//! its own marker), and an entry is acknowledged (then deleted, so the
+//! stream does not grow) only after it is applied. A consumer that dies
+//! mid-batch leaves its entries pending; any live consumer claims them once
+//! they have been idle for `USAGE_CLAIM_IDLE` (`XAUTOCLAIM`) and applies
+//! them again: entries applied before the crash are skipped by their
+//! markers, the rest are applied now (`docs/token-service.md` has the
+//! argument).
 //!
 //! Nothing is consumed before a config snapshot is loaded: pricing needs
 //! prices, and entries wait safely in the stream meanwhile.
 
-use super::{record_ops, ONCE_SCOPE};
+use super::{entry_plan, EntryError, EntryPlan, ONCE_SCOPE};
 use crate::config::ConsumerConfig;
 use crate::pool::CountPool;
 use crate::tokenize::Encoders;
 use aigw_metrics::families::token_service as f;
 use aigw_metrics::stream::{Entry, GroupReader};
 use aigw_metrics::RedisHandle;
-use aigw_metrics::{keys, NoLabels, OnceBatch, Ops, Recorder, RedisConn};
+use aigw_metrics::{keys, NoLabels, OnceBatch, Recorder, RedisConn};
 use aigw_snapshot::SnapshotCell;
-use aigw_types::{ConfigSnapshot, UsageRecord};
+use aigw_types::ConfigSnapshot;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,22 +81,19 @@ impl ConsumerStatus {
     }
 }
 
-/// The records of a batch of entries, ready to apply.
+/// The entries of a batch, ready to apply.
 struct Prepared {
     ids: Vec<String>,
-    plans: Vec<(String, Ops)>,
+    /// Entries with something to write: id, plan.
+    plans: Vec<(String, EntryPlan)>,
     malformed_entries: i64,
     malformed_records: i64,
 }
 
-/// Record ids longer than this are treated as malformed (they become Redis
-/// key names).
-const MAX_RECORD_ID: usize = 256;
-
 fn prepare(entries: Vec<Entry>, snap: &ConfigSnapshot, enc: &Encoders, ledger: bool) -> Prepared {
     let mut p = Prepared {
         ids: Vec::with_capacity(entries.len()),
-        plans: Vec::new(),
+        plans: Vec::with_capacity(entries.len()),
         malformed_entries: 0,
         malformed_records: 0,
     };
@@ -108,51 +108,21 @@ fn prepare(entries: Vec<Entry>, snap: &ConfigSnapshot, enc: &Encoders, ledger: b
             tracing::warn!(entry = %e.id, "usage entry without a `records` field; skipped");
             continue;
         };
-        // Each record is parsed once, from its own slice of the entry.
-        let items: Vec<&serde_json::value::RawValue> = match serde_json::from_str(&raw) {
-            Ok(v) => v,
-            Err(err) => {
-                p.malformed_entries += 1;
-                tracing::warn!(entry = %e.id, error = %err.classify_name(), bytes = raw.len(),
-                    "usage entry is not a JSON array of records; skipped");
-                continue;
+        match entry_plan(&e.id, &raw, snap, enc, ledger) {
+            Ok(plan) => {
+                p.malformed_records += plan.malformed_records as i64;
+                if plan.records > 0 {
+                    p.plans.push((e.id, plan));
+                }
             }
-        };
-        for (i, item) in items.into_iter().enumerate() {
-            match serde_json::from_str::<UsageRecord>(item.get()) {
-                Ok(rec) if !rec.id.is_empty() && rec.id.len() <= MAX_RECORD_ID => {
-                    let plan = record_ops(&rec, snap, enc, ledger);
-                    p.plans.push((rec.id, plan.ops));
-                }
-                Ok(_) => {
-                    p.malformed_records += 1;
-                    tracing::warn!(entry = %e.id, index = i, "usage record with an empty or oversized id; skipped");
-                }
-                Err(err) => {
-                    p.malformed_records += 1;
-                    tracing::warn!(entry = %e.id, index = i, error = %err.classify_name(),
-                        "unreadable usage record; skipped");
-                }
+            Err(EntryError::NotAnArray(class)) => {
+                p.malformed_entries += 1;
+                tracing::warn!(entry = %e.id, error = class, bytes = raw.len(),
+                    "usage entry is not a JSON array of records; skipped");
             }
         }
     }
     p
-}
-
-trait ClassifyName {
-    fn classify_name(&self) -> &'static str;
-}
-
-impl ClassifyName for serde_json::Error {
-    // The error text may quote the payload; only its class is logged.
-    fn classify_name(&self) -> &'static str {
-        match self.classify() {
-            serde_json::error::Category::Io => "io",
-            serde_json::error::Category::Syntax => "syntax",
-            serde_json::error::Category::Data => "data",
-            serde_json::error::Category::Eof => "eof",
-        }
-    }
 }
 
 /// The consumer task.
@@ -330,12 +300,25 @@ impl Consumer {
         let mut duplicates = 0usize;
         let mut plans = prepared.plans.into_iter().peekable();
         while plans.peek().is_some() {
+            // Whole entries, until the call holds `apply_chunk` records.
             let mut batch = OnceBatch::new();
-            for (id, ops) in plans.by_ref().take(self.cfg.apply_chunk) {
-                batch.push(ONCE_SCOPE, &id, ops);
+            let mut sizes = Vec::new();
+            let mut records = 0;
+            while records < self.cfg.apply_chunk {
+                let Some((id, plan)) = plans.next() else {
+                    break;
+                };
+                records += plan.records;
+                sizes.push(plan.records);
+                batch.push(ONCE_SCOPE, &id, plan.ops);
             }
-            let applied = batch.apply(conn, ttl_s).await?;
-            duplicates += batch.len() - applied;
+            let applied = batch.apply_each(conn, ttl_s).await?;
+            duplicates += sizes
+                .iter()
+                .zip(applied)
+                .filter(|(_, new)| !new)
+                .map(|(n, _)| n)
+                .sum::<usize>();
         }
         if duplicates > 0 {
             f::USAGE_DUPLICATES.add(&self.recorder, &NoLabels, duplicates as i64);

@@ -4,10 +4,12 @@
 //! writes ([`record_ops`]): tokens (counted here when the upstream reported
 //! none), cost from the snapshot's prices ([`pricing`]: cache reads and
 //! writes at their own prices), and the model series (the input, output,
-//! cache-read, cache-write and reasoning tokens separately), all as one idempotent unit keyed by the record id. The same unit
-//! appends the priced record to the spend ledger's stream (`usage:ledger`,
-//! see `docs/ledger.md`), so the ledger holds a row exactly when the
-//! counters hold the record, with the same tokens and cost.
+//! cache-read, cache-write and reasoning tokens separately). The records of
+//! one stream entry are one idempotent unit keyed by the entry id
+//! ([`entry_plan`]); the same unit appends the entry's priced records to the
+//! spend ledger's stream (`usage:ledger`, one ledger entry holding the rows
+//! as a JSON array, see `docs/ledger.md`), so the ledger holds a row exactly
+//! when the counters hold the record, with the same tokens and cost.
 //!
 //! Labels stay bounded: a model or namespace missing from the snapshot is
 //! recorded as `other` (the gateway only forwards configured models, so this
@@ -22,8 +24,12 @@ use aigw_metrics::families::token_service as f;
 use aigw_metrics::{keys, NoLabels, Ops};
 use aigw_types::{ConfigSnapshot, LedgerRow, TokenSource, UsageRecord};
 
-/// Scope of the idempotence markers (`metrics:once:usage:{record id}`).
-pub const ONCE_SCOPE: &str = "usage";
+/// Scope of the idempotence markers, one per usage-stream entry
+/// (`metrics:once:usage-entry:{entry id}`).
+pub const ONCE_SCOPE: &str = "usage-entry";
+
+/// Record ids longer than this are treated as malformed.
+pub const MAX_RECORD_ID: usize = 256;
 
 /// Label value for models and namespaces not in the snapshot.
 pub const OTHER: &str = "other";
@@ -43,6 +49,8 @@ pub struct RecordPlan {
     pub cost_nano_usd: u64,
     pub counted: bool,
     pub unpriced: bool,
+    /// The record's ledger row as JSON, when the ledger is on.
+    pub ledger_row: Option<String>,
 }
 
 /// Tokens of a record's text when the upstream did not report usage.
@@ -135,7 +143,7 @@ fn ledger_row(rec: &UsageRecord, plan: &RecordPlan) -> LedgerRow {
 }
 
 /// The writes of one usage record, priced with `snap`; with `ledger`, also
-/// its row appended to the ledger stream.
+/// its ledger row (appended per entry by [`entry_plan`]).
 pub fn record_ops(
     rec: &UsageRecord,
     snap: &ConfigSnapshot,
@@ -224,14 +232,93 @@ pub fn record_ops(
         cost_nano_usd: c.nano_usd,
         counted,
         unpriced: c.unpriced,
+        ledger_row: None,
     };
     if ledger {
         match serde_json::to_string(&ledger_row(rec, &plan)) {
-            Ok(json) => plan
-                .ops
-                .xadd(keys::LEDGER_STREAM, keys::LEDGER_FIELD, &json),
+            Ok(json) => plan.ledger_row = Some(json),
             Err(e) => tracing::error!(record = %rec.id, error = %e, "ledger row not serializable"),
         }
     }
     plan
+}
+
+/// What one usage-stream entry writes: every readable record's writes, and
+/// with the ledger on one ledger-stream entry holding their rows as a JSON
+/// array. Applied as one unit under the entry's marker.
+#[derive(Debug, Default)]
+pub struct EntryPlan {
+    pub ops: Ops,
+    /// Records accounted.
+    pub records: usize,
+    /// Records skipped as unreadable (or with an empty or oversized id).
+    pub malformed_records: usize,
+}
+
+/// Why an entry's payload was not read at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryError {
+    /// Not a JSON array (its error class, for the log).
+    NotAnArray(&'static str),
+}
+
+/// The plan of one entry's payload (a JSON array of usage records), each
+/// record parsed once from its own slice; `entry` names it in logs.
+pub fn entry_plan(
+    entry: &str,
+    payload: &str,
+    snap: &ConfigSnapshot,
+    enc: &Encoders,
+    ledger: bool,
+) -> Result<EntryPlan, EntryError> {
+    let items: Vec<&serde_json::value::RawValue> =
+        serde_json::from_str(payload).map_err(|e| EntryError::NotAnArray(classify(&e)))?;
+    let mut plan = EntryPlan::default();
+    let mut rows = String::new();
+    for (i, item) in items.into_iter().enumerate() {
+        match serde_json::from_str::<UsageRecord>(item.get()) {
+            Ok(rec) if !rec.id.is_empty() && rec.id.len() <= MAX_RECORD_ID => {
+                let p = record_ops(&rec, snap, enc, ledger);
+                plan.ops.extend(p.ops);
+                if let Some(row) = p.ledger_row {
+                    rows.push(if rows.is_empty() { '[' } else { ',' });
+                    rows.push_str(&row);
+                }
+                plan.records += 1;
+            }
+            Ok(_) => {
+                plan.malformed_records += 1;
+                tracing::warn!(
+                    entry,
+                    index = i,
+                    "usage record with an empty or oversized id; skipped"
+                );
+            }
+            Err(err) => {
+                plan.malformed_records += 1;
+                tracing::warn!(
+                    entry,
+                    index = i,
+                    error = classify(&err),
+                    "unreadable usage record; skipped"
+                );
+            }
+        }
+    }
+    if !rows.is_empty() {
+        rows.push(']');
+        plan.ops
+            .xadd(keys::LEDGER_STREAM, keys::LEDGER_FIELD, &rows);
+    }
+    Ok(plan)
+}
+
+/// A JSON error's class; its text may quote the payload and is never logged.
+pub fn classify(e: &serde_json::Error) -> &'static str {
+    match e.classify() {
+        serde_json::error::Category::Io => "io",
+        serde_json::error::Category::Syntax => "syntax",
+        serde_json::error::Category::Data => "data",
+        serde_json::error::Category::Eof => "eof",
+    }
 }

@@ -273,3 +273,61 @@ pub fn record(id: &str, ns: &str, model: &str) -> UsageRecord {
     }))
     .unwrap()
 }
+
+/// A consumer that dies mid-batch: `consumer` takes up to `count` new
+/// entries and applies the first as the service does (its records under the
+/// entry's marker, with its ledger rows), acknowledging nothing. Returns
+/// the entries taken and the number of records applied.
+pub async fn apply_first_unacknowledged(
+    redis: &RedisServer,
+    consumer: &str,
+    count: usize,
+    snap: &ConfigSnapshot,
+) -> (Vec<aigw_metrics::stream::Entry>, usize) {
+    use token_service::usage::{consumer::ensure_group, entry_plan, ONCE_SCOPE};
+    let mut conn = redis.conn().await;
+    ensure_group(&mut conn).await.unwrap();
+    let v: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(keys::USAGE_GROUP)
+        .arg(consumer)
+        .arg("COUNT")
+        .arg(count)
+        .arg("STREAMS")
+        .arg(keys::USAGE_STREAM)
+        .arg(">")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let taken = aigw_metrics::stream::parse_read_reply(&v, keys::USAGE_FIELD);
+    let encoders = token_service::tokenize::Encoders::load().unwrap();
+    let first = &taken[0];
+    let payload = first.payload.as_deref().unwrap();
+    let plan = entry_plan(&first.id, payload, snap, &encoders, true).unwrap();
+    let records = plan.records;
+    let mut batch = aigw_metrics::OnceBatch::new();
+    batch.push(ONCE_SCOPE, &first.id, plan.ops);
+    assert_eq!(batch.apply(&mut conn, 3600).await.unwrap(), 1);
+    (taken, records)
+}
+
+/// The entries of the spend ledger's stream, each as its rows (the
+/// token-service appends one entry per usage entry, its rows as an array).
+pub async fn ledger_entries(redis: &RedisServer) -> Vec<Vec<aigw_types::LedgerRow>> {
+    let mut c = redis.conn().await;
+    let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+        .arg(keys::LEDGER_STREAM)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    entries
+        .into_iter()
+        .map(|(_, fields)| {
+            let (f, json) = &fields[0];
+            assert_eq!(f, keys::LEDGER_FIELD);
+            serde_json::from_str(json).unwrap()
+        })
+        .collect()
+}

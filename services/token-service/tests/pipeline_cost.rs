@@ -1,0 +1,139 @@
+//! What the usage pipeline costs Redis per record: 51,200 records in
+//! entries of 256 (as the gateway's flusher writes them under load),
+//! consumed by the service with the production intervals and the ledger
+//! on. Counts every Redis command the service sends (`INFO commandstats`,
+//! commands inside scripts included) and checks the budget of 0.1 per
+//! record; prints that figure and the process CPU per record.
+
+// Tests read the wall clock and /proc; the rules of clippy.toml are for
+// the services.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+const ENTRIES: usize = 200;
+const PER_ENTRY: usize = 256;
+
+async fn commandstats(redis: &aigw_testkit::RedisServer) -> BTreeMap<String, u64> {
+    let mut c = redis.conn().await;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(":calls=")?;
+            let calls = rest.split(',').next()?.parse().ok()?;
+            Some((name.to_string(), calls))
+        })
+        .collect()
+}
+
+/// User + system CPU of this process (the service runs in it), in µs.
+fn cpu_us() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    // Fields 14 and 15 (utime, stime), counted after the command name.
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    ticks * 10_000
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pipeline_sends_at_most_a_tenth_of_a_command_per_record() {
+    let redis = aigw_testkit::RedisServer::start().await;
+    publish_snapshot(&redis, &snapshot(1)).await;
+    let models = ["gpt-4o-mini", "precise"];
+    let namespaces = ["team-a", "team-b"];
+    let mut n = 0u64;
+    for e in 0..ENTRIES {
+        let recs: Vec<_> = (0..PER_ENTRY)
+            .map(|i| {
+                let k = e * PER_ENTRY + i;
+                let mut r = record(
+                    &format!("0193a4c2-7f1e-7c3a-9e5b-{k:012x}"),
+                    namespaces[k % 2],
+                    models[(k / 2) % 2],
+                );
+                r.api_key_id = Some(format!("key-{}", k % 2));
+                r.instance_id = Some("inst-1".into());
+                r.prompt_tokens = 20 + (k as u64 % 50);
+                r.completion_tokens = 30 + (k as u64 % 70);
+                r.duration_us = 900 + (k as u64 % 5000);
+                r.ttft_us = Some(400 + (k as u64 % 300));
+                n += r.prompt_tokens;
+                r
+            })
+            .collect();
+        push_records(&redis, &recs).await;
+    }
+    let records = (ENTRIES * PER_ENTRY) as u64;
+    let before = commandstats(&redis).await;
+    let cpu0 = cpu_us();
+    let app = TestApp::spawn_on(redis, |c| {
+        c.metrics_flush_interval = Duration::from_secs(1);
+        c.snapshot_poll_interval = Duration::from_secs(5);
+        c.consumer.claim_interval = Duration::from_secs(10);
+        c.consumer.block = Duration::from_secs(1);
+    })
+    .await;
+    let mut polls = 0u64;
+    wait_for(Duration::from_secs(300), "every entry consumed", || {
+        polls += 1;
+        async { xlen(&app.redis).await == 0 }
+    })
+    .await;
+    let cpu = cpu_us() - cpu0;
+    let after = commandstats(&app.redis).await;
+
+    let mut total = 0u64;
+    let mut top: Vec<(u64, &str)> = Vec::new();
+    for (name, calls) in &after {
+        // This test's own INFO and XLEN calls are left out.
+        if name == "info" || name == "xlen" {
+            continue;
+        }
+        let d = calls - before.get(name).copied().unwrap_or(0);
+        total += d;
+        top.push((d, name));
+    }
+    top.sort_unstable_by(|a, b| b.cmp(a));
+    let per = total as f64 / records as f64;
+    println!(
+        "usage pipeline: {records} records in {ENTRIES} entries: {total} Redis commands = {per:.4} per record \
+         (top: {:?}); process CPU {:.2} µs per record ({polls} polls)",
+        &top[..top.len().min(6)],
+        cpu as f64 / records as f64
+    );
+
+    // Exact, and within budget.
+    let r = &app.redis;
+    let requests: i64 = series_sum(r, &models, &namespaces, "requests").await;
+    assert_eq!(requests as u64, records);
+    let tokens_in: i64 = series_sum(r, &models, &namespaces, "tokens_in").await;
+    assert_eq!(tokens_in as u64, n);
+    let ledger = ledger_entries(r).await;
+    assert_eq!(ledger.len(), ENTRIES, "one ledger entry per usage entry");
+    assert_eq!(ledger.iter().map(Vec::len).sum::<usize>() as u64, records);
+    assert!(per <= 0.1, "{per} Redis commands per record");
+}
+
+async fn series_sum(
+    r: &aigw_testkit::RedisServer,
+    models: &[&str],
+    namespaces: &[&str],
+    what: &str,
+) -> i64 {
+    let mut s = 0;
+    for m in models {
+        for ns in namespaces {
+            s += r.get_i64(&format!("metrics:model:{m}:{ns}:{what}")).await;
+        }
+    }
+    s
+}
