@@ -427,3 +427,120 @@ async fn while_redis_is_down_each_replica_still_holds_max_concurrency_itself() {
     .await;
     assert_eq!(up.request_count(), 2);
 }
+
+/// Sends `n` chats to `base`, `parallel` at a time; returns how many were
+/// admitted (200) — every other answer must be the RPM refusal.
+async fn burst(c: &reqwest::Client, base: &str, n: usize, parallel: usize) -> usize {
+    use futures_util::stream::{self, StreamExt};
+    let statuses: Vec<u16> = stream::iter(0..n)
+        .map(|_| chat_status(c, base))
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    statuses.iter().filter(|s| **s == 200).count()
+}
+
+async fn window_sum(redis: &RedisServer, key: &str) -> i64 {
+    let mut c = redis.conn().await;
+    let h: Vec<(String, i64)> = redis::cmd("HGETALL")
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    h.iter().map(|(_, v)| v).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_spending_rpm_slices_admit_the_limit_exactly() {
+    let up = upstream("a1").await;
+    let redis = RedisServer::start().await;
+    // Slices of at most 160 / 16 = 10 requests.
+    let snap = limited(
+        &up.base_url(),
+        Limits {
+            rpm: Some(160),
+            ..Default::default()
+        },
+    );
+    publish(&redis, &snap).await;
+    let mut gws = Vec::new();
+    for _ in 0..3 {
+        let g = Gateway::start(test_settings(&redis.url())).await;
+        g.wait_version(snap.version).await;
+        gws.push(g);
+    }
+    let c = client();
+
+    // 3 × 90 requests at once: never more than the limit admitted.
+    let (a, b, d) = tokio::join!(
+        burst(&c, &gws[0].addr, 90, 8),
+        burst(&c, &gws[1].addr, 90, 8),
+        burst(&c, &gws[2].addr, 90, 8),
+    );
+    let mut admitted = a + b + d;
+    assert!(admitted <= 160, "{a} + {b} + {d}");
+
+    // What a replica reserved and did not spend comes back when its slice
+    // ends: the fleet reaches the limit exactly, then refuses everywhere.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let admitted_more = std::sync::atomic::AtomicUsize::new(0);
+    eventually("the window fills", || async {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if burst(&c, &gws[i % 3].addr, 1, 1).await == 1 {
+            admitted_more.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        admitted + admitted_more.load(std::sync::atomic::Ordering::Relaxed) >= 160
+    })
+    .await;
+    admitted += admitted_more.into_inner();
+    assert_eq!(admitted, 160);
+    for g in &gws {
+        assert_429(
+            c.post(format!("{}/v1/chat/completions", g.addr))
+                .bearer_auth(KEY_A)
+                .json(&chat_body(false))
+                .send()
+                .await
+                .unwrap(),
+            "requests",
+            "rate_limit_exceeded",
+        )
+        .await;
+    }
+    assert_eq!(up.request_count(), 160);
+    assert_eq!(window_sum(&redis, "ratelimit:ns:team-a:rpm").await, 160);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_limited_namespace_costs_a_fraction_of_a_redis_call_per_request() {
+    let up = upstream("a1").await;
+    let snap = limited(
+        &up.base_url(),
+        Limits {
+            rpm: Some(1_000_000),
+            tpm: Some(100_000_000),
+            ..Default::default()
+        },
+    );
+    let app = TestApp::spawn(&snap).await;
+    app.redis.reset_stats().await;
+    let c = client();
+    assert_eq!(burst(&c, &app.gw.addr, 500, 8).await, 500);
+    // Each slice call runs Redis' TIME once: slices double while they are
+    // used up (1, 2, 4 … requests; 1, 2, 4 … tokens), plus one settlement
+    // per slice and second.
+    let calls = app.redis.command_calls("time").await;
+    assert!(calls <= 500 / 5, "{calls} slice calls for 500 requests");
+    // 5 tokens per request: every token reaches the TPM window once the
+    // slices are settled.
+    app.settle().await;
+    eventually("tokens settled", || async {
+        window_sum(&app.redis, "ratelimit:ns:team-a:tpm").await == 2_500
+            && window_sum(&app.redis, "ratelimit:ns:team-a:rpm").await == 500
+    })
+    .await;
+}
