@@ -25,7 +25,7 @@
 use crate::error::{GatewayError, LimitReason};
 use crate::lease::{Lease, LeaseBook};
 use crate::namespace::{ConcurrencySlot, NamespaceRuntime};
-use crate::quota::{Kind, Refill, Slice, SLICE_LIFETIME};
+use crate::quota::{Kind, Refill, Slice, SLICE_LIFETIME, SLICE_SHARE};
 use crate::routing::{NamespaceRoute, RoutingStore};
 use aigw_metrics::RedisConn;
 use aigw_service::clock;
@@ -45,21 +45,26 @@ pub use aigw_metrics::keys::{
     ratelimit_tpm as tpm_key,
 };
 
-/// KEYS: the in-flight set. ARGV: max concurrency, lease member, lease
-/// TTL in ms. Drops expired leases; {0, 0} when the lease was added, {3, 1}
-/// when the set is full. One key: runs on a Redis Cluster as well.
+/// KEYS: the in-flight set. ARGV: max concurrency, lease TTL in ms, then
+/// the members of a block of leases. Drops expired leases and adds as many
+/// of the block as fit: {0, added} when at least one did, {3, 1} when the
+/// set is full. One key: runs on a Redis Cluster as well.
 static INFLIGHT_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return {3, 1} end
-redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[3]), ARGV[2])
+local free = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
+if free <= 0 then return {3, 1} end
+local n = math.min(free, #ARGV - 2)
+for i = 1, n do
+  redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[i + 2])
+end
 -- The set lives as long as its longest lease (replicas' TTLs may differ).
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[1], last[2])
-return {0, 0}
+return {0, n}
 "#,
     )
 });
@@ -224,27 +229,41 @@ impl Limiter {
         }
     }
 
+    /// A spare lease of this replica, or a block of new ones from Redis
+    /// (one script call, one request at a time per namespace).
     async fn take_lease(
         &self,
         ns: &NamespaceRoute,
         max: u32,
     ) -> Result<Option<Lease>, GatewayError> {
         let code = &ns.code;
-        let (seq, member) = self.leases.next();
+        let pool = &ns.runtime.slots;
+        if let Some(lease) = pool.take(&self.leases, code) {
+            return Ok(Some(lease));
+        }
+        let _block = pool.lock_block().await;
+        if let Some(lease) = pool.take(&self.leases, code) {
+            return Ok(Some(lease));
+        }
+        let n = pool.block_size(u64::from(max) / SLICE_SHARE);
+        let (seqs, members) = self.leases.next_block(n);
         let call = async {
             let mut conn = self.redis.get().await?;
             INFLIGHT_SCRIPT
                 .key(inflight_key(code))
                 .arg(max)
-                .arg(&member)
                 .arg(self.leases.ttl().as_millis() as u64)
+                .arg(&members)
                 .invoke_async::<(i64, i64)>(&mut conn)
                 .await
         };
-        // A lease Redis granted whose answer was lost is never renewed: it
-        // expires within one TTL.
+        // Leases Redis granted whose answer was lost are never renewed:
+        // they expire within one TTL.
         match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok((0, _))) => Ok(Some(self.leases.hold(code, seq))),
+            Ok(Ok((0, added))) => {
+                let added = (added.max(0) as usize).min(seqs.len());
+                Ok(pool.granted(&self.leases, code, &seqs[..added]))
+            }
             Ok(Ok((_, retry))) => {
                 ns.runtime.count_rejection(LimitReason::Concurrency);
                 Err(GatewayError::RateLimited {

@@ -4,6 +4,7 @@
 //! the reasons a request was retried or refused before a namespace was known.
 
 use crate::error::LimitReason;
+use crate::lease::SlotPool;
 use crate::quota::{Kind, Slice};
 use aigw_metrics::families::gateway::{self as fam, Namespace, NsReason, NsStatus};
 use aigw_metrics::metric::kind::{Counter, Gauge, Histogram};
@@ -97,6 +98,8 @@ pub struct NamespaceRuntime {
     /// This replica's slices of the RPM and TPM windows.
     pub(crate) rpm: Slice,
     pub(crate) tpm: Slice,
+    /// Spare fleet-wide concurrency leases this replica holds.
+    pub(crate) slots: Arc<SlotPool>,
 }
 
 impl NamespaceRuntime {
@@ -127,6 +130,7 @@ impl NamespaceRuntime {
             spent_nano_usd: AtomicI64::new(0),
             rpm: Slice::new(Kind::Requests),
             tpm: Slice::new(Kind::Tokens),
+            slots: Arc::default(),
         }
     }
 

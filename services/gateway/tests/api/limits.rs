@@ -544,3 +544,58 @@ async fn a_busy_limited_namespace_costs_a_fraction_of_a_redis_call_per_request()
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_with_blocks_of_leases_never_exceed_max_concurrency() {
+    let up = upstream("a1").await;
+    // Long enough that the clients' requests overlap at the upstream.
+    up.set(mock(json!({"latency_ms": 20})));
+    let redis = RedisServer::start().await;
+    let snap = limited(
+        &up.base_url(),
+        Limits {
+            max_concurrency: Some(4),
+            ..Default::default()
+        },
+    );
+    publish(&redis, &snap).await;
+    let mut gws = Vec::new();
+    for _ in 0..3 {
+        let g = Gateway::start(test_settings(&redis.url())).await;
+        g.wait_version(snap.version).await;
+        gws.push(g);
+    }
+    let c = client();
+    // 3 replicas × 6 clients for a namespace allowed 4 at once.
+    let statuses = |base: String| {
+        let c = c.clone();
+        async move {
+            use futures_util::stream::{self, StreamExt};
+            stream::iter(0..40)
+                .map(|_| chat_status(&c, &base))
+                .buffer_unordered(6)
+                .collect::<Vec<u16>>()
+                .await
+        }
+    };
+    let (a, b, d) = tokio::join!(
+        statuses(gws[0].addr.clone()),
+        statuses(gws[1].addr.clone()),
+        statuses(gws[2].addr.clone()),
+    );
+    let all: Vec<u16> = a.into_iter().chain(b).chain(d).collect();
+    let served = all.iter().filter(|s| **s == 200).count();
+    let refused = all.iter().filter(|s| **s == 429).count();
+    assert_eq!(served + refused, 120, "{all:?}");
+    assert!(
+        served > 0 && refused > 0,
+        "{served} served, {refused} refused"
+    );
+    let max = up.state().waiting().1;
+    assert!((1..=4).contains(&max), "upstream saw {max} at once");
+    // Idle replicas keep no spare leases.
+    eventually("spare leases released", || async {
+        leases(&redis).await.0.is_empty()
+    })
+    .await;
+}
