@@ -1,14 +1,16 @@
 //! Fleet-wide concurrency leases: a request of a namespace with
 //! `max_concurrency` holds one member of `ratelimit:ns:{ns}:inflight`, a
 //! sorted set scored by the lease's expiry (Redis' own clock), shared by
-//! every replica. The limits script counts the live members, drops the
-//! expired ones and adds a lease in the same call as the RPM/TPM check.
+//! every replica. A replica takes leases in blocks (one script call counts
+//! the live members, drops the expired ones and adds what fits) and keeps
+//! a few spare for its next requests ([`SlotPool`]).
 //!
-//! While its request runs, this replica renews the lease every third of
-//! `CONCURRENCY_LEASE_TTL`; the request's end removes it. A replica that
-//! dies (SIGKILL, OOM, node loss) stops renewing, so its leases expire and
-//! free their slots within one TTL. A release or renewal that fails (Redis
-//! down) is not retried: the lease expires on its own, also within one TTL.
+//! This replica renews its leases (in use and spare) every third of
+//! `CONCURRENCY_LEASE_TTL`; a lease that is not kept spare is removed when
+//! its request ends. A replica that dies (SIGKILL, OOM, node loss) stops
+//! renewing, so its leases expire and free their slots within one TTL. A
+//! release or renewal that fails (Redis down) is not retried: the lease
+//! expires on its own, also within one TTL.
 
 use aigw_metrics::keys::ratelimit_inflight;
 use aigw_metrics::RedisConn;

@@ -2,25 +2,26 @@
 //! instance is picked:
 //!
 //! - **Concurrency** (`max_concurrency`): held across the fleet by leases
-//!   in Redis ([`crate::lease`]), taken in the same script call as the
-//!   RPM/TPM check; a replica that dies frees its slots within
-//!   `CONCURRENCY_LEASE_TTL`. Each replica also counts its own requests
-//!   locally and never runs more than `max_concurrency` itself, which is
-//!   the whole limit while Redis does not answer (then up to N ×
-//!   `max_concurrency` across N replicas).
+//!   in Redis ([`crate::lease`]); a replica takes them in blocks and keeps
+//!   a few spare, so most requests take one without a Redis call. A replica
+//!   that dies frees its slots within `CONCURRENCY_LEASE_TTL`. Each replica
+//!   also counts its own requests locally and never runs more than
+//!   `max_concurrency` itself, which is the whole limit while Redis does
+//!   not answer (then up to N × `max_concurrency` across N replicas).
 //! - **Budget** (`monthly_budget_usd`): compared with the month-to-date cost
 //!   the token-service keeps in `metrics:cost:ns:{ns}:month:{YYYY-MM}`
 //!   (nano-USD, UTC month), which a background task reads every
 //!   `BUDGET_POLL_INTERVAL` — never per request.
 //! - **RPM / TPM**: sliding 60-second windows shared by all replicas, kept in
 //!   Redis as one hash per namespace and kind (`ratelimit:ns:{ns}:rpm`,
-//!   `ratelimit:ns:{ns}:tpm`) with one field per second, checked and counted
-//!   by one script call using Redis' clock. Only namespaces with such a limit
-//!   (or `max_concurrency`) pay this round trip. A request is refused when the window already holds
-//!   `rpm` requests / `tpm` tokens; tokens are added after the request ends
-//!   (the upstream's usage, or an estimate when it reported none). If Redis
-//!   does not answer within `RATE_LIMIT_TIMEOUT` the request is let through:
-//!   an outage of the metrics store must not take the API down.
+//!   `ratelimit:ns:{ns}:tpm`) with one field per second. Each replica
+//!   reserves slices of them and spends them locally ([`crate::quota`]).
+//!   A request is refused when the window already holds `rpm` requests /
+//!   `tpm` tokens (reserved slices included); tokens are taken from the
+//!   slice after the request ends (the upstream's usage, or an estimate
+//!   when it reported none). If Redis does not answer within
+//!   `RATE_LIMIT_TIMEOUT` the request is let through: an outage of the
+//!   metrics store must not take the API down.
 
 use crate::error::{GatewayError, LimitReason};
 use crate::lease::{Lease, LeaseBook};
