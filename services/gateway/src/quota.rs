@@ -9,7 +9,7 @@
 //! window has room). Every [`SLICE_LIFETIME`] the background task settles
 //! each slice: the unused part is given back to the second it was
 //! reserved in, and a new slice the size of what was spent is reserved
-//! ahead of need (none when nothing was spent).
+//! ahead of need (none when nothing was spent, or when slices are 1).
 //!
 //! A slice is at most `limit / SLICE_SHARE` (at least 1): a replica never
 //! holds more than that of a window it does not use. The first slice is 1;
@@ -216,7 +216,11 @@ impl Slice {
         let want = match how {
             Refill::Request if old <= 0 => st.granted.saturating_mul(2).max(1),
             Refill::Request => spent.max(1),
-            Refill::Roll => spent.max(0),
+            // Ahead of need only when slices can be larger than the
+            // request's own unit: with slices of 1 the fleet admits
+            // exactly up to the limit, in any order.
+            Refill::Roll if cap > 1 => spent.max(0),
+            Refill::Roll => 0,
             Refill::Return => 0,
         }
         .min(cap);
