@@ -71,12 +71,9 @@ impl Drop for Lease {
     }
 }
 
-/// Requests holding a lease from which a replica keeps spare ones.
-pub const KEEP_FROM: u64 = 8;
-
 /// Spare leases a replica keeps for a namespace's next requests: at most
-/// as many as its requests in flight that hold a lease, none while fewer
-/// than [`KEEP_FROM`] do (so none once it is idle). A request takes a spare one without calling Redis; a request
+/// a quarter of its requests in flight that hold a lease (so none once it
+/// is idle). A request takes a spare one without calling Redis; a request
 /// that finds none takes a block of new ones in one script call.
 #[derive(Default)]
 pub struct SlotPool {
@@ -114,18 +111,6 @@ impl SlotPool {
         self.block.lock().await
     }
 
-    /// Spare leases kept while `holding` requests hold one: as many as
-    /// there are such requests once there are at least [`KEEP_FROM`] (a
-    /// busy replica's requests come and go without a Redis call), none
-    /// below (a quiet replica frees its slots when its requests end).
-    fn keep(holding: u64) -> usize {
-        if holding >= KEEP_FROM {
-            holding as usize
-        } else {
-            0
-        }
-    }
-
     /// How many leases the next block asks for: what the pool keeps spare
     /// for the requests now holding one, plus this request's.
     pub fn block_size(&self, cap: u64) -> u64 {
@@ -147,10 +132,10 @@ impl SlotPool {
     }
 
     /// A request ended: its lease stays spare or goes, and so do spares
-    /// past what the pool keeps ([`SlotPool::keep`]).
+    /// past a quarter of the requests still holding one.
     fn put_back(&self, seq: u64, release: &mut Vec<u64>) {
         let holding = self.holding.fetch_sub(1, Relaxed).saturating_sub(1);
-        let keep = Self::keep(holding);
+        let keep = (holding / 4) as usize;
         let mut spare = self.spare();
         spare.push(seq);
         while spare.len() > keep {
