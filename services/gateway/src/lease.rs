@@ -80,8 +80,6 @@ pub struct SlotPool {
     spare: Mutex<Vec<u64>>,
     /// Requests of this replica holding a lease of the namespace.
     holding: AtomicU64,
-    /// Serialises the block requests.
-    block: tokio::sync::Mutex<()>,
 }
 
 impl SlotPool {
@@ -103,12 +101,6 @@ impl SlotPool {
             seq,
             pool: Some(self.clone()),
         }
-    }
-
-    /// Serialises block requests: the holder takes a block when
-    /// [`SlotPool::take`] still finds nothing.
-    pub async fn lock_block(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.block.lock().await
     }
 
     /// How many leases the next block asks for: what the pool keeps spare

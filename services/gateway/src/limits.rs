@@ -231,7 +231,8 @@ impl Limiter {
     }
 
     /// A spare lease of this replica, or a block of new ones from Redis
-    /// (one script call, one request at a time per namespace).
+    /// (one script call; requests that find no spare lease do not wait
+    /// for each other).
     async fn take_lease(
         &self,
         ns: &NamespaceRoute,
@@ -239,10 +240,6 @@ impl Limiter {
     ) -> Result<Option<Lease>, GatewayError> {
         let code = &ns.code;
         let pool = &ns.runtime.slots;
-        if let Some(lease) = pool.take(&self.leases, code) {
-            return Ok(Some(lease));
-        }
-        let _block = pool.lock_block().await;
         if let Some(lease) = pool.take(&self.leases, code) {
             return Ok(Some(lease));
         }
