@@ -70,7 +70,8 @@ pub struct Settings {
     /// `BUDGET_POLL_INTERVAL`: how often month-to-date cost is read for
     /// namespaces with a budget, default 10s.
     pub budget_poll_interval: Duration,
-    /// `RATE_LIMIT_TIMEOUT`: bound on the RPM/TPM round trip; past it the
+    /// `RATE_LIMIT_TIMEOUT`: bound on a limit's Redis call (a concurrency
+    /// block, an RPM/TPM slice); past it the
     /// request is let through (fail open), default 250ms.
     pub rate_limit_timeout: Duration,
     /// `SHUTDOWN_GRACE`: how long in-flight requests may take to finish after

@@ -1,20 +1,23 @@
 //! Fleet-wide concurrency leases: a request of a namespace with
 //! `max_concurrency` holds one member of `ratelimit:ns:{ns}:inflight`, a
 //! sorted set scored by the lease's expiry (Redis' own clock), shared by
-//! every replica. The limits script counts the live members, drops the
-//! expired ones and adds a lease in the same call as the RPM/TPM check.
+//! every replica. A replica takes leases in blocks (one script call counts
+//! the live members, drops the expired ones and adds what fits) and keeps
+//! a few spare for its next requests ([`SlotPool`]).
 //!
-//! While its request runs, this replica renews the lease every third of
-//! `CONCURRENCY_LEASE_TTL`; the request's end removes it. A replica that
-//! dies (SIGKILL, OOM, node loss) stops renewing, so its leases expire and
-//! free their slots within one TTL. A release or renewal that fails (Redis
-//! down) is not retried: the lease expires on its own, also within one TTL.
+//! This replica renews its leases (in use and spare) every third of
+//! `CONCURRENCY_LEASE_TTL`; a lease that is not kept spare is removed when
+//! its request ends. A replica that dies (SIGKILL, OOM, node loss) stops
+//! renewing, so its leases expire and free their slots within one TTL. A
+//! release or renewal that fails (Redis down) is not retried: the lease
+//! expires on its own, also within one TTL.
 
 use aigw_metrics::keys::ratelimit_inflight;
 use aigw_metrics::RedisConn;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -45,16 +48,91 @@ pub struct LeaseBook {
     released: mpsc::UnboundedSender<(Arc<str>, u64)>,
 }
 
-/// One request's lease; released when dropped.
+/// One request's lease; released when dropped, or kept by its
+/// namespace's [`SlotPool`] for the next request.
 pub struct Lease {
     book: Arc<LeaseBook>,
     ns: Arc<str>,
     seq: u64,
+    pool: Option<Arc<SlotPool>>,
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.book.release(&self.ns, self.seq);
+        if let Some(pool) = &self.pool {
+            let mut release = Vec::new();
+            pool.put_back(self.seq, &mut release);
+            for seq in release {
+                self.book.release(&self.ns, seq);
+            }
+        } else {
+            self.book.release(&self.ns, self.seq);
+        }
+    }
+}
+
+/// Spare leases a replica keeps for a namespace's next requests: at most
+/// a quarter of its requests in flight that hold a lease (so none once it
+/// is idle). A request takes a spare one without calling Redis; a request
+/// that finds none takes a block of new ones in one script call.
+#[derive(Default)]
+pub struct SlotPool {
+    spare: Mutex<Vec<u64>>,
+    /// Requests of this replica holding a lease of the namespace.
+    holding: AtomicU64,
+}
+
+impl SlotPool {
+    fn spare(&self) -> std::sync::MutexGuard<'_, Vec<u64>> {
+        self.spare.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A spare lease, if the pool has one.
+    pub fn take(self: &Arc<Self>, book: &Arc<LeaseBook>, ns: &Arc<str>) -> Option<Lease> {
+        let seq = self.spare().pop()?;
+        Some(self.lease(book, ns, seq))
+    }
+
+    fn lease(self: &Arc<Self>, book: &Arc<LeaseBook>, ns: &Arc<str>, seq: u64) -> Lease {
+        self.holding.fetch_add(1, Relaxed);
+        Lease {
+            book: book.clone(),
+            ns: ns.clone(),
+            seq,
+            pool: Some(self.clone()),
+        }
+    }
+
+    /// How many leases the next block asks for: what the pool keeps spare
+    /// for the requests now holding one, plus this request's.
+    pub fn block_size(&self, cap: u64) -> u64 {
+        (self.holding.load(Relaxed) / 4 + 1).clamp(1, cap.max(1))
+    }
+
+    /// Leases Redis granted in one block: the first for this request, the
+    /// others spare.
+    pub fn granted(
+        self: &Arc<Self>,
+        book: &Arc<LeaseBook>,
+        ns: &Arc<str>,
+        seqs: &[u64],
+    ) -> Option<Lease> {
+        let (first, rest) = seqs.split_first()?;
+        book.hold_seqs(ns, seqs);
+        self.spare().extend_from_slice(rest);
+        Some(self.lease(book, ns, *first))
+    }
+
+    /// A request ended: its lease stays spare or goes, and so do spares
+    /// past a quarter of the requests still holding one.
+    fn put_back(&self, seq: u64, release: &mut Vec<u64>) {
+        let holding = self.holding.fetch_sub(1, Relaxed).saturating_sub(1);
+        let keep = (holding / 4) as usize;
+        let mut spare = self.spare();
+        spare.push(seq);
+        while spare.len() > keep {
+            release.extend(spare.pop());
+        }
     }
 }
 
@@ -79,24 +157,24 @@ impl LeaseBook {
         self.ttl
     }
 
-    /// A new lease's number and its member in the in-flight set.
-    pub fn next(&self) -> (u64, String) {
-        let seq = self.next.fetch_add(1, Relaxed);
-        (seq, self.member(seq))
-    }
-
     fn member(&self, seq: u64) -> String {
         format!("{}:{seq}", self.replica)
     }
 
-    /// Records a lease Redis granted; it is renewed until dropped.
-    pub fn hold(self: &Arc<Self>, ns: &Arc<str>, seq: u64) -> Lease {
-        self.live_map().entry(ns.clone()).or_default().insert(seq);
-        Lease {
-            book: self.clone(),
-            ns: ns.clone(),
-            seq,
-        }
+    /// A block of `n` new leases: their numbers and members.
+    pub fn next_block(&self, n: u64) -> (Vec<u64>, Vec<String>) {
+        let first = self.next.fetch_add(n, Relaxed);
+        let seqs: Vec<u64> = (first..first + n).collect();
+        let members = seqs.iter().map(|s| self.member(*s)).collect();
+        (seqs, members)
+    }
+
+    /// Records leases Redis granted; they are renewed until released.
+    fn hold_seqs(&self, ns: &Arc<str>, seqs: &[u64]) {
+        self.live_map()
+            .entry(ns.clone())
+            .or_default()
+            .extend(seqs.iter().copied());
     }
 
     fn release(&self, ns: &Arc<str>, seq: u64) {

@@ -20,14 +20,15 @@
 //! - policy: [`limits`] (concurrency / RPM / TPM / budget), [`balance`]
 //!   (weighted P2C), [`probe`] (active checks), [`health`] (passive health);
 //! - accounting: [`accounting`] (the per-request guard), [`usage`], [`sse`];
-//! - namespace: [`namespace`] (per-namespace runtime state and labels) and
+//! - namespace: [`namespace`] (per-namespace runtime state and labels),
+//!   [`quota`] (this replica's slices of the RPM/TPM windows) and
 //!   [`lease`] (fleet-wide concurrency leases);
 //! - data: [`routing`] (the compiled snapshot) and [`config_watch`],
 //!   [`config`], [`error`], [`exposition`].
 //!
-//! Invariants: the request path never waits on Redis except for the limits
-//! check (one script: fleet-wide concurrency, RPM, TPM) of namespaces that
-//! have such a limit; every request is accounted
+//! Invariants: the request path never waits on Redis except for the
+//! fleet-wide concurrency lease of namespaces with `max_concurrency` and
+//! the refill of a used-up RPM/TPM slice; every request is accounted
 //! exactly once (a guard's `Drop` does it); upstream secrets and client keys
 //! never reach a log line, a response or a metric label.
 
@@ -47,6 +48,7 @@ pub mod namespace;
 pub mod probe;
 pub mod provider;
 pub mod proxy;
+pub mod quota;
 pub mod request;
 pub mod routes;
 pub mod routing;

@@ -2,36 +2,39 @@
 //! instance is picked:
 //!
 //! - **Concurrency** (`max_concurrency`): held across the fleet by leases
-//!   in Redis ([`crate::lease`]), taken in the same script call as the
-//!   RPM/TPM check; a replica that dies frees its slots within
-//!   `CONCURRENCY_LEASE_TTL`. Each replica also counts its own requests
-//!   locally and never runs more than `max_concurrency` itself, which is
-//!   the whole limit while Redis does not answer (then up to N ×
-//!   `max_concurrency` across N replicas).
+//!   in Redis ([`crate::lease`]); a replica takes them in blocks and keeps
+//!   a few spare, so most requests take one without a Redis call. A replica
+//!   that dies frees its slots within `CONCURRENCY_LEASE_TTL`. Each replica
+//!   also counts its own requests locally and never runs more than
+//!   `max_concurrency` itself, which is the whole limit while Redis does
+//!   not answer (then up to N × `max_concurrency` across N replicas).
 //! - **Budget** (`monthly_budget_usd`): compared with the month-to-date cost
 //!   the token-service keeps in `metrics:cost:ns:{ns}:month:{YYYY-MM}`
 //!   (nano-USD, UTC month), which a background task reads every
 //!   `BUDGET_POLL_INTERVAL` — never per request.
 //! - **RPM / TPM**: sliding 60-second windows shared by all replicas, kept in
 //!   Redis as one hash per namespace and kind (`ratelimit:ns:{ns}:rpm`,
-//!   `ratelimit:ns:{ns}:tpm`) with one field per second, checked and counted
-//!   by one script call using Redis' clock. Only namespaces with such a limit
-//!   (or `max_concurrency`) pay this round trip. A request is refused when the window already holds
-//!   `rpm` requests / `tpm` tokens; tokens are added after the request ends
-//!   (the upstream's usage, or an estimate when it reported none). If Redis
-//!   does not answer within `RATE_LIMIT_TIMEOUT` the request is let through:
-//!   an outage of the metrics store must not take the API down.
+//!   `ratelimit:ns:{ns}:tpm`) with one field per second. Each replica
+//!   reserves slices of them and spends them locally ([`crate::quota`]).
+//!   A request is refused when the window already holds `rpm` requests /
+//!   `tpm` tokens (reserved slices included); tokens are taken from the
+//!   slice after the request ends (the upstream's usage, or an estimate
+//!   when it reported none). If Redis does not answer within
+//!   `RATE_LIMIT_TIMEOUT` the request is let through: an outage of the
+//!   metrics store must not take the API down.
 
 use crate::error::{GatewayError, LimitReason};
 use crate::lease::{Lease, LeaseBook};
-use crate::namespace::ConcurrencySlot;
+use crate::namespace::{ConcurrencySlot, NamespaceRuntime};
+use crate::quota::{Kind, Refill, Slice, SLICE_LIFETIME, SLICE_SHARE};
 use crate::routing::{NamespaceRoute, RoutingStore};
-use aigw_metrics::{Placement, RedisConn};
+use aigw_metrics::RedisConn;
 use aigw_service::clock;
 use aigw_types::BudgetMonth;
 use redis::Script;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, LazyLock};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -43,188 +46,69 @@ pub use aigw_metrics::keys::{
     ratelimit_tpm as tpm_key,
 };
 
-/// KEYS: rpm hash, tpm hash, in-flight set. ARGV: rpm limit, tpm limit,
-/// max concurrency (0 = none for each), lease member, lease TTL in ms.
-/// Returns {0, 0} when allowed (and counts the request and adds the
-/// lease), {1, retry_after} for RPM, {2, retry_after} for TPM, {3, 1} for
-/// concurrency.
-static CHECK_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local t = redis.call('TIME')
-local now = tonumber(t[1])
-local now_ms = now * 1000 + math.floor(tonumber(t[2]) / 1000)
-local lo = now - 59
-local function window(key)
-  local h = redis.call('HGETALL', key)
-  local sum, oldest = 0, now
-  for i = 1, #h, 2 do
-    local s = tonumber(h[i])
-    if s < lo then
-      redis.call('HDEL', key, h[i])
-    else
-      sum = sum + tonumber(h[i + 1])
-      if s < oldest then oldest = s end
-    end
-  end
-  return sum, oldest
-end
-local rpm = tonumber(ARGV[1])
-local tpm = tonumber(ARGV[2])
-local max = tonumber(ARGV[3])
-if max > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now_ms)
-  if redis.call('ZCARD', KEYS[3]) >= max then return {3, 1} end
-end
-if rpm > 0 then
-  local used, oldest = window(KEYS[1])
-  if used >= rpm then return {1, oldest + 60 - now} end
-end
-if tpm > 0 then
-  local used, oldest = window(KEYS[2])
-  if used >= tpm then return {2, oldest + 60 - now} end
-end
-if rpm > 0 then
-  redis.call('HINCRBY', KEYS[1], now, 1)
-  redis.call('EXPIRE', KEYS[1], 61)
-end
-if max > 0 then
-  redis.call('ZADD', KEYS[3], now_ms + tonumber(ARGV[5]), ARGV[4])
-  -- The set lives as long as its longest lease (replicas' TTLs may differ).
-  local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')
-  redis.call('PEXPIREAT', KEYS[3], last[2])
-end
-return {0, 0}
-"#,
-    )
-});
-
-/// The same checks on a Redis Cluster, where the three keys live in
-/// different slots: one script per key, in the order of [`CHECK_SCRIPT`]
-/// (concurrency, RPM, TPM), each undoing what the earlier ones took when it
-/// refuses. KEYS: the in-flight set. ARGV: max concurrency, lease member,
-/// lease TTL in ms. {0, 0} when the lease was added, {3, 1} when full.
-static CLUSTER_INFLIGHT_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+/// KEYS: the in-flight set. ARGV: max concurrency, lease TTL in ms, then
+/// the members of a block of leases. Drops expired leases and adds as many
+/// of the block as fit: {0, added} when at least one did, {3, 1} when the
+/// set is full. One key: runs on a Redis Cluster as well.
+static INFLIGHT_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return {3, 1} end
-redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[3]), ARGV[2])
+local free = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
+if free <= 0 then return {3, 1} end
+local n = math.min(free, #ARGV - 2)
+for i = 1, n do
+  redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[i + 2])
+end
+-- The set lives as long as its longest lease (replicas' TTLs may differ).
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[1], last[2])
-return {0, 0}
+return {0, n}
 "#,
     )
 });
 
-/// On a cluster: KEYS: one window hash (RPM or TPM). ARGV: limit, what to
-/// answer when it is reached (1 RPM, 2 TPM), whether to count this request
-/// in it (1 for RPM). {0, second counted in (or 0)} when under the limit,
-/// {code, retry_after} otherwise.
-static CLUSTER_WINDOW_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local now = tonumber(redis.call('TIME')[1])
-local lo = now - 59
-local h = redis.call('HGETALL', KEYS[1])
-local used, oldest = 0, now
-for i = 1, #h, 2 do
-  local s = tonumber(h[i])
-  if s < lo then
-    redis.call('HDEL', KEYS[1], h[i])
-  else
-    used = used + tonumber(h[i + 1])
-    if s < oldest then oldest = s end
-  end
-end
-if used >= tonumber(ARGV[1]) then return {tonumber(ARGV[2]), oldest + 60 - now} end
-if ARGV[3] == '1' then
-  redis.call('HINCRBY', KEYS[1], now, 1)
-  redis.call('EXPIRE', KEYS[1], 61)
-  return {0, now}
-end
-return {0, 0}
-"#,
-    )
-});
+/// The namespaces whose RPM/TPM slices this replica holds, with the limits
+/// they were last checked against: settled by [`spawn_token_writer`]'s
+/// task, and the tokens of their requests are taken from their TPM slice.
+#[derive(Default)]
+pub struct QuotaBook {
+    held: Mutex<HashMap<Arc<str>, Held>>,
+}
 
-/// [`CHECK_SCRIPT`] as three single-slot steps (a Redis Cluster). The
-/// steps are not one transaction: two requests racing for the last unit of
-/// a limit may both be refused, never both admitted past it (each step
-/// checks and takes atomically; a refusal gives back what earlier steps
-/// took).
-async fn check_per_slot(
-    conn: &mut aigw_metrics::RedisHandle,
-    code: &str,
-    (rpm, tpm, max): (u64, u64, u64),
-    member: &str,
-    ttl_ms: u64,
-) -> redis::RedisResult<(i64, i64)> {
-    if max > 0 {
-        let v: (i64, i64) = CLUSTER_INFLIGHT_SCRIPT
-            .key(inflight_key(code))
-            .arg(max)
-            .arg(member)
-            .arg(ttl_ms)
-            .invoke_async(conn)
-            .await?;
-        if v.0 != 0 {
-            return Ok(v);
-        }
+#[derive(Clone)]
+struct Held {
+    runtime: Arc<NamespaceRuntime>,
+    rpm: u64,
+    tpm: u64,
+}
+
+impl QuotaBook {
+    fn hold(&self, ns: &NamespaceRoute) {
+        let held = Held {
+            runtime: ns.runtime.clone(),
+            rpm: ns.limits.rpm.map_or(0, u64::from),
+            tpm: ns.limits.tpm.unwrap_or(0),
+        };
+        self.map().insert(ns.code.clone(), held);
     }
-    let undo_lease = |conn: &mut aigw_metrics::RedisHandle| {
-        let mut c = conn.clone();
-        let key = inflight_key(code);
-        let member = member.to_string();
-        async move {
-            if max > 0 {
-                let _: redis::RedisResult<i64> = redis::cmd("ZREM")
-                    .arg(key)
-                    .arg(member)
-                    .query_async(&mut c)
-                    .await;
-            }
-        }
-    };
-    let mut counted_in = 0;
-    if rpm > 0 {
-        let v: (i64, i64) = CLUSTER_WINDOW_SCRIPT
-            .key(rpm_key(code))
-            .arg(rpm)
-            .arg(1)
-            .arg(1)
-            .invoke_async(conn)
-            .await?;
-        if v.0 != 0 {
-            undo_lease(conn).await;
-            return Ok(v);
-        }
-        counted_in = v.1;
+
+    fn get(&self, code: &str) -> Option<Held> {
+        self.map().get(code).cloned()
     }
-    if tpm > 0 {
-        let v: (i64, i64) = CLUSTER_WINDOW_SCRIPT
-            .key(tpm_key(code))
-            .arg(tpm)
-            .arg(2)
-            .arg(0)
-            .invoke_async(conn)
-            .await?;
-        if v.0 != 0 {
-            undo_lease(conn).await;
-            if rpm > 0 {
-                let _: redis::RedisResult<i64> = redis::cmd("HINCRBY")
-                    .arg(rpm_key(code))
-                    .arg(counted_in)
-                    .arg(-1)
-                    .query_async(conn)
-                    .await;
-            }
-            return Ok(v);
-        }
+
+    fn all(&self) -> Vec<(Arc<str>, Held)> {
+        self.map()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
-    Ok((0, 0))
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Held>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// Request-path limit checks.
@@ -232,14 +116,21 @@ pub struct Limiter {
     redis: RedisConn,
     timeout: Duration,
     leases: Arc<LeaseBook>,
+    quotas: Arc<QuotaBook>,
 }
 
 impl Limiter {
-    pub fn new(redis: RedisConn, timeout: Duration, leases: Arc<LeaseBook>) -> Self {
+    pub fn new(
+        redis: RedisConn,
+        timeout: Duration,
+        leases: Arc<LeaseBook>,
+        quotas: Arc<QuotaBook>,
+    ) -> Self {
         Limiter {
             redis,
             timeout,
             leases,
+            quotas,
         }
     }
 
@@ -273,65 +164,119 @@ impl Limiter {
         Ok(slot)
     }
 
-    /// RPM, TPM and fleet-wide concurrency through Redis, in one script
-    /// call; a no-op for namespaces without them. The lease, when one was
-    /// taken, is held until the request's guard drops. If Redis does not
-    /// answer the request is let through (the local concurrency check
-    /// already holds).
+    /// Fleet-wide concurrency (a lease in Redis, one script call), then
+    /// TPM and RPM from this replica's slices ([`crate::quota`]): no Redis
+    /// call unless a slice is used up. A no-op for namespaces without them.
+    /// The lease, when one was taken, is held until the request's guard
+    /// drops. If Redis does not answer the request is let through (the
+    /// local concurrency check already holds).
     pub async fn check_shared(&self, ns: &NamespaceRoute) -> Result<Option<Lease>, GatewayError> {
-        let rpm = ns.limits.rpm.unwrap_or(0);
+        let rpm = ns.limits.rpm.map_or(0, u64::from);
         let tpm = ns.limits.tpm.unwrap_or(0);
         let max = ns.limits.max_concurrency.unwrap_or(0);
-        if rpm == 0 && tpm == 0 && max == 0 {
-            return Ok(None);
+        let lease = match max {
+            0 => None,
+            max => self.take_lease(ns, max).await?,
+        };
+        // Tokens first: only the request count is taken from its slice.
+        if tpm > 0 {
+            self.spend(ns, &ns.runtime.tpm, tpm_key, tpm).await?;
         }
+        if rpm > 0 {
+            self.spend(ns, &ns.runtime.rpm, rpm_key, rpm).await?;
+        }
+        Ok(lease)
+    }
+
+    async fn spend(
+        &self,
+        ns: &NamespaceRoute,
+        slice: &Slice,
+        key: fn(&str) -> String,
+        limit: u64,
+    ) -> Result<(), GatewayError> {
+        if slice.try_take() {
+            return Ok(());
+        }
+        self.quotas.hold(ns);
         let code = &ns.code;
-        // Only a concurrency limit takes a lease (and names it).
-        let lease = (max > 0).then(|| self.leases.next());
+        let call = async {
+            let mut conn = tokio::time::timeout(self.timeout, self.redis.get())
+                .await
+                .map_err(|_| timed_out())??;
+            slice
+                .admit(&mut conn, &key(code), limit, self.timeout)
+                .await
+        };
+        match call.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(full)) => {
+                let reason = match slice.kind() {
+                    Kind::Requests => LimitReason::Rpm,
+                    Kind::Tokens => LimitReason::Tpm,
+                };
+                Err(GatewayError::RateLimited {
+                    reason,
+                    retry_after_s: full.retry_after_s,
+                })
+            }
+            Err(e) => {
+                tracing::warn!(namespace = %code, error = %e, "rate limit check failed; allowing request");
+                Ok(())
+            }
+        }
+    }
+
+    /// A spare lease of this replica, or a block of new ones from Redis
+    /// (one script call; requests that find no spare lease do not wait
+    /// for each other).
+    async fn take_lease(
+        &self,
+        ns: &NamespaceRoute,
+        max: u32,
+    ) -> Result<Option<Lease>, GatewayError> {
+        let code = &ns.code;
+        let pool = &ns.runtime.slots;
+        if let Some(lease) = pool.take(&self.leases, code) {
+            return Ok(Some(lease));
+        }
+        let n = pool.block_size(u64::from(max) / SLICE_SHARE);
+        let (seqs, members) = self.leases.next_block(n);
         let call = async {
             let mut conn = self.redis.get().await?;
-            if conn.clustered() {
-                let member = lease.as_ref().map_or("", |(_, m)| m.as_str());
-                let ttl_ms = self.leases.ttl().as_millis() as u64;
-                let limits = (u64::from(rpm), tpm, u64::from(max));
-                return check_per_slot(&mut conn, code, limits, member, ttl_ms).await;
-            }
-            CHECK_SCRIPT
-                .key(rpm_key(code))
-                .key(tpm_key(code))
+            INFLIGHT_SCRIPT
                 .key(inflight_key(code))
-                .arg(rpm)
-                .arg(tpm)
                 .arg(max)
-                .arg(lease.as_ref().map_or("", |(_, member)| member.as_str()))
                 .arg(self.leases.ttl().as_millis() as u64)
+                .arg(&members)
                 .invoke_async::<(i64, i64)>(&mut conn)
                 .await
         };
-        // A lease Redis granted whose answer was lost is never renewed: it
-        // expires within one TTL.
-        let verdict = match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(v)) => v,
+        // Leases Redis granted whose answer was lost are never renewed:
+        // they expire within one TTL.
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok((0, added))) => {
+                let added = (added.max(0) as usize).min(seqs.len());
+                Ok(pool.granted(&self.leases, code, &seqs[..added]))
+            }
+            Ok(Ok((_, retry))) => Err(GatewayError::RateLimited {
+                reason: LimitReason::Concurrency,
+                retry_after_s: retry.max(1) as u64,
+            }),
             Ok(Err(e)) => {
-                tracing::warn!(namespace = %code, error = %e, "rate limit check failed; allowing request");
-                return Ok(None);
+                tracing::warn!(namespace = %code, error = %e, "concurrency check failed; allowing request");
+                Ok(None)
             }
             Err(_) => {
-                tracing::warn!(namespace = %code, "rate limit check timed out; allowing request");
-                return Ok(None);
+                tracing::warn!(namespace = %code, "concurrency check timed out; allowing request");
+                Ok(None)
             }
-        };
-        let reason = match verdict.0 {
-            0 => return Ok(lease.map(|(seq, _)| self.leases.hold(code, seq))),
-            1 => LimitReason::Rpm,
-            2 => LimitReason::Tpm,
-            _ => LimitReason::Concurrency,
-        };
-        Err(GatewayError::RateLimited {
-            reason,
-            retry_after_s: verdict.1.max(1) as u64,
-        })
+        }
     }
+}
+
+fn timed_out() -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::IoError, "timeout"))
 }
 
 /// Sends tokens used by requests of TPM-limited namespaces to the writer.
@@ -355,9 +300,14 @@ impl TokenSink {
     }
 }
 
-/// The writer of TPM windows: batches additions into one pipeline.
+/// The settler of RPM/TPM slices and the writer of TPM windows: takes
+/// each request's tokens from its namespace's TPM slice (or, for a
+/// namespace without one here, adds them to its window in one pipeline per
+/// batch), settles every slice at the end of its lifetime and gives every
+/// slice back at shutdown.
 pub fn spawn_token_writer(
     redis: RedisConn,
+    quotas: Arc<QuotaBook>,
     cancel: CancellationToken,
 ) -> (TokenSink, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(Arc<str>, u64)>();
@@ -367,59 +317,110 @@ pub fn spawn_token_writer(
         pending: pending.clone(),
     };
     let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SLICE_LIFETIME / 4);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut batch = Vec::new();
         loop {
             let n = tokio::select! {
                 n = rx.recv_many(&mut batch, 256) => n,
+                _ = tick.tick() => {
+                    settle_slices(&redis, &quotas, Refill::Roll).await;
+                    continue;
+                }
                 _ = cancel.cancelled() => {
-                    // Write what is queued, then stop.
+                    // Take what is queued, give every slice back, stop.
                     rx.close();
                     rx.recv_many(&mut batch, usize::MAX).await
                 }
             };
-            if n == 0 {
-                return;
+            if n > 0 {
+                write_tokens(&redis, &quotas, batch.drain(..)).await;
+                pending.fetch_sub(n, Relaxed);
             }
-            let mut per_ns: std::collections::HashMap<Arc<str>, u64> = Default::default();
-            for (ns, t) in batch.drain(..) {
-                let sum = per_ns.entry(ns).or_default();
-                *sum = sum.saturating_add(t);
-            }
-            let write = async {
-                let mut conn = redis.get().await?;
-                let mut pipe = redis::pipe();
-                for (ns, t) in &per_ns {
-                    // Sent by body: EVALSHA in a pipeline fails on a cold
-                    // script cache.
-                    pipe.add_command(
-                        redis::cmd("EVAL")
-                            .arg(ADD_TOKENS_BODY)
-                            .arg(1)
-                            .arg(tpm_key(ns))
-                            .arg((*t).min(i64::MAX as u64))
-                            .to_owned(),
-                    );
-                }
-                pipe.query_async::<()>(&mut conn).await
-            };
-            if let Err(e) = tokio::time::timeout(Duration::from_secs(3), write)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(redis::RedisError::from((
-                        redis::ErrorKind::IoError,
-                        "timeout",
-                    )))
-                })
-            {
-                tracing::warn!(error = %e, "could not record TPM usage");
-            }
-            pending.fetch_sub(n, Relaxed);
-            if cancel.is_cancelled() && rx.is_closed() && rx.is_empty() {
+            if n == 0 || (cancel.is_cancelled() && rx.is_closed() && rx.is_empty()) {
+                settle_slices(&redis, &quotas, Refill::Return).await;
                 return;
             }
         }
     });
     (sink, task)
+}
+
+async fn settle_slices(redis: &RedisConn, quotas: &QuotaBook, how: Refill) {
+    let held = quotas.all();
+    if held.is_empty() {
+        return;
+    }
+    let timeout = Duration::from_secs(3);
+    let settle = async {
+        let mut conn = redis.get().await?;
+        for (code, h) in &held {
+            if h.rpm > 0 {
+                let key = rpm_key(code);
+                h.runtime
+                    .rpm
+                    .settle(&mut conn, &key, h.rpm, how, timeout)
+                    .await?;
+            }
+            if h.tpm > 0 {
+                let key = tpm_key(code);
+                h.runtime
+                    .tpm
+                    .settle(&mut conn, &key, h.tpm, how, timeout)
+                    .await?;
+            }
+        }
+        Ok::<_, redis::RedisError>(())
+    };
+    if let Err(e) = tokio::time::timeout(timeout, settle)
+        .await
+        .unwrap_or_else(|_| Err(timed_out()))
+    {
+        tracing::warn!(error = %e, "could not settle RPM/TPM slices");
+    }
+}
+
+async fn write_tokens(
+    redis: &RedisConn,
+    quotas: &QuotaBook,
+    batch: impl Iterator<Item = (Arc<str>, u64)>,
+) {
+    let mut per_ns: HashMap<Arc<str>, u64> = Default::default();
+    for (ns, t) in batch {
+        match quotas.get(&ns) {
+            Some(h) if h.tpm > 0 => h.runtime.tpm.spend(t),
+            _ => {
+                let sum = per_ns.entry(ns).or_default();
+                *sum = sum.saturating_add(t);
+            }
+        }
+    }
+    if per_ns.is_empty() {
+        return;
+    }
+    let write = async {
+        let mut conn = redis.get().await?;
+        let mut pipe = redis::pipe();
+        for (ns, t) in &per_ns {
+            // Sent by body: EVALSHA in a pipeline fails on a cold
+            // script cache.
+            pipe.add_command(
+                redis::cmd("EVAL")
+                    .arg(ADD_TOKENS_BODY)
+                    .arg(1)
+                    .arg(tpm_key(ns))
+                    .arg((*t).min(i64::MAX as u64))
+                    .to_owned(),
+            );
+        }
+        pipe.query_async::<()>(&mut conn).await
+    };
+    if let Err(e) = tokio::time::timeout(Duration::from_secs(3), write)
+        .await
+        .unwrap_or_else(|_| Err(timed_out()))
+    {
+        tracing::warn!(error = %e, "could not record TPM usage");
+    }
 }
 
 /// KEYS: tpm hash. ARGV: tokens. Adds them to the current second.

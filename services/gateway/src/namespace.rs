@@ -4,6 +4,8 @@
 //! the reasons a request was retried or refused before a namespace was known.
 
 use crate::error::LimitReason;
+use crate::lease::SlotPool;
+use crate::quota::{Kind, Slice};
 use aigw_metrics::families::gateway::{self as fam, Namespace, NsReason, NsStatus};
 use aigw_metrics::metric::kind::{Counter, Gauge, Histogram};
 use aigw_metrics::{Handle, Recorder};
@@ -93,6 +95,11 @@ pub struct NamespaceRuntime {
     /// Month-to-date cost in nano-USD, as last read from the token-service's
     /// totals.
     pub spent_nano_usd: AtomicI64,
+    /// This replica's slices of the RPM and TPM windows.
+    pub(crate) rpm: Slice,
+    pub(crate) tpm: Slice,
+    /// Spare fleet-wide concurrency leases this replica holds.
+    pub(crate) slots: Arc<SlotPool>,
 }
 
 impl NamespaceRuntime {
@@ -121,6 +128,9 @@ impl NamespaceRuntime {
                 .map(|r| fam::NS_RETRIES.series(recorder, &reason(r.as_str()))),
             in_flight: AtomicU32::new(0),
             spent_nano_usd: AtomicI64::new(0),
+            rpm: Slice::new(Kind::Requests),
+            tpm: Slice::new(Kind::Tokens),
+            slots: Arc::default(),
         }
     }
 

@@ -8,7 +8,7 @@ use crate::config::Settings;
 use crate::exposition::EXPOSITION;
 use crate::health::HealthPolicy;
 use crate::lease::{self, LeaseBook};
-use crate::limits::Limiter;
+use crate::limits::{Limiter, QuotaBook};
 use crate::routing::RoutingStore;
 use crate::state::AppState;
 use crate::stream::RelayLimits;
@@ -107,7 +107,9 @@ impl Application {
         let recorder = Recorder::open(RecorderConfig::for_service("gateway"), journal.as_ref());
         let cancel = CancellationToken::new();
         let flush_cancel = CancellationToken::new();
-        let (token_sink, token_task) = limits::spawn_token_writer(bg_redis.clone(), cancel.clone());
+        let quotas = Arc::new(QuotaBook::default());
+        let (token_sink, token_task) =
+            limits::spawn_token_writer(bg_redis.clone(), quotas.clone(), cancel.clone());
         let replica = aigw_service::replica_name("gateway");
         let exporter =
             ExporterLease::new("gateway", replica.clone(), settings.metrics_exporter_ttl);
@@ -132,7 +134,12 @@ impl Application {
         let state = web::Data::new(AppState {
             store: store.clone(),
             accounting,
-            limiter: Limiter::new(request_redis, settings.rate_limit_timeout, leases.clone()),
+            limiter: Limiter::new(
+                request_redis,
+                settings.rate_limit_timeout,
+                leases.clone(),
+                quotas,
+            ),
             metrics: MetricsEndpoint::with_exporter(
                 scrape_redis,
                 &EXPOSITION,

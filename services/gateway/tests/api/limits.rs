@@ -385,8 +385,12 @@ async fn max_concurrency_holds_across_replicas_and_a_killed_replica_frees_its_sl
         }
     })
     .await;
-    let (members, _) = leases(&redis).await;
-    assert_eq!(members.len(), 1, "only A's stream: {members:?}");
+    // The 200's own lease is released after its answer went out, so the
+    // set is read until only A's stream is left.
+    eventually("only A's stream holds a lease", || async {
+        leases(&redis).await.0.len() == 1
+    })
+    .await;
 
     // A's stream ends: its lease is released, not left to expire.
     up.release(2);
@@ -426,4 +430,176 @@ async fn while_redis_is_down_each_replica_still_holds_max_concurrency_itself() {
     })
     .await;
     assert_eq!(up.request_count(), 2);
+}
+
+/// Sends `n` chats to `base`, `parallel` at a time; returns how many were
+/// admitted (200) — every other answer must be the RPM refusal.
+async fn burst(c: &reqwest::Client, base: &str, n: usize, parallel: usize) -> usize {
+    use futures_util::stream::{self, StreamExt};
+    let statuses: Vec<u16> = stream::iter(0..n)
+        .map(|_| chat_status(c, base))
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 429),
+        "{statuses:?}"
+    );
+    statuses.iter().filter(|s| **s == 200).count()
+}
+
+async fn window_sum(redis: &RedisServer, key: &str) -> i64 {
+    let mut c = redis.conn().await;
+    let h: Vec<(String, i64)> = redis::cmd("HGETALL")
+        .arg(key)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    h.iter().map(|(_, v)| v).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_spending_rpm_slices_admit_the_limit_exactly() {
+    let up = upstream("a1").await;
+    let redis = RedisServer::start().await;
+    // Slices of at most 160 / 16 = 10 requests.
+    let snap = limited(
+        &up.base_url(),
+        Limits {
+            rpm: Some(160),
+            ..Default::default()
+        },
+    );
+    publish(&redis, &snap).await;
+    let mut gws = Vec::new();
+    for _ in 0..3 {
+        let g = Gateway::start(test_settings(&redis.url())).await;
+        g.wait_version(snap.version).await;
+        gws.push(g);
+    }
+    let c = client();
+
+    // 3 × 90 requests at once: never more than the limit admitted.
+    let (a, b, d) = tokio::join!(
+        burst(&c, &gws[0].addr, 90, 8),
+        burst(&c, &gws[1].addr, 90, 8),
+        burst(&c, &gws[2].addr, 90, 8),
+    );
+    let mut admitted = a + b + d;
+    assert!(admitted <= 160, "{a} + {b} + {d}");
+
+    // What a replica reserved and did not spend comes back when its slice
+    // ends: the fleet reaches the limit exactly, then refuses everywhere.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let admitted_more = std::sync::atomic::AtomicUsize::new(0);
+    eventually("the window fills", || async {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if burst(&c, &gws[i % 3].addr, 1, 1).await == 1 {
+            admitted_more.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        admitted + admitted_more.load(std::sync::atomic::Ordering::Relaxed) >= 160
+    })
+    .await;
+    admitted += admitted_more.into_inner();
+    assert_eq!(admitted, 160);
+    for g in &gws {
+        assert_429(
+            c.post(format!("{}/v1/chat/completions", g.addr))
+                .bearer_auth(KEY_A)
+                .json(&chat_body(false))
+                .send()
+                .await
+                .unwrap(),
+            "requests",
+            "rate_limit_exceeded",
+        )
+        .await;
+    }
+    assert_eq!(up.request_count(), 160);
+    assert_eq!(window_sum(&redis, "ratelimit:ns:team-a:rpm").await, 160);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_limited_namespace_costs_a_fraction_of_a_redis_call_per_request() {
+    let up = upstream("a1").await;
+    let snap = limited(
+        &up.base_url(),
+        Limits {
+            rpm: Some(1_000_000),
+            tpm: Some(100_000_000),
+            ..Default::default()
+        },
+    );
+    let app = TestApp::spawn(&snap).await;
+    app.redis.reset_stats().await;
+    let c = client();
+    assert_eq!(burst(&c, &app.gw.addr, 500, 8).await, 500);
+    // Each slice call runs Redis' TIME once: slices double while they are
+    // used up (1, 2, 4 … requests; 1, 2, 4 … tokens), plus one settlement
+    // per slice and second.
+    let calls = app.redis.command_calls("time").await;
+    assert!(calls <= 500 / 5, "{calls} slice calls for 500 requests");
+    // 5 tokens per request: every token reaches the TPM window once the
+    // slices are settled.
+    app.settle().await;
+    eventually("tokens settled", || async {
+        window_sum(&app.redis, "ratelimit:ns:team-a:tpm").await == 2_500
+            && window_sum(&app.redis, "ratelimit:ns:team-a:rpm").await == 500
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_with_blocks_of_leases_never_exceed_max_concurrency() {
+    let up = upstream("a1").await;
+    // Long enough that the clients' requests overlap at the upstream.
+    up.set(mock(json!({"latency_ms": 20})));
+    let redis = RedisServer::start().await;
+    let snap = limited(
+        &up.base_url(),
+        Limits {
+            max_concurrency: Some(4),
+            ..Default::default()
+        },
+    );
+    publish(&redis, &snap).await;
+    let mut gws = Vec::new();
+    for _ in 0..3 {
+        let g = Gateway::start(test_settings(&redis.url())).await;
+        g.wait_version(snap.version).await;
+        gws.push(g);
+    }
+    let c = client();
+    // 3 replicas × 6 clients for a namespace allowed 4 at once.
+    let statuses = |base: String| {
+        let c = c.clone();
+        async move {
+            use futures_util::stream::{self, StreamExt};
+            stream::iter(0..40)
+                .map(|_| chat_status(&c, &base))
+                .buffer_unordered(6)
+                .collect::<Vec<u16>>()
+                .await
+        }
+    };
+    let (a, b, d) = tokio::join!(
+        statuses(gws[0].addr.clone()),
+        statuses(gws[1].addr.clone()),
+        statuses(gws[2].addr.clone()),
+    );
+    let all: Vec<u16> = a.into_iter().chain(b).chain(d).collect();
+    let served = all.iter().filter(|s| **s == 200).count();
+    let refused = all.iter().filter(|s| **s == 429).count();
+    assert_eq!(served + refused, 120, "{all:?}");
+    assert!(
+        served > 0 && refused > 0,
+        "{served} served, {refused} refused"
+    );
+    let max = up.state().waiting().1;
+    assert!((1..=4).contains(&max), "upstream saw {max} at once");
+    // Idle replicas keep no spare leases.
+    eventually("spare leases released", || async {
+        leases(&redis).await.0.is_empty()
+    })
+    .await;
 }
