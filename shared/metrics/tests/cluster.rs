@@ -52,6 +52,15 @@ async fn assert_exact(cluster: &RedisCluster, want: &HashMap<String, i64>) {
     }
 }
 
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 async fn flush_until_clean(rec: &Recorder, conn: &RedisConn) {
     for _ in 0..600 {
         if let Ok(mut c) = conn.get().await {
@@ -238,6 +247,9 @@ async fn a_master_killed_mid_load_loses_and_doubles_nothing() {
     );
     let recorded = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    // A failed assertion stops the writer too: the runtime waits for its
+    // blocking task when the test unwinds.
+    let _stop_on_unwind = StopOnDrop(stop.clone());
     let writer = {
         let (rec, recorded, stop) = (rec.clone(), recorded.clone(), stop.clone());
         tokio::task::spawn_blocking(move || {
@@ -296,6 +308,9 @@ async fn a_sentinel_failover_mid_load_loses_and_doubles_nothing() {
     );
     let recorded = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
+    // A failed assertion stops the writer too: the runtime waits for its
+    // blocking task when the test unwinds.
+    let _stop_on_unwind = StopOnDrop(stop.clone());
     let writer = {
         let (rec, recorded, stop) = (rec.clone(), recorded.clone(), stop.clone());
         tokio::task::spawn_blocking(move || {

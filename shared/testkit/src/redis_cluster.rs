@@ -488,6 +488,34 @@ impl RedisSentinel {
                 a.is_some_and(|a| a.get(1).map(String::as_str) == Some(mp.to_string().as_str()))
             })
             .await;
+            // A failover needs each sentinel to know the replica (learnt
+            // from the master's INFO, every 10 s) and the other sentinels
+            // (their hellos, every 2 s): a master killed before that is
+            // never replaced.
+            until(40, "a sentinel does not know the replica", || async move {
+                let r: Option<Vec<Vec<String>>> = query(
+                    sp,
+                    redis::cmd("SENTINEL").arg("REPLICAS").arg(SENTINEL_MASTER),
+                )
+                .await;
+                r.is_some_and(|r| {
+                    r.iter().any(|fields| {
+                        fields
+                            .windows(2)
+                            .any(|kv| kv[0] == "port" && kv[1] == rp.to_string())
+                    })
+                })
+            })
+            .await;
+            until(40, "a sentinel does not know the others", || async move {
+                let others: Option<Vec<Vec<String>>> = query(
+                    sp,
+                    redis::cmd("SENTINEL").arg("SENTINELS").arg(SENTINEL_MASTER),
+                )
+                .await;
+                others.is_some_and(|o| o.len() == 2)
+            })
+            .await;
         }
         RedisSentinel {
             master,
