@@ -23,22 +23,38 @@ pub use redis_server::RedisServer;
 use std::path::PathBuf;
 
 /// A TCP port that was free a moment ago on 127.0.0.1, never one this
-/// process handed out before: the kernel may give the same ephemeral port to
-/// two binds in a row once the first listener is closed, and a test that
-/// asks for several ports at once (one per service) must get distinct ones.
+/// process handed out before. Ports come from 20000–32767, below Linux's
+/// ephemeral range (32768–60999): a port from that range can be taken by
+/// any outgoing connection (a client's to Redis, say) between the check and
+/// the service's bind. The start of the scan is drawn per process, so test
+/// processes running side by side rarely look at the same ports.
 pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 32_768 - LOW;
+    static GIVEN: std::sync::Mutex<(Option<u32>, Vec<u16>)> =
+        std::sync::Mutex::new((None, Vec::new()));
     let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("bind an ephemeral port");
-        if !given.contains(&port) {
-            given.push(port);
+    let (next, taken) = &mut *given;
+    let next = next.get_or_insert_with(|| {
+        use std::hash::{BuildHasher, Hasher};
+        // The standard library seeds each RandomState at random.
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        (seed % u64::from(SPAN)) as u32
+    });
+    for _ in 0..SPAN {
+        let port = (LOW + *next) as u16;
+        *next = (*next + 1) % SPAN;
+        if taken.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            taken.push(port);
             return port;
         }
     }
+    panic!("no free port in 20000-32767");
 }
 
 /// A fresh private temporary directory, removed when dropped.
