@@ -244,12 +244,12 @@ async fn steady(b: Backend, batch: usize) {
     store.close().await;
 }
 
-// Ignored in the suite: a measurement that prints rates and asserts none
-// (speed goals live in benchmarks), meaningful only in a release build on a
-// quiet machine; the suite's ledger tests check the same rows land once.
-// docs/BENCHMARKS.md ("Spend ledger") gives the command that runs it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement; run by hand"]
+// Ignored in the suite because it is a measurement: it prints rates and
+// asserts none (speed goals live in benchmarks), and is meaningful only in a
+// release build on a quiet machine; the suite's ledger tests check that the
+// same rows land once. docs/BENCHMARKS.md ("Spend ledger") gives the command.
+#[ignore = "a measurement that asserts nothing; run by hand in a release build (docs/BENCHMARKS.md, Spend ledger)"]
 async fn ledger_speed() {
     for b in [Backend::Sqlite, Backend::Postgres] {
         profile(b, 2_000).await;
