@@ -210,10 +210,17 @@ async fn killed_mid_load(flush: &str, answered: usize, replayer: Replayer) -> Ru
     let live: Vec<usize> = (0..s.gateways.len())
         .filter(|i| s.gateways[*i].proc.is_some())
         .collect();
+    // The counts can be whole before the scan ran (the kill may find
+    // nothing unflushed): the survivors' scan comes within 10 s.
     assert!(
-        live.iter().any(|i| s.gateways[*i]
-            .logs()
-            .contains("journals of stopped replicas replayed")),
+        eventually(Duration::from_secs(15), || async {
+            live.iter().any(|i| {
+                s.gateways[*i]
+                    .logs()
+                    .contains("journals of stopped replicas replayed")
+            })
+        })
+        .await,
         "no replay logged"
     );
     let files: Vec<String> = std::fs::read_dir(journal.path())
