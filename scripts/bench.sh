@@ -13,7 +13,11 @@
 #   when installed), BENCH_TOKENS (1: run scripts/bench-tokens.sh if present), BENCH_NOTE (free text for
 #   the report header, e.g. "trial (machine busy)"), BENCH_SETUP_ONLY (1:
 #   start and seed everything, write target/bench/env.sh, wait for a signal;
-#   for profiling by hand).
+#   for profiling by hand), BENCH_BEFORE (a directory holding an earlier
+#   build's gateway, token-service and config-center: the script first runs
+#   the same measurements with those, then with this build, and the report
+#   sets the two side by side), BENCH_BIN (where the three services' binaries
+#   are; target/release), BENCH_OUT (target/bench).
 # Output: a Markdown report on stdout, saved to target/bench/latest.md; raw
 # loadgen JSON per run in target/bench/runs/, service logs in target/bench/logs/.
 set -euo pipefail
@@ -35,9 +39,12 @@ NOTE=${BENCH_NOTE:-}
 # How often the gateway flushes its counters to Redis (the accounting check waits for it).
 FLUSH=1s
 
-out=$root/target/bench
+out=${BENCH_OUT:-$root/target/bench}
 runs=$out/runs
+# The measuring instruments (loadgen, the mock) always come from this build;
+# the services under test from BENCH_BIN.
 bin=$root/target/release
+svc=${BENCH_BIN:-$bin}
 say() { printf '==> %s\n' "$*" >&2; }
 die() { say "FAILED: $*"; exit 1; }
 
@@ -58,7 +65,7 @@ have_wrk=0; [ "$USE_WRK" = 1 ] && command -v wrk >/dev/null && have_wrk=1
 
 if [ "$BUILD" = 1 ]; then
   say "release build"
-  cargo build --release -q -p gateway -p config-center -p token-service -p mock-upstream -p loadgen
+  cargo build --release -q --workspace --bins
   # scripts/bench-tokens.sh builds its bench itself; building it
   # here keeps compilation out of the measured part.
   if [ -x scripts/bench-tokens.sh ]; then
@@ -66,9 +73,25 @@ if [ "$BUILD" = 1 ]; then
   fi
 fi
 build_s=$SECONDS
-for b in gateway config-center token-service mock-upstream loadgen; do
+for b in mock-upstream loadgen; do
   [ -x "$bin/$b" ] || die "$bin/$b is missing (run with BENCH_BUILD=1)"
 done
+for b in gateway config-center token-service; do
+  [ -x "$svc/$b" ] || die "$svc/$b is missing (run with BENCH_BUILD=1, or check BENCH_BIN)"
+done
+
+# BENCH_BEFORE=DIR: the earlier build's run comes first, with the same
+# settings, into $out/before; its summary is read by this run's report.
+before_summary=""
+if [ -n "${BENCH_BEFORE:-}" ]; then
+  for b in gateway config-center token-service; do
+    [ -x "$BENCH_BEFORE/$b" ] || die "BENCH_BEFORE: $BENCH_BEFORE/$b is missing"
+  done
+  say "the earlier build ($BENCH_BEFORE) first"
+  BENCH_BIN="$BENCH_BEFORE" BENCH_BEFORE="" BENCH_OUT="$out/before" BENCH_BUILD=0 BENCH_TOKENS=0 \
+    BENCH_NOTE="earlier build: $BENCH_BEFORE" "$0" >/dev/null || die "the run of the earlier build failed"
+  before_summary=$out/before/summary.json
+fi
 
 # --- Process bookkeeping --------------------------------------------------------
 work=$(mktemp -d /tmp/aigw-bench.XXXXXX)
@@ -154,7 +177,7 @@ admin=bench-admin-$RANDOM$RANDOM
 cc_port=$(free_port)
 start config-center env CONFIG_CENTER_PORT="$cc_port" BIND_ADDR=127.0.0.1 \
   DATABASE_URL="sqlite://$work/cc.db" ADMIN_TOKEN="$admin" REDIS_URL="$redis_url" RUST_LOG="$LOG" \
-  "$bin/config-center"
+  "$svc/config-center"
 wait_http "http://127.0.0.1:$cc_port/health" || die "config-center did not start"
 
 api() { # METHOD PATH JSON → response body; fails on a non-2xx answer
@@ -170,22 +193,24 @@ model=gpt-4o-mini
 api POST /models "{\"name\":\"$model\",\"encoding\":\"o200k_base\",\"input_price_per_1m\":\"0.15\",\"output_price_per_1m\":\"0.60\"}" >/dev/null
 api POST /namespaces '{"code":"bench-open","name":"Bench, no limits"}' >/dev/null
 api POST /namespaces '{"code":"bench-limited","name":"Bench, high limits","limits":{"rpm":100000000,"tpm":100000000000}}' >/dev/null
-for ns in bench-open bench-limited; do
+api POST /namespaces '{"code":"bench-capped","name":"Bench, high limits and fleet-wide concurrency","limits":{"rpm":100000000,"tpm":100000000000,"max_concurrency":100000}}' >/dev/null
+for ns in bench-open bench-limited bench-capped; do
   api POST /instances "{\"id\":\"mock-$ns\",\"namespace_code\":\"$ns\",\"model\":\"$model\",\"base_url\":\"http://127.0.0.1:$mock_port/v1\",\"upstream_model\":\"$model\",\"api_key\":\"sk-upstream-bench\",\"timeout_ms\":60000}" >/dev/null
 done
 key_open=$(api POST /namespaces/bench-open/api-keys '{"name":"bench"}' | jq -r .key)
 key_limited=$(api POST /namespaces/bench-limited/api-keys '{"name":"bench"}' | jq -r .key)
+key_capped=$(api POST /namespaces/bench-capped/api-keys '{"name":"bench"}' | jq -r .key)
 [ -n "$key_open" ] && [ "$key_open" != null ] || die "no API key in the config-center's answer"
 
 ts_port=$(free_port)
 start token-service env TOKEN_SERVICE_PORT="$ts_port" BIND_ADDR=127.0.0.1 REDIS_URL="$redis_url" \
-  RUST_LOG="$LOG" "$bin/token-service"
+  RUST_LOG="$LOG" "$svc/token-service"
 ts_pid=$last_pid
 wait_http "http://127.0.0.1:$ts_port/health" || die "token-service did not start"
 
 gw_port=$(free_port)
 start gateway env GATEWAY_PORT="$gw_port" BIND_ADDR=127.0.0.1 REDIS_URL="$redis_url" \
-  METRICS_FLUSH_INTERVAL="$FLUSH" RUST_LOG="$LOG" "$bin/gateway"
+  METRICS_FLUSH_INTERVAL="$FLUSH" JOURNAL_DIR="$work/journal" RUST_LOG="$LOG" "$svc/gateway"
 gw_pid=$last_pid
 wait_http "http://127.0.0.1:$gw_port/ready" 30 || die "gateway not ready"
 
@@ -243,6 +268,7 @@ declare -A url
 url[direct]="http://127.0.0.1:$mock_port/v1/chat/completions"
 url[gateway]="http://127.0.0.1:$gw_port/v1/chat/completions"
 url[limited]="http://127.0.0.1:$gw_port/v1/chat/completions"
+url[capped]="http://127.0.0.1:$gw_port/v1/chat/completions"
 [ "$have_nginx" = 1 ] && url[nginx]="http://127.0.0.1:$ng_port/v1/chat/completions"
 targets="direct"; [ "$have_nginx" = 1 ] && targets+=" nginx"; targets+=" gateway"
 
@@ -251,7 +277,7 @@ probe() {
   curl -sS -o /dev/null -w '%{http_code}' "${url[gateway]}" -H "Authorization: Bearer $1" \
     -H 'Content-Type: application/json' -d "$body" 2>/dev/null || true
 }
-for _ in $(seq 100); do [ "$(probe "$key_open")" = 200 ] && [ "$(probe "$key_limited")" = 200 ] && break; sleep 0.2; done
+for _ in $(seq 100); do [ "$(probe "$key_open")" = 200 ] && [ "$(probe "$key_limited")" = 200 ] && [ "$(probe "$key_capped")" = 200 ] && break; sleep 0.2; done
 [ "$(probe "$key_open")" = 200 ] || die "the gateway does not route the benchmark key (see target/bench/logs/gateway.log)"
 
 # BENCH_SETUP_ONLY=1: leave the stack up for profiling by hand until interrupted.
@@ -263,6 +289,7 @@ if [ "${BENCH_SETUP_ONLY:-0}" = 1 ]; then
     echo "GATEWAY_URL=${url[gateway]}"
     echo "KEY_OPEN=$key_open"
     echo "KEY_LIMITED=$key_limited"
+    echo "KEY_CAPPED=$key_capped"
     echo "GATEWAY_PID=$gw_pid"
     echo "NGINX_WORKERS=${ng_workers:-}"
     echo "MOCK_PID=$mock_pid"
@@ -303,6 +330,7 @@ lg() {
   case $target in
     gateway) extra=(-H "Authorization: Bearer $key_open"); watch=(--watch "gateway=$gw_pid" --watch "redis=$redis_pid" --watch "token-service=$ts_pid") ;;
     limited) extra=(-H "Authorization: Bearer $key_limited"); watch=(--watch "gateway=$gw_pid" --watch "redis=$redis_pid" --watch "token-service=$ts_pid") ;;
+    capped) extra=(-H "Authorization: Bearer $key_capped"); watch=(--watch "gateway=$gw_pid" --watch "redis=$redis_pid" --watch "token-service=$ts_pid") ;;
     nginx) watch=(--watch "nginx=$ng_workers") ;;
   esac
   watch+=(--watch "mock=$mock_pid")
@@ -310,7 +338,7 @@ lg() {
     || die "loadgen $name"
   local errs; errs=$(jq .errors "$runs/$name.json")
   [ "$errs" = 0 ] || say "warning: $name had $errs errors: $(jq -c '{status,transport_errors}' "$runs/$name.json")"
-  if [ "$target" = gateway ] || [ "$target" = limited ]; then account "$name"; fi
+  case $target in gateway | limited | capped) account "$name" ;; esac
 }
 
 # --- Accounting exactness and Redis commands ------------------------------------------
@@ -340,9 +368,18 @@ account() {
   fi
   echo "$got $gw_expected" >"$runs/$name.acct"
 }
-# Redis commands issued during `measure_cmds NAME`'s runs (ours subtracted).
-cmds_before() { cmdstats >"$work/cmd.before"; our_gets=0; }
+# CPU ticks (utime+stime, 1/100 s) a process has spent so far.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# Redis commands issued between cmds_before and `cmds_after NAME` (ours
+# subtracted), and the CPU ticks Redis and the token-service spent meanwhile:
+# NAME.cmds, NAME.ticks ("redis token-service"). cmds_after first waits until
+# the token-service has applied every usage record (settle), so a run's
+# accounting lands in its own figures.
+cmds_before() { cmdstats >"$work/cmd.before"; our_gets=0; echo "$(ticks "$redis_pid") $(ticks "$ts_pid")" >"$work/ticks.before"; }
 cmds_after() { # NAME
+  settle
+  read -r rb tb <"$work/ticks.before"
+  echo "$(( $(ticks "$redis_pid") - rb )) $(( $(ticks "$ts_pid") - tb ))" >"$runs/$1.ticks"
   cmdstats >"$work/cmd.after"
   awk -v ours="$our_gets" 'NR==FNR {b[$1]=$2; next} {d=$2-b[$1]; if ($1=="get") d-=ours; if (d>0) print $1, d}' \
     "$work/cmd.before" "$work/cmd.after" | sort -k2 -nr >"$runs/$1.cmds"
@@ -366,9 +403,11 @@ for r in $(seq "$ROUNDS"); do
       if [ "$t" = gateway ]; then cmds_after "chat-c$c-$t-r$r"; fi
     done
   done
-  cmds_before
-  lg "chat-c64-limited-r$r" limited -c 64 -d "$D" --body-file "$work/body.json"
-  cmds_after "chat-c64-limited-r$r"
+  for t in limited capped; do
+    cmds_before
+    lg "chat-c64-$t-r$r" "$t" -c 64 -d "$D" --body-file "$work/body.json"
+    cmds_after "chat-c64-$t-r$r"
+  done
   if [ "$have_wrk" = 1 ]; then
     for t in direct gateway; do
       hdr=()
@@ -412,15 +451,20 @@ done
 # The gateway's own Redis traffic: with the token-service paused (SIGSTOP),
 # only the gateway (and the config-center's rare polls) talk to Redis.
 say "Redis commands of the gateway alone (token-service paused)"
+settle  # the backlog it applies afterwards is then the paused runs' alone
 ts_paused=1
 kill -STOP "$ts_pid"
 cmds_before; sleep 5; cmds_after idle-alone
 idle_alone_per_s=$(awk '{s+=$2} END {printf "%.1f", s/5}' "$runs/idle-alone.cmds")
-for kind in gateway limited; do
+for kind in gateway limited capped; do
   cmds_before
   lg "alone-$kind-r1" "$kind" -c 64 -d "$D" --body-file "$work/body.json"
   cmds_after "alone-$kind-r1"
 done
+# The token-service alone: it resumes and applies the paused runs' backlog
+# while nothing else runs; its CPU and Redis commands ÷ the records applied.
+drain_records=$(jq -s 'map(.requests) | add' "$runs"/alone-*-r1.json)
+cmds_before
 kill -CONT "$ts_pid"
 ts_paused=0
 caught_up=0
@@ -429,6 +473,7 @@ for _ in $(seq 600); do
   sleep 0.1
 done
 [ "$caught_up" = 1 ] || say "warning: the token-service did not drain the usage stream within 60 s ($(usage_backlog))"
+cmds_after drain
 
 say "$OPEN_STREAMS open streams"
 lg "hold-gateway" gateway -c "$OPEN_STREAMS" -d 3 --timeout 60s --stream --body-file "$work/hold.json"
@@ -466,6 +511,56 @@ proxy_of() { case $1 in direct) echo mock ;; nginx) echo nginx ;; *) echo gatewa
 wrk_rps() { awk '/Requests\/sec/ {print $2}' "$1" 2>/dev/null || echo n/a; }
 wrk_lat() { awk -v q="$2" '$1 == q { v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) sub(/ms/,"",v); else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v }' "$1" 2>/dev/null; }
 
+# Commands ÷ requests over runs NAME-r*.cmds / NAME-r*.json (or NAME.cmds ÷ N).
+per_req() { # NAME
+  local cmdfiles=("$runs/$1"-r*.cmds) jsonfiles=("$runs/$1"-r*.json)
+  [ ${#cmdfiles[@]} -gt 0 ] && [ ${#jsonfiles[@]} -gt 0 ] || { echo n/a; return; }
+  awk -v c="$(cat "${cmdfiles[@]}" | awk '{s+=$2} END {print s+0}')" -v r="$(jq -s 'map(.requests) | add' "${jsonfiles[@]}")" \
+    'BEGIN {printf "%.4f", (r ? c / r : 0)}'
+}
+# CPU µs per request of Redis (column 1) or the token-service (column 2)
+# over runs NAME-r*, from the run's start until its records were applied.
+ticks_per_req() { # NAME COLUMN
+  local tf=("$runs/$1"-r*.ticks) jsonfiles=("$runs/$1"-r*.json)
+  [ ${#tf[@]} -gt 0 ] || { echo n/a; return; }
+  awk -v t="$(cat "${tf[@]}" | awk -v c="$2" '{s+=$c} END {print s+0}')" -v r="$(jq -s 'map(.requests) | add' "${jsonfiles[@]}")" \
+    'BEGIN {printf "%.2f", (r ? t * 10000 / r : 0)}'
+}
+gw_cpu=$(med chat-c64-gateway "$(watch_cpu gateway)")
+lim_cpu=$(med chat-c64-limited "$(watch_cpu gateway)")
+cap_cpu=$(med chat-c64-capped "$(watch_cpu gateway)")
+ng_cpu=$(med chat-c64-nginx "$(watch_cpu nginx)")
+gw_scpu=$(med stream-gateway "$(watch_cpu gateway)")
+ng_scpu=$(med stream-nginx "$(watch_cpu nginx)")
+ng_rps=$(med chat-c64-nginx .rps)
+gw_rps=$(med chat-c64-gateway .rps)
+lim_rps=$(med chat-c64-limited .rps)
+cap_rps=$(med chat-c64-capped .rps)
+d50=$(med open-direct .latency_ms.p50); d99=$(med open-direct .latency_ms.p99)
+a50=$(sub "$(med open-gateway .latency_ms.p50)" "$d50"); a99=$(sub "$(med open-gateway .latency_ms.p99)" "$d99")
+alone_open=$(per_req alone-gateway); alone_lim=$(per_req alone-limited); alone_cap=$(per_req alone-capped)
+pipe_open=$(per_req chat-c64-gateway)
+ts_us=$(ticks_per_req chat-c64-gateway 2); redis_us=$(ticks_per_req chat-c64-gateway 1)
+drain_cmds=$(awk '{s+=$2} END {print s+0}' "$runs/drain.cmds")
+read -r drain_redis_t drain_ts_t <"$runs/drain.ticks"
+drain_ts_us=$(awk -v t="$drain_ts_t" -v n="$drain_records" 'BEGIN {printf "%.2f", (n ? t * 10000 / n : 0)}')
+drain_redis_us=$(awk -v t="$drain_redis_t" -v n="$drain_records" 'BEGIN {printf "%.2f", (n ? t * 10000 / n : 0)}')
+drain_per=$(awk -v c="$drain_cmds" -v n="$drain_records" 'BEGIN {printf "%.4f", (n ? c / n : 0)}')
+hold=$runs/hold-gateway.json
+hold_rss=$(jq '.watch[] | select(.name == "gateway") | .rss_max_mib * 10 | round / 10' "$hold")
+acct_ok=1; [ -z "$acct_bad" ] || acct_ok=0
+
+# The figures of the issue-18 targets, for a later run's before/after table.
+jq -n --arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" --arg bin "$svc" \
+  --arg gw_cpu "$gw_cpu" --arg lim_cpu "$lim_cpu" --arg cap_cpu "$cap_cpu" --arg ng_cpu "$ng_cpu" \
+  --arg gw_scpu "$gw_scpu" --arg ng_scpu "$ng_scpu" --arg gw_rps "$gw_rps" --arg lim_rps "$lim_rps" \
+  --arg cap_rps "$cap_rps" --arg ng_rps "$ng_rps" --arg a50 "$a50" --arg a99 "$a99" \
+  --arg alone_open "$alone_open" --arg alone_lim "$alone_lim" --arg alone_cap "$alone_cap" \
+  --arg pipe_open "$pipe_open" --arg ts_us "$ts_us" --arg redis_us "$redis_us" \
+  --arg drain_ts_us "$drain_ts_us" --arg drain_per "$drain_per" --arg rss_idle "$gw_rss_idle" \
+  --arg rss_hold "$hold_rss" --arg rss_after "$gw_rss_after" --arg acct_ok "$acct_ok" --arg acct_runs "$acct_runs" \
+  '$ARGS.named' >"$out/summary.json"
+
 cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 {
   echo "# Benchmark: gateway vs direct vs nginx"
@@ -496,10 +591,11 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
       echo "| $c | $t | $(f "$rps" 0) | $(f "$(med "chat-c$c-$t" .latency_ms.p50)" 3) | $(f "$(med "chat-c$c-$t" .latency_ms.p99)" 3) | $(f "$cpu" 1) | $rr | $(tot "chat-c$c-$t" .errors) |"
     done
   done
-  echo "| 64 | gateway, namespace with RPM/TPM limits | $(f "$(med chat-c64-limited .rps)" 0) | $(f "$(med chat-c64-limited .latency_ms.p50)" 3) | $(f "$(med chat-c64-limited .latency_ms.p99)" 3) | $(f "$(med chat-c64-limited "$(watch_cpu gateway)")" 1) | $(ratio "$(med chat-c64-limited .rps)" "$(med chat-c64-nginx .rps)") | $(tot chat-c64-limited .errors) |"
+  echo "| 64 | gateway, namespace with RPM/TPM limits | $(f "$lim_rps" 0) | $(f "$(med chat-c64-limited .latency_ms.p50)" 3) | $(f "$(med chat-c64-limited .latency_ms.p99)" 3) | $(f "$lim_cpu" 1) | $(ratio "$lim_rps" "$ng_rps") | $(tot chat-c64-limited .errors) |"
+  echo "| 64 | gateway, namespace with RPM/TPM limits and fleet-wide \`max_concurrency\` | $(f "$cap_rps" 0) | $(f "$(med chat-c64-capped .latency_ms.p50)" 3) | $(f "$(med chat-c64-capped .latency_ms.p99)" 3) | $(f "$cap_cpu" 1) | $(ratio "$cap_rps" "$ng_rps") | $(tot chat-c64-capped .errors) |"
   echo
   echo "\"proxy CPU\" is the CPU time of the hop itself (the mock for \"direct\", nginx's workers, the gateway process) over the run ÷ responses, from /proc/<pid>/stat."
-  echo "Accounting costs outside the gateway, per gateway request at 64 connections: Redis $(f "$(med chat-c64-gateway "$(watch_cpu redis)")" 2) µs, token-service $(f "$(med chat-c64-gateway "$(watch_cpu token-service)")" 2) µs."
+  echo "Accounting costs outside the gateway, per gateway request at 64 connections (no limits, all rounds, from each run's start until the token-service had applied its records): Redis $redis_us µs, token-service $ts_us µs. The token-service alone, applying a backlog of $drain_records records while nothing else ran: $drain_ts_us µs of its CPU, $drain_redis_us µs of Redis' and $drain_per Redis commands per record."
   if [ "$have_wrk" = 1 ]; then
     echo
     echo "Cross-check with \`wrk -t2 -c64\` (round 1): direct $(f "$(wrk_rps "$runs/wrk-c64-direct-r1.txt")" 0) req/s (p50 $(wrk_lat "$runs/wrk-c64-direct-r1.txt" 50%) ms), gateway $(f "$(wrk_rps "$runs/wrk-c64-gateway-r1.txt")" 0) req/s (p50 $(wrk_lat "$runs/wrk-c64-gateway-r1.txt" 50%) ms)."
@@ -511,7 +607,6 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
   echo
   echo "| target | p50 ms | p99 ms | added p50 ms | added p99 ms | proxy CPU µs/req | load generator's own lag, p99 ms |"
   echo "|---|---|---|---|---|---|---|"
-  d50=$(med open-direct .latency_ms.p50); d99=$(med open-direct .latency_ms.p99)
   for t in $targets; do
     p50=$(med "open-$t" .latency_ms.p50); p99=$(med "open-$t" .latency_ms.p99)
     a50=""; a99=""; [ "$t" != direct ] && { a50=$(sub "$p50" "$d50"); a99=$(sub "$p99" "$d99"); }
@@ -541,7 +636,6 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
   echo
   echo "## 3. Gateway memory"
   echo
-  hold=$runs/hold-gateway.json
   echo "| state | gateway RSS MiB |"
   echo "|---|---|"
   echo "| idle, after start | $gw_rss_idle |"
@@ -555,8 +649,8 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
   echo "| what talks to Redis | namespace | commands ÷ requests (64 conns) | idle commands/s | top commands |"
   echo "|---|---|---|---|---|"
   for scope in alone chat; do
-    for kind in gateway limited; do
-      label="no limits"; [ "$kind" = limited ] && label="RPM/TPM limits"
+    for kind in gateway limited capped; do
+      case $kind in gateway) label="no limits" ;; limited) label="RPM/TPM limits" ;; *) label="RPM/TPM limits and \`max_concurrency\`" ;; esac
       who="gateway alone (token-service paused)"; idle=$idle_alone_per_s
       if [ "$scope" = chat ]; then who="whole pipeline (gateway + token-service), all rounds"; idle=$idle_cmds_per_s; fi
       name="$scope-$kind"; [ "$scope" = chat ] && name="chat-c64-$kind"
@@ -569,7 +663,9 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
     done
   done
   echo
-  echo "Counted with \`INFO commandstats\` deltas from before a run until its counters were flushed (commands inside Lua scripts count one by one, the script call once more); the benchmark's own INFO/GET calls are left out. The idle rate is not subtracted."
+  echo "| token-service alone, applying the paused runs' backlog | all | $drain_per ($drain_cmds ÷ $drain_records records) | | $(awk '{print $2, $1}' "$runs/drain.cmds" | head -4 | awk '{printf "%s%s %s", (NR>1?", ":""), $2, $1}') |"
+  echo
+  echo "Counted with \`INFO commandstats\` deltas from before a run until its counters were flushed and the token-service had applied its records (commands inside Lua scripts count one by one, the script call once more); the benchmark's own INFO/GET calls are left out. The idle rate is not subtracted."
   echo
   echo "## 5. Token counting"
   echo
@@ -585,23 +681,17 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
   echo
   echo "## Targets (issue 7)"
   echo
-  gw_cpu=$(med chat-c64-gateway "$(watch_cpu gateway)")
-  ng_cpu=$(med chat-c64-nginx "$(watch_cpu nginx)")
-  gw_scpu=$(med stream-gateway "$(watch_cpu gateway)")
   gw_pcpu=$(med slow-gateway "$(watch_cpu gateway)")
   rps_ratio=$(ratio "$(med chat-c64-gateway .rps)" "$(med chat-c64-nginx .rps)")
-  a50=$(sub "$(med open-gateway .latency_ms.p50)" "$d50"); a99=$(sub "$(med open-gateway .latency_ms.p99)" "$d99")
   qa50=n/a; qa99=n/a
   [ "$(med openq-gateway .latency_ms.p50)" != n/a ] && { qa50=$(sub "$(med openq-gateway .latency_ms.p50)" "$d50"); qa99=$(sub "$(med openq-gateway .latency_ms.p99)" "$d99"); }
   afe=$(sub "$(med slow-gateway .stream.first_event_ms.p50)" "$dfe")
   gap_add=$(sub "$(med slow-gateway .stream.gap_ms.p99)" "$(med slow-direct .stream.gap_ms.p99)")
   redis_per=$(awk -v c="$(awk '{s+=$2} END {print s+0}' "$runs/alone-gateway-r1.cmds")" -v r="$(jq .requests "$runs/alone-gateway-r1.json")" 'BEGIN {printf "%.4f", (r ? c / r : 0)}')
-  hold_rss=$(jq '.watch[] | select(.name == "gateway") | .rss_max_mib * 10 | round / 10' "$hold")
   ok() { awk -v v="$1" -v lim="$2" -v dir="$3" 'BEGIN { if (v == "n/a" || v == "") print "n/a"; else if ((dir == "le" && v+0 <= lim+0) || (dir == "ge" && v+0 >= lim+0)) print "met"; else print "**missed**" }'; }
   echo "| target | goal | measured | |"
   echo "|---|---|---|---|"
   echo "| gateway CPU per request, non-streaming (64 conns) | ≤ 40 µs and ≤ 2× nginx ($(f "$ng_cpu" 1) µs) | $(f "$gw_cpu" 1) µs ($(ratio "$gw_cpu" "$ng_cpu")× nginx) | $(ok "$gw_cpu" 40 le) |"
-  ng_scpu=$(med stream-nginx "$(watch_cpu nginx)")
   ng_pcpu=$(med slow-nginx "$(watch_cpu nginx)")
   echo "| gateway CPU per request, streaming $CHUNKS chunks back to back | ≤ 40 µs and ≤ 2× nginx ($(f "$ng_scpu" 1) µs) | $(f "$gw_scpu" 1) µs ($(ratio "$gw_scpu" "$ng_scpu")× nginx) | $(ok "$gw_scpu" 40 le) |"
   echo "| gateway CPU per request, streaming $CHUNKS chunks ${CHUNK_DELAY_MS} ms apart (each event is its own read and write, for every proxy) | ≤ 2× nginx ($(f "$ng_pcpu" 1) µs) | $(f "$gw_pcpu" 1) µs ($(ratio "$gw_pcpu" "$ng_pcpu")× nginx) | $(ok "$(ratio "$gw_pcpu" "$ng_pcpu")" 2 le) |"
@@ -617,4 +707,59 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
   echo "| gateway RSS with $OPEN_STREAMS streams | ≤ 150 MiB | $hold_rss MiB | $(ok "$hold_rss" 150 le) |"
   echo "| count API on 100 KB vs in-process | ≥ 80% | see section 5 | |"
   echo "| accounting exact after every run | equal | $( [ -z "$acct_bad" ] && echo "equal in $acct_runs runs" || echo "mismatch") | $( [ -z "$acct_bad" ] && echo met || echo '**missed**') |"
+  echo
+  echo "## Targets (issue 18: limited namespaces, accounting pipeline, hop, tail, memory)"
+  echo
+  lr=$(ratio "$lim_cpu" "$gw_cpu"); cr=$(ratio "$cap_cpu" "$gw_cpu")
+  lq=$(ratio "$lim_rps" "$ng_rps"); cq=$(ratio "$cap_rps" "$ng_rps")
+  hr=$(ratio "$gw_cpu" "$ng_cpu"); sr=$(ratio "$gw_scpu" "$ng_scpu")
+  echo "| target | goal | measured | |"
+  echo "|---|---|---|---|"
+  echo "| Redis commands per request, RPM/TPM limits (gateway alone, 64 conns) | ≤ 0.2 | $alone_lim | $(ok "$alone_lim" 0.2 le) |"
+  echo "| Redis commands per request, RPM/TPM + fleet-wide \`max_concurrency\` (gateway alone) | ≤ 0.2 | $alone_cap | $(ok "$alone_cap" 0.2 le) |"
+  echo "| gateway CPU per request, RPM/TPM limits ÷ no limits | ≤ 1.15× | $(f "$lim_cpu" 1) ÷ $(f "$gw_cpu" 1) µs = ${lr}× | $(ok "$lr" 1.15 le) |"
+  echo "| gateway CPU per request, RPM/TPM + \`max_concurrency\` ÷ no limits | ≤ 1.15× | $(f "$cap_cpu" 1) ÷ $(f "$gw_cpu" 1) µs = ${cr}× | $(ok "$cr" 1.15 le) |"
+  echo "| req/s, RPM/TPM limits ÷ nginx (64 conns) | ≥ 0.55× | ${lq}× | $(ok "$lq" 0.55 ge) |"
+  echo "| req/s, RPM/TPM + \`max_concurrency\` ÷ nginx (64 conns) | ≥ 0.55× | ${cq}× | $(ok "$cq" 0.55 ge) |"
+  echo "| Redis commands per request, whole pipeline (no limits, all rounds) | ≤ 0.1 | $pipe_open | $(ok "$pipe_open" 0.1 le) |"
+  echo "| token-service CPU per usage record (no limits, 64 conns, all rounds) | ≤ 2 µs | $ts_us µs (alone on a backlog: $drain_ts_us µs) | $(ok "$ts_us" 2 le) |"
+  echo "| gateway CPU per request ÷ nginx, non-streaming (64 conns) | ≤ 1.3× | $(f "$gw_cpu" 1) ÷ $(f "$ng_cpu" 1) µs = ${hr}× | $(ok "$hr" 1.3 le) |"
+  echo "| gateway CPU per request ÷ nginx, $CHUNKS chunks back to back | ≤ 1.2× | $(f "$gw_scpu" 1) ÷ $(f "$ng_scpu" 1) µs = ${sr}× | $(ok "$sr" 1.2 le) |"
+  echo "| added p99 at $RATE req/s, accounting pipeline on the same cores, normal priority | ≤ 1 ms | $a99 ms | $(ok "$a99" 1 le) |"
+  echo "| gateway RSS idle | ≤ 20 MiB | $gw_rss_idle MiB | $(ok "$gw_rss_idle" 20 le) |"
+  echo "| gateway RSS with $OPEN_STREAMS open streams | ≤ 80 MiB | $hold_rss MiB | $(ok "$hold_rss" 80 le) |"
+  echo "| accounting exact after every run | equal | $( [ "$acct_ok" = 1 ] && echo "equal in $acct_runs runs" || echo "mismatch") | $( [ "$acct_ok" = 1 ] && echo met || echo '**missed**') |"
+  if [ -n "$before_summary" ] && [ -f "$before_summary" ]; then
+    echo
+    echo "## Before and after, same run"
+    echo
+    echo "The earlier build ($(jq -r .bin "$before_summary")) ran the same measurements first, in this run, against fresh services; loadgen and the mock are this build's in both."
+    echo
+    b() { jq -r ".$1" "$before_summary"; }
+    row() { # LABEL BEFORE AFTER DIGITS
+      echo "| $1 | $(f "$2" "$4") | $(f "$3" "$4") |"
+    }
+    echo "| figure | before | after |"
+    echo "|---|---|---|"
+    row "gateway CPU µs per request, no limits (64 conns)" "$(b gw_cpu)" "$gw_cpu" 1
+    row "gateway CPU µs per request, RPM/TPM limits" "$(b lim_cpu)" "$lim_cpu" 1
+    row "gateway CPU µs per request, RPM/TPM + \`max_concurrency\`" "$(b cap_cpu)" "$cap_cpu" 1
+    row "gateway CPU µs per request, $CHUNKS-chunk stream" "$(b gw_scpu)" "$gw_scpu" 1
+    row "nginx CPU µs per request, non-streaming (64 conns)" "$(b ng_cpu)" "$ng_cpu" 1
+    row "req/s, no limits (64 conns)" "$(b gw_rps)" "$gw_rps" 0
+    row "req/s, RPM/TPM limits" "$(b lim_rps)" "$lim_rps" 0
+    row "req/s, RPM/TPM + \`max_concurrency\`" "$(b cap_rps)" "$cap_rps" 0
+    row "Redis commands per request, RPM/TPM limits (gateway alone)" "$(b alone_lim)" "$alone_lim" 4
+    row "Redis commands per request, RPM/TPM + \`max_concurrency\` (gateway alone)" "$(b alone_cap)" "$alone_cap" 4
+    row "Redis commands per request, no limits (gateway alone)" "$(b alone_open)" "$alone_open" 4
+    row "Redis commands per request, whole pipeline (no limits)" "$(b pipe_open)" "$pipe_open" 4
+    row "token-service CPU µs per usage record" "$(b ts_us)" "$ts_us" 2
+    row "token-service CPU µs per record, alone on a backlog" "$(b drain_ts_us)" "$drain_ts_us" 2
+    row "Redis CPU µs per gateway request (no limits)" "$(b redis_us)" "$redis_us" 2
+    row "added p50 ms at $RATE req/s" "$(b a50)" "$a50" 3
+    echo "| added p99 ms at $RATE req/s | $(b a99) | $a99 |"
+    row "gateway RSS MiB idle" "$(b rss_idle)" "$gw_rss_idle" 1
+    row "gateway RSS MiB, $OPEN_STREAMS open streams" "$(b rss_hold)" "$hold_rss" 1
+    echo "| accounting exact after every run | $( [ "$(b acct_ok)" = 1 ] && echo "equal in $(b acct_runs) runs" || echo mismatch) | $( [ "$acct_ok" = 1 ] && echo "equal in $acct_runs runs" || echo mismatch) |"
+  fi
 } | tee "$out/latest.md"
