@@ -1,15 +1,19 @@
 //! Usage accounting: turns the gateway's usage records into model metrics.
 //!
-//! [`consumer`] reads the usage stream; this module decides what one record
-//! writes ([`record_ops`]): tokens (counted here when the upstream reported
-//! none), cost from the snapshot's prices ([`pricing`]: cache reads and
-//! writes at their own prices), and the model series (the input, output,
-//! cache-read, cache-write and reasoning tokens separately). The records of
-//! one stream entry are one idempotent unit keyed by the entry id
-//! ([`entry_plan`]); the same unit appends the entry's priced records to the
-//! spend ledger's stream (`usage:ledger`, one ledger entry holding the rows
-//! as a JSON array, see `docs/ledger.md`), so the ledger holds a row exactly
-//! when the counters hold the record, with the same tokens and cost.
+//! [`consumer`] reads the usage stream; this module decides what the
+//! records of one stream entry write ([`entry_plan`]): per record, tokens
+//! (counted here when the upstream reported none) and cost from the
+//! snapshot's prices ([`pricing`]: cache reads and writes at their own
+//! prices); per model and namespace, the model series (the input, output,
+//! cache-read, cache-write and reasoning tokens separately), summed over
+//! the entry's records as they are read. The records of one stream entry
+//! are one idempotent unit keyed by the entry id; the same unit appends the
+//! entry's priced records to the spend ledger's stream (`usage:ledger`, one
+//! ledger entry holding the rows as a JSON array, see `docs/ledger.md`), so
+//! the ledger holds a row exactly when the counters hold the record, with
+//! the same tokens and cost. Records are read with their strings borrowed
+//! from the payload and rows written straight into the ledger entry
+//! ([`record`]): nothing is allocated per field.
 //!
 //! Labels stay bounded: a model or namespace missing from the snapshot is
 //! recorded as `other` (the gateway only forwards configured models, so this
@@ -17,12 +21,14 @@
 
 pub mod consumer;
 pub mod pricing;
+pub mod record;
 
 use crate::chat::{count_chat, ChatCountRequest, ChatMessage};
 use crate::tokenize::{models, Encoders, Encoding};
 use aigw_metrics::families::token_service as f;
-use aigw_metrics::{keys, NoLabels, Ops};
-use aigw_types::{ConfigSnapshot, LedgerRow, TokenSource, UsageRecord};
+use aigw_metrics::{keys, Counter, HistDelta, Histogram, Kind, LabelSet, NoLabels, Ops};
+use aigw_types::{BudgetMonth, ConfigSnapshot, CountText, ModelConfig, TokenSource};
+use record::{LedgerRowView, RecordView};
 
 /// Scope of the idempotence markers, one per usage-stream entry
 /// (`metrics:once:usage-entry:{entry id}`).
@@ -34,35 +40,22 @@ pub const MAX_RECORD_ID: usize = 256;
 /// Label value for models and namespaces not in the snapshot.
 pub const OTHER: &str = "other";
 
-/// What one record writes, and how it was computed.
-#[derive(Debug, Clone)]
-pub struct RecordPlan {
-    pub ops: Ops,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    /// Of the prompt tokens, cache reads and cache writes (together at
-    /// most `prompt_tokens`).
-    pub cached_tokens: u64,
-    pub cache_write_tokens: u64,
-    /// Of the completion tokens, those spent reasoning.
-    pub reasoning_tokens: u64,
-    pub cost_nano_usd: u64,
-    pub counted: bool,
-    pub unpriced: bool,
-    /// The record's ledger row as JSON, when the ledger is on.
-    pub ledger_row: Option<String>,
-}
-
-/// Tokens of a record's text when the upstream did not report usage.
+/// Prompt and completion tokens of a record's text, for a record whose
+/// upstream did not report usage.
 ///
 /// The prompt of a chat record may be the messages as JSON (an array of
 /// messages, or an object with `messages` and `tools`): then the chat
 /// per-message accounting applies. Anything else is counted as plain text.
-pub fn count_record_text(enc: &Encoders, e: Encoding, rec: &UsageRecord) -> Option<(u64, u64)> {
-    let t = rec.count_text.as_ref()?;
-    let prompt = chat_prompt_tokens(enc, e, &rec.model, &rec.endpoint, &t.prompt)
+pub fn count_record_text(
+    enc: &Encoders,
+    e: Encoding,
+    model: &str,
+    endpoint: &str,
+    t: &CountText,
+) -> (u64, u64) {
+    let prompt = chat_prompt_tokens(enc, e, model, endpoint, &t.prompt)
         .unwrap_or_else(|| enc.count(e, &t.prompt) as u64);
-    Some((prompt, enc.count(e, &t.completion) as u64))
+    (prompt, enc.count(e, &t.completion) as u64)
 }
 
 fn chat_prompt_tokens(
@@ -107,7 +100,7 @@ fn clamp(v: u64) -> i64 {
 /// the whole batch. Such counts are capped here and the cap is logged.
 pub const MAX_TOKENS_PER_RECORD: u64 = 1 << 32;
 
-fn cap_tokens(rec: &UsageRecord, what: &'static str, v: u64) -> u64 {
+fn cap_tokens(rec: &RecordView, what: &'static str, v: u64) -> u64 {
     if v > MAX_TOKENS_PER_RECORD {
         tracing::warn!(record = %rec.id, what, reported = v, cap = MAX_TOKENS_PER_RECORD,
             "implausible token count in a usage record; capped");
@@ -117,66 +110,41 @@ fn cap_tokens(rec: &UsageRecord, what: &'static str, v: u64) -> u64 {
     }
 }
 
-/// The spend ledger's row of a record, with the tokens and cost accounted.
-fn ledger_row(rec: &UsageRecord, plan: &RecordPlan) -> LedgerRow {
-    LedgerRow {
-        request_id: rec.id.clone(),
-        started_at_ms: rec.started_at_ms,
-        namespace_code: rec.namespace_code.clone(),
-        api_key_id: rec.api_key_id.clone(),
-        model: rec.model.clone(),
-        instance_id: rec.instance_id.clone(),
-        endpoint: rec.endpoint.clone(),
-        stream: rec.stream,
-        status: rec.status,
-        error_kind: rec.error_kind.clone(),
-        prompt_tokens: plan.prompt_tokens,
-        completion_tokens: plan.completion_tokens,
-        cached_tokens: plan.cached_tokens,
-        cache_write_tokens: plan.cache_write_tokens,
-        reasoning_tokens: plan.reasoning_tokens,
-        estimated: plan.counted,
-        cost_nano_usd: plan.cost_nano_usd,
-        duration_us: rec.duration_us,
-        ttft_us: rec.ttft_us,
-    }
+/// What one record is accounted as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Priced {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Of the prompt tokens, cache reads and cache writes (together at
+    /// most `prompt_tokens`).
+    pub cached_tokens: u64,
+    pub cache_write_tokens: u64,
+    /// Of the completion tokens, those spent reasoning.
+    pub reasoning_tokens: u64,
+    pub cost_nano_usd: u64,
+    pub counted: bool,
+    pub unpriced: bool,
 }
 
-/// The writes of one usage record, priced with `snap`; with `ledger`, also
-/// its ledger row (appended per entry by [`entry_plan`]).
-pub fn record_ops(
-    rec: &UsageRecord,
+/// Tokens and cost of one record, priced at `model`'s prices (`None`: a
+/// model not in the snapshot).
+fn price(
+    rec: &RecordView,
+    model: Option<&ModelConfig>,
     snap: &ConfigSnapshot,
     enc: &Encoders,
-    ledger: bool,
-) -> RecordPlan {
-    let model_cfg = snap.model(&rec.model);
-    let model = if model_cfg.is_some() {
-        rec.model.as_str()
-    } else {
-        OTHER
-    };
-    let ns = if snap.namespace(&rec.namespace_code).is_some() {
-        rec.namespace_code.as_str()
-    } else {
-        OTHER
-    };
-    let labels = f::ModelNs {
-        model,
-        namespace_code: ns,
-    };
-
+) -> Priced {
     let mut counted = false;
     let (mut prompt, mut completion) = (
         cap_tokens(rec, "prompt_tokens", rec.prompt_tokens),
         cap_tokens(rec, "completion_tokens", rec.completion_tokens),
     );
     if rec.token_source == TokenSource::Counted {
-        let e = models::resolve(Some(snap), &rec.model)
-            .map(|(e, _)| e)
-            .unwrap_or(Encoding::O200kBase);
-        if let Some((p, c)) = count_record_text(enc, e, rec) {
-            (prompt, completion) = (p, c);
+        if let Some(text) = &rec.count_text {
+            let e = models::resolve(Some(snap), &rec.model)
+                .map(|(e, _)| e)
+                .unwrap_or(Encoding::O200kBase);
+            (prompt, completion) = count_record_text(enc, e, &rec.model, &rec.endpoint, text);
             counted = true;
         }
     }
@@ -186,66 +154,310 @@ pub fn record_ops(
         rec.cached_tokens,
         rec.cache_write_tokens,
     );
-    let reasoning = rec.reasoning_tokens.min(completion);
-    let c = pricing::cost(&tokens, &pricing::Prices::of(model_cfg));
-    let is_error = rec.status >= 400 || rec.error_kind.is_some();
-
-    let mut ops = Ops::new();
-    ops.counter(&f::MODEL_REQUESTS, &labels, 1);
-    ops.counter(&f::MODEL_ERRORS, &labels, i64::from(is_error));
-    ops.counter(&f::MODEL_TOKENS_IN, &labels, clamp(prompt));
-    ops.counter(&f::MODEL_TOKENS_OUT, &labels, clamp(completion));
-    ops.counter(&f::MODEL_TOKENS_CACHE_READ, &labels, clamp(tokens.cached));
-    ops.counter(
-        &f::MODEL_TOKENS_CACHE_WRITE,
-        &labels,
-        clamp(tokens.cache_write),
-    );
-    ops.counter(&f::MODEL_TOKENS_REASONING, &labels, clamp(reasoning));
-    ops.counter(&f::MODEL_COST, &labels, clamp(c.nano_usd));
-    ops.observe(&f::MODEL_DURATION, &labels, rec.duration_us);
-    if let Some(t) = rec.ttft_us {
-        ops.observe(&f::MODEL_TTFT, &labels, t);
-    }
-    if c.nano_usd > 0 {
-        let month = pricing::month_label(rec.started_at_ms);
-        let l = f::NsMonth {
-            namespace_code: ns,
-            month: &month,
-        };
-        ops.counter(&f::NS_MONTH_COST, &l, clamp(c.nano_usd));
-    }
-    ops.counter(&f::USAGE_PROCESSED, &NoLabels, 1);
-    if counted {
-        ops.counter(&f::USAGE_COUNTED, &NoLabels, 1);
-    }
-    if c.unpriced {
-        ops.counter(&f::USAGE_UNPRICED, &f::Model { model }, 1);
-    }
-    let mut plan = RecordPlan {
-        ops,
+    let c = pricing::cost(&tokens, &pricing::Prices::of(model));
+    Priced {
         prompt_tokens: prompt,
         completion_tokens: completion,
         cached_tokens: tokens.cached,
         cache_write_tokens: tokens.cache_write,
-        reasoning_tokens: reasoning,
+        reasoning_tokens: rec.reasoning_tokens.min(completion),
         cost_nano_usd: c.nano_usd,
         counted,
         unpriced: c.unpriced,
-        ledger_row: None,
-    };
-    if ledger {
-        match serde_json::to_string(&ledger_row(rec, &plan)) {
-            Ok(json) => plan.ledger_row = Some(json),
-            Err(e) => tracing::error!(record = %rec.id, error = %e, "ledger row not serializable"),
-        }
     }
-    plan
 }
 
-/// What one usage-stream entry writes: every readable record's writes, and
-/// with the ledger on one ledger-stream entry holding their rows as a JSON
-/// array. Applied as one unit under the entry's marker.
+/// The spend ledger's row of a record, with the tokens and cost accounted.
+fn ledger_row<'r>(rec: &'r RecordView, p: &Priced) -> LedgerRowView<'r> {
+    LedgerRowView {
+        request_id: &rec.id,
+        started_at_ms: rec.started_at_ms,
+        namespace_code: &rec.namespace_code,
+        api_key_id: rec.api_key_id.as_deref(),
+        model: &rec.model,
+        instance_id: rec.instance_id.as_deref(),
+        endpoint: &rec.endpoint,
+        stream: rec.stream,
+        status: rec.status,
+        error_kind: rec.error_kind.as_deref(),
+        prompt_tokens: p.prompt_tokens,
+        completion_tokens: p.completion_tokens,
+        cached_tokens: p.cached_tokens,
+        cache_write_tokens: p.cache_write_tokens,
+        reasoning_tokens: p.reasoning_tokens,
+        estimated: p.counted,
+        cost_nano_usd: p.cost_nano_usd,
+        duration_us: rec.duration_us,
+        ttft_us: rec.ttft_us,
+    }
+}
+
+/// A counter's delta summed over records. A sum that would pass `i64` is
+/// cut: the part so far becomes a write of its own, so the writes add up
+/// to the same total as one write per record.
+#[derive(Debug, Default)]
+struct Sum {
+    total: i64,
+    cut: Vec<i64>,
+}
+
+impl Sum {
+    fn add(&mut self, v: i64) {
+        match self.total.checked_add(v) {
+            Some(t) => self.total = t,
+            None => {
+                self.cut.push(self.total);
+                self.total = v;
+            }
+        }
+    }
+
+    fn write<L: LabelSet>(&self, ops: &mut Ops, m: &Counter<L>, labels: &L::Values<'_>) {
+        for v in self.cut.iter().chain([&self.total]) {
+            ops.counter(m, labels, *v);
+        }
+    }
+}
+
+/// Histogram observations summed over records; cut like [`Sum`] so that
+/// the stored `sum` gets what one write per record would have added.
+#[derive(Debug)]
+struct Hist {
+    bounds: &'static [u64],
+    delta: HistDelta,
+    cut: Vec<HistDelta>,
+}
+
+impl Hist {
+    fn of<L: LabelSet>(m: &Histogram<L>) -> Hist {
+        let bounds = match m.family().kind {
+            Kind::Histogram(b) => b,
+            _ => &[],
+        };
+        Hist {
+            bounds,
+            delta: HistDelta::new(bounds),
+            cut: Vec::new(),
+        }
+    }
+
+    fn observe(&mut self, v: u64) {
+        let fits = self
+            .delta
+            .sum
+            .checked_add(v)
+            .is_some_and(|s| s <= i64::MAX as u64);
+        if !fits && self.delta.count > 0 {
+            let full = std::mem::replace(&mut self.delta, HistDelta::new(self.bounds));
+            self.cut.push(full);
+        }
+        self.delta.observe(self.bounds, v);
+    }
+
+    fn write<L: LabelSet>(&self, ops: &mut Ops, m: &Histogram<L>, labels: &L::Values<'_>) {
+        for d in self.cut.iter().chain([&self.delta]) {
+            ops.histogram(m, labels, d);
+        }
+    }
+}
+
+/// The model series of one model and namespace label, summed over the
+/// records of an entry.
+#[derive(Debug)]
+struct Series<'s> {
+    labels: f::ModelNs<'s>,
+    requests: Sum,
+    errors: Sum,
+    tokens_in: Sum,
+    tokens_out: Sum,
+    cache_read: Sum,
+    cache_write: Sum,
+    reasoning: Sum,
+    cost: Sum,
+    duration: Hist,
+    ttft: Hist,
+}
+
+impl<'s> Series<'s> {
+    fn new(labels: f::ModelNs<'s>) -> Self {
+        Series {
+            labels,
+            requests: Sum::default(),
+            errors: Sum::default(),
+            tokens_in: Sum::default(),
+            tokens_out: Sum::default(),
+            cache_read: Sum::default(),
+            cache_write: Sum::default(),
+            reasoning: Sum::default(),
+            cost: Sum::default(),
+            duration: Hist::of(&f::MODEL_DURATION),
+            ttft: Hist::of(&f::MODEL_TTFT),
+        }
+    }
+
+    fn add(&mut self, rec: &RecordView, p: &Priced) {
+        self.requests.add(1);
+        self.errors
+            .add(i64::from(rec.status >= 400 || rec.error_kind.is_some()));
+        self.tokens_in.add(clamp(p.prompt_tokens));
+        self.tokens_out.add(clamp(p.completion_tokens));
+        self.cache_read.add(clamp(p.cached_tokens));
+        self.cache_write.add(clamp(p.cache_write_tokens));
+        self.reasoning.add(clamp(p.reasoning_tokens));
+        self.cost.add(clamp(p.cost_nano_usd));
+        self.duration.observe(rec.duration_us);
+        if let Some(t) = rec.ttft_us {
+            self.ttft.observe(t);
+        }
+    }
+
+    fn write(&self, ops: &mut Ops) {
+        let l = &self.labels;
+        self.requests.write(ops, &f::MODEL_REQUESTS, l);
+        self.errors.write(ops, &f::MODEL_ERRORS, l);
+        self.tokens_in.write(ops, &f::MODEL_TOKENS_IN, l);
+        self.tokens_out.write(ops, &f::MODEL_TOKENS_OUT, l);
+        self.cache_read.write(ops, &f::MODEL_TOKENS_CACHE_READ, l);
+        self.cache_write.write(ops, &f::MODEL_TOKENS_CACHE_WRITE, l);
+        self.reasoning.write(ops, &f::MODEL_TOKENS_REASONING, l);
+        self.cost.write(ops, &f::MODEL_COST, l);
+        self.duration.write(ops, &f::MODEL_DURATION, l);
+        self.ttft.write(ops, &f::MODEL_TTFT, l);
+    }
+}
+
+/// Index of `name` among `names`, remembering the indexes found: the
+/// records of an entry name few models and namespaces, so most lookups
+/// compare with those few instead of the whole snapshot.
+fn find<T>(
+    seen: &mut Vec<usize>,
+    all: &[T],
+    key: impl Fn(&T) -> &str,
+    name: &str,
+) -> Option<usize> {
+    if let Some(&i) = seen.iter().find(|&&i| key(&all[i]) == name) {
+        return Some(i);
+    }
+    let i = all.iter().position(|t| key(t) == name)?;
+    seen.push(i);
+    Some(i)
+}
+
+/// The writes of an entry's records, summed per series as they are read:
+/// the entry is one unit, so one write per series and entry adds what
+/// one write per record did.
+struct EntrySums<'s> {
+    snap: &'s ConfigSnapshot,
+    models_seen: Vec<usize>,
+    namespaces_seen: Vec<usize>,
+    /// Keyed by the indexes of model and namespace in the snapshot (`None`:
+    /// not there, labelled [`OTHER`]).
+    series: Vec<((Option<usize>, Option<usize>), Series<'s>)>,
+    month_cost: Vec<(&'s str, BudgetMonth, Sum)>,
+    unpriced: Vec<(&'s str, i64)>,
+    processed: i64,
+    counted: i64,
+}
+
+impl<'s> EntrySums<'s> {
+    fn new(snap: &'s ConfigSnapshot) -> Self {
+        EntrySums {
+            snap,
+            models_seen: Vec::new(),
+            namespaces_seen: Vec::new(),
+            series: Vec::new(),
+            month_cost: Vec::new(),
+            unpriced: Vec::new(),
+            processed: 0,
+            counted: 0,
+        }
+    }
+
+    /// Prices one record and adds it; returns what it was accounted as.
+    fn add(&mut self, rec: &RecordView, enc: &Encoders) -> Priced {
+        let snap = self.snap;
+        let m = find(
+            &mut self.models_seen,
+            &snap.models,
+            |m| m.name.as_str(),
+            &rec.model,
+        );
+        let n = find(
+            &mut self.namespaces_seen,
+            &snap.namespaces,
+            |n| n.code.as_str(),
+            &rec.namespace_code,
+        );
+        let model_cfg = m.map(|i| &snap.models[i]);
+        let p = price(rec, model_cfg, snap, enc);
+        let model = model_cfg.map_or(OTHER, |c| c.name.as_str());
+        let ns = n.map_or(OTHER, |i| snap.namespaces[i].code.as_str());
+        let at = match self.series.iter().position(|(k, _)| *k == (m, n)) {
+            Some(i) => i,
+            None => {
+                let labels = f::ModelNs {
+                    model,
+                    namespace_code: ns,
+                };
+                self.series.push(((m, n), Series::new(labels)));
+                self.series.len() - 1
+            }
+        };
+        self.series[at].1.add(rec, &p);
+        if p.cost_nano_usd > 0 {
+            let month = BudgetMonth::of_unix_ms(rec.started_at_ms);
+            match self
+                .month_cost
+                .iter_mut()
+                .find(|(code, mo, _)| *code == ns && *mo == month)
+            {
+                Some((_, _, s)) => s.add(clamp(p.cost_nano_usd)),
+                None => {
+                    let mut s = Sum::default();
+                    s.add(clamp(p.cost_nano_usd));
+                    self.month_cost.push((ns, month, s));
+                }
+            }
+        }
+        self.processed += 1;
+        self.counted += i64::from(p.counted);
+        if p.unpriced {
+            match self.unpriced.iter_mut().find(|(m, _)| *m == model) {
+                Some((_, k)) => *k += 1,
+                None => self.unpriced.push((model, 1)),
+            }
+        }
+        p
+    }
+
+    fn write(&self, ops: &mut Ops) {
+        for (_, s) in &self.series {
+            s.write(ops);
+        }
+        for &(ns, month, ref s) in &self.month_cost {
+            let month = month.label();
+            let l = f::NsMonth {
+                namespace_code: ns,
+                month: &month,
+            };
+            s.write(ops, &f::NS_MONTH_COST, &l);
+        }
+        if self.processed > 0 {
+            ops.counter(&f::USAGE_PROCESSED, &NoLabels, self.processed);
+        }
+        if self.counted > 0 {
+            ops.counter(&f::USAGE_COUNTED, &NoLabels, self.counted);
+        }
+        for &(model, k) in &self.unpriced {
+            ops.counter(&f::USAGE_UNPRICED, &f::Model { model }, k);
+        }
+    }
+}
+
+/// What one usage-stream entry writes: its records' model series (one
+/// write per series, summed over the records), and with the ledger on one
+/// ledger-stream entry holding their rows as a JSON array. Applied as one
+/// unit under the entry's marker.
 #[derive(Debug, Default)]
 pub struct EntryPlan {
     pub ops: Ops,
@@ -263,7 +475,8 @@ pub enum EntryError {
 }
 
 /// The plan of one entry's payload (a JSON array of usage records), each
-/// record parsed once from its own slice; `entry` names it in logs.
+/// record parsed once from its own slice, its strings borrowed from it;
+/// `entry` names it in logs.
 pub fn entry_plan(
     entry: &str,
     payload: &str,
@@ -274,15 +487,20 @@ pub fn entry_plan(
     let items: Vec<&serde_json::value::RawValue> =
         serde_json::from_str(payload).map_err(|e| EntryError::NotAnArray(classify(&e)))?;
     let mut plan = EntryPlan::default();
-    let mut rows = String::new();
+    let mut sums = EntrySums::new(snap);
+    // Rows are about as long as the records they come from.
+    let mut rows: Vec<u8> = Vec::with_capacity(if ledger { payload.len() } else { 0 });
     for (i, item) in items.into_iter().enumerate() {
-        match serde_json::from_str::<UsageRecord>(item.get()) {
+        match serde_json::from_str::<RecordView>(item.get()) {
             Ok(rec) if !rec.id.is_empty() && rec.id.len() <= MAX_RECORD_ID => {
-                let p = record_ops(&rec, snap, enc, ledger);
-                plan.ops.extend(p.ops);
-                if let Some(row) = p.ledger_row {
-                    rows.push(if rows.is_empty() { '[' } else { ',' });
-                    rows.push_str(&row);
+                let p = sums.add(&rec, enc);
+                if ledger {
+                    rows.push(if rows.is_empty() { b'[' } else { b',' });
+                    let len = rows.len();
+                    if let Err(e) = serde_json::to_writer(&mut rows, &ledger_row(&rec, &p)) {
+                        rows.truncate(len - 1);
+                        tracing::error!(record = %rec.id, error = %e, "ledger row not serializable");
+                    }
                 }
                 plan.records += 1;
             }
@@ -305,8 +523,11 @@ pub fn entry_plan(
             }
         }
     }
+    sums.write(&mut plan.ops);
     if !rows.is_empty() {
-        rows.push(']');
+        rows.push(b']');
+        // serde_json writes UTF-8 only.
+        let rows = String::from_utf8_lossy(&rows);
         plan.ops
             .xadd(keys::LEDGER_STREAM, keys::LEDGER_FIELD, &rows);
     }
