@@ -116,8 +116,13 @@ impl SlotPool {
         self.spare.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A spare lease, if the pool has one.
-    pub fn take(self: &Arc<Self>, book: &Arc<LeaseBook>, ns: &Arc<str>) -> Option<Lease> {
+    /// A spare lease, if the pool has one and `max` is the limit its
+    /// spare leases were taken for (after a change the next block applies
+    /// the new one, and spare leases beyond its cap go back).
+    pub fn take(self: &Arc<Self>, book: &Arc<LeaseBook>, ns: &Arc<str>, max: u64) -> Option<Lease> {
+        if self.cap.load(Relaxed) != max / SPARE_SHARE {
+            return None;
+        }
         let seq = self.spare().pop()?;
         Some(self.lease(book, ns, seq))
     }
@@ -388,7 +393,7 @@ mod tests {
 
     /// Takes a lease as a request would: a spare one, else a granted block.
     fn take(pool: &Arc<SlotPool>, book: &Arc<LeaseBook>, ns: &Arc<str>, max: u64) -> (Lease, bool) {
-        if let Some(l) = pool.take(book, ns) {
+        if let Some(l) = pool.take(book, ns, max) {
             return (l, false);
         }
         let (seqs, _) = book.next_block(pool.block_size(max));

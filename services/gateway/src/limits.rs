@@ -236,7 +236,7 @@ impl Limiter {
     ) -> Result<Option<Lease>, GatewayError> {
         let code = &ns.code;
         let pool = &ns.runtime.slots;
-        if let Some(lease) = pool.take(&self.leases, code) {
+        if let Some(lease) = pool.take(&self.leases, code, u64::from(max)) {
             return Ok(Some(lease));
         }
         let n = pool.block_size(u64::from(max));
