@@ -16,7 +16,6 @@
 
 use crate::error::LimitReason;
 use crate::lease::Lease;
-use crate::limits::TokenSink;
 use crate::namespace::{AuthFailure, ConcurrencySlot, NamespaceRuntime, RetryReason};
 use crate::routing::Endpoint;
 use crate::usage::{self, Usage};
@@ -45,13 +44,10 @@ pub struct Accounting {
     auth_failures: [Handle<Counter>; 4],
     usage_dropped: Handle<Counter>,
     live: AtomicUsize,
-    tokens: Option<TokenSink>,
 }
 
 impl Accounting {
-    /// `tokens` receives (namespace, tokens) after each request of a
-    /// namespace with a TPM limit.
-    pub fn new(recorder: Recorder, tokens: Option<TokenSink>) -> Self {
+    pub fn new(recorder: Recorder) -> Self {
         Accounting {
             global_requests: fam::GLOBAL_REQUESTS.series(&recorder, &NoLabels),
             global_errors: fam::GLOBAL_ERRORS.series(&recorder, &NoLabels),
@@ -62,13 +58,7 @@ impl Accounting {
             usage_dropped: fam::USAGE_DROPPED.series(&recorder, &NoLabels),
             recorder,
             live: AtomicUsize::new(0),
-            tokens,
         }
-    }
-
-    /// TPM additions not yet written to Redis.
-    pub fn pending_tokens(&self) -> usize {
-        self.tokens.as_ref().map(TokenSink::pending).unwrap_or(0)
     }
 
     /// Requests being handled right now (guards alive).
@@ -352,10 +342,10 @@ impl RequestGuard {
                             .map(usage::estimate_tokens)
                             .unwrap_or(0),
                     );
+                // Taken from this replica's TPM slice, settled in the
+                // window by the slice settler (`limits`).
                 if tokens > 0 {
-                    if let Some(sink) = &acc.tokens {
-                        sink.add(ns.code.clone(), tokens);
-                    }
+                    ns.tpm.spend(tokens);
                 }
             }
             // `to_string` knows its output is UTF-8 and skips checking it.

@@ -26,17 +26,16 @@
 use crate::error::{GatewayError, LimitReason};
 use crate::lease::{Lease, LeaseBook};
 use crate::namespace::{ConcurrencySlot, NamespaceRuntime};
-use crate::quota::{Kind, Refill, Slice, SLICE_LIFETIME, SLICE_SHARE};
+use crate::quota::{Kind, Refill, Slice, SLICE_LIFETIME};
 use crate::routing::{NamespaceRoute, RoutingStore};
 use aigw_metrics::RedisConn;
 use aigw_service::clock;
 use aigw_types::BudgetMonth;
 use redis::Script;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 // The keys live in the shared schema (`aigw_metrics::keys`); the month
@@ -59,9 +58,13 @@ redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
 local free = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
 if free <= 0 then return {3, 1} end
 local n = math.min(free, #ARGV - 2)
+local until_ms = now_ms + tonumber(ARGV[2])
+local args = {}
 for i = 1, n do
-  redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[i + 2])
+  args[#args + 1] = until_ms
+  args[#args + 1] = ARGV[i + 2]
 end
+redis.call('ZADD', KEYS[1], unpack(args))
 -- The set lives as long as its longest lease (replicas' TTLs may differ).
 local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('PEXPIREAT', KEYS[1], last[2])
@@ -71,8 +74,8 @@ return {0, n}
 });
 
 /// The namespaces whose RPM/TPM slices this replica holds, with the limits
-/// they were last checked against: settled by [`spawn_token_writer`]'s
-/// task, and the tokens of their requests are taken from their TPM slice.
+/// they were last checked against: settled by [`spawn_slice_settler`]'s
+/// task.
 #[derive(Default)]
 pub struct QuotaBook {
     held: Mutex<HashMap<Arc<str>, Held>>,
@@ -93,10 +96,6 @@ impl QuotaBook {
             tpm: ns.limits.tpm.unwrap_or(0),
         };
         self.map().insert(ns.code.clone(), held);
-    }
-
-    fn get(&self, code: &str) -> Option<Held> {
-        self.map().get(code).cloned()
     }
 
     fn all(&self) -> Vec<(Arc<str>, Held)> {
@@ -237,10 +236,10 @@ impl Limiter {
     ) -> Result<Option<Lease>, GatewayError> {
         let code = &ns.code;
         let pool = &ns.runtime.slots;
-        if let Some(lease) = pool.take(&self.leases, code) {
+        if let Some(lease) = pool.take(&self.leases, code, u64::from(max)) {
             return Ok(Some(lease));
         }
-        let n = pool.block_size(u64::from(max) / SLICE_SHARE);
+        let n = pool.block_size(u64::from(max));
         let (seqs, members) = self.leases.next_block(n);
         let call = async {
             let mut conn = self.redis.get().await?;
@@ -279,71 +278,29 @@ fn timed_out() -> redis::RedisError {
     redis::RedisError::from((redis::ErrorKind::IoError, "timeout"))
 }
 
-/// Sends tokens used by requests of TPM-limited namespaces to the writer.
-#[derive(Clone)]
-pub struct TokenSink {
-    tx: mpsc::UnboundedSender<(Arc<str>, u64)>,
-    pending: Arc<AtomicUsize>,
-}
-
-impl TokenSink {
-    pub fn add(&self, ns: Arc<str>, tokens: u64) {
-        self.pending.fetch_add(1, Relaxed);
-        if self.tx.send((ns, tokens)).is_err() {
-            self.pending.fetch_sub(1, Relaxed);
-        }
-    }
-
-    /// Token additions not yet written (or given up on).
-    pub fn pending(&self) -> usize {
-        self.pending.load(Relaxed)
-    }
-}
-
-/// The settler of RPM/TPM slices and the writer of TPM windows: takes
-/// each request's tokens from its namespace's TPM slice (or, for a
-/// namespace without one here, adds them to its window in one pipeline per
-/// batch), settles every slice at the end of its lifetime and gives every
-/// slice back at shutdown.
-pub fn spawn_token_writer(
+/// The settler of RPM/TPM slices: settles every slice at the end of its
+/// lifetime (a TPM slice also when requests used tokens past it) and gives
+/// every slice back at shutdown. The tokens of a request are taken from
+/// its namespace's TPM slice when it is accounted
+/// ([`crate::accounting`]), on the request's own thread.
+pub fn spawn_slice_settler(
     redis: RedisConn,
     quotas: Arc<QuotaBook>,
     cancel: CancellationToken,
-) -> (TokenSink, tokio::task::JoinHandle<()>) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Arc<str>, u64)>();
-    let pending = Arc::new(AtomicUsize::new(0));
-    let sink = TokenSink {
-        tx,
-        pending: pending.clone(),
-    };
-    let task = tokio::spawn(async move {
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
         let mut tick = tokio::time::interval(SLICE_LIFETIME / 4);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut batch = Vec::new();
         loop {
-            let n = tokio::select! {
-                n = rx.recv_many(&mut batch, 256) => n,
-                _ = tick.tick() => {
-                    settle_slices(&redis, &quotas, Refill::Roll).await;
-                    continue;
-                }
+            tokio::select! {
+                _ = tick.tick() => settle_slices(&redis, &quotas, Refill::Roll).await,
                 _ = cancel.cancelled() => {
-                    // Take what is queued, give every slice back, stop.
-                    rx.close();
-                    rx.recv_many(&mut batch, usize::MAX).await
+                    settle_slices(&redis, &quotas, Refill::Return).await;
+                    return;
                 }
-            };
-            if n > 0 {
-                write_tokens(&redis, &quotas, batch.drain(..)).await;
-                pending.fetch_sub(n, Relaxed);
-            }
-            if n == 0 || (cancel.is_cancelled() && rx.is_closed() && rx.is_empty()) {
-                settle_slices(&redis, &quotas, Refill::Return).await;
-                return;
             }
         }
-    });
-    (sink, task)
+    })
 }
 
 async fn settle_slices(redis: &RedisConn, quotas: &QuotaBook, how: Refill) {
@@ -379,57 +336,6 @@ async fn settle_slices(redis: &RedisConn, quotas: &QuotaBook, how: Refill) {
         tracing::warn!(error = %e, "could not settle RPM/TPM slices");
     }
 }
-
-async fn write_tokens(
-    redis: &RedisConn,
-    quotas: &QuotaBook,
-    batch: impl Iterator<Item = (Arc<str>, u64)>,
-) {
-    let mut per_ns: HashMap<Arc<str>, u64> = Default::default();
-    for (ns, t) in batch {
-        match quotas.get(&ns) {
-            Some(h) if h.tpm > 0 => h.runtime.tpm.spend(t),
-            _ => {
-                let sum = per_ns.entry(ns).or_default();
-                *sum = sum.saturating_add(t);
-            }
-        }
-    }
-    if per_ns.is_empty() {
-        return;
-    }
-    let write = async {
-        let mut conn = redis.get().await?;
-        let mut pipe = redis::pipe();
-        for (ns, t) in &per_ns {
-            // Sent by body: EVALSHA in a pipeline fails on a cold
-            // script cache.
-            pipe.add_command(
-                redis::cmd("EVAL")
-                    .arg(ADD_TOKENS_BODY)
-                    .arg(1)
-                    .arg(tpm_key(ns))
-                    .arg((*t).min(i64::MAX as u64))
-                    .to_owned(),
-            );
-        }
-        pipe.query_async::<()>(&mut conn).await
-    };
-    if let Err(e) = tokio::time::timeout(Duration::from_secs(3), write)
-        .await
-        .unwrap_or_else(|_| Err(timed_out()))
-    {
-        tracing::warn!(error = %e, "could not record TPM usage");
-    }
-}
-
-/// KEYS: tpm hash. ARGV: tokens. Adds them to the current second.
-const ADD_TOKENS_BODY: &str = r#"
-local now = redis.call('TIME')[1]
-redis.call('HINCRBY', KEYS[1], now, ARGV[1])
-redis.call('EXPIRE', KEYS[1], 61)
-return 1
-"#;
 
 /// Reads the month-to-date cost of every namespace with a budget.
 pub async fn run_budget_poller(

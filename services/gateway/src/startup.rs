@@ -53,11 +53,6 @@ impl AppHandle {
         self.state.accounting.live_requests()
     }
 
-    /// TPM additions not yet written to Redis.
-    pub fn pending_tokens(&self) -> usize {
-        self.state.accounting.pending_tokens()
-    }
-
     /// Version of the loaded routing snapshot.
     pub fn config_version(&self) -> Option<u64> {
         self.state.store.version()
@@ -108,13 +103,13 @@ impl Application {
         let cancel = CancellationToken::new();
         let flush_cancel = CancellationToken::new();
         let quotas = Arc::new(QuotaBook::default());
-        let (token_sink, token_task) =
-            limits::spawn_token_writer(bg_redis.clone(), quotas.clone(), cancel.clone());
+        let slice_task =
+            limits::spawn_slice_settler(bg_redis.clone(), quotas.clone(), cancel.clone());
         let replica = aigw_service::replica_name("gateway");
         let exporter =
             ExporterLease::new("gateway", replica.clone(), settings.metrics_exporter_ttl);
         let (leases, released) = LeaseBook::new(replica, settings.concurrency_lease_ttl);
-        let accounting = Arc::new(Accounting::new(recorder.clone(), Some(token_sink)));
+        let accounting = Arc::new(Accounting::new(recorder.clone()));
         let store = Arc::new(RoutingStore::new(
             recorder.clone(),
             HealthPolicy {
@@ -175,7 +170,7 @@ impl Application {
                 settings.budget_poll_interval,
                 cancel.clone(),
             )),
-            token_task,
+            slice_task,
             aigw_metrics::spawn_exporter_lease(exporter, bg_redis.clone(), cancel.clone()),
             tokio::spawn(lease::run(
                 leases,
@@ -255,8 +250,8 @@ impl Application {
         for t in self.tasks {
             let _ = t.await;
         }
-        // Last: every request has been accounted and every TPM addition
-        // written, so the final flush carries everything.
+        // Last: every request has been accounted and every slice given
+        // back, so the final flush carries everything.
         self.flush_cancel.cancel();
         let _ = self.flusher.await;
         tracing::info!("metrics flushed; bye");

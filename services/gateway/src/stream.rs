@@ -456,7 +456,7 @@ mod tests {
 
     fn proxy_stream(body: UpstreamBody, first: Bytes, ended: Option<Ended>) -> ProxyStream {
         let recorder = Recorder::new(RecorderConfig::for_service("t"));
-        let acc = Arc::new(Accounting::new(recorder.clone(), None));
+        let acc = Arc::new(Accounting::new(recorder.clone()));
         let state = Arc::new(InstanceState::new(
             INSTANCE_HEALTH.series(
                 &recorder,

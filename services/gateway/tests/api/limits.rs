@@ -1,5 +1,6 @@
 //! Namespace limits: each one refuses with 429 + Retry-After at the right
-//! count, and RPM holds across two gateway processes.
+//! count, RPM and concurrency hold across replicas, and a busy limited
+//! namespace costs a fraction of a Redis command per request.
 
 use crate::helpers::*;
 use aigw_testkit::RedisServer;
@@ -448,6 +449,28 @@ async fn burst(c: &reqwest::Client, base: &str, n: usize, parallel: usize) -> us
     statuses.iter().filter(|s| **s == 200).count()
 }
 
+/// Three gateways of one fleet with `snap` loaded.
+async fn three_replicas(redis: &RedisServer, snap: &aigw_types::ConfigSnapshot) -> Vec<Gateway> {
+    publish(redis, snap).await;
+    let mut gws = Vec::new();
+    for _ in 0..3 {
+        let g = Gateway::start(test_settings(&redis.url())).await;
+        g.wait_version(snap.version).await;
+        gws.push(g);
+    }
+    gws
+}
+
+/// [`burst`] on each of three replicas at once; how many each admitted.
+async fn bursts(c: &reqwest::Client, gws: &[Gateway], n: usize, parallel: usize) -> [usize; 3] {
+    let (a, b, d) = tokio::join!(
+        burst(c, &gws[0].addr, n, parallel),
+        burst(c, &gws[1].addr, n, parallel),
+        burst(c, &gws[2].addr, n, parallel),
+    );
+    [a, b, d]
+}
+
 async fn window_sum(redis: &RedisServer, key: &str) -> i64 {
     let mut c = redis.conn().await;
     let h: Vec<(String, i64)> = redis::cmd("HGETALL")
@@ -470,21 +493,11 @@ async fn three_replicas_spending_rpm_slices_admit_the_limit_exactly() {
             ..Default::default()
         },
     );
-    publish(&redis, &snap).await;
-    let mut gws = Vec::new();
-    for _ in 0..3 {
-        let g = Gateway::start(test_settings(&redis.url())).await;
-        g.wait_version(snap.version).await;
-        gws.push(g);
-    }
+    let gws = three_replicas(&redis, &snap).await;
     let c = client();
 
     // 3 × 90 requests at once: never more than the limit admitted.
-    let (a, b, d) = tokio::join!(
-        burst(&c, &gws[0].addr, 90, 8),
-        burst(&c, &gws[1].addr, 90, 8),
-        burst(&c, &gws[2].addr, 90, 8),
-    );
+    let [a, b, d] = bursts(&c, &gws, 90, 8).await;
     let mut admitted = a + b + d;
     assert!(admitted <= 160, "{a} + {b} + {d}");
 
@@ -549,8 +562,11 @@ async fn a_busy_limited_namespace_costs_a_fraction_of_a_redis_call_per_request()
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_replicas_with_blocks_of_leases_never_exceed_max_concurrency() {
+/// Three replicas, `clients` clients each sending 40 requests, for a
+/// namespace allowed `max` at once: the upstream never sees more than `max`
+/// at once, every answer is 200 or 429, and idle replicas keep no lease.
+/// Returns how many were served and refused.
+async fn three_replicas_at_max_concurrency(max: u32, clients: usize) -> (usize, usize) {
     let up = upstream("a1").await;
     // Long enough that the clients' requests overlap at the upstream.
     up.set(mock(json!({"latency_ms": 20})));
@@ -558,48 +574,93 @@ async fn three_replicas_with_blocks_of_leases_never_exceed_max_concurrency() {
     let snap = limited(
         &up.base_url(),
         Limits {
-            max_concurrency: Some(4),
+            max_concurrency: Some(max),
             ..Default::default()
         },
     );
-    publish(&redis, &snap).await;
-    let mut gws = Vec::new();
-    for _ in 0..3 {
-        let g = Gateway::start(test_settings(&redis.url())).await;
-        g.wait_version(snap.version).await;
-        gws.push(g);
-    }
+    let gws = three_replicas(&redis, &snap).await;
     let c = client();
-    // 3 replicas × 6 clients for a namespace allowed 4 at once.
-    let statuses = |base: String| {
-        let c = c.clone();
-        async move {
-            use futures_util::stream::{self, StreamExt};
-            stream::iter(0..40)
-                .map(|_| chat_status(&c, &base))
-                .buffer_unordered(6)
-                .collect::<Vec<u16>>()
-                .await
-        }
-    };
-    let (a, b, d) = tokio::join!(
-        statuses(gws[0].addr.clone()),
-        statuses(gws[1].addr.clone()),
-        statuses(gws[2].addr.clone()),
+    let served: usize = bursts(&c, &gws, 40, clients).await.iter().sum();
+    let seen = up.state().waiting().1;
+    assert!(
+        (1..=max as usize).contains(&seen),
+        "upstream saw {seen} at once"
     );
-    let all: Vec<u16> = a.into_iter().chain(b).chain(d).collect();
-    let served = all.iter().filter(|s| **s == 200).count();
-    let refused = all.iter().filter(|s| **s == 429).count();
-    assert_eq!(served + refused, 120, "{all:?}");
+    // Idle replicas give every lease back, spare ones included.
+    eventually("leases released", || async {
+        leases(&redis).await.0.is_empty()
+    })
+    .await;
+    (served, 120 - served)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_with_blocks_of_leases_never_exceed_max_concurrency() {
+    // 3 replicas × 6 clients for 4 at once: no lease is kept spare.
+    let (served, refused) = three_replicas_at_max_concurrency(4, 6).await;
     assert!(
         served > 0 && refused > 0,
         "{served} served, {refused} refused"
     );
-    let max = up.state().waiting().1;
-    assert!((1..=4).contains(&max), "upstream saw {max} at once");
-    // Idle replicas keep no spare leases.
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_keeping_spare_leases_never_exceed_max_concurrency() {
+    // 3 replicas × 16 clients for 32 at once: requests in flight and
+    // spare leases (up to 32 / 16 = 2 per replica) share the 32.
+    let (served, _) = three_replicas_at_max_concurrency(32, 16).await;
+    assert!(served > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_namespace_with_all_three_limits_costs_a_fraction_of_a_redis_command_per_request() {
+    let up = upstream("a1").await;
+    let snap = limited(
+        &up.base_url(),
+        Limits {
+            rpm: Some(10_000_000),
+            tpm: Some(1_000_000_000),
+            max_concurrency: Some(10_000),
+            ..Default::default()
+        },
+    );
+    let app = TestApp::spawn_with(&snap, |s| {
+        // Only the limits talk to Redis while commands are counted.
+        s.metrics_flush_interval = Duration::from_secs(3600);
+        s.config_poll_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let c = client();
+    // Slices and spare leases grow to the load, then the load goes on.
+    assert_eq!(burst(&c, &app.gw.addr, 300, 16).await, 300);
+    app.redis.reset_stats().await;
+    assert_eq!(burst(&c, &app.gw.addr, 1_500, 16).await, 1_500);
+    let stats = app.redis.command_stats().await;
+    // Every command counts but this test's own.
+    let commands: u64 = stats
+        .iter()
+        .filter(|(name, _)| {
+            !["info", "hello", "client"]
+                .iter()
+                .any(|t| name.starts_with(t))
+        })
+        .filter(|(name, _)| !name.starts_with("config"))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        commands * 5 <= 1_500,
+        "{commands} Redis commands for 1500 requests: {stats:?}"
+    );
+    // Every request and token reaches the windows once the slices are
+    // settled (5 tokens per request).
+    eventually("slices settled", || async {
+        window_sum(&app.redis, "ratelimit:ns:team-a:rpm").await == 1_800
+            && window_sum(&app.redis, "ratelimit:ns:team-a:tpm").await == 9_000
+    })
+    .await;
+    // The idle replica gives its spare leases back.
     eventually("spare leases released", || async {
-        leases(&redis).await.0.is_empty()
+        leases(&app.redis).await.0.is_empty()
     })
     .await;
 }
