@@ -7,7 +7,11 @@ use gateway::{Application, Settings};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
+/// One thread runs the background tasks (snapshot polling, health checks,
+/// the metrics flusher): they need little CPU, and every runtime thread
+/// costs a stack and an allocator heap. Requests run on the HTTP workers'
+/// own threads (`GATEWAY_WORKERS`).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let env = aigw_service::Env::process();
     aigw_service::init_logging(&aigw_service::LogSettings::from_env(&env).unwrap_or_default());

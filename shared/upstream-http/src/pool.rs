@@ -11,7 +11,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io;
 use std::mem::MaybeUninit;
-use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -22,7 +21,8 @@ use tokio::time::Instant;
 
 /// Largest answer head accepted.
 const MAX_HEAD_BYTES: usize = 64 * 1024;
-/// Read buffer reserved before each read.
+/// Room reserved for a read once the socket is readable (see
+/// [`poll_read_buf`]).
 const READ_CHUNK: usize = 16 * 1024;
 /// Bodies up to this size are copied behind the head and leave in one
 /// write; larger ones are written from their own buffer.
@@ -196,11 +196,13 @@ impl Inner {
         })
     }
 
-    fn checkin(self: &Rc<Self>, addr: &Arc<str>, conn: Conn) {
+    fn checkin(self: &Rc<Self>, addr: &Arc<str>, mut conn: Conn) {
         if !conn.buf.is_empty() {
             // Bytes beyond the answer: the connection is out of step.
             return;
         }
+        // An idle connection holds no buffer (the next read reserves one).
+        conn.buf = BytesMut::new();
         {
             let mut idle = self.idle.borrow_mut();
             let list = idle.entry(addr.clone()).or_default();
@@ -293,8 +295,7 @@ async fn exchange(mut conn: Conn, wire: &[u8], body: &Bytes) -> Result<(Conn, Fi
         if conn.buf.len() >= MAX_HEAD_BYTES {
             return Err(Error::Protocol("answer head too large").into());
         }
-        conn.buf.reserve(READ_CHUNK);
-        let n = read_buf(&mut conn.io, &mut conn.buf)
+        let n = read_buf(&conn.io, &mut conn.buf)
             .await
             .map_err(Error::Read)?;
         if n == 0 {
@@ -303,16 +304,34 @@ async fn exchange(mut conn: Conn, wire: &[u8], body: &Bytes) -> Result<(Conn, Fi
     }
 }
 
-async fn read_buf(io: &mut TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
-    std::future::poll_fn(|cx| poll_read_buf(io, cx, buf)).await
+async fn read_buf(io: &TcpStream, buf: &mut BytesMut) -> io::Result<usize> {
+    std::future::poll_fn(|cx| poll_read_buf(io, cx, buf, READ_CHUNK)).await
 }
 
+/// Reads what the socket holds into `buf`, with at least `want` bytes of
+/// room. The room is reserved only once the socket is readable, and an
+/// empty buffer is let go while it is not: a connection that waits on its
+/// upstream (a request before its answer, a stream between two events)
+/// holds no read buffer, which is most of a stream's life.
 fn poll_read_buf(
-    io: &mut TcpStream,
+    io: &TcpStream,
     cx: &mut Context<'_>,
     buf: &mut BytesMut,
+    want: usize,
 ) -> Poll<io::Result<usize>> {
-    tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
+    loop {
+        if io.poll_read_ready(cx)?.is_pending() {
+            if buf.is_empty() && buf.capacity() > 0 {
+                *buf = BytesMut::new();
+            }
+            return Poll::Pending;
+        }
+        buf.reserve(want);
+        match io.try_read_buf(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            done => return Poll::Ready(done),
+        }
+    }
 }
 
 /// The body of an answer, read on the caller's task.
@@ -354,8 +373,7 @@ impl Body {
                 Framing::Length(left) => (left as usize).clamp(1, 4 * READ_CHUNK),
                 _ => READ_CHUNK,
             };
-            conn.buf.reserve(want);
-            match poll_read_buf(&mut conn.io, cx, &mut conn.buf) {
+            match poll_read_buf(&conn.io, cx, &mut conn.buf, want) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => {
                     self.conn = None;
@@ -392,5 +410,50 @@ impl Body {
                 pool.checkin(&self.addr, conn);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        (client, server)
+    }
+
+    fn poll_once(io: &TcpStream, buf: &mut BytesMut) -> Poll<io::Result<usize>> {
+        let waker = std::task::Waker::noop();
+        poll_read_buf(io, &mut Context::from_waker(waker), buf, READ_CHUNK)
+    }
+
+    #[tokio::test]
+    async fn a_connection_waiting_on_its_upstream_holds_no_read_buffer() {
+        let (client, mut server) = pair().await;
+        let mut buf = BytesMut::with_capacity(READ_CHUNK);
+        assert!(poll_once(&client, &mut buf).is_pending());
+        assert_eq!(buf.capacity(), 0);
+
+        server.write_all(b"data: 1\n\n").await.unwrap();
+        let n = std::future::poll_fn(|cx| poll_read_buf(&client, cx, &mut buf, READ_CHUNK))
+            .await
+            .unwrap();
+        assert_eq!(&buf[..n], b"data: 1\n\n");
+        assert!(buf.capacity() >= READ_CHUNK);
+    }
+
+    #[tokio::test]
+    async fn a_partial_answer_is_kept_while_waiting_for_the_rest() {
+        let (client, mut server) = pair().await;
+        server.write_all(b"data: 1\n").await.unwrap();
+        let mut buf = BytesMut::new();
+        std::future::poll_fn(|cx| poll_read_buf(&client, cx, &mut buf, READ_CHUNK))
+            .await
+            .unwrap();
+        assert!(poll_once(&client, &mut buf).is_pending());
+        assert_eq!(&buf[..], b"data: 1\n");
     }
 }

@@ -343,6 +343,9 @@ fn find<T>(
     Some(i)
 }
 
+/// Indexes of a series' model and namespace in the snapshot.
+type SeriesKey = (Option<usize>, Option<usize>);
+
 /// The writes of an entry's records, summed per series as they are read:
 /// the entry is one unit, so one write per series and entry adds what
 /// one write per record did.
@@ -352,7 +355,7 @@ struct EntrySums<'s> {
     namespaces_seen: Vec<usize>,
     /// Keyed by the indexes of model and namespace in the snapshot (`None`:
     /// not there, labelled [`OTHER`]).
-    series: Vec<((Option<usize>, Option<usize>), Series<'s>)>,
+    series: Vec<(SeriesKey, Series<'s>)>,
     month_cost: Vec<(&'s str, BudgetMonth, Sum)>,
     unpriced: Vec<(&'s str, i64)>,
     processed: i64,
