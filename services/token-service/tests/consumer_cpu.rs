@@ -22,7 +22,7 @@
 mod common;
 
 use aigw_metrics::keys;
-use aigw_testkit::process::Proc;
+use aigw_testkit::Proc;
 use aigw_types::UsageRecord;
 use common::*;
 use std::time::Duration;
@@ -45,13 +45,13 @@ fn entry(e: usize) -> Vec<UsageRecord> {
             r.api_key_id = Some(format!("0193a4c2-0000-7000-8000-00000000000{}", k % 4));
             r.instance_id = Some(format!("inst-{}", k % 3));
             r.started_at_ms = 1_764_000_000_000 + k as i64;
-            r.stream = k % 2 == 0;
+            r.stream = k.is_multiple_of(2);
             r.prompt_tokens = 20 + (k as u64 % 500);
             r.completion_tokens = 30 + (k as u64 % 700);
-            if k % 5 == 0 {
+            if k.is_multiple_of(5) {
                 r.cached_tokens = r.prompt_tokens / 2;
             }
-            if k % 50 == 0 {
+            if k.is_multiple_of(50) {
                 r.status = 502;
                 r.error_kind = Some("upstream_error".into());
             }
@@ -153,7 +153,7 @@ fn median(v: &mut [f64]) -> f64 {
 async fn consumer_cpu() {
     let bins: Vec<std::path::PathBuf> = match std::env::var("TSVC_BINARIES") {
         Ok(s) if !s.trim().is_empty() => s.split_whitespace().map(Into::into).collect(),
-        _ => vec![aigw_testkit::process::bin_path("token-service")],
+        _ => vec![aigw_testkit::bin_path("token-service")],
     };
     let number = |name: &str, default: usize| {
         std::env::var(name)

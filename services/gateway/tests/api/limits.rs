@@ -583,7 +583,7 @@ async fn three_replicas_at_max_concurrency(max: u32, clients: usize) -> (usize, 
     let served: usize = bursts(&c, &gws, 40, clients).await.iter().sum();
     let seen = up.state().waiting().1;
     assert!(
-        (1..=max as usize).contains(&seen),
+        (1..=u64::from(max)).contains(&seen),
         "upstream saw {seen} at once"
     );
     // Idle replicas give every lease back, spare ones included.
@@ -621,7 +621,6 @@ async fn a_busy_namespace_with_all_three_limits_costs_a_fraction_of_a_redis_comm
             rpm: Some(10_000_000),
             tpm: Some(1_000_000_000),
             max_concurrency: Some(10_000),
-            ..Default::default()
         },
     );
     let app = TestApp::spawn_with(&snap, |s| {
