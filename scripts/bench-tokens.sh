@@ -15,7 +15,7 @@ free_port() {
 }
 
 echo "building (release)..." >&2
-cargo build --release -p token-service --bin token-service >&2
+cargo build --release --workspace --bins >&2
 cargo bench -p token-service --bench tokens --no-run >&2
 
 tmp=$(mktemp -d)

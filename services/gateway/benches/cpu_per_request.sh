@@ -57,7 +57,7 @@ for t in redis-server redis-cli jq curl sha256sum; do
 done
 
 if [ "$BUILD" = 1 ]; then
-  cargo build --release -q -p gateway -p mock-upstream -p loadgen
+  cargo build --release -q --workspace --bins
 fi
 gateways=("$@")
 [ ${#gateways[@]} -gt 0 ] || gateways=("$bin/gateway")
