@@ -1,19 +1,22 @@
-//! What the token-service binary spends applying usage records, for
-//! comparing builds (ignored: a measurement, not a test).
+//! The token-service binary applies a burst of usage entries exactly,
+//! and what it spends doing so, for comparing builds.
 //!
 //! For each round and each binary in `TSVC_BINARIES` (space-separated
 //! paths; default: this target directory's `token-service`), interleaved:
 //! a fresh redis-server with the test snapshot, the binary started with the
 //! production intervals, one warm-up entry consumed; then `TSVC_ENTRIES`
-//! (default 400) entries of 256 records, as the gateway's flusher writes
+//! (default 40) entries of 256 records, as the gateway's flusher writes
 //! them under load, are appended, and the process CPU (`utime + stime` of
 //! `/proc/<pid>/stat`) and Redis's CPU (`INFO cpu`) are read from before the
 //! first until the stream is empty and the ledger holds every record.
-//! Prints µs per record per run and each binary's median.
+//! Every run must count each record once (model series, ledger rows);
+//! prints µs per record per run and each binary's median. The suite runs
+//! one round of 40 entries with the debug build; for a measurement, give a
+//! release build and more:
 //!
 //! ```text
-//! TSVC_BINARIES="/tmp/before/token-service target/release/token-service" TSVC_ROUNDS=5 \
-//!   cargo nextest run --workspace -E 'test(consumer_cpu)' --run-ignored only --no-capture
+//! TSVC_BINARIES="/tmp/before/token-service target/release/token-service" TSVC_ROUNDS=5 TSVC_ENTRIES=400 \
+//!   cargo nextest run --workspace -E 'test(consumer_cpu)' --no-capture
 //! ```
 
 // A measurement reads its switches, the wall clock and /proc.
@@ -23,53 +26,10 @@ mod common;
 
 use aigw_metrics::keys;
 use aigw_testkit::Proc;
-use aigw_types::UsageRecord;
 use common::*;
 use std::time::Duration;
 
 const PER_ENTRY: usize = 256;
-
-/// Realistic records: two namespaces, two priced models, keys and
-/// instances, a few cache reads and errors, as the gateway writes them.
-fn entry(e: usize) -> Vec<UsageRecord> {
-    let models = ["gpt-4o-mini", "precise"];
-    let namespaces = ["team-a", "team-b"];
-    (0..PER_ENTRY)
-        .map(|i| {
-            let k = e * PER_ENTRY + i;
-            let mut r = record(
-                &format!("0193a4c2-7f1e-7c3a-9e5b-{k:012x}"),
-                namespaces[k % 2],
-                models[(k / 2) % 2],
-            );
-            r.api_key_id = Some(format!("0193a4c2-0000-7000-8000-00000000000{}", k % 4));
-            r.instance_id = Some(format!("inst-{}", k % 3));
-            r.started_at_ms = 1_764_000_000_000 + k as i64;
-            r.stream = k.is_multiple_of(2);
-            r.prompt_tokens = 20 + (k as u64 % 500);
-            r.completion_tokens = 30 + (k as u64 % 700);
-            if k.is_multiple_of(5) {
-                r.cached_tokens = r.prompt_tokens / 2;
-            }
-            if k.is_multiple_of(50) {
-                r.status = 502;
-                r.error_kind = Some("upstream_error".into());
-            }
-            r.duration_us = 900 + (k as u64 % 50_000);
-            r.ttft_us = Some(400 + (k as u64 % 3000));
-            r
-        })
-        .collect()
-}
-
-/// User + system CPU of a process, in µs (clock ticks of 10 ms).
-fn cpu_us(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split(' ').collect();
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    ticks * 10_000
-}
 
 /// Redis's own user + system CPU, in µs.
 async fn redis_cpu_us(redis: &aigw_testkit::RedisServer) -> u64 {
@@ -98,7 +58,7 @@ async fn ledger_rows(redis: &aigw_testkit::RedisServer) -> usize {
 }
 
 /// One run: (token-service µs, Redis µs) per record.
-async fn run(bin: &std::path::Path, payloads: &[String]) -> (f64, f64) {
+async fn run(bin: &std::path::Path, payloads: &[String], tokens_in: u64) -> (f64, f64) {
     let redis = aigw_testkit::RedisServer::start().await;
     publish_snapshot(&redis, &snapshot(1)).await;
     let mut proc = Proc::spawn_path(
@@ -111,8 +71,8 @@ async fn run(bin: &std::path::Path, payloads: &[String]) -> (f64, f64) {
             ("RUST_LOG", "warn".into()),
         ],
     );
-    let pid = proc.pid().expect("running");
-    push_records(&redis, &entry(0)).await;
+    let pid = proc.pid().expect("running").to_string();
+    push_records(&redis, &load_entry(0, PER_ENTRY)).await;
     wait_for(
         Duration::from_secs(60),
         "the warm-up entry applied",
@@ -120,7 +80,7 @@ async fn run(bin: &std::path::Path, payloads: &[String]) -> (f64, f64) {
     )
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (cpu0, rcpu0) = (cpu_us(pid), redis_cpu_us(&redis).await);
+    let (cpu0, rcpu0) = (cpu_us(&pid), redis_cpu_us(&redis).await);
     let mut c = redis.conn().await;
     let mut pipe = redis::pipe();
     for p in payloads {
@@ -137,9 +97,18 @@ async fn run(bin: &std::path::Path, payloads: &[String]) -> (f64, f64) {
         xlen(&redis).await == 0 && ledger_rows(&redis).await == want
     })
     .await;
-    let (cpu, rcpu) = (cpu_us(pid) - cpu0, redis_cpu_us(&redis).await - rcpu0);
+    let (cpu, rcpu) = (cpu_us(&pid) - cpu0, redis_cpu_us(&redis).await - rcpu0);
+    // Every record counted once, the warm-up entry's included.
+    let records = payloads.len() * PER_ENTRY;
+    assert_eq!(
+        load_series_sum(&redis, "requests").await as usize,
+        records + PER_ENTRY
+    );
+    assert_eq!(load_series_sum(&redis, "tokens_in").await as u64, tokens_in);
+    let rows: usize = ledger_entries(&redis).await.iter().map(Vec::len).sum();
+    assert_eq!(rows, records + PER_ENTRY);
     proc.kill().await;
-    let records = (payloads.len() * PER_ENTRY) as f64;
+    let records = records as f64;
     (cpu as f64 / records, rcpu as f64 / records)
 }
 
@@ -149,7 +118,6 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 #[tokio::test]
-#[ignore = "a measurement: run with --run-ignored only (see the module docs)"]
 async fn consumer_cpu() {
     let bins: Vec<std::path::PathBuf> = match std::env::var("TSVC_BINARIES") {
         Ok(s) if !s.trim().is_empty() => s.split_whitespace().map(Into::into).collect(),
@@ -161,14 +129,22 @@ async fn consumer_cpu() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    let (rounds, entries) = (number("TSVC_ROUNDS", 3), number("TSVC_ENTRIES", 400));
-    let payloads: Vec<String> = (0..entries)
-        .map(|e| serde_json::to_string(&entry(e)).unwrap())
+    let (rounds, entries) = (number("TSVC_ROUNDS", 1), number("TSVC_ENTRIES", 40));
+    let mut tokens_in = load_entry(0, PER_ENTRY)
+        .iter()
+        .map(|r| r.prompt_tokens)
+        .sum();
+    let payloads: Vec<String> = (1..=entries)
+        .map(|e| {
+            let recs = load_entry(e, PER_ENTRY);
+            tokens_in += recs.iter().map(|r| r.prompt_tokens).sum::<u64>();
+            serde_json::to_string(&recs).unwrap()
+        })
         .collect();
     let mut results = vec![(Vec::new(), Vec::new()); bins.len()];
     for round in 0..rounds {
         for (bin, res) in bins.iter().zip(&mut results) {
-            let (ts, redis) = run(bin, &payloads).await;
+            let (ts, redis) = run(bin, &payloads, tokens_in).await;
             println!(
                 "round {round} {}: token-service {ts:.2} µs/record, redis {redis:.2} µs/record",
                 bin.display()

@@ -34,47 +34,19 @@ async fn commandstats(redis: &aigw_testkit::RedisServer) -> BTreeMap<String, u64
         .collect()
 }
 
-/// User + system CPU of this process (the service runs in it), in µs.
-fn cpu_us() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = after.split(' ').collect();
-    // Fields 14 and 15 (utime, stime), counted after the command name.
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    ticks * 10_000
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_sends_at_most_a_tenth_of_a_command_per_record() {
     let redis = aigw_testkit::RedisServer::start().await;
     publish_snapshot(&redis, &snapshot(1)).await;
-    let models = ["gpt-4o-mini", "precise"];
-    let namespaces = ["team-a", "team-b"];
     let mut n = 0u64;
     for e in 0..ENTRIES {
-        let recs: Vec<_> = (0..PER_ENTRY)
-            .map(|i| {
-                let k = e * PER_ENTRY + i;
-                let mut r = record(
-                    &format!("0193a4c2-7f1e-7c3a-9e5b-{k:012x}"),
-                    namespaces[k % 2],
-                    models[(k / 2) % 2],
-                );
-                r.api_key_id = Some(format!("key-{}", k % 2));
-                r.instance_id = Some("inst-1".into());
-                r.prompt_tokens = 20 + (k as u64 % 50);
-                r.completion_tokens = 30 + (k as u64 % 70);
-                r.duration_us = 900 + (k as u64 % 5000);
-                r.ttft_us = Some(400 + (k as u64 % 300));
-                n += r.prompt_tokens;
-                r
-            })
-            .collect();
+        let recs = load_entry(e, PER_ENTRY);
+        n += recs.iter().map(|r| r.prompt_tokens).sum::<u64>();
         push_records(&redis, &recs).await;
     }
     let records = (ENTRIES * PER_ENTRY) as u64;
     let before = commandstats(&redis).await;
-    let cpu0 = cpu_us();
+    let cpu0 = cpu_us("self");
     let app = TestApp::spawn_on(redis, |c| {
         c.metrics_flush_interval = Duration::from_secs(1);
         c.snapshot_poll_interval = Duration::from_secs(5);
@@ -88,7 +60,7 @@ async fn the_pipeline_sends_at_most_a_tenth_of_a_command_per_record() {
         async { xlen(&app.redis).await == 0 }
     })
     .await;
-    let cpu = cpu_us() - cpu0;
+    let cpu = cpu_us("self") - cpu0;
     let after = commandstats(&app.redis).await;
 
     let mut total = 0u64;
@@ -113,27 +85,12 @@ async fn the_pipeline_sends_at_most_a_tenth_of_a_command_per_record() {
 
     // Exact, and within budget.
     let r = &app.redis;
-    let requests: i64 = series_sum(r, &models, &namespaces, "requests").await;
+    let requests = load_series_sum(r, "requests").await;
     assert_eq!(requests as u64, records);
-    let tokens_in: i64 = series_sum(r, &models, &namespaces, "tokens_in").await;
+    let tokens_in = load_series_sum(r, "tokens_in").await;
     assert_eq!(tokens_in as u64, n);
     let ledger = ledger_entries(r).await;
     assert_eq!(ledger.len(), ENTRIES, "one ledger entry per usage entry");
     assert_eq!(ledger.iter().map(Vec::len).sum::<usize>() as u64, records);
     assert!(per <= 0.1, "{per} Redis commands per record");
-}
-
-async fn series_sum(
-    r: &aigw_testkit::RedisServer,
-    models: &[&str],
-    namespaces: &[&str],
-    what: &str,
-) -> i64 {
-    let mut s = 0;
-    for m in models {
-        for ns in namespaces {
-            s += r.get_i64(&format!("metrics:model:{m}:{ns}:{what}")).await;
-        }
-    }
-    s
 }

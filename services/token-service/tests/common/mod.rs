@@ -331,3 +331,56 @@ pub async fn ledger_entries(redis: &RedisServer) -> Vec<Vec<aigw_types::LedgerRo
         })
         .collect()
 }
+
+/// Entry `e` of a realistic load: `per_entry` records over two namespaces
+/// and the two priced models, two keys, varied token counts and timings,
+/// as the gateway's flusher writes them.
+pub fn load_entry(e: usize, per_entry: usize) -> Vec<UsageRecord> {
+    let models = LOAD_MODELS;
+    let namespaces = LOAD_NAMESPACES;
+    (0..per_entry)
+        .map(|i| {
+            let k = e * per_entry + i;
+            let mut r = record(
+                &format!("0193a4c2-7f1e-7c3a-9e5b-{k:012x}"),
+                namespaces[k % 2],
+                models[(k / 2) % 2],
+            );
+            r.api_key_id = Some(format!("key-{}", k % 2));
+            r.instance_id = Some("inst-1".into());
+            r.prompt_tokens = 20 + (k as u64 % 50);
+            r.completion_tokens = 30 + (k as u64 % 70);
+            r.duration_us = 900 + (k as u64 % 5000);
+            r.ttft_us = Some(400 + (k as u64 % 300));
+            r
+        })
+        .collect()
+}
+
+/// The models and namespaces of [`load_entry`].
+pub const LOAD_MODELS: [&str; 2] = ["gpt-4o-mini", "precise"];
+pub const LOAD_NAMESPACES: [&str; 2] = ["team-a", "team-b"];
+
+/// A model series (`requests`, `tokens_in`, …) summed over the models and
+/// namespaces of [`load_entry`].
+pub async fn load_series_sum(r: &RedisServer, what: &str) -> i64 {
+    let mut s = 0;
+    for m in LOAD_MODELS {
+        for ns in LOAD_NAMESPACES {
+            s += r.get_i64(&format!("metrics:model:{m}:{ns}:{what}")).await;
+        }
+    }
+    s
+}
+
+/// User + system CPU of a process (`"self"` or a pid), in µs (clock ticks
+/// of 10 ms), from `/proc/<pid>/stat`.
+#[allow(clippy::disallowed_methods)]
+pub fn cpu_us(pid: &str) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    // Fields 14 and 15 (utime, stime), counted after the command name.
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    ticks * 10_000
+}
