@@ -26,7 +26,7 @@
 use crate::error::{GatewayError, LimitReason};
 use crate::lease::{Lease, LeaseBook};
 use crate::namespace::{ConcurrencySlot, NamespaceRuntime};
-use crate::quota::{Kind, Refill, Slice, SLICE_LIFETIME};
+use crate::quota::{timed_out, Kind, Refill, Slice, SLICE_LIFETIME};
 use crate::routing::{NamespaceRoute, RoutingStore};
 use aigw_metrics::RedisConn;
 use aigw_service::clock;
@@ -272,10 +272,6 @@ impl Limiter {
             }
         }
     }
-}
-
-fn timed_out() -> redis::RedisError {
-    redis::RedisError::from((redis::ErrorKind::IoError, "timeout"))
 }
 
 /// The settler of RPM/TPM slices: settles every slice at the end of its

@@ -244,10 +244,7 @@ impl Slice {
             }
             Err(_) => {
                 self.restore(old);
-                return Err(redis::RedisError::from((
-                    redis::ErrorKind::IoError,
-                    "timeout",
-                )));
+                return Err(timed_out());
             }
         };
         if code != 0 {
@@ -282,4 +279,9 @@ impl Slice {
             }
         }
     }
+}
+
+/// The error of a Redis call that did not answer in time.
+pub(crate) fn timed_out() -> redis::RedisError {
+    redis::RedisError::from((redis::ErrorKind::IoError, "timeout"))
 }
