@@ -52,9 +52,8 @@ NGINX=${NGINX:-1}
 LIMITS=${LIMITS:-"{}"}
 ANTHROPIC=${ANTHROPIC:-0}
 command -v nginx >/dev/null || NGINX=0
-for t in redis-server redis-cli jq curl sha256sum; do
-  command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 1; }
-done
+# shellcheck source=services/gateway/benches/common.sh
+. "$root/services/gateway/benches/common.sh"
 
 if [ "$BUILD" = 1 ]; then
   cargo build --release -q --workspace --bins
@@ -62,36 +61,7 @@ fi
 gateways=("$@")
 [ ${#gateways[@]} -gt 0 ] || gateways=("$bin/gateway")
 
-out=$root/target/bench-cpu
-rm -rf "$out"; mkdir -p "$out"
-work=$(mktemp -d /tmp/gw-cpu.XXXXXX)
-pids=()
-cleanup() {
-  local i
-  for (( i = ${#pids[@]} - 1; i >= 0; i-- )); do
-    kill -TERM "${pids[i]}" 2>/dev/null || true
-  done
-  for (( i = ${#pids[@]} - 1; i >= 0; i-- )); do
-    wait "${pids[i]}" 2>/dev/null || true
-  done
-  cp "$work"/*.log "$out/" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  local p
-  while :; do
-    p=$(( (RANDOM % 12000) + 20000 ))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
-wait_http() {
-  local i
-  for i in $(seq 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
-  echo "not up: $1" >&2; return 1
-}
+bench_init bench-cpu
 
 redis_ports=()
 if [ "$REDIS" = cluster ]; then

@@ -30,40 +30,13 @@ ROUNDS=${ROUNDS:-2}
 LOAD_CONNS=${LOAD_CONNS:-256}
 MOCK_CHUNKS=${MOCK_CHUNKS:-20}
 GW_RUST_LOG=${GW_RUST_LOG:-info}
-for t in redis-server redis-cli jq curl sha256sum; do
-  command -v "$t" >/dev/null || { echo "missing tool: $t" >&2; exit 1; }
-done
+# shellcheck source=services/gateway/benches/common.sh
+. "$root/services/gateway/benches/common.sh"
 gateways=("$@")
 [ ${#gateways[@]} -gt 0 ] || gateways=("$bin/gateway")
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-out=$root/target/bench-mem
-rm -rf "$out"; mkdir -p "$out"
-work=$(mktemp -d /tmp/gw-mem.XXXXXX)
-pids=()
-cleanup() {
-  local i
-  for (( i = ${#pids[@]} - 1; i >= 0; i-- )); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
-  for (( i = ${#pids[@]} - 1; i >= 0; i-- )); do wait "${pids[i]}" 2>/dev/null || true; done
-  cp "$work"/*.log "$out/" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  local p
-  while :; do
-    p=$(( (RANDOM % 12000) + 20000 ))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
-wait_http() {
-  local i
-  for i in $(seq 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
-  echo "not up: $1" >&2; return 1
-}
-rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+bench_init bench-mem
 
 redis_port=$(free_port)
 redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
