@@ -8,6 +8,7 @@ use crate::keys;
 use crate::metric::{Counter, Gauge, Histogram, LabelSet, MaxGauge, SetGauge};
 use crate::slots::{in_slot, key_slot};
 use redis::Script;
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 /// A list of writes, applied atomically by one script call.
@@ -15,6 +16,21 @@ use std::sync::LazyLock;
 pub struct Ops {
     pub(crate) args: Vec<String>,
     pub(crate) count: usize,
+}
+
+/// Ops of [`OnceBatch::merged`], in [`Ops`]' encoding, their strings
+/// borrowed from the batch where they are copied unchanged.
+#[derive(Debug, Default)]
+struct Merged<'a> {
+    args: Vec<Cow<'a, str>>,
+    count: usize,
+}
+
+impl<'a> Merged<'a> {
+    fn push<const N: usize>(&mut self, parts: [Cow<'a, str>; N]) {
+        self.args.extend(parts);
+        self.count += 1;
+    }
 }
 
 /// Histogram changes: per-bucket counts (same order as the family's bounds,
@@ -96,6 +112,17 @@ impl Ops {
     /// Appends a stream entry with one field.
     pub fn xadd(&mut self, stream: &str, field: &str, payload: &str) {
         self.push(&["a", stream, field, payload]);
+    }
+
+    /// [`Self::xadd`] taking the payload as it is, without a copy.
+    pub fn xadd_owned(&mut self, stream: &str, field: &str, payload: String) {
+        self.args.extend([
+            "a".to_string(),
+            stream.to_string(),
+            field.to_string(),
+            payload,
+        ]);
+        self.count += 1;
     }
 
     fn index(&mut self, family: &Family, labels: &[&str]) {
@@ -688,12 +715,12 @@ impl OnceBatch {
     /// duplicate and left out. `None` when the ops cannot be merged here
     /// (a value that is not an integer, a sum past `i64`): the record-by-
     /// record script handles those.
-    fn merged(&self) -> Option<(Vec<&str>, Ops)> {
+    fn merged(&self) -> Option<(Vec<&str>, Merged<'_>)> {
         use std::collections::hash_map::Entry;
         use std::collections::{HashMap, HashSet};
         let mut markers: Vec<&str> = Vec::with_capacity(self.records.len());
         let mut seen: HashSet<&str> = HashSet::with_capacity(self.records.len());
-        let mut ordered = Ops::new();
+        let mut out = Merged::default();
         let mut incr: Vec<(&str, i64)> = Vec::new();
         let mut incr_at: HashMap<&str, usize> = HashMap::new();
         let mut hincr: Vec<(&str, &str, i64)> = Vec::new();
@@ -769,29 +796,30 @@ impl OnceBatch {
                     }
                     "g" | "a" => {
                         let (x, y) = (a.get(i + 2)?, a.get(i + 3)?);
-                        ordered.push(&[op, k, x, y]);
+                        // Borrowed: a stream payload can be large.
+                        out.push([op, k, x, y].map(Cow::Borrowed));
                         i += 4;
                     }
                     _ => return None,
                 }
             }
         }
-        let mut out = ordered;
+        let b = Cow::Borrowed;
         for (k, v) in incr {
-            out.incr(k, v);
+            out.push([b("c"), b(k), Cow::Owned(v.to_string())]);
         }
         for (k, f, v) in hincr {
-            out.hincr(k, f, v);
+            out.push([b("h"), b(k), b(f), Cow::Owned(v.to_string())]);
         }
         for (k, m) in members {
-            out.sadd(k, m);
+            out.push([b("i"), b(k), b(m)]);
         }
         for (k, set, v) in values {
-            if set {
-                out.set(k, v);
-            } else {
-                out.set_max(k, v);
-            }
+            out.push([
+                b(if set { "s" } else { "x" }),
+                b(k),
+                Cow::Owned(v.to_string()),
+            ]);
         }
         Some((markers, out))
     }
@@ -878,7 +906,7 @@ impl OnceBatch {
             }
             inv.arg(ops.count);
             for a in &ops.args {
-                inv.arg(a);
+                inv.arg(a.as_ref());
             }
             let all_new: i64 = inv.invoke_async(conn).await?;
             if all_new == 1 {

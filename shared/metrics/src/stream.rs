@@ -53,7 +53,7 @@ impl GroupReader {
         }
         cmd.arg("STREAMS").arg(self.stream).arg(id);
         let v: Value = cmd.query_async(conn).await?;
-        Ok(parse_read_reply(&v, self.field))
+        Ok(parse_read_reply(v, self.field))
     }
 
     /// One `XAUTOCLAIM` step from `cursor`: the next cursor (`0-0` at the
@@ -73,7 +73,7 @@ impl GroupReader {
             .arg(self.count)
             .query_async(conn)
             .await?;
-        Ok(parse_autoclaim_reply(&v, self.field))
+        Ok(parse_autoclaim_reply(v, self.field))
     }
 
     /// Acknowledges the entries and deletes them (so the stream does not
@@ -201,21 +201,17 @@ fn as_pairs(v: &Value) -> Vec<(String, &Value)> {
 }
 
 /// Entries of an `[[id, fields-or-nil], ...]` list; `field` names the
-/// payload.
-fn parse_entries(v: &Value, field: &str) -> Vec<Entry> {
-    as_seq(v)
+/// payload, which is moved out of the reply, not copied.
+fn parse_entries(v: Value, field: &str) -> Vec<Entry> {
+    into_seq(v)
         .unwrap_or_default()
-        .iter()
+        .into_iter()
         .filter_map(|e| {
-            let parts = as_seq(e)?;
-            let id = as_string(parts.first()?)?;
-            let deleted = matches!(parts.get(1), None | Some(Value::Nil));
-            let payload = parts.get(1).and_then(|fields| {
-                as_pairs(fields)
-                    .into_iter()
-                    .find(|(k, _)| k == field)
-                    .and_then(|(_, v)| as_string(v))
-            });
+            let mut parts = into_seq(e)?.into_iter();
+            let id = as_string(&parts.next()?)?;
+            let fields = parts.next();
+            let deleted = matches!(fields, None | Some(Value::Nil));
+            let payload = fields.and_then(|fields| field_value(fields, field));
             Some(Entry {
                 id,
                 payload,
@@ -225,17 +221,54 @@ fn parse_entries(v: &Value, field: &str) -> Vec<Entry> {
         .collect()
 }
 
+fn into_seq(v: Value) -> Option<Vec<Value>> {
+    match v {
+        Value::Array(a) | Value::Set(a) => Some(a),
+        _ => None,
+    }
+}
+
+fn into_string(v: Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b).ok(),
+        Value::SimpleString(s) => Some(s),
+        Value::VerbatimString { text, .. } => Some(text),
+        _ => None,
+    }
+}
+
+/// The value of `field` in an entry's fields (a map, or a flat list of
+/// field and value).
+fn field_value(fields: Value, field: &str) -> Option<String> {
+    match fields {
+        Value::Map(m) => m
+            .into_iter()
+            .find(|(k, _)| as_string(k).as_deref() == Some(field))
+            .and_then(|(_, v)| into_string(v)),
+        Value::Array(a) => {
+            let mut it = a.into_iter();
+            while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                if as_string(&k).as_deref() == Some(field) {
+                    return into_string(v);
+                }
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
 /// Entries of an `XREADGROUP` reply (nil on timeout).
-pub fn parse_read_reply(v: &Value, field: &str) -> Vec<Entry> {
+pub fn parse_read_reply(v: Value, field: &str) -> Vec<Entry> {
     match v {
         Value::Nil => Vec::new(),
         Value::Map(m) => m
-            .iter()
+            .into_iter()
             .flat_map(|(_, e)| parse_entries(e, field))
             .collect(),
         Value::Array(streams) => streams
-            .iter()
-            .filter_map(|s| as_seq(s).and_then(|p| p.get(1)))
+            .into_iter()
+            .filter_map(|s| into_seq(s).and_then(|p| p.into_iter().nth(1)))
             .flat_map(|e| parse_entries(e, field))
             .collect(),
         _ => Vec::new(),
@@ -243,13 +276,14 @@ pub fn parse_read_reply(v: &Value, field: &str) -> Vec<Entry> {
 }
 
 /// The next cursor and the claimed entries of an `XAUTOCLAIM` reply.
-pub fn parse_autoclaim_reply(v: &Value, field: &str) -> (String, Vec<Entry>) {
-    let Some(parts) = as_seq(v) else {
+pub fn parse_autoclaim_reply(v: Value, field: &str) -> (String, Vec<Entry>) {
+    let Some(parts) = into_seq(v) else {
         return (String::new(), Vec::new());
     };
-    let next = parts.first().and_then(as_string).unwrap_or_default();
+    let mut parts = parts.into_iter();
+    let next = parts.next().and_then(into_string).unwrap_or_default();
     let entries = parts
-        .get(1)
+        .next()
         .map(|e| parse_entries(e, field))
         .unwrap_or_default();
     (next, entries)

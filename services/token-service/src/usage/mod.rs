@@ -28,7 +28,7 @@ use crate::tokenize::{models, Encoders, Encoding};
 use aigw_metrics::families::token_service as f;
 use aigw_metrics::{keys, Counter, HistDelta, Histogram, Kind, LabelSet, NoLabels, Ops};
 use aigw_types::{BudgetMonth, ConfigSnapshot, CountText, ModelConfig, TokenSource};
-use record::{LedgerRowView, RecordView};
+use record::{LedgerRowView, RecordView, RowStr};
 
 /// Scope of the idempotence markers, one per usage-stream entry
 /// (`metrics:once:usage-entry:{entry id}`).
@@ -170,16 +170,16 @@ fn price(
 /// The spend ledger's row of a record, with the tokens and cost accounted.
 fn ledger_row<'r>(rec: &'r RecordView, p: &Priced) -> LedgerRowView<'r> {
     LedgerRowView {
-        request_id: &rec.id,
+        request_id: RowStr::of(&rec.id),
         started_at_ms: rec.started_at_ms,
-        namespace_code: &rec.namespace_code,
-        api_key_id: rec.api_key_id.as_deref(),
-        model: &rec.model,
-        instance_id: rec.instance_id.as_deref(),
-        endpoint: &rec.endpoint,
+        namespace_code: RowStr::of(&rec.namespace_code),
+        api_key_id: rec.api_key_id.as_ref().map(RowStr::of),
+        model: RowStr::of(&rec.model),
+        instance_id: rec.instance_id.as_ref().map(RowStr::of),
+        endpoint: RowStr::of(&rec.endpoint),
         stream: rec.stream,
         status: rec.status,
-        error_kind: rec.error_kind.as_deref(),
+        error_kind: rec.error_kind.as_ref().map(RowStr::of),
         prompt_tokens: p.prompt_tokens,
         completion_tokens: p.completion_tokens,
         cached_tokens: p.cached_tokens,
@@ -477,9 +477,13 @@ pub enum EntryError {
     NotAnArray(&'static str),
 }
 
-/// The plan of one entry's payload (a JSON array of usage records), each
-/// record parsed once from its own slice, its strings borrowed from it;
-/// `entry` names it in logs.
+/// The plan of one entry's payload (a JSON array of usage records), the
+/// records' strings borrowed from it; `entry` names it in logs.
+///
+/// The payload is read in one pass when every record in it is readable
+/// (the gateway writes nothing else); otherwise it is read again, record
+/// by record, so that an unreadable record is skipped and the others are
+/// accounted.
 pub fn entry_plan(
     entry: &str,
     payload: &str,
@@ -487,52 +491,57 @@ pub fn entry_plan(
     enc: &Encoders,
     ledger: bool,
 ) -> Result<EntryPlan, EntryError> {
-    let items: Vec<&serde_json::value::RawValue> =
-        serde_json::from_str(payload).map_err(|e| EntryError::NotAnArray(classify(&e)))?;
     let mut plan = EntryPlan::default();
     let mut sums = EntrySums::new(snap);
     // Rows are about as long as the records they come from.
-    let mut rows: Vec<u8> = Vec::with_capacity(if ledger { payload.len() } else { 0 });
-    for (i, item) in items.into_iter().enumerate() {
-        match serde_json::from_str::<RecordView>(item.get()) {
-            Ok(rec) if !rec.id.is_empty() && rec.id.len() <= MAX_RECORD_ID => {
-                let p = sums.add(&rec, enc);
-                if ledger {
-                    rows.push(if rows.is_empty() { b'[' } else { b',' });
-                    let len = rows.len();
-                    if let Err(e) = serde_json::to_writer(&mut rows, &ledger_row(&rec, &p)) {
-                        rows.truncate(len - 1);
-                        tracing::error!(record = %rec.id, error = %e, "ledger row not serializable");
-                    }
-                }
-                plan.records += 1;
+    let mut rows = String::with_capacity(if ledger { payload.len() } else { 0 });
+    let mut take = |i: usize, rec: Result<&RecordView<'_>, &'static str>| match rec {
+        Ok(rec) if !rec.id.is_empty() && rec.id.len() <= MAX_RECORD_ID => {
+            let p = sums.add(rec, enc);
+            if ledger {
+                rows.push(if rows.is_empty() { '[' } else { ',' });
+                ledger_row(rec, &p).write(&mut rows);
             }
-            Ok(_) => {
-                plan.malformed_records += 1;
-                tracing::warn!(
-                    entry,
-                    index = i,
-                    "usage record with an empty or oversized id; skipped"
-                );
+            plan.records += 1;
+        }
+        Ok(_) => {
+            plan.malformed_records += 1;
+            tracing::warn!(
+                entry,
+                index = i,
+                "usage record with an empty or oversized id; skipped"
+            );
+        }
+        Err(class) => {
+            plan.malformed_records += 1;
+            tracing::warn!(
+                entry,
+                index = i,
+                error = class,
+                "unreadable usage record; skipped"
+            );
+        }
+    };
+    match serde_json::from_str::<Vec<RecordView>>(payload) {
+        Ok(records) => {
+            for (i, rec) in records.iter().enumerate() {
+                take(i, Ok(rec));
             }
-            Err(err) => {
-                plan.malformed_records += 1;
-                tracing::warn!(
-                    entry,
-                    index = i,
-                    error = classify(&err),
-                    "unreadable usage record; skipped"
-                );
+        }
+        Err(_) => {
+            let items: Vec<&serde_json::value::RawValue> =
+                serde_json::from_str(payload).map_err(|e| EntryError::NotAnArray(classify(&e)))?;
+            for (i, item) in items.into_iter().enumerate() {
+                let rec = serde_json::from_str::<RecordView>(item.get());
+                take(i, rec.as_ref().map_err(classify));
             }
         }
     }
     sums.write(&mut plan.ops);
     if !rows.is_empty() {
-        rows.push(b']');
-        // serde_json writes UTF-8 only.
-        let rows = String::from_utf8_lossy(&rows);
+        rows.push(']');
         plan.ops
-            .xadd(keys::LEDGER_STREAM, keys::LEDGER_FIELD, &rows);
+            .xadd_owned(keys::LEDGER_STREAM, keys::LEDGER_FIELD, rows);
     }
     Ok(plan)
 }
@@ -544,5 +553,55 @@ pub fn classify(e: &serde_json::Error) -> &'static str {
         serde_json::error::Category::Syntax => "syntax",
         serde_json::error::Category::Data => "data",
         serde_json::error::Category::Eof => "eof",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aigw_types::ModelConfig;
+    use rust_decimal::Decimal;
+
+    fn record(id: &str) -> serde_json::Value {
+        serde_json::json!({
+            "id": id, "namespace_code": "team-a", "model": "gpt-4o-mini",
+            "instance_id": "i\"1", "endpoint": "chat", "status": 200,
+            "started_at_ms": 1_764_000_000_000i64, "duration_us": 1500, "ttft_us": 700,
+            "stream": false, "prompt_tokens": 1000, "completion_tokens": 500,
+            "token_source": "upstream"
+        })
+    }
+
+    /// A payload with unreadable records is read record by record; the
+    /// readable ones are planned exactly as in a payload of only them,
+    /// which is read in one pass.
+    #[test]
+    fn unreadable_records_leave_the_plan_of_the_others_as_it_is() {
+        let mut snap = ConfigSnapshot::default();
+        snap.models.push(ModelConfig {
+            name: "gpt-4o-mini".into(),
+            encoding: "o200k_base".into(),
+            input_price_per_1m: Some(Decimal::new(15, 2)),
+            output_price_per_1m: Some(Decimal::new(60, 2)),
+            cached_input_price_per_1m: None,
+            cache_write_price_per_1m: None,
+            context_window: None,
+            enabled: true,
+        });
+        let enc = Encoders::load().unwrap();
+        let clean = serde_json::json!([record("a"), record("b")]).to_string();
+        let mixed = serde_json::json!([record("a"), 42, {"id": "half"}, record("b"), record("")])
+            .to_string();
+        let clean = entry_plan("1-0", &clean, &snap, &enc, true).unwrap();
+        let mixed = entry_plan("2-0", &mixed, &snap, &enc, true).unwrap();
+        assert_eq!((clean.records, clean.malformed_records), (2, 0));
+        assert_eq!((mixed.records, mixed.malformed_records), (2, 3));
+        assert_eq!(format!("{:?}", mixed.ops), format!("{:?}", clean.ops));
+        // 1000 × 0.15 + 500 × 0.60 per 1M = 0.00045 USD per record.
+        assert!(format!("{:?}", clean.ops).contains(r#"\"cost_nano_usd\":450000"#));
+        assert!(matches!(
+            entry_plan("3-0", "{\"a\": 1}", &snap, &enc, true),
+            Err(EntryError::NotAnArray("data"))
+        ));
     }
 }

@@ -3,10 +3,12 @@
 //! same fields and serde rules, their strings borrowed — from the stream
 //! entry's payload (copied only when they hold escapes) and from the record
 //! — so that reading a record and writing its row allocate nothing per
-//! field.
+//! field. A row is written by hand ([`LedgerRowView::write`]): a string read
+//! without escapes is written back as it was read, without scanning it
+//! again for characters to escape.
 
 use aigw_types::{CountText, TokenSource};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer};
 use std::borrow::Cow;
 
 /// A usage record read from a payload; reads what
@@ -56,23 +58,57 @@ fn optional<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, st
     Ok(Option::<Borrowed<'a>>::deserialize(d)?.map(|b| b.0))
 }
 
+/// A string of a record, to be written into a row as JSON.
+#[derive(Debug, Clone, Copy)]
+pub struct RowStr<'a> {
+    text: &'a str,
+    /// Read without escapes: serde_json borrows a string only when it has
+    /// none, and refuses control characters in it, so the text holds no
+    /// character that JSON output escapes (`"`, `\\`, U+0000–U+001F).
+    plain: bool,
+}
+
+impl<'a> RowStr<'a> {
+    /// A string of a [`RecordView`] (the `Cow` itself: its variant tells
+    /// whether the text had escapes).
+    #[allow(clippy::ptr_arg)]
+    pub fn of(s: &'a Cow<'_, str>) -> Self {
+        RowStr {
+            text: s,
+            plain: matches!(s, Cow::Borrowed(_)),
+        }
+    }
+
+    fn write(self, out: &mut String) {
+        if self.plain {
+            out.push('"');
+            out.push_str(self.text);
+            out.push('"');
+        } else {
+            // serde_json's escaping, as `LedgerRow` serializes it.
+            match serde_json::to_string(self.text) {
+                Ok(t) => out.push_str(&t),
+                // A `str` always serializes; keep the row valid regardless.
+                Err(_) => out.push_str("\"\""),
+            }
+        }
+    }
+}
+
 /// A ledger row as [`aigw_types::LedgerRow`] serializes it (same fields,
-/// same order, same omissions).
-#[derive(Debug, Serialize)]
+/// same order, same omissions), written by [`LedgerRowView::write`].
+#[derive(Debug)]
 pub struct LedgerRowView<'a> {
-    pub request_id: &'a str,
+    pub request_id: RowStr<'a>,
     pub started_at_ms: i64,
-    pub namespace_code: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub api_key_id: Option<&'a str>,
-    pub model: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance_id: Option<&'a str>,
-    pub endpoint: &'a str,
+    pub namespace_code: RowStr<'a>,
+    pub api_key_id: Option<RowStr<'a>>,
+    pub model: RowStr<'a>,
+    pub instance_id: Option<RowStr<'a>>,
+    pub endpoint: RowStr<'a>,
     pub stream: bool,
     pub status: u16,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_kind: Option<&'a str>,
+    pub error_kind: Option<RowStr<'a>>,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub cached_tokens: u64,
@@ -81,8 +117,63 @@ pub struct LedgerRowView<'a> {
     pub estimated: bool,
     pub cost_nano_usd: u64,
     pub duration_us: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ttft_us: Option<u64>,
+}
+
+impl LedgerRowView<'_> {
+    /// Appends the row's JSON object to `out`: the bytes
+    /// `serde_json::to_string(&LedgerRow)` gives for the same row.
+    pub fn write(&self, out: &mut String) {
+        let mut num = itoa::Buffer::new();
+        let mut int = |out: &mut String, name: &str, v: u64| {
+            out.push_str(name);
+            out.push_str(num.format(v));
+        };
+        out.push_str("{\"request_id\":");
+        self.request_id.write(out);
+        out.push_str(",\"started_at_ms\":");
+        out.push_str(itoa::Buffer::new().format(self.started_at_ms));
+        out.push_str(",\"namespace_code\":");
+        self.namespace_code.write(out);
+        if let Some(k) = self.api_key_id {
+            out.push_str(",\"api_key_id\":");
+            k.write(out);
+        }
+        out.push_str(",\"model\":");
+        self.model.write(out);
+        if let Some(i) = self.instance_id {
+            out.push_str(",\"instance_id\":");
+            i.write(out);
+        }
+        out.push_str(",\"endpoint\":");
+        self.endpoint.write(out);
+        out.push_str(if self.stream {
+            ",\"stream\":true"
+        } else {
+            ",\"stream\":false"
+        });
+        int(out, ",\"status\":", u64::from(self.status));
+        if let Some(e) = self.error_kind {
+            out.push_str(",\"error_kind\":");
+            e.write(out);
+        }
+        int(out, ",\"prompt_tokens\":", self.prompt_tokens);
+        int(out, ",\"completion_tokens\":", self.completion_tokens);
+        int(out, ",\"cached_tokens\":", self.cached_tokens);
+        int(out, ",\"cache_write_tokens\":", self.cache_write_tokens);
+        int(out, ",\"reasoning_tokens\":", self.reasoning_tokens);
+        out.push_str(if self.estimated {
+            ",\"estimated\":true"
+        } else {
+            ",\"estimated\":false"
+        });
+        int(out, ",\"cost_nano_usd\":", self.cost_nano_usd);
+        int(out, ",\"duration_us\":", self.duration_us);
+        if let Some(t) = self.ttft_us {
+            int(out, ",\"ttft_us\":", t);
+        }
+        out.push('}');
+    }
 }
 
 #[cfg(test)]
@@ -105,7 +196,14 @@ mod tests {
             "status": 200, "started_at_ms": -1, "duration_us": 0, "stream": false,
             "token_source": "upstream", "api_key_id": null, "extra": [1]
         });
-        vec![full, minimal]
+        let escaped = serde_json::json!({
+            "id": "r\u{1}\n\t/é\u{7f}", "namespace_code": "ns \\ \"q\"", "api_key_id": "κλειδί",
+            "model": "m\u{1f}", "instance_id": "", "endpoint": "chat", "status": 200,
+            "error_kind": "é\u{0}", "started_at_ms": i64::MIN, "duration_us": u64::MAX,
+            "ttft_us": 0, "stream": false, "prompt_tokens": u64::MAX,
+            "token_source": "upstream"
+        });
+        vec![full, minimal, escaped]
     }
 
     /// The view reads what the shared type reads, and its row is the
@@ -143,16 +241,16 @@ mod tests {
                 ttft_us: owned.ttft_us,
             };
             let row_view = LedgerRowView {
-                request_id: &view.id,
+                request_id: RowStr::of(&view.id),
                 started_at_ms: view.started_at_ms,
-                namespace_code: &view.namespace_code,
-                api_key_id: view.api_key_id.as_deref(),
-                model: &view.model,
-                instance_id: view.instance_id.as_deref(),
-                endpoint: &view.endpoint,
+                namespace_code: RowStr::of(&view.namespace_code),
+                api_key_id: view.api_key_id.as_ref().map(RowStr::of),
+                model: RowStr::of(&view.model),
+                instance_id: view.instance_id.as_ref().map(RowStr::of),
+                endpoint: RowStr::of(&view.endpoint),
                 stream: view.stream,
                 status: view.status,
-                error_kind: view.error_kind.as_deref(),
+                error_kind: view.error_kind.as_ref().map(RowStr::of),
                 prompt_tokens: 7,
                 completion_tokens: view.completion_tokens,
                 cached_tokens: view.cached_tokens,
@@ -163,10 +261,9 @@ mod tests {
                 duration_us: view.duration_us,
                 ttft_us: view.ttft_us,
             };
-            assert_eq!(
-                serde_json::to_string(&row_view).unwrap(),
-                serde_json::to_string(&row).unwrap()
-            );
+            let mut written = String::new();
+            row_view.write(&mut written);
+            assert_eq!(written, serde_json::to_string(&row).unwrap());
         }
     }
 

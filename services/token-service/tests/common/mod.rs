@@ -299,7 +299,7 @@ pub async fn apply_first_unacknowledged(
         .query_async(&mut conn)
         .await
         .unwrap();
-    let taken = aigw_metrics::stream::parse_read_reply(&v, keys::USAGE_FIELD);
+    let taken = aigw_metrics::stream::parse_read_reply(v, keys::USAGE_FIELD);
     let encoders = token_service::tokenize::Encoders::load().unwrap();
     let first = &taken[0];
     let payload = first.payload.as_deref().unwrap();
