@@ -189,6 +189,11 @@ pub struct RecorderConfig {
     pub max_queued_records: usize,
     /// Records per stream entry at most.
     pub records_per_entry: usize,
+    /// A flush starts before its interval is up once this many records are
+    /// waiting ([`Recorder::records_waiting`]): the memory a batch takes,
+    /// and the burst of work it makes down the stream, stay bounded
+    /// however many requests a second the replica serves.
+    pub flush_records: usize,
 }
 
 impl RecorderConfig {
@@ -200,6 +205,7 @@ impl RecorderConfig {
             stream_field: crate::keys::USAGE_FIELD.to_string(),
             max_queued_records: 200_000,
             records_per_entry: 256,
+            flush_records: 4096,
         }
     }
 }
@@ -224,6 +230,8 @@ struct Inner {
     cfg: RecorderConfig,
     cells: DashMap<String, Series>,
     records: Mutex<VecDeque<String>>,
+    /// Woken when the queue reaches `cfg.flush_records`.
+    records_waiting: tokio::sync::Notify,
     dropped_records: AtomicU64,
     next_seq: AtomicU64,
     pending: tokio::sync::Mutex<Option<Pending>>,
@@ -295,6 +303,7 @@ impl Recorder {
                 cfg,
                 cells: DashMap::new(),
                 records: Mutex::new(VecDeque::new()),
+                records_waiting: tokio::sync::Notify::new(),
                 dropped_records: AtomicU64::new(0),
                 next_seq: AtomicU64::new(1),
                 pending: tokio::sync::Mutex::new(None),
@@ -381,7 +390,18 @@ impl Recorder {
             return false;
         }
         q.push_back(json);
+        let n = q.len();
+        drop(q);
+        if n == self.inner.cfg.flush_records {
+            self.inner.records_waiting.notify_one();
+        }
         true
+    }
+
+    /// Resolves once [`RecorderConfig::flush_records`] records are waiting
+    /// (at once, when they came while nobody was waiting).
+    pub async fn records_waiting(&self) {
+        self.inner.records_waiting.notified().await
     }
 
     /// Records queued and not yet confirmed written.
@@ -453,10 +473,10 @@ impl Recorder {
                 payload.push_str(r);
             }
             payload.push(']');
-            ops.xadd(
+            ops.xadd_owned(
                 &self.inner.cfg.stream,
                 &self.inner.cfg.stream_field,
-                &payload,
+                payload,
             );
         }
         Some(Pending { seq, ops, sealed })

@@ -1,5 +1,6 @@
-//! The background flusher: applies the recorder's batch every interval and
-//! once more on shutdown. With a journal, it also replays the journals of
+//! The background flusher: applies the recorder's batch every interval (and
+//! sooner when [`crate::RecorderConfig::flush_records`] records are
+//! waiting) and once more on shutdown. With a journal, it also replays the journals of
 //! replicas that died in the same directory (at start, then every
 //! [`REPLAY_SCAN`]) and removes its own on a clean stop.
 
@@ -46,6 +47,7 @@ pub fn spawn_flusher(
             }
             tokio::select! {
                 _ = tick.tick() => {}
+                _ = recorder.records_waiting() => {}
                 _ = tokio::time::sleep_until(next_scan), if journaling => continue,
                 _ = cancel.cancelled() => break,
             }

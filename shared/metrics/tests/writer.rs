@@ -450,3 +450,67 @@ async fn shutdown_drains_and_retires_the_replica() {
     let len: i64 = c.xlen("usage:stream").await.unwrap();
     assert_eq!(len, 1);
 }
+
+/// The records in the usage stream.
+async fn streamed_records(c: &mut redis::aio::MultiplexedConnection) -> usize {
+    let entries: redis::streams::StreamRangeReply = c.xrange_all("usage:stream").await.unwrap();
+    entries
+        .ids
+        .iter()
+        .map(|e| {
+            let payload: String = e.get("records").unwrap();
+            serde_json::from_str::<Vec<serde_json::Value>>(&payload)
+                .unwrap()
+                .len()
+        })
+        .sum()
+}
+
+/// Once `flush_records` records wait, they are written without waiting for
+/// the interval (an hour here), in entries of `records_per_entry`.
+#[tokio::test]
+async fn a_full_batch_of_records_is_flushed_before_the_interval() {
+    let redis = RedisServer::start().await;
+    let conn = RedisConn::new(&redis.url()).unwrap();
+    let rec = Recorder::new(RecorderConfig {
+        flush_records: 600,
+        ..RecorderConfig::for_service("early")
+    });
+    let cancel = CancellationToken::new();
+    let task = spawn_flusher(
+        rec.clone(),
+        conn,
+        Duration::from_secs(3600),
+        Duration::from_secs(10),
+        cancel.clone(),
+    );
+    let mut c = redis.conn().await;
+    // The interval's first tick is at once: it writes this record.
+    assert!(rec.push_record(r#"{"id":"first"}"#.to_string()));
+    for _ in 0..600 {
+        if streamed_records(&mut c).await == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(streamed_records(&mut c).await, 1, "first tick");
+    for i in 0..600 {
+        assert!(rec.push_record(format!(r#"{{"id":"r{i}"}}"#)));
+    }
+    for _ in 0..600 {
+        if streamed_records(&mut c).await == 601 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        streamed_records(&mut c).await,
+        601,
+        "flushed before the interval"
+    );
+    let entries: i64 = c.xlen("usage:stream").await.unwrap();
+    assert_eq!(entries, 1 + 3, "600 records in entries of 256");
+    assert_eq!(rec.queued_records(), 0);
+    cancel.cancel();
+    task.await.unwrap();
+}
