@@ -178,6 +178,7 @@ cc_port=$(free_port)
 start config-center env CONFIG_CENTER_PORT="$cc_port" BIND_ADDR=127.0.0.1 \
   DATABASE_URL="sqlite://$work/cc.db" ADMIN_TOKEN="$admin" REDIS_URL="$redis_url" RUST_LOG="$LOG" \
   "$svc/config-center"
+cc_pid=$last_pid
 wait_http "http://127.0.0.1:$cc_port/health" || die "config-center did not start"
 
 api() { # METHOD PATH JSON → response body; fails on a non-2xx answer
@@ -427,17 +428,16 @@ EOF
   for t in $targets; do
     lg "open-$t-r$r" "$t" -R "$RATE" -d "$D" -c 64 --body-file "$work/body.json"
   done
-  # Once more with Redis and the token-service at idle CPU priority: their
-  # accounting work comes in bursts (a batch per gateway flush) that, on a
-  # shared 2-core machine, delay whatever else runs for a scheduler slice.
-  # This run shows the gateway's own added latency, as on a host where the
-  # accounting pipeline has its own cores.
+  # Once more with the accounting pipeline (Redis, the token-service and the
+  # config-center's ledger writer) at idle CPU priority: its work comes in
+  # bursts (a batch per gateway flush) that, on a shared 2-core machine,
+  # delay whatever else runs. This run shows the gateway's own added
+  # latency, as on a host where the accounting pipeline has its own cores.
   if command -v chrt >/dev/null && chrt -i -a -p 0 "$ts_pid" >/dev/null 2>&1 \
-    && chrt -i -a -p 0 "$redis_pid" >/dev/null 2>&1; then
+    && chrt -i -a -p 0 "$redis_pid" >/dev/null 2>&1 && chrt -i -a -p 0 "$cc_pid" >/dev/null 2>&1; then
     lg "openq-gateway-r$r" gateway -R "$RATE" -d "$D" -c 64 --body-file "$work/body.json"
   fi
-  chrt -o -a -p 0 "$ts_pid" >/dev/null 2>&1 || true
-  chrt -o -a -p 0 "$redis_pid" >/dev/null 2>&1 || true
+  for p in "$ts_pid" "$redis_pid" "$cc_pid"; do chrt -o -a -p 0 "$p" >/dev/null 2>&1 || true; done
 
   say "round $r/$ROUNDS: streaming ($CHUNKS chunks)"
   for t in $targets; do
@@ -614,10 +614,10 @@ cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
   done
   q50=$(med openq-gateway .latency_ms.p50); q99=$(med openq-gateway .latency_ms.p99)
   if [ "$q50" != n/a ]; then
-    echo "| gateway, Redis and token-service at idle CPU priority | $(f "$q50" 3) | $(f "$q99" 3) | $(sub "$q50" "$d50") | $(sub "$q99" "$d99") | $(f "$(med openq-gateway "$(watch_cpu gateway)")" 1) | $(f "$(med openq-gateway .dispatch_lag_ms.p99)" 3) |"
+    echo "| gateway, Redis, token-service and config-center at idle CPU priority | $(f "$q50" 3) | $(f "$q99" 3) | $(sub "$q50" "$d50") | $(sub "$q99" "$d99") | $(f "$(med openq-gateway "$(watch_cpu gateway)")" 1) | $(f "$(med openq-gateway .dispatch_lag_ms.p99)" 3) |"
   fi
   echo
-  echo "On this machine the load generator, the mock, the proxy, Redis and the token-service share 2 cores. The accounting pipeline works in bursts (one batch of usage records per gateway flush: the token-service prices it, Redis applies it in one script call), and a burst delays whatever else is runnable on its core by up to a scheduler slice (~3 ms), which shows in every proxy's p99 alike. The last row repeats the gateway run with Redis and the token-service at idle CPU priority (\`chrt --idle\`), i.e. the gateway's own added latency, as on a host where the accounting pipeline has cores of its own."
+  echo "On this machine the load generator, the mock, the proxy, Redis, the token-service and the config-center share 2 cores. The accounting pipeline works in bursts (one batch of usage records per gateway flush: the token-service prices it, Redis applies it in one script call, the config-center's ledger writer stores its rows), and a burst delays whatever else is runnable on its core, which shows in the gateway's p99 (nginx's and direct runs make no accounting). The last row repeats the gateway run with Redis, the token-service and the config-center at idle CPU priority (\`chrt --idle\`), i.e. the gateway's own added latency, as on a host where the accounting pipeline has cores of its own."
   echo
   echo "The last column is the load generator's own lateness in sending (its pacer shares the cores too); latency counts from the intended send time, so that lateness is part of the row's p99."
   echo
