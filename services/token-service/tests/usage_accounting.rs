@@ -60,13 +60,16 @@ async fn records_are_priced_and_rendered_exactly() {
         processed(&app).await == 5.0 && xlen(&app.redis).await == 0
     })
     .await;
-    // A render taken while the records were being applied may be served
-    // from the 1 s cache: wait until one shows every model series.
+    // A render taken while the records were being applied, or after they
+    // were applied and before their entries were acknowledged, may be
+    // served from the 1 s cache: wait until one shows every model series
+    // and no entry pending.
     wait_for(WAIT, "the model series rendered", || async {
         let m = app.metrics().await;
         let l = |model, ns| [("model", model), ("namespace_code", ns)];
         sample(&m, "model_requests_total", &l("gpt-4o-mini", "team-b")) == Some(1.0)
             && sample(&m, "model_requests_total", &l("other", "team-a")) == Some(1.0)
+            && sample(&m, "token_service_usage_stream_pending", &[]) == Some(0.0)
     })
     .await;
 
