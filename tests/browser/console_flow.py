@@ -23,12 +23,15 @@ import urllib.request
 import openai
 from openai import OpenAI
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import (
+    NoAlertPresentException,
+    StaleElementReferenceException,
+    WebDriverException,
+)
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 CC = os.environ["CC_URL"]
@@ -92,12 +95,29 @@ def fill(d, name, value):
     el.send_keys(value)
 
 
+def replaced(old):
+    """A wait condition: `old` belongs to a document that was replaced.
+    Mid-navigation, chromedriver may report such an element as a node that
+    "does not belong to the document" rather than as stale."""
+    def check(_d):
+        try:
+            old.is_enabled()
+            return False
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as e:
+            if "does not belong to the document" in str(e):
+                return True
+            raise
+    return check
+
+
 def click_and_load(d, element):
     """Clicks a control that posts a form, and waits until the answer's
     page replaced this one (a click returns before the navigation ends)."""
     old = d.find_element(By.TAG_NAME, "html")
     element.click()
-    WebDriverWait(d, 20).until(EC.staleness_of(old))
+    WebDriverWait(d, 20).until(replaced(old))
 
 
 def submit(d, label):
