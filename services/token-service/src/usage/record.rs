@@ -64,7 +64,7 @@ pub struct RowStr<'a> {
     text: &'a str,
     /// Read without escapes: serde_json borrows a string only when it has
     /// none, and refuses control characters in it, so the text holds no
-    /// character that JSON output escapes (`"`, `\\`, U+0000–U+001F).
+    /// character that JSON output escapes (`"`, `\`, U+0000–U+001F).
     plain: bool,
 }
 
