@@ -88,14 +88,10 @@ if [ "$REDIS" = cluster ]; then
   redis_url="redis+cluster://$(printf '127.0.0.1:%s,' "${redis_ports[@]}" | sed 's/,$//')"
   rcli() { redis-cli -c -p "$redis_port" "$@"; }
 else
-  redis_port=$(free_port)
-  redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
-    >"$work/redis.log" 2>&1 &
-  pids+=($!)
+  start_redis
   redis_ports+=("$redis_port")
   redis_url="redis://127.0.0.1:$redis_port"
   rcli() { redis-cli -p "$redis_port" "$@"; }
-  for _ in $(seq 50); do rcli ping >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 # Commands executed by the masters (replication to replicas not counted).
 redis_calls() {
@@ -108,11 +104,7 @@ redis_calls() {
   echo "$sum"
 }
 
-mock_port=$(free_port)
-MOCK_PORT=$mock_port BIND_ADDR=127.0.0.1 MOCK_CHUNKS=$MOCK_CHUNKS RUST_LOG=warn \
-  "$bin/mock-upstream" >"$work/mock.log" 2>&1 &
-pids+=($!)
-wait_http "http://127.0.0.1:$mock_port/health"
+start_mock "$MOCK_CHUNKS"
 
 key="sk-aigw-cpu-bench-000000000000000000000000000000000"
 hash=$(printf '%s' "$key" | sha256sum | cut -d' ' -f1)
@@ -130,23 +122,7 @@ EOF
 rcli SET config:snapshot "$snapshot" >/dev/null
 rcli SET config:version 1 >/dev/null
 
-declare -A url pid
-targets=()
-i=0
-for g in "${gateways[@]}"; do
-  i=$((i + 1))
-  name="gw$i"
-  port=$(free_port)
-  env ${GATEWAY_WORKERS:+GATEWAY_WORKERS=$GATEWAY_WORKERS} GATEWAY_PORT="$port" BIND_ADDR=127.0.0.1 \
-    REDIS_URL="$redis_url" RUST_LOG="$GW_RUST_LOG" JOURNAL_DIR="$work/journal-$name" \
-    "$g" >"$work/$name.log" 2>&1 &
-  pids+=($!)
-  pid[$name]=$!
-  url[$name]="http://127.0.0.1:$port/v1/chat/completions"
-  wait_http "http://127.0.0.1:$port/ready"
-  echo "$name = $g"
-  targets+=("$name")
-done
+start_gateways "$redis_url" "${gateways[@]}"
 
 if [ "$NGINX" = 1 ]; then
   ng_port=$(free_port)

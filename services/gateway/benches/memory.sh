@@ -38,17 +38,9 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 bench_init bench-mem
 
-redis_port=$(free_port)
-redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
-  >"$work/redis.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+start_redis
 
-mock_port=$(free_port)
-MOCK_PORT=$mock_port BIND_ADDR=127.0.0.1 MOCK_CHUNKS=$MOCK_CHUNKS RUST_LOG=warn \
-  "$bin/mock-upstream" >"$work/mock.log" 2>&1 &
-pids+=($!)
-wait_http "http://127.0.0.1:$mock_port/health"
+start_mock "$MOCK_CHUNKS"
 
 key="sk-aigw-mem-bench-0000000000000000000000000000000000"
 hash=$(printf '%s' "$key" | sha256sum | cut -d' ' -f1)
@@ -68,22 +60,7 @@ printf '%s' "$body" >"$work/chat.json"
 printf '%s' "${body%\}},\"stream\":true}" >"$work/stream.json"
 printf '%s' "${body%\}},\"stream\":true,\"mock\":{\"chunk_delay_ms\":100}}" >"$work/hold.json"
 
-declare -A url pid
-targets=()
-i=0
-for g in "${gateways[@]}"; do
-  i=$((i + 1))
-  name="gw$i"
-  port=$(free_port)
-  env GATEWAY_PORT="$port" BIND_ADDR=127.0.0.1 REDIS_URL="redis://127.0.0.1:$redis_port" \
-    RUST_LOG="$GW_RUST_LOG" JOURNAL_DIR="$work/journal-$name" "$g" >"$work/$name.log" 2>&1 &
-  pids+=($!)
-  pid[$name]=$!
-  url[$name]="http://127.0.0.1:$port/v1/chat/completions"
-  wait_http "http://127.0.0.1:$port/ready"
-  echo "$name = $g"
-  targets+=("$name")
-done
+start_gateways "redis://127.0.0.1:$redis_port" "${gateways[@]}"
 for t in "${targets[@]}"; do
   for _ in $(seq 100); do
     code=$(curl -sS -o /dev/null -w '%{http_code}' "${url[$t]}" -H "Authorization: Bearer $key" \
