@@ -109,18 +109,14 @@ impl Ops {
     pub fn replica_gauge(&mut self, key: &str, replica: &str, v: i64) {
         self.push(&["g", key, replica, &v.to_string()]);
     }
-    /// Appends a stream entry with one field.
-    pub fn xadd(&mut self, stream: &str, field: &str, payload: &str) {
-        self.push(&["a", stream, field, payload]);
-    }
-
-    /// [`Self::xadd`] taking the payload as it is, without a copy.
-    pub fn xadd_owned(&mut self, stream: &str, field: &str, payload: String) {
+    /// Appends a stream entry with one field (a `String` payload is moved
+    /// in, not copied).
+    pub fn xadd(&mut self, stream: &str, field: &str, payload: impl Into<String>) {
         self.args.extend([
             "a".to_string(),
             stream.to_string(),
             field.to_string(),
-            payload,
+            payload.into(),
         ]);
         self.count += 1;
     }

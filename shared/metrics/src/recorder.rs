@@ -473,7 +473,7 @@ impl Recorder {
                 payload.push_str(r);
             }
             payload.push(']');
-            ops.xadd_owned(
+            ops.xadd(
                 &self.inner.cfg.stream,
                 &self.inner.cfg.stream_field,
                 payload,

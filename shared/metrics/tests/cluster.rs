@@ -203,7 +203,7 @@ async fn once_batches_on_a_cluster_apply_each_record_once() {
         let ns = NAMESPACES[i % NAMESPACES.len()];
         ops.incr(&keys::ns_total_requests(ns), 1);
         ops.incr(keys::GLOBAL_TOTAL_REQUESTS, 1);
-        ops.xadd(keys::LEDGER_STREAM, keys::LEDGER_FIELD, &format!("row {i}"));
+        ops.xadd(keys::LEDGER_STREAM, keys::LEDGER_FIELD, format!("row {i}"));
         batch.push("test", &format!("r{i}"), ops);
     }
     assert_eq!(batch.apply(&mut c, 60).await.unwrap(), 40);

@@ -540,8 +540,7 @@ pub fn entry_plan(
     sums.write(&mut plan.ops);
     if !rows.is_empty() {
         rows.push(']');
-        plan.ops
-            .xadd_owned(keys::LEDGER_STREAM, keys::LEDGER_FIELD, rows);
+        plan.ops.xadd(keys::LEDGER_STREAM, keys::LEDGER_FIELD, rows);
     }
     Ok(plan)
 }
