@@ -18,22 +18,6 @@ use std::time::Duration;
 const ENTRIES: usize = 200;
 const PER_ENTRY: usize = 256;
 
-async fn commandstats(redis: &aigw_testkit::RedisServer) -> BTreeMap<String, u64> {
-    let mut c = redis.conn().await;
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut c)
-        .await
-        .unwrap();
-    info.lines()
-        .filter_map(|l| {
-            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(":calls=")?;
-            let calls = rest.split(',').next()?.parse().ok()?;
-            Some((name.to_string(), calls))
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pipeline_sends_at_most_a_tenth_of_a_command_per_record() {
     let redis = aigw_testkit::RedisServer::start().await;
@@ -45,7 +29,7 @@ async fn the_pipeline_sends_at_most_a_tenth_of_a_command_per_record() {
         push_records(&redis, &recs).await;
     }
     let records = (ENTRIES * PER_ENTRY) as u64;
-    let before = commandstats(&redis).await;
+    let before: BTreeMap<String, u64> = redis.command_stats().await.into_iter().collect();
     let cpu0 = cpu_us("self");
     let app = TestApp::spawn_on(redis, |c| {
         c.metrics_flush_interval = Duration::from_secs(1);
@@ -61,7 +45,7 @@ async fn the_pipeline_sends_at_most_a_tenth_of_a_command_per_record() {
     })
     .await;
     let cpu = cpu_us("self") - cpu0;
-    let after = commandstats(&app.redis).await;
+    let after: BTreeMap<String, u64> = app.redis.command_stats().await.into_iter().collect();
 
     let mut total = 0u64;
     let mut top: Vec<(u64, &str)> = Vec::new();

@@ -240,27 +240,18 @@ mod tests {
                 duration_us: owned.duration_us,
                 ttft_us: owned.ttft_us,
             };
-            let row_view = LedgerRowView {
-                request_id: RowStr::of(&view.id),
-                started_at_ms: view.started_at_ms,
-                namespace_code: RowStr::of(&view.namespace_code),
-                api_key_id: view.api_key_id.as_ref().map(RowStr::of),
-                model: RowStr::of(&view.model),
-                instance_id: view.instance_id.as_ref().map(RowStr::of),
-                endpoint: RowStr::of(&view.endpoint),
-                stream: view.stream,
-                status: view.status,
-                error_kind: view.error_kind.as_ref().map(RowStr::of),
+            // The row the consumer writes for this record.
+            let priced = crate::usage::Priced {
                 prompt_tokens: 7,
                 completion_tokens: view.completion_tokens,
                 cached_tokens: view.cached_tokens,
                 cache_write_tokens: view.cache_write_tokens,
                 reasoning_tokens: view.reasoning_tokens,
-                estimated: true,
                 cost_nano_usd: 99,
-                duration_us: view.duration_us,
-                ttft_us: view.ttft_us,
+                counted: true,
+                unpriced: false,
             };
+            let row_view = crate::usage::ledger_row(&view, &priced);
             let mut written = String::new();
             row_view.write(&mut written);
             assert_eq!(written, serde_json::to_string(&row).unwrap());
