@@ -17,6 +17,8 @@ use std::time::Duration;
 
 const RECORDS: usize = 10_000;
 const PER_ENTRY: usize = 100;
+const SIGSTOP: i32 = 19;
+const SIGCONT: i32 = 18;
 
 fn make_records() -> Vec<UsageRecord> {
     let namespaces = ["team-a", "team-b", "team-gone"];
@@ -191,10 +193,25 @@ async fn ten_thousand_records_are_exact_across_crashes() {
     let (mut a, port_a) = spawn_service(&redis, "consumer-a", "1h", "5");
     a.wait_ready(&format!("http://127.0.0.1:{port_a}/health"))
         .await;
-    wait_for(Duration::from_secs(120), "consumer-a mid-batch", || async {
-        processed(&redis).await >= 2000 && pending_of(&redis, "consumer-a").await > 0
-    })
-    .await;
+    // Between acknowledging a batch and reading the next, A holds nothing:
+    // it is frozen (SIGSTOP) before its state is read, so the state seen is
+    // the state it dies in, and let go again when it sits in that gap.
+    let mut tries = 0;
+    loop {
+        wait_for(Duration::from_secs(120), "consumer-a mid-batch", || async {
+            processed(&redis).await >= 2000 && pending_of(&redis, "consumer-a").await > 0
+        })
+        .await;
+        a.signal(SIGSTOP);
+        // Commands A wrote before it stopped are applied by now.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if pending_of(&redis, "consumer-a").await > 0 {
+            break;
+        }
+        tries += 1;
+        assert!(tries < 20, "consumer-a never stopped holding a batch");
+        a.signal(SIGCONT);
+    }
     a.kill().await;
     let applied_when_killed = processed(&redis).await;
     let a_pending = pending_of(&redis, "consumer-a").await;
