@@ -140,7 +140,8 @@ fn main() {
     println!("record one request, 2 threads contending, cached    : {cached_ns:8.0} ns/request");
 
     // The gateway's accounting: one entry per request, without and with the
-    // journal (one write(2) of ~900 bytes per entry into the page cache).
+    // journal (a copy of ~900 bytes per entry into the segment's shared
+    // file mapping).
     let entries = 100_000;
     let plain = entry_ns(
         &Recorder::new(RecorderConfig::for_service("bench")),

@@ -22,12 +22,22 @@
 //! `"AGJ1"`, payload length (u32 LE), CRC-32 of the payload (u32 LE),
 //! payload: items, each a tag byte — 1 counter add, 2 max raise, 3 histogram
 //! observation (family name, label values, 8-byte value), 4 usage record
-//! (JSON). One `write(2)` per frame onto an `O_APPEND` file: the bytes are
-//! in the kernel's page cache when the call returns, so a process crash
-//! loses nothing written; there is no fsync (a host crash can lose what the
-//! kernel had not written back yet).
+//! (JSON).
 //!
-//! A frame cut short by a SIGKILL mid-write, or damaged, fails its length
+//! # Writing
+//! A segment's file is mapped shared (`MAP_SHARED`) for its whole bound and
+//! a frame is copied into the mapping behind the previous one: the mapping's
+//! pages are the kernel's page cache pages of the file, so once the copy is
+//! done the frame survives a crash of the process without a system call per
+//! frame. There is no fsync (a host crash can lose what the kernel had not
+//! written back yet). The file is extended ahead of the frames by writing
+//! zeros (16 KiB, doubling up to 1 MiB at a time), so the file system has
+//! allocated the blocks under a page before a frame touches it: a full disk
+//! fails that `write(2)` (the journal stops, the entries still count in
+//! memory) instead of faulting the process. The unwritten rest of the last
+//! extension reads as zeros and is not taken for damage.
+//!
+//! A frame cut short by a SIGKILL mid-copy, or damaged, fails its length
 //! or checksum: the reader skips to the next frame marker and counts the
 //! bytes skipped.
 //!
@@ -44,11 +54,13 @@
 //! while Redis is unreachable for long, since segments rotate every flush.
 
 use crate::family::Family;
+use memmap2::{Advice, MmapMut, MmapOptions};
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
 
 /// Where a recorder keeps its journal.
 #[derive(Debug, Clone)]
@@ -64,6 +76,14 @@ pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024 * 1024;
 const FILE_MAGIC: &[u8; 8] = b"AIGWJ001";
 const FRAME_MAGIC: &[u8; 4] = b"AGJ1";
 const FRAME_HEAD: usize = 12;
+/// A segment file's first extension; each next one doubles, up to [`GROW`].
+const FIRST_GROW: usize = 16 * 1024;
+/// The largest extension of a segment file.
+const GROW: usize = 1024 * 1024;
+/// Extensions end on a page boundary (4 KiB or a multiple of it).
+const PAGE: usize = 4096;
+/// What an extension writes.
+static ZEROS: [u8; GROW] = [0; GROW];
 /// Larger frames are taken for damage.
 const MAX_FRAME: usize = 64 * 1024 * 1024;
 const EXT: &str = "journal";
@@ -95,14 +115,44 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<(&str, u64)> {
 /// readable by the service's user only.
 const FILE_MODE: u32 = 0o600;
 
-fn new_segment(path: &Path) -> io::Result<File> {
-    let mut f = OpenOptions::new()
+/// Creates a segment's file, maps it for `max_bytes` and writes the file
+/// magic.
+fn new_segment(path: &Path, max_bytes: u64) -> io::Result<Tail> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
         .create_new(true)
-        .append(true)
         .mode(FILE_MODE)
         .open(path)?;
-    f.write_all(FILE_MAGIC)?;
-    Ok(f)
+    let bound = usize::try_from(max_bytes)
+        .unwrap_or(usize::MAX)
+        .max(FILE_MAGIC.len());
+    let map = map_segment(&file, bound)?;
+    let mut tail = Tail {
+        file,
+        map,
+        used: 0,
+        len: 0,
+    };
+    tail.put(FILE_MAGIC)?;
+    Ok(tail)
+}
+
+/// Maps `len` bytes of a segment's file shared and writable, also beyond
+/// the file's current end ([`Tail::put`] extends the file before it writes
+/// there).
+#[allow(unsafe_code)]
+fn map_segment(file: &File, len: usize) -> io::Result<MmapMut> {
+    // SAFETY: file mappings are unsafe in memmap2 because another process
+    // could change or shorten the file under the mapping: reads could then
+    // see bytes change, and a store beyond the file's end raises SIGBUS.
+    // This process only stores into the mapping, never reads it back, and
+    // stores only below the file's length, which only it sets (the file was
+    // created just now with `create_new`, mode 0600, in the journal
+    // directory, mode 0700, of the replica whose lock this process holds).
+    // Other processes read a segment only once its replica's lock is free,
+    // i.e. once this process is gone, and nothing shortens a segment.
+    unsafe { MmapOptions::new().len(len).map_mut(file) }
 }
 
 /// Opens (creating) a replica's lock file.
@@ -128,11 +178,62 @@ pub(crate) fn try_lock(f: &File) -> io::Result<bool> {
 
 /// The segment being written.
 pub(crate) struct Segment {
-    file: File,
+    tail: Mutex<Tail>,
     path: PathBuf,
     seq: u64,
-    bytes: AtomicU64,
     frames: AtomicU64,
+}
+
+/// A segment's file, its mapping and how far both are filled.
+struct Tail {
+    file: File,
+    /// The whole bound (`max_bytes`) of the segment.
+    map: MmapMut,
+    /// Bytes written: the file magic and the frames.
+    used: usize,
+    /// The file's length (written with zeros ahead of `used`).
+    len: usize,
+}
+
+impl Tail {
+    /// Copies `bytes` behind what was written; false (nothing written) when
+    /// they would cross the segment's bound.
+    fn put(&mut self, bytes: &[u8]) -> io::Result<bool> {
+        let end = self.used + bytes.len();
+        if end > self.map.len() {
+            return Ok(false);
+        }
+        if end > self.len {
+            self.extend(end)?;
+        }
+        self.map[self.used..end].copy_from_slice(bytes);
+        self.used = end;
+        Ok(true)
+    }
+
+    /// Writes zeros from the file's end to at least `end`, so the blocks
+    /// are allocated (a full disk fails here, not under the mapping), and
+    /// asks the kernel to map the new pages in one call instead of a page
+    /// fault each.
+    fn extend(&mut self, end: usize) -> io::Result<()> {
+        let step = self.len.clamp(FIRST_GROW, GROW);
+        let len = end
+            .max(self.len + step)
+            .next_multiple_of(PAGE)
+            .min(self.map.len());
+        let mut at = self.len;
+        while at < len {
+            let n = (len - at).min(GROW);
+            self.file.write_all_at(&ZEROS[..n], at as u64)?;
+            at += n;
+        }
+        // Best effort: kernels before 5.14 do not know the advice.
+        let _ = self
+            .map
+            .advise_range(Advice::PopulateWrite, self.len, len - self.len);
+        self.len = len;
+        Ok(())
+    }
 }
 
 /// A replica's open journal; the recorder guards [`Segment`] with its lock.
@@ -174,7 +275,7 @@ impl Journal {
             )));
         }
         let path = segment_path(&cfg.dir, replica, seq);
-        let file = new_segment(&path)?;
+        let tail = new_segment(&path, cfg.max_bytes)?;
         Ok((
             Journal {
                 dir: cfg.dir.clone(),
@@ -185,31 +286,34 @@ impl Journal {
                 broken: AtomicBool::new(false),
             },
             Segment {
-                file,
+                tail: Mutex::new(tail),
                 path,
                 seq,
-                bytes: AtomicU64::new(FILE_MAGIC.len() as u64),
                 frames: AtomicU64::new(0),
             },
         ))
     }
 
-    /// Appends one frame (its payload in `payload`) with one `write(2)`.
-    /// Called under the shared side of the recorder's lock.
+    /// Appends one frame: a copy into the segment's mapping (a `write(2)`
+    /// of zeros when the file is extended). Called under the shared side of
+    /// the recorder's lock.
     pub(crate) fn append(&self, seg: &Segment, frame: &[u8]) {
-        if self.broken.load(Relaxed)
-            || seg.bytes.fetch_add(frame.len() as u64, Relaxed) + frame.len() as u64
-                > self.max_bytes
-        {
-            self.skipped.fetch_add(1, Relaxed);
-            return;
+        if !self.broken.load(Relaxed) {
+            let put = seg
+                .tail
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .put(frame);
+            match put {
+                Ok(true) => {
+                    seg.frames.fetch_add(1, Relaxed);
+                    return;
+                }
+                Ok(false) => {}
+                Err(e) => self.fail("journal write failed; entries are kept in memory only", &e),
+            }
         }
-        if let Err(e) = (&seg.file).write_all(frame) {
-            self.fail("journal write failed; entries are kept in memory only", &e);
-            self.skipped.fetch_add(1, Relaxed);
-            return;
-        }
-        seg.frames.fetch_add(1, Relaxed);
+        self.skipped.fetch_add(1, Relaxed);
     }
 
     fn fail(&self, what: &str, e: &io::Error) {
@@ -233,14 +337,13 @@ impl Journal {
                 None
             })
         } else {
-            new_segment(&next).map(|file| {
+            new_segment(&next, self.max_bytes).map(|tail| {
                 let old = std::mem::replace(
                     seg,
                     Segment {
-                        file,
+                        tail: Mutex::new(tail),
                         path: next.clone(),
                         seq: seq + 1,
-                        bytes: AtomicU64::new(FILE_MAGIC.len() as u64),
                         frames: AtomicU64::new(0),
                     },
                 );
@@ -463,6 +566,8 @@ pub fn read_segment(data: &[u8]) -> SegmentRead {
                 r.frames += 1;
                 pos += len;
             }
+            // The rest of the file's last extension, never written.
+            None if skipping_from.is_none() && data[pos..].iter().all(|&b| b == 0) => break,
             None => {
                 skipping_from.get_or_insert(pos);
                 pos = match find(&data[pos + 1..], FRAME_MAGIC) {

@@ -8,7 +8,8 @@
 //!   and queued usage records in one script call per interval (one per
 //!   hash slot on a Redis Cluster).
 //! - [`journal`] and [`replay`]: the local journal of entries not yet
-//!   flushed (one `write(2)` per entry), and its replay after the process
+//!   flushed (one copy per entry into a shared file mapping), and its
+//!   replay after the process
 //!   died, under the dead replica's own flush ids.
 //! - [`ops`]: the write scripts, also usable directly by stream consumers
 //!   that need per-record idempotence ([`ops::OnceBatch`]).

@@ -661,7 +661,8 @@ impl Handle<kind::Histogram> {
 
 /// One request's deltas and usage records, counted together by
 /// [`Entry::commit`]. With a journal, the commit first appends them as one
-/// frame (one `write(2)`), so once it returns they survive a crash of the
+/// frame (a copy into the segment's file mapping), so once it returns they
+/// survive a crash of the
 /// process; without one it records them directly.
 pub struct Entry<'a> {
     rec: &'a Recorder,

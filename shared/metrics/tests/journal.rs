@@ -58,6 +58,16 @@ fn segments(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// A segment's bytes up to the end of its last frame: the file is extended
+/// with zeros ahead of the frames (every frame here ends with its record's
+/// `}`, so no frame loses a byte).
+fn written(seg: &Path) -> Vec<u8> {
+    let mut data = std::fs::read(seg).unwrap();
+    let end = data.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    data.truncate(end);
+    data
+}
+
 /// Every record id in the usage stream, in order.
 async fn stream_ids(redis: &RedisServer) -> Vec<String> {
     let mut c = redis.conn().await;
@@ -151,7 +161,7 @@ async fn a_torn_tail_and_a_damaged_frame_lose_only_themselves() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&seg).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
-    let mut data = std::fs::read(&seg).unwrap();
+    let mut data = written(&seg);
     let intact = read_segment(&data);
     assert_eq!(intact.frames, 6);
     assert_eq!(intact.skipped_bytes, 0);
@@ -183,7 +193,7 @@ fn a_segment_cut_anywhere_reads_its_whole_frames_and_never_panics() {
     for i in 0..3 {
         request(&rec, i);
     }
-    let data = std::fs::read(&segments(dir.path())[0]).unwrap();
+    let data = written(&segments(dir.path())[0]);
     let frame_len = (data.len() - 8) / 3;
     for cut in 0..=data.len() {
         let r = read_segment(&data[..cut]);
@@ -221,4 +231,72 @@ async fn a_full_segment_stops_journaling_and_everything_still_counts() {
     let mut c = redis.conn().await;
     rec.flush(&mut c, Heartbeat::None).await.unwrap();
     assert_eq!(redis.get_i64("metrics:ns:j:total_requests").await, 10);
+}
+
+#[test]
+fn the_unwritten_end_of_a_segment_is_not_damage_and_a_frame_cut_mid_copy_is() {
+    let dir = TempDir::new("journal-tail");
+    let rec = journaled(dir.path());
+    for i in 0..3 {
+        request(&rec, i);
+    }
+    let seg = segments(dir.path()).remove(0);
+    let file = std::fs::read(&seg).unwrap();
+    let data = written(&seg);
+    // The file was extended ahead of the frames, by whole pages.
+    assert!(file.len() > data.len(), "{} {}", file.len(), data.len());
+    assert_eq!(file.len() % 4096, 0);
+    let r = read_segment(&file);
+    assert_eq!((r.frames, r.skipped_bytes), (3, 0));
+
+    // A fourth frame cut short by a SIGKILL in the middle of its copy: the
+    // bytes after it were never written.
+    let frame_len = (data.len() - 8) / 3;
+    let mut cut = data.clone();
+    cut.extend_from_slice(&data[8..8 + frame_len / 2]);
+    cut.resize(file.len(), 0);
+    let r = read_segment(&cut);
+    assert_eq!(r.frames, 3);
+    assert_eq!(r.skipped_bytes, file.len() - data.len());
+    drop(rec);
+}
+
+#[tokio::test]
+async fn frames_across_many_extensions_and_larger_than_one_are_all_replayed() {
+    let redis = RedisServer::start().await;
+    let dir = TempDir::new("journal-grow");
+    let rec = journaled(dir.path());
+    let requests = NS_REQUESTS.series(&rec, &NS);
+    // 300 frames of about 1 KiB cross every extension size (16 KiB
+    // doubling to 1 MiB), and one frame of 3 MiB is larger than any.
+    let pad = "x".repeat(1000);
+    for i in 0..301 {
+        let body = if i == 150 {
+            "y".repeat(3 << 20)
+        } else {
+            pad.clone()
+        };
+        let mut e = rec.entry();
+        e.inc(&requests);
+        e.record(format!(r#"{{"id":"r{i}","pad":"{body}"}}"#));
+        assert_eq!(e.commit(), 0);
+    }
+    assert_eq!(rec.journal_skipped(), 0);
+    let seg = segments(dir.path()).remove(0);
+    let r = read_segment(&std::fs::read(&seg).unwrap());
+    assert_eq!((r.frames, r.skipped_bytes), (301, 0));
+    let file_len = std::fs::metadata(&seg).unwrap().len() as usize;
+    assert_eq!(file_len % 4096, 0);
+
+    drop(rec);
+    let report = replay(dir.path(), &redis).await;
+    assert_eq!(
+        (report.frames, report.skipped_bytes),
+        (301, 0),
+        "{report:?}"
+    );
+    assert_eq!(redis.get_i64("metrics:ns:j:total_requests").await, 301);
+    let ids = stream_ids(&redis).await;
+    let want: Vec<String> = (0..301).map(|i| format!("r{i}")).collect();
+    assert_eq!(ids, want);
 }
