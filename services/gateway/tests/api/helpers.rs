@@ -416,6 +416,21 @@ pub async fn spawn_gateway_binary(
     redis: &RedisServer,
     overrides: &[(&str, &str)],
 ) -> (aigw_testkit::Proc, String) {
+    spawn_gateway_at(gateway_binary(), redis, overrides).await
+}
+
+/// The gateway binary of this build.
+pub fn gateway_binary() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_BIN_EXE_gateway"))
+}
+
+/// [`spawn_gateway_binary`] with another executable: e.g. a script that
+/// sets limits and `exec`s [`gateway_binary`].
+pub async fn spawn_gateway_at(
+    path: &std::path::Path,
+    redis: &RedisServer,
+    overrides: &[(&str, &str)],
+) -> (aigw_testkit::Proc, String) {
     let port = aigw_testkit::free_port();
     let mut env: Vec<(&str, String)> = vec![
         ("GATEWAY_PORT", port.to_string()),
@@ -432,11 +447,7 @@ pub async fn spawn_gateway_binary(
             None => env.push((k, v.to_string())),
         }
     }
-    let mut p = aigw_testkit::Proc::spawn_path(
-        std::path::Path::new(env!("CARGO_BIN_EXE_gateway")),
-        "gateway",
-        &env,
-    );
+    let mut p = aigw_testkit::Proc::spawn_path(path, "gateway", &env);
     let base = format!("http://127.0.0.1:{port}");
     p.wait_ready(&format!("{base}/ready")).await;
     (p, base)

@@ -12,6 +12,7 @@ mod raw_upstream;
 mod accounting;
 mod config;
 mod failover;
+mod journal;
 mod limits;
 mod providers;
 mod proxy;
