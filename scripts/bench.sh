@@ -17,7 +17,8 @@
 #   build's gateway, token-service and config-center: the script first runs
 #   the same measurements with those, then with this build, and the report
 #   sets the two side by side), BENCH_BIN (where the three services' binaries
-#   are; target/release), BENCH_OUT (target/bench).
+#   are; target/release), BENCH_OUT (target/bench), BENCH_FLUSH (the
+#   gateway's METRICS_FLUSH_INTERVAL, 1s).
 # Output: a Markdown report on stdout, saved to target/bench/latest.md; raw
 # loadgen JSON per run in target/bench/runs/, service logs in target/bench/logs/.
 set -euo pipefail
@@ -37,7 +38,7 @@ BUILD=${BENCH_BUILD:-1}
 USE_WRK=${BENCH_WRK:-1}
 NOTE=${BENCH_NOTE:-}
 # How often the gateway flushes its counters to Redis (the accounting check waits for it).
-FLUSH=1s
+FLUSH=${BENCH_FLUSH:-1s}
 
 out=${BENCH_OUT:-$root/target/bench}
 runs=$out/runs

@@ -24,6 +24,9 @@ pub struct Settings {
     pub workers: usize,
     /// `METRICS_FLUSH_INTERVAL`, default 1s.
     pub metrics_flush_interval: Duration,
+    /// `METRICS_FLUSH_RECORDS`: a flush starts before its interval once
+    /// this many usage records wait, default 4096.
+    pub metrics_flush_records: usize,
     /// `JOURNAL_DIR`, `JOURNAL_MAX_BYTES`: the local journal of unflushed
     /// metric deltas and usage records. Off in [`Settings::default`] (tests
     /// that want it set it); on, in `journal`, for the binary.
@@ -115,6 +118,7 @@ impl Settings {
             metrics_token: aigw_service::scrape::metrics_token(env),
             workers: env.number_or_else("GATEWAY_WORKERS", "one per CPU", cpus, 1)?,
             metrics_flush_interval: env.positive_duration("METRICS_FLUSH_INTERVAL", secs(1))?,
+            metrics_flush_records: env.number_at_least("METRICS_FLUSH_RECORDS", 4096, 1)?,
             journal: aigw_service::journal_settings(env)?,
             metrics_exporter_ttl: aigw_service::metrics_exporter_ttl(env)?,
             max_body_bytes: env.number_at_least("MAX_BODY_BYTES", 10 * 1024 * 1024, 1)?,
@@ -173,6 +177,7 @@ impl Settings {
         }
         for (var, n) in [
             ("GATEWAY_WORKERS", self.workers),
+            ("METRICS_FLUSH_RECORDS", self.metrics_flush_records),
             ("MAX_BODY_BYTES", self.max_body_bytes),
             (
                 "UPSTREAM_MAX_RESPONSE_BYTES",
@@ -226,6 +231,7 @@ mod tests {
         assert_eq!(s.bind_addr, "0.0.0.0");
         assert_eq!(s.redis_url.expose(), "redis://127.0.0.1:6379");
         assert_eq!(s.metrics_flush_interval, Duration::from_secs(1));
+        assert_eq!(s.metrics_flush_records, 4096);
         assert_eq!(s.max_body_bytes, 10 * 1024 * 1024);
         assert_eq!(s.body_timeout, Duration::from_secs(30));
         assert_eq!(s.upstream_max_attempts, 3);
@@ -239,6 +245,7 @@ mod tests {
         let s = from(&[
             ("GATEWAY_PORT", "9000"),
             ("METRICS_FLUSH_INTERVAL", "250ms"),
+            ("METRICS_FLUSH_RECORDS", "500"),
             ("SHUTDOWN_GRACE", "5"),
             ("UPSTREAM_MAX_ATTEMPTS", "5"),
             ("GATEWAY_WORKERS", "3"),
@@ -248,6 +255,7 @@ mod tests {
         .unwrap();
         assert_eq!(s.port, 9000);
         assert_eq!(s.metrics_flush_interval, Duration::from_millis(250));
+        assert_eq!(s.metrics_flush_records, 500);
         assert_eq!(s.shutdown_grace, Duration::from_secs(5));
         assert_eq!(s.upstream_max_attempts, 5);
         assert_eq!(s.workers, 3);
@@ -261,6 +269,7 @@ mod tests {
             ("GATEWAY_PORT", "eighty"),
             ("UPSTREAM_MAX_ATTEMPTS", "0"),
             ("METRICS_FLUSH_INTERVAL", "0s"),
+            ("METRICS_FLUSH_RECORDS", "0"),
             ("GATEWAY_WORKERS", "0"),
             ("BODY_TIMEOUT", "soon"),
             ("LOG_FORMAT", "xml"),

@@ -99,7 +99,13 @@ impl Application {
             dir: dir.clone(),
             max_bytes: settings.journal.max_bytes,
         });
-        let recorder = Recorder::open(RecorderConfig::for_service("gateway"), journal.as_ref());
+        let recorder = Recorder::open(
+            RecorderConfig {
+                flush_records: settings.metrics_flush_records,
+                ..RecorderConfig::for_service("gateway")
+            },
+            journal.as_ref(),
+        );
         let cancel = CancellationToken::new();
         let flush_cancel = CancellationToken::new();
         let quotas = Arc::new(QuotaBook::default());

@@ -5,6 +5,7 @@ use crate::helpers::*;
 use aigw_types::{ConfigSnapshot, TokenSource};
 use serde_json::json;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_keys_and_every_series_have_exact_values() {
@@ -316,4 +317,28 @@ async fn seed_keys_and_every_series_have_exact_values() {
         .await
         .unwrap();
     assert!(keys.is_empty(), "{keys:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_starts_once_metrics_flush_records_wait() {
+    let up = upstream("a1").await;
+    let app = TestApp::spawn_with(&one_instance(&up.base_url()), |s| {
+        s.metrics_flush_interval = Duration::from_secs(3600);
+        s.metrics_flush_records = 5;
+    })
+    .await;
+    for _ in 0..4 {
+        assert_eq!(chat_status(&app.client, &app.gw.addr).await, 200);
+    }
+    // Four records wait: no flush within a second ("eventually" would
+    // accept the value it finds first, so the absence is read after a
+    // pause, which can only make this check stricter).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(app.redis.get_i64("metrics:global:total_requests").await, 0);
+    // The fifth starts one.
+    assert_eq!(chat_status(&app.client, &app.gw.addr).await, 200);
+    eventually("the five requests flushed", || async {
+        app.redis.get_i64("metrics:global:total_requests").await == 5
+    })
+    .await;
 }

@@ -626,6 +626,7 @@ async fn a_busy_namespace_with_all_three_limits_costs_a_fraction_of_a_redis_comm
     let app = TestApp::spawn_with(&snap, |s| {
         // Only the limits talk to Redis while commands are counted.
         s.metrics_flush_interval = Duration::from_secs(3600);
+        s.metrics_flush_records = usize::MAX;
         s.config_poll_interval = Duration::from_secs(3600);
     })
     .await;
