@@ -128,31 +128,9 @@ start() {
   last_pid=$!
 }
 
-used_ports=" "
-free_port() {
-  local p
-  while :; do
-    # Below the ephemeral range (32768+), where outgoing connections take their ports.
-    p=$(( (RANDOM % 12000) + 20000 ))
-    case $used_ports in *" $p "*) continue ;; esac
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      used_ports+="$p "
-      echo "$p"
-      return
-    fi
-  done
-}
-
-wait_http() { # URL [seconds]
-  local i
-  for i in $(seq $(( ${2:-30} * 10 ))); do
-    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
-rss_mib() { awk '/^VmRSS:/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+# free_port, wait_http, rss_mib: shared with the gateway's bench scripts.
+# shellcheck source=services/gateway/benches/common.sh
+. "$root/services/gateway/benches/common.sh"
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 rm -rf "$runs"; mkdir -p "$runs"

@@ -1,6 +1,7 @@
 # Shared by the gateway's bench scripts (sourced, not run): the tools they
 # need, their work and output directories, the processes they start
-# (stopped newest first on exit, their logs kept) and small helpers.
+# (stopped newest first on exit, their logs kept) and small helpers;
+# scripts/bench.sh takes its helpers (free_port, wait_http, rss_mib).
 #
 # `bench_init NAME`: output in target/NAME (emptied), work in a temp dir.
 # `start_redis`, `start_mock`, `start_gateways`: the processes both scripts
@@ -28,18 +29,25 @@ bench_cleanup() {
 }
 
 # A free port below the ephemeral range (32768+), where outgoing
-# connections take theirs.
+# connections take theirs; never one handed out before (its process may
+# not be listening yet).
+used_ports=" "
 free_port() {
   local p
   while :; do
     p=$(( (RANDOM % 12000) + 20000 ))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    case $used_ports in *" $p "*) continue ;; esac
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      used_ports+="$p "
+      echo "$p"
+      return
+    fi
   done
 }
 
-wait_http() { # URL: up to 10 s
+wait_http() { # URL [seconds, 30]
   local i
-  for i in $(seq 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
+  for i in $(seq $(( ${2:-30} * 10 ))); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
   echo "not up: $1" >&2; return 1
 }
 
