@@ -662,8 +662,7 @@ impl Handle<kind::Histogram> {
 /// One request's deltas and usage records, counted together by
 /// [`Entry::commit`]. With a journal, the commit first appends them as one
 /// frame (a copy into the segment's file mapping), so once it returns they
-/// survive a crash of the
-/// process; without one it records them directly.
+/// survive a crash of the process; without one it records them directly.
 pub struct Entry<'a> {
     rec: &'a Recorder,
     items: Vec<(u8, &'a Series, u64)>,

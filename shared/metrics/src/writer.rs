@@ -1,8 +1,8 @@
 //! The background flusher: applies the recorder's batch every interval (and
 //! sooner when [`crate::RecorderConfig::flush_records`] records are
-//! waiting) and once more on shutdown. With a journal, it also replays the journals of
-//! replicas that died in the same directory (at start, then every
-//! [`REPLAY_SCAN`]) and removes its own on a clean stop.
+//! waiting) and once more on shutdown. With a journal, it also replays the
+//! journals of replicas that died in the same directory (at start, then
+//! every [`REPLAY_SCAN`]) and removes its own on a clean stop.
 
 use crate::conn::RedisConn;
 use crate::ops::Heartbeat;

@@ -466,6 +466,18 @@ async fn streamed_records(c: &mut redis::aio::MultiplexedConnection) -> usize {
         .sum()
 }
 
+/// Waits (up to 30 s) until the usage stream holds `n` records; returns
+/// how many it holds then.
+async fn wait_streamed(c: &mut redis::aio::MultiplexedConnection, n: usize) -> usize {
+    for _ in 0..600 {
+        if streamed_records(c).await == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    streamed_records(c).await
+}
+
 /// Once `flush_records` records wait, they are written without waiting for
 /// the interval (an hour here), in entries of `records_per_entry`.
 #[tokio::test]
@@ -487,24 +499,12 @@ async fn a_full_batch_of_records_is_flushed_before_the_interval() {
     let mut c = redis.conn().await;
     // The interval's first tick is at once: it writes this record.
     assert!(rec.push_record(r#"{"id":"first"}"#.to_string()));
-    for _ in 0..600 {
-        if streamed_records(&mut c).await == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(streamed_records(&mut c).await, 1, "first tick");
+    assert_eq!(wait_streamed(&mut c, 1).await, 1, "first tick");
     for i in 0..600 {
         assert!(rec.push_record(format!(r#"{{"id":"r{i}"}}"#)));
     }
-    for _ in 0..600 {
-        if streamed_records(&mut c).await == 601 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     assert_eq!(
-        streamed_records(&mut c).await,
+        wait_streamed(&mut c, 601).await,
         601,
         "flushed before the interval"
     );
