@@ -31,11 +31,19 @@
 //! done the frame survives a crash of the process without a system call per
 //! frame. There is no fsync (a host crash can lose what the kernel had not
 //! written back yet). The file is extended ahead of the frames by writing
-//! zeros (16 KiB, doubling up to 1 MiB at a time), so the file system has
-//! allocated the blocks under a page before a frame touches it: a full disk
-//! fails that `write(2)` (the journal stops, the entries still count in
-//! memory) instead of faulting the process. The unwritten rest of the last
-//! extension reads as zeros and is not taken for damage.
+//! zeros, so the file system has allocated the blocks under a page before a
+//! frame touches it: a full disk fails that `write(2)` (the journal stops,
+//! the entries still count in memory) instead of faulting the process. The
+//! unwritten rest reads as zeros and is not taken for damage.
+//!
+//! The flusher prepares the next segment before it takes the exclusive
+//! lock ([`Journal::prepare`]): the file is created and extended to about
+//! what the current segment holds, so in steady traffic the entries of a
+//! flush interval never extend the file themselves (an extension holds the
+//! segment's mutex while it writes). When they outgrow it, the file is
+//! extended by the entry that crosses its end (16 KiB, doubling up to
+//! 1 MiB at a time). A prepared segment holds no frames; left behind by a
+//! crash, it replays as nothing.
 //!
 //! A frame cut short by a SIGKILL mid-copy, or damaged, fails its length
 //! or checksum: the reader skips to the next frame marker and counts the
@@ -59,7 +67,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Mutex;
 
 /// Where a recorder keeps its journal.
@@ -82,6 +90,8 @@ const FIRST_GROW: usize = 16 * 1024;
 const GROW: usize = 1024 * 1024;
 /// Extensions end on a page boundary (4 KiB or a multiple of it).
 const PAGE: usize = 4096;
+/// The most a segment is prepared for ahead of its frames.
+const MAX_PREPARED: usize = 64 * 1024 * 1024;
 /// What an extension writes.
 static ZEROS: [u8; GROW] = [0; GROW];
 /// Larger frames are taken for damage.
@@ -236,11 +246,22 @@ impl Tail {
     }
 }
 
+/// A segment created ahead of its turn ([`Journal::prepare`]).
+struct Prepared {
+    seq: u64,
+    path: PathBuf,
+    tail: Tail,
+}
+
 /// A replica's open journal; the recorder guards [`Segment`] with its lock.
 pub(crate) struct Journal {
     dir: PathBuf,
     replica: String,
     max_bytes: u64,
+    /// The next segment, ready before the flush that starts it.
+    prepared: Mutex<Option<Prepared>>,
+    /// Bytes the segment before the current one held (a size hint).
+    previous_used: AtomicUsize,
     /// Held (locked) for the life of the journal.
     _lock: File,
     skipped: AtomicU64,
@@ -281,6 +302,8 @@ impl Journal {
                 dir: cfg.dir.clone(),
                 replica: replica.to_string(),
                 max_bytes: cfg.max_bytes,
+                prepared: Mutex::new(None),
+                previous_used: AtomicUsize::new(0),
                 _lock: lock,
                 skipped: AtomicU64::new(0),
                 broken: AtomicBool::new(false),
@@ -322,22 +345,94 @@ impl Journal {
         }
     }
 
-    /// Flush `seq` (the segment's id) was taken: starts segment `seq + 1`.
-    /// Returns the segment to delete once flush `seq` is confirmed, if it
-    /// holds frames. Called under the exclusive side of the recorder's lock.
+    /// Makes segment `seg.seq + 1` ready for the next [`Journal::rotate`]:
+    /// creates its file and extends it to a little more than the larger of
+    /// what `seg` holds now and what the segment before it held (flush
+    /// intervals alternate between full ones and short ones when early
+    /// flushes start them), so that the entries after the rotation do not
+    /// extend it on their way. Called by the flusher before it takes
+    /// the exclusive lock, with the shared side held: only the size is read
+    /// under the segment's mutex; the file is written outside it. A failure
+    /// is left to `rotate`, which creates the segment itself.
+    pub(crate) fn prepare(&self, seg: &Segment) {
+        if self.broken.load(Relaxed) {
+            return;
+        }
+        let seq = seg.seq + 1;
+        let used = seg.tail.lock().unwrap_or_else(|e| e.into_inner()).used;
+        let recent = used.max(self.previous_used.load(Relaxed));
+        let want = (recent + recent / 8).min(MAX_PREPARED);
+        let result = match self.prepared_for(seq) {
+            Some(p) => Ok(p),
+            None => {
+                let path = segment_path(&self.dir, &self.replica, seq);
+                new_segment(&path, self.max_bytes).map(|tail| Prepared { seq, path, tail })
+            }
+        }
+        .and_then(|mut p| {
+            if want > p.tail.len {
+                p.tail.extend(want.min(p.tail.map.len()))?;
+            }
+            Ok(p)
+        });
+        match result {
+            Ok(p) => *self.prepared.lock().unwrap_or_else(|e| e.into_inner()) = Some(p),
+            Err(e) => tracing::debug!(error = %e, "journal segment not prepared ahead"),
+        }
+    }
+
+    fn take_prepared(&self) -> Option<Prepared> {
+        self.prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// The prepared segment for `seq`, if there is one; a prepared segment
+    /// of another id is deleted.
+    fn prepared_for(&self, seq: u64) -> Option<Prepared> {
+        let p = self.take_prepared()?;
+        if p.seq == seq {
+            return Some(p);
+        }
+        let _ = std::fs::remove_file(&p.path);
+        None
+    }
+
+    /// Flush `seq` (the segment's id) was taken: starts segment `seq + 1`
+    /// (the prepared one when there is one). Returns the segment to delete
+    /// once flush `seq` is confirmed, if it holds frames. Called under the
+    /// exclusive side of the recorder's lock.
     pub(crate) fn rotate(&self, seg: &mut Segment, seq: u64) -> Option<PathBuf> {
         if self.broken.load(Relaxed) {
             return None;
         }
         let next = segment_path(&self.dir, &self.replica, seq + 1);
+        let prepared = self.prepared_for(seq + 1);
         let result = if *seg.frames.get_mut() == 0 {
-            std::fs::rename(&seg.path, &next).map(|()| {
-                seg.path = next.clone();
-                seg.seq = seq + 1;
-                None
-            })
+            match prepared {
+                // Nothing to keep: the prepared file takes the empty one's
+                // place.
+                Some(p) => std::fs::remove_file(&seg.path).map(|()| {
+                    *seg.tail.get_mut().unwrap_or_else(|e| e.into_inner()) = p.tail;
+                    seg.path = p.path;
+                    seg.seq = seq + 1;
+                    None
+                }),
+                None => std::fs::rename(&seg.path, &next).map(|()| {
+                    seg.path = next.clone();
+                    seg.seq = seq + 1;
+                    None
+                }),
+            }
         } else {
-            new_segment(&next, self.max_bytes).map(|tail| {
+            let used = seg.tail.get_mut().unwrap_or_else(|e| e.into_inner()).used;
+            self.previous_used.store(used, Relaxed);
+            let tail = match prepared {
+                Some(p) => Ok(p.tail),
+                None => new_segment(&next, self.max_bytes),
+            };
+            tail.map(|tail| {
                 let old = std::mem::replace(
                     seg,
                     Segment {
@@ -367,6 +462,9 @@ impl Journal {
 
     /// Everything was flushed (graceful stop): removes the journal.
     pub(crate) fn close(&self, seg: &Segment) {
+        if let Some(p) = self.take_prepared() {
+            let _ = std::fs::remove_file(&p.path);
+        }
         let _ = std::fs::remove_file(&seg.path);
         let _ = std::fs::remove_file(lock_path(&self.dir, &self.replica));
     }

@@ -431,6 +431,15 @@ impl Recorder {
         )
     }
 
+    /// Gets the journal's next segment ready outside the exclusive lock
+    /// that [`Recorder::build_batch`] takes to rotate to it.
+    fn prepare_segment(&self) {
+        if let Some(j) = &self.inner.journal {
+            let seg = j.segment.read().unwrap_or_else(|e| e.into_inner());
+            j.journal.prepare(&seg);
+        }
+    }
+
     /// Drains every pending change into a batch with the next flush id;
     /// `None` (and no id taken) when there is nothing to write and `keep`
     /// is false.
@@ -494,6 +503,7 @@ impl Recorder {
         // An unconfirmed batch is retried first, under its original id;
         // what accumulated since goes out in the next flush.
         if pending.is_none() {
+            self.prepare_segment();
             let alive = matches!(heartbeat, Heartbeat::Alive(_));
             let needs_heartbeat =
                 !matches!(heartbeat, Heartbeat::None) && self.inner.has_gauges.load(Relaxed);

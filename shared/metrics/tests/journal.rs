@@ -300,3 +300,84 @@ async fn frames_across_many_extensions_and_larger_than_one_are_all_replayed() {
     let want: Vec<String> = (0..301).map(|i| format!("r{i}")).collect();
     assert_eq!(ids, want);
 }
+
+fn file_len(p: &Path) -> usize {
+    std::fs::metadata(p).unwrap().len() as usize
+}
+
+/// 300 entries of about 1 KiB each, ids `r{from}`….
+fn interval(rec: &Recorder, from: usize) {
+    let requests = NS_REQUESTS.series(rec, &NS);
+    let pad = "x".repeat(1000);
+    for i in from..from + 300 {
+        let mut e = rec.entry();
+        e.inc(&requests);
+        e.record(format!(r#"{{"id":"r{i}","pad":"{pad}"}}"#));
+        assert_eq!(e.commit(), 0);
+    }
+}
+
+#[tokio::test]
+async fn the_segment_after_a_flush_is_ready_for_an_interval_like_the_last() {
+    let redis = RedisServer::start().await;
+    let dir = TempDir::new("journal-prepared");
+    let rec = journaled(dir.path());
+    let mut c = redis.conn().await;
+    interval(&rec, 0);
+    let first = segments(dir.path()).remove(0);
+    let first_written = written(&first).len();
+    assert!(first_written > 300_000, "{first_written}");
+    rec.flush(&mut c, Heartbeat::None).await.unwrap();
+
+    // The flushed segment is gone; the next one was sized before the
+    // rotation, so the same traffic again does not extend its file.
+    let open = segments(dir.path());
+    assert_eq!(open.len(), 1, "{open:?}");
+    let ready = file_len(&open[0]);
+    assert!(ready >= first_written, "{ready} < {first_written}");
+    interval(&rec, 300);
+    assert_eq!(file_len(&open[0]), ready, "the entries extended the file");
+    let r = read_segment(&std::fs::read(&open[0]).unwrap());
+    assert_eq!((r.frames, r.skipped_bytes), (300, 0));
+
+    drop(rec);
+    let report = replay(dir.path(), &redis).await;
+    assert_eq!((report.frames, report.applied), (300, 1), "{report:?}");
+    assert_eq!(redis.get_i64("metrics:ns:j:total_requests").await, 600);
+    let want: Vec<String> = (0..600).map(|i| format!("r{i}")).collect();
+    assert_eq!(stream_ids(&redis).await, want);
+}
+
+#[tokio::test]
+async fn a_prepared_segment_left_by_a_crash_replays_as_nothing() {
+    let redis = RedisServer::start().await;
+    let dir = TempDir::new("journal-prepared-crash");
+    let rec = journaled(dir.path());
+    let mut c = redis.conn().await;
+    // A flush with nothing to write prepares the next segment and keeps it.
+    rec.flush(&mut c, Heartbeat::None).await.unwrap();
+    assert_eq!(segments(dir.path()).len(), 2);
+    // A flush whose changes made no frame (a counter added outside an
+    // entry): the empty segment gives way to the prepared one.
+    NS_REQUESTS.series(&rec, &NS).add(5);
+    rec.flush(&mut c, Heartbeat::None).await.unwrap();
+    let open = segments(dir.path());
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert!(
+        open[0].to_str().unwrap().ends_with(".2.journal"),
+        "{open:?}"
+    );
+    // An idle flush prepares segment 3; entries go to segment 2; the
+    // process dies with both files there.
+    rec.flush(&mut c, Heartbeat::None).await.unwrap();
+    assert_eq!(segments(dir.path()).len(), 2);
+    for i in 0..7 {
+        request(&rec, i);
+    }
+    drop(rec);
+    let report = replay(dir.path(), &redis).await;
+    assert_eq!(report.segments, 2, "{report:?}");
+    assert_eq!((report.frames, report.applied), (7, 1), "{report:?}");
+    assert_eq!(redis.get_i64("metrics:ns:j:total_requests").await, 5 + 7);
+    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+}
