@@ -16,7 +16,9 @@
 //!   therefore says that every flush id below `seq` may have been sent.
 //!
 //! A segment is deleted once Redis confirmed its flush; normally a replica
-//! has two: the one whose flush is in flight and the one being written.
+//! has two: the one whose flush is in flight and the one being written
+//! (and, between a flush's start and its rotation, or after a flush with
+//! nothing to write, the next one, prepared ahead).
 //!
 //! # Frames
 //! `"AGJ1"`, payload length (u32 LE), CRC-32 of the payload (u32 LE),
