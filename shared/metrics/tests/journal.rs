@@ -266,27 +266,16 @@ async fn frames_across_many_extensions_and_larger_than_one_are_all_replayed() {
     let redis = RedisServer::start().await;
     let dir = TempDir::new("journal-grow");
     let rec = journaled(dir.path());
-    let requests = NS_REQUESTS.series(&rec, &NS);
     // 300 frames of about 1 KiB cross every extension size (16 KiB
     // doubling to 1 MiB), and one frame of 3 MiB is larger than any.
-    let pad = "x".repeat(1000);
-    for i in 0..301 {
-        let body = if i == 150 {
-            "y".repeat(3 << 20)
-        } else {
-            pad.clone()
-        };
-        let mut e = rec.entry();
-        e.inc(&requests);
-        e.record(format!(r#"{{"id":"r{i}","pad":"{body}"}}"#));
-        assert_eq!(e.commit(), 0);
-    }
+    interval(&rec, 0..150);
+    padded(&rec, 150, &"y".repeat(3 << 20));
+    interval(&rec, 151..301);
     assert_eq!(rec.journal_skipped(), 0);
     let seg = segments(dir.path()).remove(0);
     let r = read_segment(&std::fs::read(&seg).unwrap());
     assert_eq!((r.frames, r.skipped_bytes), (301, 0));
-    let file_len = std::fs::metadata(&seg).unwrap().len() as usize;
-    assert_eq!(file_len % 4096, 0);
+    assert_eq!(file_len(&seg) % 4096, 0);
 
     drop(rec);
     let report = replay(dir.path(), &redis).await;
@@ -305,15 +294,20 @@ fn file_len(p: &Path) -> usize {
     std::fs::metadata(p).unwrap().len() as usize
 }
 
-/// 300 entries of about 1 KiB each, ids `r{from}`….
-fn interval(rec: &Recorder, from: usize) {
+/// One entry: a request counted and record `r{i}` carrying `pad`.
+fn padded(rec: &Recorder, i: usize, pad: &str) {
     let requests = NS_REQUESTS.series(rec, &NS);
+    let mut e = rec.entry();
+    e.inc(&requests);
+    e.record(format!(r#"{{"id":"r{i}","pad":"{pad}"}}"#));
+    assert_eq!(e.commit(), 0);
+}
+
+/// Entries of about 1 KiB each, ids `r{i}` for `i` in `ids`.
+fn interval(rec: &Recorder, ids: std::ops::Range<usize>) {
     let pad = "x".repeat(1000);
-    for i in from..from + 300 {
-        let mut e = rec.entry();
-        e.inc(&requests);
-        e.record(format!(r#"{{"id":"r{i}","pad":"{pad}"}}"#));
-        assert_eq!(e.commit(), 0);
+    for i in ids {
+        padded(rec, i, &pad);
     }
 }
 
@@ -323,7 +317,7 @@ async fn the_segment_after_a_flush_is_ready_for_an_interval_like_the_last() {
     let dir = TempDir::new("journal-prepared");
     let rec = journaled(dir.path());
     let mut c = redis.conn().await;
-    interval(&rec, 0);
+    interval(&rec, 0..300);
     let first = segments(dir.path()).remove(0);
     let first_written = written(&first).len();
     assert!(first_written > 300_000, "{first_written}");
@@ -335,7 +329,7 @@ async fn the_segment_after_a_flush_is_ready_for_an_interval_like_the_last() {
     assert_eq!(open.len(), 1, "{open:?}");
     let ready = file_len(&open[0]);
     assert!(ready >= first_written, "{ready} < {first_written}");
-    interval(&rec, 300);
+    interval(&rec, 300..600);
     assert_eq!(file_len(&open[0]), ready, "the entries extended the file");
     let r = read_segment(&std::fs::read(&open[0]).unwrap());
     assert_eq!((r.frames, r.skipped_bytes), (300, 0));
