@@ -196,6 +196,16 @@ pub(crate) struct Segment {
     frames: AtomicU64,
 }
 
+impl Segment {
+    /// The segment's id and the bytes its frames fill.
+    pub(crate) fn fill(&self) -> (u64, usize) {
+        (
+            self.seq,
+            self.tail.lock().unwrap_or_else(|e| e.into_inner()).used,
+        )
+    }
+}
+
 /// A segment's file, its mapping and how far both are filled.
 struct Tail {
     file: File,
@@ -347,21 +357,19 @@ impl Journal {
         }
     }
 
-    /// Makes segment `seg.seq + 1` ready for the next [`Journal::rotate`]:
+    /// Makes segment `current + 1` ready for the next [`Journal::rotate`]:
     /// creates its file and extends it to a little more than the larger of
-    /// what `seg` holds now and what the segment before it held (flush
-    /// intervals alternate between full ones and short ones when early
-    /// flushes start them), so that the entries after the rotation do not
-    /// extend it on their way. Called by the flusher before it takes
-    /// the exclusive lock, with the shared side held: only the size is read
-    /// under the segment's mutex; the file is written outside it. A failure
-    /// is left to `rotate`, which creates the segment itself.
-    pub(crate) fn prepare(&self, seg: &Segment) {
+    /// what the current segment holds now (`used`) and what the segment
+    /// before it held (intervals differ when traffic changes or an early
+    /// flush cuts one short), so that the entries after the rotation do
+    /// not extend it on their way. Called by the flusher before it takes
+    /// the exclusive lock, with no lock held. A failure is left to
+    /// `rotate`, which creates the segment itself.
+    pub(crate) fn prepare(&self, current: u64, used: usize) {
         if self.broken.load(Relaxed) {
             return;
         }
-        let seq = seg.seq + 1;
-        let used = seg.tail.lock().unwrap_or_else(|e| e.into_inner()).used;
+        let seq = current + 1;
         let recent = used.max(self.previous_used.load(Relaxed));
         let want = (recent + recent / 8).min(MAX_PREPARED);
         let result = match self.prepared_for(seq) {

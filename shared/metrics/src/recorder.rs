@@ -432,11 +432,25 @@ impl Recorder {
     }
 
     /// Gets the journal's next segment ready outside the exclusive lock
-    /// that [`Recorder::build_batch`] takes to rotate to it.
-    fn prepare_segment(&self) {
-        if let Some(j) = &self.inner.journal {
-            let seg = j.segment.read().unwrap_or_else(|e| e.into_inner());
-            j.journal.prepare(&seg);
+    /// that [`Recorder::build_batch`] takes to rotate to it. The file work
+    /// (megabytes of zeros under load) runs on a blocking thread with no
+    /// lock held, so the runtime that flushes goes on serving its other
+    /// tasks; only the flusher, holding `pending`, rotates, so the segment
+    /// read here is still the current one when it is done.
+    async fn prepare_segment(&self) {
+        let Some(j) = &self.inner.journal else {
+            return;
+        };
+        let (seq, used) = j.segment.read().unwrap_or_else(|e| e.into_inner()).fill();
+        let rec = self.clone();
+        let prepared = tokio::task::spawn_blocking(move || {
+            if let Some(j) = &rec.inner.journal {
+                j.journal.prepare(seq, used);
+            }
+        })
+        .await;
+        if let Err(e) = prepared {
+            tracing::debug!(error = %e, "journal segment not prepared ahead");
         }
     }
 
@@ -503,7 +517,7 @@ impl Recorder {
         // An unconfirmed batch is retried first, under its original id;
         // what accumulated since goes out in the next flush.
         if pending.is_none() {
-            self.prepare_segment();
+            self.prepare_segment().await;
             let alive = matches!(heartbeat, Heartbeat::Alive(_));
             let needs_heartbeat =
                 !matches!(heartbeat, Heartbeat::None) && self.inner.has_gauges.load(Relaxed);

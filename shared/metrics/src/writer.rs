@@ -1,6 +1,7 @@
 //! The background flusher: applies the recorder's batch every interval (and
 //! sooner when [`crate::RecorderConfig::flush_records`] records are
-//! waiting) and once more on shutdown. With a journal, it also replays the
+//! waiting, the interval then counting from that flush) and once more on
+//! shutdown. With a journal, it also replays the
 //! journals of replicas that died in the same directory (at start, then
 //! every [`REPLAY_SCAN`]) and removes its own on a clean stop.
 
@@ -47,7 +48,13 @@ pub fn spawn_flusher(
             }
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = recorder.records_waiting() => {}
+                _ = recorder.records_waiting() => {
+                    // The interval counts from this flush: otherwise the
+                    // tick due soon after it would flush the few records
+                    // that came in between, and a busy replica would flush
+                    // twice as often as it needs to.
+                    tick.reset();
+                }
                 _ = tokio::time::sleep_until(next_scan), if journaling => continue,
                 _ = cancel.cancelled() => break,
             }

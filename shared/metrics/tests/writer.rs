@@ -478,24 +478,35 @@ async fn wait_streamed(c: &mut redis::aio::MultiplexedConnection, n: usize) -> u
     streamed_records(c).await
 }
 
-/// Once `flush_records` records wait, they are written without waiting for
-/// the interval (an hour here), in entries of `records_per_entry`.
-#[tokio::test]
-async fn a_full_batch_of_records_is_flushed_before_the_interval() {
-    let redis = RedisServer::start().await;
+/// A recorder that flushes early once `flush_records` records wait, and its
+/// running flusher.
+fn flushing(
+    redis: &RedisServer,
+    flush_records: usize,
+    interval: Duration,
+) -> (Recorder, CancellationToken, tokio::task::JoinHandle<()>) {
     let conn = RedisConn::new(&redis.url()).unwrap();
     let rec = Recorder::new(RecorderConfig {
-        flush_records: 600,
+        flush_records,
         ..RecorderConfig::for_service("early")
     });
     let cancel = CancellationToken::new();
     let task = spawn_flusher(
         rec.clone(),
         conn,
-        Duration::from_secs(3600),
+        interval,
         Duration::from_secs(10),
         cancel.clone(),
     );
+    (rec, cancel, task)
+}
+
+/// Once `flush_records` records wait, they are written without waiting for
+/// the interval (an hour here), in entries of `records_per_entry`.
+#[tokio::test]
+async fn a_full_batch_of_records_is_flushed_before_the_interval() {
+    let redis = RedisServer::start().await;
+    let (rec, cancel, task) = flushing(&redis, 600, Duration::from_secs(3600));
     let mut c = redis.conn().await;
     // The interval's first tick is at once: it writes this record.
     assert!(rec.push_record(r#"{"id":"first"}"#.to_string()));
@@ -511,6 +522,39 @@ async fn a_full_batch_of_records_is_flushed_before_the_interval() {
     let entries: i64 = c.xlen("usage:stream").await.unwrap();
     assert_eq!(entries, 1 + 3, "600 records in entries of 256");
     assert_eq!(rec.queued_records(), 0);
+    cancel.cancel();
+    task.await.unwrap();
+}
+
+/// An early flush restarts the interval: the records that come after it
+/// wait for a whole interval (or the next full batch), not for the tick
+/// that was due soon after it, so a busy replica flushes once per batch
+/// instead of once per batch and once per tick.
+#[tokio::test]
+async fn an_early_flush_restarts_the_interval() {
+    const INTERVAL: Duration = Duration::from_secs(2);
+    let redis = RedisServer::start().await;
+    let (rec, cancel, task) = flushing(&redis, 10, INTERVAL);
+    let mut c = redis.conn().await;
+    let started = tokio::time::Instant::now();
+    assert!(rec.push_record(r#"{"id":"first"}"#.to_string()));
+    assert_eq!(wait_streamed(&mut c, 1).await, 1, "first tick");
+    // Halfway to the next tick, a full batch: flushed at once.
+    tokio::time::sleep_until(started + INTERVAL / 2).await;
+    let batch_at = tokio::time::Instant::now();
+    for i in 0..10 {
+        assert!(rec.push_record(format!(r#"{{"id":"r{i}"}}"#)));
+    }
+    assert_eq!(wait_streamed(&mut c, 11).await, 11, "the full batch");
+    assert_eq!(rec.flush_stats().0, 2);
+    // One more record: written by the next tick, a whole interval after
+    // the batch (the tick due at `started + INTERVAL` was moved; a slow
+    // machine only makes the gap longer).
+    assert!(rec.push_record(r#"{"id":"last"}"#.to_string()));
+    assert_eq!(wait_streamed(&mut c, 12).await, 12, "the next tick");
+    let gap = batch_at.elapsed();
+    assert!(gap >= INTERVAL, "flushed {gap:?} after the batch");
+    assert_eq!(rec.flush_stats().0, 3);
     cancel.cancel();
     task.await.unwrap();
 }
