@@ -7,9 +7,51 @@ use crate::family::{bucket_field, Family, Kind};
 use crate::keys;
 use crate::metric::{Counter, Gauge, Histogram, LabelSet, MaxGauge, SetGauge};
 use crate::slots::{in_slot, key_slot};
-use redis::Script;
+use redis::{Cmd, ErrorKind, FromRedisValue, Script, ToRedisArgs};
 use std::borrow::Cow;
 use std::sync::LazyLock;
+
+/// One call of a script with a single key, each argument copied once,
+/// straight into the command. `redis::ScriptInvocation` copies every
+/// argument into lists of its own and then again into the command it sends:
+/// for a flush of 4,096 usage records, or the token-service's batch of
+/// them, megabytes copied twice more per call (into freshly mapped memory,
+/// as allocations that large are returned to the system between calls).
+struct ScriptCall<'s> {
+    script: &'s Script,
+    cmd: Cmd,
+}
+
+impl<'s> ScriptCall<'s> {
+    /// `args` and `bytes`: how many arguments will follow the key, and
+    /// about how long they are together (the command's capacity).
+    fn new(script: &'s Script, key: &str, args: usize, bytes: usize) -> Self {
+        let mut cmd = Cmd::with_capacity(args + 4, bytes + key.len() + 64);
+        cmd.arg("EVALSHA").arg(script.get_hash()).arg(1).arg(key);
+        ScriptCall { script, cmd }
+    }
+
+    fn arg<T: ToRedisArgs>(&mut self, arg: T) -> &mut Self {
+        self.cmd.arg(arg);
+        self
+    }
+
+    /// Sends the call; a server that does not know the script yet (a
+    /// restart, `SCRIPT FLUSH`, a failover) gets it loaded and the same
+    /// call again, as `ScriptInvocation` does.
+    async fn invoke<T: FromRedisValue, C: redis::aio::ConnectionLike>(
+        &self,
+        conn: &mut C,
+    ) -> redis::RedisResult<T> {
+        match self.cmd.query_async(conn).await {
+            Err(e) if e.kind() == ErrorKind::NoScriptError => {
+                self.script.load_async(conn).await?;
+                self.cmd.query_async(conn).await
+            }
+            result => result,
+        }
+    }
+}
 
 /// A list of writes, applied atomically by one script call.
 #[derive(Debug, Default, Clone)]
@@ -77,6 +119,11 @@ impl Ops {
     /// Number of operations.
     pub fn len(&self) -> usize {
         self.count
+    }
+
+    /// Bytes of the encoded operations' arguments.
+    fn bytes(&self) -> usize {
+        self.args.iter().map(String::len).sum()
     }
 
     /// Appends the ops of `other`, after these.
@@ -628,12 +675,12 @@ pub async fn apply_flush<C: Placement>(
         Heartbeat::Retire => -1,
     };
     if !conn.clustered() {
-        let mut inv = FLUSH_SCRIPT.key(marker);
-        inv.arg(marker_ttl_s).arg(replica).arg(hb).arg(ops.count);
+        let mut call = ScriptCall::new(&FLUSH_SCRIPT, marker, ops.args.len() + 4, ops.bytes());
+        call.arg(marker_ttl_s).arg(replica).arg(hb).arg(ops.count);
         for a in &ops.args {
-            inv.arg(a);
+            call.arg(a);
         }
-        let applied: i64 = inv.invoke_async(conn).await?;
+        let applied: i64 = call.invoke(conn).await?;
         conn.confirm(&[marker]).await?;
         return Ok(applied == 1);
     }
@@ -651,12 +698,12 @@ pub async fn apply_flush<C: Placement>(
     let mut markers = Vec::new();
     for (slot, group) in ops.by_slot()? {
         let m = in_slot(marker, slot);
-        let mut inv = FLUSH_SLOT_SCRIPT.key(&m);
-        inv.arg(marker_ttl_s).arg(group.count);
+        let mut call = ScriptCall::new(&FLUSH_SLOT_SCRIPT, &m, group.args.len() + 2, group.bytes());
+        call.arg(marker_ttl_s).arg(group.count);
         for a in &group.args {
-            inv.arg(a);
+            call.arg(a);
         }
-        let n: i64 = inv.invoke_async(conn).await?;
+        let n: i64 = call.invoke(conn).await?;
         applied |= n == 1;
         markers.push(m);
     }
@@ -895,29 +942,39 @@ impl OnceBatch {
         // per-slot batch share its slot); the scripts read only ARGV.
         let route = self.records.first().map(|r| r.0.as_str()).unwrap_or("");
         if let Some((markers, ops)) = self.merged() {
-            let mut inv = fast.key(route);
-            inv.arg(marker_ttl_s).arg(markers.len());
+            let args = markers.len() + ops.args.len() + 3;
+            let bytes = markers.iter().map(|m| m.len()).sum::<usize>()
+                + ops.args.iter().map(|a| a.len()).sum::<usize>();
+            let mut call = ScriptCall::new(fast, route, args, bytes);
+            call.arg(marker_ttl_s).arg(markers.len());
             for m in &markers {
-                inv.arg(*m);
+                call.arg(*m);
             }
-            inv.arg(ops.count);
+            call.arg(ops.count);
             for a in &ops.args {
-                inv.arg(a.as_ref());
+                call.arg(a.as_ref());
             }
-            let all_new: i64 = inv.invoke_async(conn).await?;
+            let all_new: i64 = call.invoke(conn).await?;
             if all_new == 1 {
                 return Ok(Outcome::AllNew);
             }
         }
-        let mut inv = each.key(route);
-        inv.arg(marker_ttl_s).arg(self.records.len());
+        let args = self
+            .records
+            .iter()
+            .map(|(_, o)| o.args.len() + 2)
+            .sum::<usize>()
+            + 2;
+        let bytes = self.records.iter().map(|(m, o)| m.len() + o.bytes()).sum();
+        let mut call = ScriptCall::new(each, route, args, bytes);
+        call.arg(marker_ttl_s).arg(self.records.len());
         for (marker, ops) in &self.records {
-            inv.arg(marker).arg(ops.count);
+            call.arg(marker).arg(ops.count);
             for a in &ops.args {
-                inv.arg(a);
+                call.arg(a);
             }
         }
-        Ok(Outcome::Each(inv.invoke_async(conn).await?))
+        Ok(Outcome::Each(call.invoke(conn).await?))
     }
 
     /// On a cluster: each record's ops split by slot, and each slot's part

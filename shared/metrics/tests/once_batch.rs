@@ -438,6 +438,32 @@ async fn merged_batches_leave_the_state_of_ops_applied_one_by_one() {
     assert_state(&mut c, &want, &applied).await;
 }
 
+/// A server that lost its script cache (a restart, a failover, `SCRIPT
+/// FLUSH`) answers `NOSCRIPT`; the batch loads the script and is applied
+/// once, by the fast script and by the record-by-record one.
+#[tokio::test]
+async fn a_server_that_forgot_the_scripts_gets_them_and_applies_once() {
+    let redis = RedisServer::start().await;
+    let mut c = redis.conn().await;
+    let mut want = State::default();
+    let mut applied = BTreeSet::new();
+    let first: Vec<Rec> = (0..40u64).map(|k| usage(&format!("r{k}"), k)).collect();
+    // 30..70: the first ten were applied, so the fast script gives way to
+    // the record-by-record one.
+    let second: Vec<Rec> = (30..70u64).map(|k| usage(&format!("r{k}"), k)).collect();
+    for (recs, new) in [(&first, 40), (&second, 30)] {
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let n = batch(recs).apply(&mut c, TTL).await.unwrap();
+        assert_eq!(n, new);
+        assert_eq!(model_apply(&mut want, &mut applied, recs), n);
+        assert_state(&mut c, &want, &applied).await;
+    }
+}
+
 /// The `k` of every record applied by the two batches of the test above,
 /// worked out independently of the model.
 fn applied_ks() -> impl Iterator<Item = u64> {
