@@ -9,8 +9,8 @@
 #   BENCH_CONNS ("8 64 256"), BENCH_RATE (5000), BENCH_CHUNKS (20),
 #   BENCH_CHUNK_DELAY_MS (5), BENCH_OPEN_STREAMS (1000), BENCH_RUST_LOG
 #   (info), BENCH_BUILD (1; 0 = use the binaries in target/release),
-#   BENCH_WRK (1: cross-check loadgen with wrk), BENCH_NGINX (1: use nginx
-#   when installed), BENCH_TOKENS (1: run scripts/bench-tokens.sh if present), BENCH_NOTE (free text for
+#   BENCH_WRK (1: cross-check loadgen with wrk), BENCH_NGINX (1: use nginx;
+#   both are installed with apt-get when missing and run as root), BENCH_TOKENS (1: run scripts/bench-tokens.sh if present), BENCH_NOTE (free text for
 #   the report header, e.g. "trial (machine busy)"), BENCH_SETUP_ONLY (1:
 #   start and seed everything, write target/bench/env.sh, wait for a signal;
 #   for profiling by hand), BENCH_BEFORE (a directory holding an earlier
@@ -52,9 +52,16 @@ die() { say "FAILED: $*"; exit 1; }
 # --- Tools --------------------------------------------------------------------
 need=()
 for t in redis-server redis-cli jq curl; do command -v "$t" >/dev/null || need+=("$t"); done
+# The reference proxy and the second load generator, unless left out: installed
+# when that is possible, else the run goes on without them.
+can_install=0; [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && can_install=1
+if [ "$can_install" = 1 ]; then
+  [ "${BENCH_NGINX:-1}" = 1 ] && ! command -v nginx >/dev/null && need+=(nginx)
+  [ "$USE_WRK" = 1 ] && ! command -v wrk >/dev/null && need+=(wrk)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   pkgs=$(printf '%s\n' "${need[@]}" | sed 's/redis-cli/redis-tools/' | sort -u | tr '\n' ' ')
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  if [ "$can_install" = 1 ]; then
     say "installing $pkgs"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $pkgs >/dev/null
   else
