@@ -65,6 +65,12 @@ pub struct Config {
     /// `CONSOLE_SESSION_TTL`, default 8h: how long a web console session
     /// lasts after sign-in.
     pub console_session_ttl: Duration,
+    /// `TRUSTED_PROXIES`, default unset: the proxies in front of the
+    /// config-center (IP addresses or CIDR ranges, comma-separated). A
+    /// console sign-in that arrives from one of them is counted against the
+    /// client `X-Forwarded-For` names (the rightmost address in it that is
+    /// not a trusted proxy) instead of against the proxy.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `PROMETHEUS_URL`, default unset: the Prometheus the console's
     /// overview queries for requests, error rate and p95 latency (else it
     /// reads the Redis counters). May carry basic-auth credentials; printed
@@ -148,6 +154,7 @@ impl Config {
             shutdown_timeout: env.duration("SHUTDOWN_TIMEOUT", Duration::from_secs(10))?,
             console_session_ttl: env
                 .positive_duration("CONSOLE_SESSION_TTL", Duration::from_secs(8 * 3600))?,
+            trusted_proxies: trusted_proxies(env)?,
             prometheus_url: prometheus_url(env)?,
             prometheus_timeout: env
                 .positive_duration("PROMETHEUS_TIMEOUT", Duration::from_secs(2))?,
@@ -234,6 +241,26 @@ impl Config {
 
 /// `PROMETHEUS_URL`: unset, or an `http(s)://` URL without a query (the
 /// API paths are appended to its path).
+fn trusted_proxies(env: &Env) -> Result<Vec<ipnet::IpNet>, EnvError> {
+    let Some(v) = env.optional("TRUSTED_PROXIES") else {
+        return Ok(Vec::new());
+    };
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| {
+                    EnvError::new(
+                        "TRUSTED_PROXIES",
+                        format!("`{s}` is not an IP address or a CIDR range"),
+                    )
+                })
+        })
+        .collect()
+}
+
 fn prometheus_url(env: &Env) -> Result<Option<Secret>, EnvError> {
     let Some(v) = env.secret("PROMETHEUS_URL") else {
         return Ok(None);
@@ -321,6 +348,26 @@ mod tests {
         ])
         .unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_ranges() {
+        let c = cfg(&[("ADMIN_TOKEN", "t")]).unwrap();
+        assert!(c.trusted_proxies.is_empty());
+        let c = cfg(&[
+            ("ADMIN_TOKEN", "t"),
+            ("TRUSTED_PROXIES", " 10.0.0.0/8, 192.168.1.7 ,fd00::/8,"),
+        ])
+        .unwrap();
+        let shown: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.168.1.7/32", "fd00::/8"]);
+        let e = cfg(&[
+            ("ADMIN_TOKEN", "t"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8,proxy.local"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("TRUSTED_PROXIES"), "{e}");
+        assert!(e.to_string().contains("`proxy.local`"), "{e}");
     }
 
     #[test]

@@ -127,6 +127,7 @@ impl Application {
             publish_wait: config.publish_wait,
             openapi_json: openapi::json(),
             console_session_ttl: config.console_session_ttl,
+            trusted_proxies: config.trusted_proxies.clone(),
             prometheus,
         });
 

@@ -18,6 +18,9 @@ pub struct AppState {
     pub openapi_json: String,
     /// How long a console session lasts (`CONSOLE_SESSION_TTL`).
     pub console_session_ttl: Duration,
+    /// The proxies whose `X-Forwarded-For` names a sign-in's client
+    /// (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The overview's Prometheus (`PROMETHEUS_URL`), when set.
     pub prometheus: Option<crate::ui::prometheus::Prometheus>,
 }

@@ -10,6 +10,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::html;
 use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
 
 fn form(problem: Option<&Problem>, status: StatusCode) -> HttpResponse {
     let page = Page {
@@ -65,6 +66,45 @@ fn cross_site(req: &HttpRequest) -> bool {
             host != req.connection_info().host()
         }
     }
+}
+
+/// The address a sign-in is counted against: the peer's, or, when the peer
+/// is a trusted proxy, the client's as the proxies recorded it in
+/// `X-Forwarded-For` (each appends the address it was reached from): the
+/// rightmost entry that is not itself a trusted proxy. Entries left of it
+/// are the client's to write, so they are never used; an entry that is not
+/// an address stops the walk at the proxy that wrote it.
+fn client_ip(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let mut client = peer;
+    let lines: Vec<&str> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    for entry in lines.iter().rev().flat_map(|l| l.rsplit(',')) {
+        let Some(ip) = forwarded_ip(entry.trim()) else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    Some(client)
+}
+
+/// One `X-Forwarded-For` entry: an address, perhaps with a port
+/// (`192.0.2.1:4711`, `[2001:db8::1]:4711`).
+fn forwarded_ip(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// Counts a failed sign-in of `ip`; the count in the current window.
@@ -132,9 +172,8 @@ pub async fn submit(
         };
         return Ok(form(Some(&problem), StatusCode::FORBIDDEN));
     }
-    let ip = req
-        .peer_addr()
-        .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
+    let ip = client_ip(&req, &state.trusted_proxies)
+        .map_or_else(|| "unknown".to_string(), |a| a.to_string());
     if failures(&state, &ip).await? >= MAX_FAILURES {
         return Ok(too_many());
     }
@@ -147,7 +186,7 @@ pub async fn submit(
             Ok(res)
         }
         None => {
-            tracing::warn!(peer = %ip, "console sign-in refused: wrong admin token");
+            tracing::warn!(client = %ip, "console sign-in refused: wrong admin token");
             if count_failure(&state, &ip).await? >= MAX_FAILURES {
                 return Ok(too_many());
             }
@@ -182,4 +221,74 @@ pub async fn sign_out(
 
 fn cookie(v: String) -> HeaderValue {
     HeaderValue::try_from(v).expect("cookie values are ASCII")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn nets(list: &[&str]) -> Vec<ipnet::IpNet> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    fn client(peer: &str, forwarded: &[&str], trusted: &[&str]) -> String {
+        let peer = SocketAddr::new(peer.parse().unwrap(), 40000);
+        let mut req = TestRequest::default().peer_addr(peer);
+        for line in forwarded {
+            req = req.append_header(("x-forwarded-for", *line));
+        }
+        client_ip(&req.to_http_request(), &nets(trusted))
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn the_client_is_the_rightmost_address_no_trusted_proxy_holds() {
+        // No trusted proxies: the header is the client's own text.
+        assert_eq!(client("10.0.0.5", &["198.51.100.9"], &[]), "10.0.0.5");
+        // A peer outside the trusted ranges: the same.
+        assert_eq!(
+            client("203.0.113.50", &["198.51.100.9"], &["10.0.0.0/8"]),
+            "203.0.113.50"
+        );
+        // One proxy: the address it appended.
+        assert_eq!(
+            client("10.0.0.5", &["198.51.100.9"], &["10.0.0.0/8"]),
+            "198.51.100.9"
+        );
+        // What the client wrote itself, left of that, is not taken.
+        assert_eq!(
+            client("10.0.0.5", &["1.2.3.4, 198.51.100.9"], &["10.0.0.0/8"]),
+            "198.51.100.9"
+        );
+        // Two proxies, over two header lines, one entry with a port.
+        assert_eq!(
+            client(
+                "10.0.0.5",
+                &["1.2.3.4, [2001:db8::7]:4711", "10.1.2.3"],
+                &["10.0.0.0/8"]
+            ),
+            "2001:db8::7"
+        );
+        // Only trusted entries, or none: the leftmost proxy, or the peer.
+        assert_eq!(
+            client("10.0.0.5", &["10.9.9.9, 10.1.1.1"], &["10.0.0.0/8"]),
+            "10.9.9.9"
+        );
+        assert_eq!(client("10.0.0.5", &[], &["10.0.0.0/8"]), "10.0.0.5");
+        // Not an address: the walk stops at the proxy that wrote it.
+        assert_eq!(
+            client(
+                "10.0.0.5",
+                &["198.51.100.9, unknown, 10.2.2.2"],
+                &["10.0.0.0/8"]
+            ),
+            "10.2.2.2"
+        );
+        assert_eq!(
+            client("::1", &["198.51.100.9"], &["::1/128"]),
+            "198.51.100.9"
+        );
+    }
 }

@@ -206,6 +206,72 @@ async fn sign_in_refuses_other_sites_and_throttles_wrong_tokens(b: Backend) {
 }
 both!(sign_in_refuses_other_sites_and_throttles_wrong_tokens);
 
+/// Wrong tokens from `x-forwarded-for: {client}` until the window refuses
+/// them; the number of 401s before the 429.
+async fn guess_until_refused(app: &TestApp, br: &Browser<'_>, client: &str) -> usize {
+    for i in 0..20 {
+        let r = app
+            .finish(
+                br.req(reqwest::Method::POST, "/ui/sign-in")
+                    .header("x-forwarded-for", client)
+                    .form(&[("token", "guess")]),
+            )
+            .await;
+        match r.status.as_u16() {
+            401 => continue,
+            429 => return i,
+            s => panic!("{s}: {}", r.text),
+        }
+    }
+    panic!("twenty wrong tokens from {client} were never refused");
+}
+
+/// Behind a proxy named in `TRUSTED_PROXIES`, wrong tokens count against
+/// the client the proxy names in `X-Forwarded-For`: the guesser is refused,
+/// another client behind the same proxy still signs in. Without the
+/// setting the header is only the client's own text: a guesser who writes
+/// a new address each time is still counted as the one peer it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_failures_count_per_client() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await
+    .expect("sqlite");
+    let br = Browser::new(&app);
+    assert_eq!(guess_until_refused(&app, &br, "198.51.100.9").await, 9);
+    let sign_in = |client: &'static str| {
+        br.req(reqwest::Method::POST, "/ui/sign-in")
+            .header("x-forwarded-for", format!("1.2.3.4, {client}"))
+            .form(&[("token", TOKEN)])
+    };
+    let r = app.finish(sign_in("198.51.100.9")).await;
+    assert_eq!(r.status, 429, "the guesser, whatever it writes on the left");
+    let r = app.finish(sign_in("203.0.113.7")).await;
+    assert_eq!(r.status, 303, "another client: {}", r.text);
+    let mut c = app.redis.conn().await;
+    let counted: Vec<String> = redis::cmd("KEYS")
+        .arg("console:signin_failures:*")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(counted, ["console:signin_failures:198.51.100.9"]);
+
+    let app = TestApp::spawn(Backend::Sqlite).await.expect("sqlite");
+    let br = Browser::new(&app);
+    for i in 0..9 {
+        let r = app
+            .finish(
+                br.req(reqwest::Method::POST, "/ui/sign-in")
+                    .header("x-forwarded-for", format!("198.51.100.{i}"))
+                    .form(&[("token", "guess")]),
+            )
+            .await;
+        assert_eq!(r.status, 401);
+    }
+    assert_eq!(guess_until_refused(&app, &br, "198.51.100.99").await, 0);
+}
+
 async fn every_write_needs_the_session_csrf_token(b: Backend) {
     let Some(app) = TestApp::spawn(b).await else {
         return;

@@ -218,12 +218,23 @@ impl TestApp {
         Some(Self::start(b, db, redis).await)
     }
 
+    /// Like [`TestApp::spawn`], with settings changed by `change`.
+    pub async fn spawn_with(b: Backend, change: impl FnOnce(&mut Config)) -> Option<TestApp> {
+        let db = Db::create(b).await?;
+        let redis = RedisServer::start().await;
+        Some(Self::start_with(db, redis, change).await)
+    }
+
     /// Starts the app on an existing database and Redis.
     pub async fn start(_b: Backend, db: Db, redis: RedisServer) -> TestApp {
+        Self::start_with(db, redis, |_| {}).await
+    }
+
+    async fn start_with(db: Db, redis: RedisServer, change: impl FnOnce(&mut Config)) -> TestApp {
         aigw_service::init_logging_for_tests();
-        let app = Application::build(test_config(&db.url(), &redis.url()))
-            .await
-            .expect("build app");
+        let mut config = test_config(&db.url(), &redis.url());
+        change(&mut config);
+        let app = Application::build(config).await.expect("build app");
         let addr = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
         let run = tokio::spawn(app.run_until(std::future::pending()));
