@@ -17,8 +17,6 @@ use std::time::Duration;
 
 const RECORDS: usize = 10_000;
 const PER_ENTRY: usize = 100;
-const SIGSTOP: i32 = 19;
-const SIGCONT: i32 = 18;
 
 fn make_records() -> Vec<UsageRecord> {
     let namespaces = ["team-a", "team-b", "team-gone"];
@@ -202,7 +200,7 @@ async fn ten_thousand_records_are_exact_across_crashes() {
             processed(&redis).await >= 2000 && pending_of(&redis, "consumer-a").await > 0
         })
         .await;
-        a.signal(SIGSTOP);
+        a.signal_named("STOP");
         // Commands A wrote before it stopped are applied by now.
         tokio::time::sleep(Duration::from_millis(100)).await;
         if pending_of(&redis, "consumer-a").await > 0 {
@@ -210,7 +208,7 @@ async fn ten_thousand_records_are_exact_across_crashes() {
         }
         tries += 1;
         assert!(tries < 20, "consumer-a never stopped holding a batch");
-        a.signal(SIGCONT);
+        a.signal_named("CONT");
     }
     a.kill().await;
     let applied_when_killed = processed(&redis).await;

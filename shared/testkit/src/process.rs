@@ -79,9 +79,20 @@ impl Proc {
 
     /// Sends a signal (e.g. `libc::SIGTERM` = 15) without waiting.
     pub fn signal(&self, sig: i32) {
+        self.send(&[&format!("-{sig}")]);
+    }
+
+    /// Sends the signal named `name` (`STOP`, `CONT`, …): by name, so the
+    /// platform's numbering does not matter.
+    pub fn signal_named(&self, name: &str) {
+        self.send(&["-s", name]);
+    }
+
+    /// `kill HOW… PID`.
+    fn send(&self, how: &[&str]) {
         if let Some(pid) = self.pid() {
             let _ = std::process::Command::new("kill")
-                .arg(format!("-{sig}"))
+                .args(how)
                 .arg(pid.to_string())
                 .status();
         }
