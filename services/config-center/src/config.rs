@@ -239,8 +239,8 @@ impl Config {
     }
 }
 
-/// `PROMETHEUS_URL`: unset, or an `http(s)://` URL without a query (the
-/// API paths are appended to its path).
+/// `TRUSTED_PROXIES`: unset, or IP addresses and CIDR ranges separated by
+/// commas (an address is a range of one).
 fn trusted_proxies(env: &Env) -> Result<Vec<ipnet::IpNet>, EnvError> {
     let Some(v) = env.optional("TRUSTED_PROXIES") else {
         return Ok(Vec::new());
@@ -261,6 +261,8 @@ fn trusted_proxies(env: &Env) -> Result<Vec<ipnet::IpNet>, EnvError> {
         .collect()
 }
 
+/// `PROMETHEUS_URL`: unset, or an `http(s)://` URL without a query (the
+/// API paths are appended to its path).
 fn prometheus_url(env: &Env) -> Result<Option<Secret>, EnvError> {
     let Some(v) = env.secret("PROMETHEUS_URL") else {
         return Ok(None);

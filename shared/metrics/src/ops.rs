@@ -73,6 +73,11 @@ impl<'a> Merged<'a> {
         self.args.extend(parts);
         self.count += 1;
     }
+
+    /// Bytes of the arguments.
+    fn bytes(&self) -> usize {
+        self.args.iter().map(|a| a.len()).sum()
+    }
 }
 
 /// Histogram changes: per-bucket counts (same order as the family's bounds,
@@ -943,8 +948,7 @@ impl OnceBatch {
         let route = self.records.first().map(|r| r.0.as_str()).unwrap_or("");
         if let Some((markers, ops)) = self.merged() {
             let args = markers.len() + ops.args.len() + 3;
-            let bytes = markers.iter().map(|m| m.len()).sum::<usize>()
-                + ops.args.iter().map(|a| a.len()).sum::<usize>();
+            let bytes = markers.iter().map(|m| m.len()).sum::<usize>() + ops.bytes();
             let mut call = ScriptCall::new(fast, route, args, bytes);
             call.arg(marker_ttl_s).arg(markers.len());
             for m in &markers {

@@ -81,18 +81,19 @@ fn client_ip(req: &HttpRequest, trusted: &[ipnet::IpNet]) -> Option<IpAddr> {
         return Some(peer);
     }
     let mut client = peer;
-    let lines: Vec<&str> = req
-        .headers()
-        .get_all("x-forwarded-for")
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    for entry in lines.iter().rev().flat_map(|l| l.rsplit(',')) {
-        let Some(ip) = forwarded_ip(entry.trim()) else {
+    let lines: Vec<_> = req.headers().get_all("x-forwarded-for").collect();
+    'walk: for line in lines.into_iter().rev() {
+        let Ok(line) = line.to_str() else {
             break;
         };
-        client = ip;
-        if !is_trusted(&ip) {
-            break;
+        for entry in line.rsplit(',') {
+            let Some(ip) = forwarded_ip(entry.trim()) else {
+                break 'walk;
+            };
+            client = ip;
+            if !is_trusted(&ip) {
+                break 'walk;
+            }
         }
     }
     Some(client)
@@ -290,5 +291,18 @@ mod tests {
             client("::1", &["198.51.100.9"], &["::1/128"]),
             "198.51.100.9"
         );
+        // A line that is not text stops the walk too, at the proxy right
+        // of it; what stands left of it is never reached.
+        let req = TestRequest::default()
+            .peer_addr(SocketAddr::new("10.0.0.5".parse().unwrap(), 40000))
+            .append_header(("x-forwarded-for", "198.51.100.9"))
+            .append_header((
+                "x-forwarded-for",
+                actix_web::http::header::HeaderValue::from_bytes(b"\xff1.2.3.4").unwrap(),
+            ))
+            .append_header(("x-forwarded-for", "10.3.3.3"))
+            .to_http_request();
+        let ip = client_ip(&req, &nets(&["10.0.0.0/8"])).unwrap();
+        assert_eq!(ip.to_string(), "10.3.3.3");
     }
 }
