@@ -186,9 +186,9 @@ run() {
   "$bin/loadgen" "${args[@]}" "$@" "${url[$t]}"
   local j=$out/$name.json
   [ "$t" = nginx ] || gw_responses=$(( gw_responses + $(jq .requests "$j") ))
-  printf '%-22s %-7s %-6s %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  errors %s  CPU %6.1f us/request\n' \
+  printf '%-22s %-7s %-6s %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  errors %s  CPU %6.1f us/request (user %.1f)\n' \
     "$name" "$mode" "$t" "$(jq .rps "$j")" "$(jq .latency_ms.p50 "$j")" "$(jq .latency_ms.p99 "$j")" \
-    "$(jq .errors "$j")" "$(jq '.watch[0].cpu_us_per_request' "$j")"
+    "$(jq .errors "$j")" "$(jq '.watch[0].cpu_us_per_request' "$j")" "$(jq '.watch[0].user_us_per_request' "$j")"
 }
 
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; redis: $REDIS"
@@ -212,7 +212,7 @@ for m in "${modes[@]}"; do
     [ "$m" = anthropic ] && [ "$t" = nginx ] && continue
     jq -s --arg t "$t" --arg m "$m" '
       def med: sort | .[(length / 2 | floor)];
-      "\($m) \($t): CPU \(map(.watch[0].cpu_us_per_request) | med | . * 10 | round / 10) us/request, \(map(.rps) | med | round) req/s, p50 \(map(.latency_ms.p50) | med) ms"' \
+      "\($m) \($t): CPU \(map(.watch[0].cpu_us_per_request) | med | . * 10 | round / 10) us/request (user \(map(.watch[0].user_us_per_request) | med | . * 10 | round / 10), system \(map(.watch[0].system_us_per_request) | med | . * 10 | round / 10)), \(map(.rps) | med | round) req/s, p50 \(map(.latency_ms.p50) | med) ms"' \
       -r "$out/$m-$t"-r*.json
   done
 done

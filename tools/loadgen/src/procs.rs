@@ -44,17 +44,47 @@ impl Watch {
     }
 }
 
-/// utime + stime of a process (all its threads) in ticks, from the text of
-/// `/proc/<pid>/stat`. The command name may hold spaces and parentheses, so
-/// fields are counted after the last `)`.
-pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
+/// CPU ticks of a process (all its threads): in user space and in the
+/// kernel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ticks {
+    pub user: u64,
+    pub system: u64,
+}
+
+impl Ticks {
+    pub fn total(self) -> u64 {
+        self.user + self.system
+    }
+
+    fn since(self, start: Ticks) -> Ticks {
+        Ticks {
+            user: self.user.saturating_sub(start.user),
+            system: self.system.saturating_sub(start.system),
+        }
+    }
+}
+
+impl std::iter::Sum for Ticks {
+    fn sum<I: Iterator<Item = Ticks>>(iter: I) -> Ticks {
+        iter.fold(Ticks::default(), |a, b| Ticks {
+            user: a.user + b.user,
+            system: a.system + b.system,
+        })
+    }
+}
+
+/// utime and stime of a process (all its threads) in ticks, from the text
+/// of `/proc/<pid>/stat`. The command name may hold spaces and
+/// parentheses, so fields are counted after the last `)`.
+pub fn parse_stat_ticks(stat: &str) -> Option<Ticks> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut f = rest.split_whitespace();
     // After the name: state(3) ppid pgrp session tty tpgid flags minflt
     // cminflt majflt cmajflt utime(14) stime(15).
-    let utime: u64 = f.nth(11)?.parse().ok()?;
-    let stime: u64 = f.next()?.parse().ok()?;
-    Some(utime + stime)
+    let user: u64 = f.nth(11)?.parse().ok()?;
+    let system: u64 = f.next()?.parse().ok()?;
+    Some(Ticks { user, system })
 }
 
 /// `VmRSS` in KiB from the text of `/proc/<pid>/status`.
@@ -65,7 +95,7 @@ pub fn parse_status_rss_kib(status: &str) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-pub fn cpu_ticks(pid: u32) -> std::io::Result<u64> {
+pub fn cpu_ticks(pid: u32) -> std::io::Result<Ticks> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     parse_stat_ticks(&s)
         .ok_or_else(|| std::io::Error::other(format!("unreadable /proc/{pid}/stat")))
@@ -86,6 +116,11 @@ pub struct WatchReport {
     pub cpu_s: f64,
     /// `cpu_s` per completed request, in microseconds.
     pub cpu_us_per_request: f64,
+    /// The part of it in user space (the kernel's sampling of utime at
+    /// each tick: statistical, not exact).
+    pub user_us_per_request: f64,
+    /// The part of it in the kernel (stime).
+    pub system_us_per_request: f64,
     /// CPU share of one core over the window (1.0 = one core busy).
     pub cores_busy: f64,
     pub rss_start_mib: f64,
@@ -96,14 +131,14 @@ pub struct WatchReport {
 /// A running measurement: CPU at the start, RSS sampled in a thread.
 pub struct Watcher {
     watches: Vec<Watch>,
-    start_ticks: Vec<u64>,
+    start_ticks: Vec<Ticks>,
     start_rss: Vec<u64>,
     max_rss: Arc<Vec<std::sync::atomic::AtomicU64>>,
     stop: Arc<AtomicBool>,
     sampler: Option<std::thread::JoinHandle<()>>,
 }
 
-fn group_ticks(w: &Watch) -> std::io::Result<u64> {
+fn group_ticks(w: &Watch) -> std::io::Result<Ticks> {
     w.pids.iter().map(|p| cpu_ticks(*p)).sum()
 }
 
@@ -171,17 +206,24 @@ impl Watcher {
                 let end_rss = group_rss(w);
                 let max = self.max_rss[i].load(Ordering::Relaxed).max(end_rss);
                 // A process gone by the end counts what it had at the start.
-                let end_ticks = group_ticks(w).unwrap_or(self.start_ticks[i]);
-                let cpu_s = end_ticks.saturating_sub(self.start_ticks[i]) as f64 / TICKS_PER_SECOND;
+                let ticks = group_ticks(w)
+                    .unwrap_or(self.start_ticks[i])
+                    .since(self.start_ticks[i]);
+                let cpu_s = ticks.total() as f64 / TICKS_PER_SECOND;
+                let per_request = |t: u64| {
+                    if requests == 0 {
+                        0.0
+                    } else {
+                        t as f64 / TICKS_PER_SECOND * 1e6 / requests as f64
+                    }
+                };
                 WatchReport {
                     name: w.name.clone(),
                     pids: w.pids.clone(),
                     cpu_s,
-                    cpu_us_per_request: if requests == 0 {
-                        0.0
-                    } else {
-                        cpu_s * 1e6 / requests as f64
-                    },
+                    cpu_us_per_request: per_request(ticks.total()),
+                    user_us_per_request: per_request(ticks.user),
+                    system_us_per_request: per_request(ticks.system),
                     cores_busy: cpu_s / elapsed.as_secs_f64().max(1e-9),
                     rss_start_mib: mib(self.start_rss[i]),
                     rss_max_mib: mib(max),
@@ -194,7 +236,7 @@ impl Watcher {
 
 /// CPU seconds this process has used so far.
 pub fn self_cpu_s() -> f64 {
-    cpu_ticks(std::process::id()).unwrap_or(0) as f64 / TICKS_PER_SECOND
+    cpu_ticks(std::process::id()).map_or(0, Ticks::total) as f64 / TICKS_PER_SECOND
 }
 
 #[cfg(test)]
@@ -205,7 +247,13 @@ mod tests {
     fn stat_fields_are_found_after_the_name() {
         let stat = "4242 (nginx: worker) x) S 1 4242 4242 0 -1 4194624 1000 0 0 0 \
                     250 75 0 0 20 0 1 0 12345 1000000 500 18446744073709551615";
-        assert_eq!(parse_stat_ticks(stat), Some(325));
+        assert_eq!(
+            parse_stat_ticks(stat),
+            Some(Ticks {
+                user: 250,
+                system: 75
+            })
+        );
         assert_eq!(parse_stat_ticks("garbage"), None);
         assert_eq!(parse_stat_ticks("1 (x) S 1 2"), None);
     }
@@ -253,6 +301,13 @@ mod tests {
             "{r:?}"
         );
         assert_eq!(r[0].cpu_us_per_request, r[0].cpu_s * 1e6 / 1000.0);
+        // A busy loop runs in user space: every tick of it is a user tick.
+        let (user, system) = (r[0].user_us_per_request, r[0].system_us_per_request);
+        assert!(user > 0.0, "{r:?}");
+        assert!(
+            (user + system - r[0].cpu_us_per_request).abs() < 1e-6,
+            "{r:?}"
+        );
         assert!(Watcher::start(vec![Watch::parse("gone=4000000000").unwrap()]).is_err());
     }
 }

@@ -183,8 +183,16 @@ impl Report {
         for w in &self.watch {
             let _ = writeln!(
                 out,
-                "  {}: {:.2} CPU s, {:.1} us/request, {:.2} cores; RSS {:.1} MiB (max {:.1})",
-                w.name, w.cpu_s, w.cpu_us_per_request, w.cores_busy, w.rss_end_mib, w.rss_max_mib
+                "  {}: {:.2} CPU s, {:.1} us/request ({:.1} user, {:.1} system), {:.2} cores; \
+                 RSS {:.1} MiB (max {:.1})",
+                w.name,
+                w.cpu_s,
+                w.cpu_us_per_request,
+                w.user_us_per_request,
+                w.system_us_per_request,
+                w.cores_busy,
+                w.rss_end_mib,
+                w.rss_max_mib
             );
         }
         out
