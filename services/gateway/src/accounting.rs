@@ -329,7 +329,8 @@ impl RequestGuard {
             }
         }
         if let Some(model) = self.model.take() {
-            let record = self.usage_record(&ns.code, model, status, kind, dur_us);
+            let tokens = self.tokens();
+            let record = self.usage_record(&ns.code, &model, status, kind, dur_us, tokens);
             if self.tpm_limited {
                 // Upstream-reported counts are untrusted: saturate.
                 let tokens = record
@@ -348,11 +349,9 @@ impl RequestGuard {
                     ns.tpm.spend(tokens);
                 }
             }
-            // `to_string` knows its output is UTF-8 and skips checking it.
-            match serde_json::to_string(&record) {
-                Ok(json) => entry.record(json),
-                Err(e) => tracing::error!(error = %e, "usage record not serializable"),
-            }
+            let mut json = String::with_capacity(RECORD_CAPACITY);
+            record.write_json(&mut json);
+            entry.record(json);
         }
         let dropped = entry.commit();
         if dropped > 0 {
@@ -364,71 +363,100 @@ impl RequestGuard {
         }
     }
 
-    fn usage_record(
-        &mut self,
-        ns: &str,
-        model: Arc<str>,
+    /// The record's token counts and where they come from; the text to
+    /// count when the upstream reported none (the kept completion is
+    /// taken).
+    fn tokens(&mut self) -> Tokens {
+        let Some(u) = &self.usage else {
+            if !self.upstream_answered {
+                return Tokens::default();
+            }
+            let prompt = self
+                .request_body
+                .as_deref()
+                .map(|b| usage::prompt_text(self.endpoint, b))
+                .unwrap_or_default();
+            let completion = match std::mem::replace(&mut self.completion, Completion::None) {
+                Completion::None => String::new(),
+                Completion::Body(b) => usage::completion_text(self.endpoint, &b),
+                Completion::Events(ev) => usage::stream_completion_text(&crate::sse::payloads(&ev)),
+            };
+            return Tokens {
+                source: TokenSource::Counted,
+                count_text: Some(CountText { prompt, completion }),
+                ..Tokens::default()
+            };
+        };
+        Tokens {
+            prompt: u.prompt_tokens,
+            completion: u.completion_tokens,
+            cached: u.cached_tokens(),
+            cache_write: u.cache_write_tokens(),
+            reasoning: u.reasoning_tokens(),
+            source: TokenSource::Upstream,
+            count_text: None,
+        }
+    }
+
+    /// The usage record, its strings borrowed from what the guard holds.
+    fn usage_record<'a>(
+        &'a self,
+        ns: &'a str,
+        model: &'a str,
         status: u16,
         kind: Option<&'static str>,
         dur_us: u64,
-    ) -> UsageRecord {
-        let (cached_tokens, cache_write_tokens, reasoning_tokens) =
-            self.usage.map_or((0, 0, 0), |u| {
-                (
-                    u.cached_tokens(),
-                    u.cache_write_tokens(),
-                    u.reasoning_tokens(),
-                )
-            });
-        let (prompt_tokens, completion_tokens, token_source, count_text) = match &self.usage {
-            Some(u) => (
-                u.prompt_tokens,
-                u.completion_tokens,
-                TokenSource::Upstream,
-                None,
-            ),
-            None if self.upstream_answered => {
-                let prompt = self
-                    .request_body
-                    .as_deref()
-                    .map(|b| usage::prompt_text(self.endpoint, b))
-                    .unwrap_or_default();
-                let completion = match std::mem::replace(&mut self.completion, Completion::None) {
-                    Completion::None => String::new(),
-                    Completion::Body(b) => usage::completion_text(self.endpoint, &b),
-                    Completion::Events(ev) => {
-                        usage::stream_completion_text(&crate::sse::payloads(&ev))
-                    }
-                };
-                (
-                    0,
-                    0,
-                    TokenSource::Counted,
-                    Some(CountText { prompt, completion }),
-                )
-            }
-            None => (0, 0, TokenSource::None, None),
-        };
+        tokens: Tokens,
+    ) -> UsageRecord<&'a str> {
         UsageRecord {
-            id: std::mem::take(&mut self.record_id),
-            namespace_code: ns.to_string(),
-            api_key_id: self.api_key_id.as_deref().map(str::to_string),
-            model: model.to_string(),
-            instance_id: self.instance_id.as_deref().map(str::to_string),
-            endpoint: self.endpoint.as_str().to_string(),
+            id: &self.record_id,
+            namespace_code: ns,
+            api_key_id: self.api_key_id.as_deref(),
+            model,
+            instance_id: self.instance_id.as_deref(),
+            endpoint: self.endpoint.as_str(),
             status,
-            error_kind: kind.map(str::to_string),
+            error_kind: kind,
             started_at_ms: self.started_at_ms,
             duration_us: dur_us,
             ttft_us: self.ttft_us,
             stream: self.stream,
-            prompt_tokens,
-            completion_tokens,
-            cached_tokens,
-            cache_write_tokens,
-            reasoning_tokens,
-            token_source,
-            count_text,
+            prompt_tokens: tokens.prompt,
+            completion_tokens: tokens.completion,
+            cached_tokens: tokens.cached,
+            cache_write_tokens: tokens.cache_write,
+            reasoning_tokens: tokens.reasoning,
+            token_source: tokens.source,
+            count_text: tokens.count_text,
+        }
+    }
+}
+
+/// Room reserved for a usage record's JSON: a record with ids, names and
+/// all counts is about 350 bytes; only one with text to count is longer.
+const RECORD_CAPACITY: usize = 512;
+
+/// A usage record's token counts (see [`RequestGuard::tokens`]).
+struct Tokens {
+    prompt: u64,
+    completion: u64,
+    cached: u64,
+    cache_write: u64,
+    reasoning: u64,
+    source: TokenSource,
+    count_text: Option<CountText>,
+}
+
+impl Default for Tokens {
+    fn default() -> Self {
+        Tokens {
+            prompt: 0,
+            completion: 0,
+            cached: 0,
+            cache_write: 0,
+            reasoning: 0,
+            source: TokenSource::None,
+            count_text: None,
         }
     }
 }

@@ -147,7 +147,40 @@ struct UsageOnly {
 
 /// `usage` of a whole JSON answer, if present.
 pub fn usage_of_body(body: &[u8]) -> Option<Usage> {
-    serde_json::from_slice::<UsageOnly>(body).ok()?.usage
+    match last_member_usage(body) {
+        Some(usage) => usage,
+        None => serde_json::from_slice::<UsageOnly>(body).ok()?.usage,
+    }
+}
+
+/// `usage` of an answer that has it as its last member, the shape OpenAI's
+/// and Anthropic's answers have, read without parsing the rest (the
+/// choices and their text, most of the answer: about 5,000 instructions of
+/// the gateway's request path). `None` when the answer is not of that
+/// shape; then the whole answer is parsed.
+///
+/// It reads what the whole parse reads. The last `"usage"` in the answer
+/// is a key when a `{` or `,` comes before it (so its first quote is not
+/// escaped: inside a string an unescaped quote ends it, and `usage"` cannot
+/// follow the end of a string) and a `:` after it. When nothing but one
+/// `}` follows its value, that brace closes the object holding the key and
+/// ends the answer, so the object is the answer itself. Only an answer with
+/// the key twice reads differently: the last one counts, where the whole
+/// parse refuses the answer.
+fn last_member_usage(body: &[u8]) -> Option<Option<Usage>> {
+    const KEY: &[u8] = b"\"usage\"";
+    static FINDER: std::sync::LazyLock<memchr::memmem::FinderRev<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::FinderRev::new(KEY));
+    let at = FINDER.rfind(body)?;
+    if !matches!(body[..at].trim_ascii_end().last(), Some(b'{' | b',')) {
+        return None;
+    }
+    let value = body[at + KEY.len()..]
+        .trim_ascii_start()
+        .strip_prefix(b":")?;
+    let mut values = serde_json::Deserializer::from_slice(value).into_iter::<Option<Usage>>();
+    let usage = values.next()?.ok()?;
+    (value[values.byte_offset()..].trim_ascii() == b"}").then_some(usage)
 }
 
 /// What one SSE `data:` payload means for accounting.
@@ -528,5 +561,62 @@ mod tests {
             (2, 0, 0)
         );
         assert_eq!(usage_of_body(b"not json"), None);
+    }
+
+    /// The answer read whole, as `usage_of_body` reads it when `usage` is
+    /// not its last member.
+    fn parsed_whole(body: &[u8]) -> Option<Usage> {
+        serde_json::from_slice::<UsageOnly>(body).ok()?.usage
+    }
+
+    /// Answers with `usage` last are read without the whole parse, and
+    /// read as it reads them; so are the shapes that only look like it.
+    #[test]
+    fn usage_as_the_last_member_reads_as_the_whole_answer() {
+        let last: &[&[u8]] = &[
+            br#"{"id":"c1","choices":[{"message":{"content":"a \"usage\": {}"}}],"usage":{"prompt_tokens":14,"completion_tokens":20,"total_tokens":34}}"#,
+            b"{ \"usage\" :\n { \"prompt_tokens\" : 1 ,\"completion_tokens\":2} }\r\n",
+            br#"{"usage":{"input_tokens":5,"output_tokens":7,"cache_read_input_tokens":2}}"#,
+            br#"{"a":1,"usage":null}"#,
+        ];
+        for b in last {
+            let fast = last_member_usage(b);
+            assert!(fast.is_some(), "{}", String::from_utf8_lossy(b));
+            assert_eq!(
+                fast.unwrap(),
+                parsed_whole(b),
+                "{}",
+                String::from_utf8_lossy(b)
+            );
+        }
+        assert_eq!(usage_of_body(last[0]).unwrap().completion_tokens, 20);
+        assert_eq!(usage_of_body(last[2]).unwrap().prompt_tokens, 7);
+        assert_eq!(usage_of_body(last[3]), None);
+
+        let other: &[&[u8]] = &[
+            // Not last (vLLM adds members after it).
+            br#"{"usage":{"prompt_tokens":3},"prompt_logprobs":null}"#,
+            // Not the answer's own.
+            br#"{"choices":[{"usage":{"prompt_tokens":9}}]}"#,
+            br#"{"a":{"usage":{"prompt_tokens":9}}}"#,
+            // A key ending in an escaped quote, and a string that ends in one.
+            br#"{"say \"usage":{"prompt_tokens":9}}"#,
+            br#"{"x":["say \"usage"]}"#,
+            // Not an object, or not JSON.
+            br#"{"usage":7}"#,
+            br#"{"usage":{"prompt_tokens":9}"#,
+            br#""usage""#,
+            b"\"usage\":{}}",
+        ];
+        for b in other {
+            assert_eq!(last_member_usage(b), None, "{}", String::from_utf8_lossy(b));
+            assert_eq!(
+                usage_of_body(b),
+                parsed_whole(b),
+                "{}",
+                String::from_utf8_lossy(b)
+            );
+        }
+        assert_eq!(usage_of_body(other[0]).unwrap().prompt_tokens, 3);
     }
 }

@@ -7,6 +7,7 @@
 //! without escapes is written back as it was read, without scanning it
 //! again for characters to escape.
 
+use aigw_types::usage::push_json_str;
 use aigw_types::{CountText, TokenSource};
 use serde::{Deserialize, Deserializer};
 use std::borrow::Cow;
@@ -86,11 +87,7 @@ impl<'a> RowStr<'a> {
             out.push('"');
         } else {
             // serde_json's escaping, as `LedgerRow` serializes it.
-            match serde_json::to_string(self.text) {
-                Ok(t) => out.push_str(&t),
-                // A `str` always serializes; keep the row valid regardless.
-                Err(_) => out.push_str("\"\""),
-            }
+            push_json_str(out, self.text);
         }
     }
 }
