@@ -5,6 +5,7 @@ use crate::error::Error;
 use crate::framing::{Chunked, Framing};
 use bytes::{Buf, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
+use std::mem::MaybeUninit;
 
 /// Most header lines accepted in an answer head.
 const MAX_HEADERS: usize = 128;
@@ -28,9 +29,13 @@ pub(crate) fn parse_head(buf: &mut BytesMut) -> Result<Parsed, Error> {
     if buf.is_empty() {
         return Ok(Parsed::Partial);
     }
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(buf) {
+    // Left uninitialized: httparse writes the lines it finds (writing 128
+    // empty slots first cost more than parsing a short head).
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
+    let len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(Parsed::Partial),
         Err(httparse::Error::TooManyHeaders) => {
@@ -244,5 +249,31 @@ mod tests {
         ] {
             assert!(parse_head(&mut BytesMut::from(bad)).is_err(), "{bad}");
         }
+    }
+
+    /// Up to 128 header lines, each kept in order with its value; one more
+    /// is refused.
+    #[test]
+    fn a_head_holds_at_most_128_lines() {
+        let lines = |n: usize| {
+            let mut h = String::from("HTTP/1.1 200 OK\r\n");
+            for i in 0..n - 1 {
+                h.push_str(&format!("x-h{i}: v{i}\r\n"));
+            }
+            h.push_str("content-length: 0\r\n\r\n");
+            h
+        };
+        let Ok(Parsed::Final(f)) = parse_head(&mut BytesMut::from(lines(MAX_HEADERS).as_str()))
+        else {
+            panic!("128 lines are a head");
+        };
+        assert_eq!(f.headers.len(), MAX_HEADERS);
+        assert_eq!(f.headers["x-h0"], "v0");
+        assert_eq!(f.headers["x-h126"], "v126");
+        assert_eq!(f.framing, Framing::Length(0));
+        assert!(matches!(
+            parse_head(&mut BytesMut::from(lines(MAX_HEADERS + 1).as_str())),
+            Err(Error::Protocol("too many header lines"))
+        ));
     }
 }
