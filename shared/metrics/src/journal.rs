@@ -44,8 +44,10 @@
 //! flush interval never extend the file themselves (an extension holds the
 //! segment's mutex while it writes). When they outgrow it, the file is
 //! extended by the entry that crosses its end (16 KiB, doubling up to
-//! 1 MiB at a time). A prepared segment holds no frames; left behind by a
-//! crash, it replays as nothing.
+//! 1 MiB at a time). When the next segment is prepared and long enough
+//! already (an idle interval), the flusher hands no work to a blocking
+//! thread ([`Journal::is_prepared`]). A prepared segment holds no frames;
+//! left behind by a crash, it replays as nothing.
 //!
 //! A frame cut short by a SIGKILL mid-copy, or damaged, fails its length
 //! or checksum: the reader skips to the next frame marker and counts the
@@ -370,8 +372,7 @@ impl Journal {
             return;
         }
         let seq = current + 1;
-        let recent = used.max(self.previous_used.load(Relaxed));
-        let want = (recent + recent / 8).min(MAX_PREPARED);
+        let want = self.wanted(used);
         let result = match self.prepared_for(seq) {
             Some(p) => Ok(p),
             None => {
@@ -389,6 +390,30 @@ impl Journal {
             Ok(p) => *self.prepared.lock().unwrap_or_else(|e| e.into_inner()) = Some(p),
             Err(e) => tracing::debug!(error = %e, "journal segment not prepared ahead"),
         }
+    }
+
+    /// How long the next segment is prepared, given what the current one
+    /// holds now.
+    fn wanted(&self, used: usize) -> usize {
+        let recent = used.max(self.previous_used.load(Relaxed));
+        (recent + recent / 8).min(MAX_PREPARED)
+    }
+
+    /// Whether [`Journal::prepare`] would find nothing to do: segment
+    /// `current + 1` is prepared and long enough (or the journal is
+    /// broken). The flusher asks first, so that an idle interval, whose
+    /// flush neither rotates nor grows the current segment, does not hand
+    /// work to a blocking thread.
+    pub(crate) fn is_prepared(&self, current: u64, used: usize) -> bool {
+        if self.broken.load(Relaxed) {
+            return true;
+        }
+        let want = self.wanted(used);
+        self.prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|p| p.seq == current + 1 && p.tail.len >= want.min(p.tail.map.len()))
     }
 
     fn take_prepared(&self) -> Option<Prepared> {
@@ -693,4 +718,36 @@ pub fn read_segment(data: &[u8]) -> SegmentRead {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A prepared segment is recognised as ready for the segment it follows
+    /// and the fill it was sized for, and not past them.
+    #[test]
+    fn a_prepared_segment_is_ready_until_the_segment_outgrows_it() {
+        let dir = aigw_testkit::TempDir::new("journal-prepared");
+        let cfg = JournalConfig {
+            dir: dir.path().to_path_buf(),
+            max_bytes: 8 * 1024 * 1024,
+        };
+        let (journal, _segment) = Journal::open(&cfg, "r1", 7).unwrap();
+        let used = 100 * 1024;
+        assert!(!journal.is_prepared(7, used), "nothing prepared yet");
+        journal.prepare(7, used);
+        assert!(journal.is_prepared(7, used));
+        assert!(journal.is_prepared(7, used / 2), "a smaller fill fits");
+        assert!(!journal.is_prepared(7, 2 * used), "the segment outgrew it");
+        assert!(
+            !journal.is_prepared(8, used),
+            "prepared for another segment"
+        );
+        journal.prepare(7, 2 * used);
+        assert!(journal.is_prepared(7, 2 * used));
+        // Beyond the segment's bound there is nothing more to prepare.
+        journal.prepare(7, 64 * 1024 * 1024);
+        assert!(journal.is_prepared(7, 64 * 1024 * 1024));
+    }
 }

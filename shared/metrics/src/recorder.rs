@@ -442,6 +442,9 @@ impl Recorder {
             return;
         };
         let (seq, used) = j.segment.read().unwrap_or_else(|e| e.into_inner()).fill();
+        if j.journal.is_prepared(seq, used) {
+            return;
+        }
         let rec = self.clone();
         let prepared = tokio::task::spawn_blocking(move || {
             if let Some(j) = &rec.inner.journal {
