@@ -95,7 +95,7 @@ pub struct NamespaceRoute {
     pub budget_nano_usd: Option<i64>,
     /// Models this namespace can use: enabled, with at least one enabled
     /// instance in this namespace.
-    pub models: HashMap<String, Arc<ModelRoute>>,
+    pub models: FastMap<String, Arc<ModelRoute>>,
     pub runtime: Arc<NamespaceRuntime>,
     /// `GET /v1/models` for keys without a model restriction.
     pub models_json: Bytes,
@@ -262,10 +262,16 @@ impl Instance {
 /// One compiled snapshot.
 pub struct Routing {
     pub version: u64,
-    keys: HashMap<String, KeyEntry>,
-    namespaces: HashMap<String, Arc<NamespaceRoute>>,
+    keys: FastMap<String, KeyEntry>,
+    namespaces: FastMap<String, Arc<NamespaceRoute>>,
     instances: Vec<Arc<Instance>>,
 }
+
+/// The maps a request looks up (its key, its namespace, its model) hash
+/// with foldhash instead of SipHash: about 800 fewer instructions per
+/// request. They are built from the snapshot only; a client's strings are
+/// looked up, never inserted.
+type FastMap<K, V> = foldhash::HashMap<K, V>;
 
 impl Routing {
     /// The key whose hash is `key_hash`.
@@ -447,7 +453,7 @@ impl RoutingStore {
         reg.instances = live_instances;
 
         let mut live_ns = HashMap::new();
-        let mut namespaces = HashMap::new();
+        let mut namespaces = FastMap::default();
         for nc in &snap.namespaces {
             let runtime = reg
                 .namespaces
@@ -455,7 +461,7 @@ impl RoutingStore {
                 .cloned()
                 .unwrap_or_else(|| Arc::new(NamespaceRuntime::new(&self.recorder, &nc.code)));
             live_ns.insert(nc.code.clone(), runtime.clone());
-            let mut models = HashMap::new();
+            let mut models = FastMap::default();
             for (name, _) in enabled_models.iter() {
                 if let Some(list) = by_ns_model.get(&(nc.code.as_str(), *name)) {
                     models.insert(
@@ -486,7 +492,7 @@ impl RoutingStore {
         }
         reg.namespaces = live_ns;
 
-        let mut keys = HashMap::new();
+        let mut keys = FastMap::default();
         for k in &snap.api_keys {
             let Some(ns) = namespaces.get(&k.namespace_code) else {
                 continue;

@@ -8,7 +8,6 @@ use crate::held::Held;
 use bytes::{Bytes, BytesMut};
 use http::HeaderMap;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::io;
 use std::mem::MaybeUninit;
 use std::rc::{Rc, Weak};
@@ -50,7 +49,9 @@ pub struct Pool {
 
 struct Inner {
     cfg: PoolConfig,
-    idle: RefCell<HashMap<Arc<str>, Vec<Idle>>>,
+    /// Looked up twice per request (checkout, check-in): foldhash, not
+    /// SipHash; its keys are configured upstream addresses.
+    idle: RefCell<foldhash::HashMap<Arc<str>, Vec<Idle>>>,
     sweeper: Cell<bool>,
 }
 
@@ -119,7 +120,7 @@ impl Pool {
         Pool {
             inner: Rc::new(Inner {
                 cfg,
-                idle: RefCell::new(HashMap::new()),
+                idle: RefCell::new(foldhash::HashMap::default()),
                 sweeper: Cell::new(false),
             }),
         }
