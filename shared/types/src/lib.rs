@@ -5,7 +5,8 @@
 //!
 //! Snapshot and usage record are JSON on the wire (Redis). Writers and
 //! readers use these very types, so what one side writes is exactly what the
-//! other deserializes.
+//! other deserializes. (The gateway writes its usage records with
+//! [`UsageRecord::write_json`], byte for byte what serde writes for them.)
 
 pub mod month;
 pub mod openai_error;
