@@ -106,11 +106,6 @@ impl<S: AsRef<str>> UsageRecord<S> {
     /// to escape, a state machine per field) cost it about 5,000
     /// instructions per request, three times this.
     pub fn write_json(&self, out: &mut String) {
-        let mut num = itoa::Buffer::new();
-        let mut int = |out: &mut String, name: &str, v: u64| {
-            out.push_str(name);
-            out.push_str(num.format(v));
-        };
         out.push_str("{\"id\":");
         push_json_str(out, self.id.as_ref());
         out.push_str(",\"namespace_code\":");
@@ -127,31 +122,30 @@ impl<S: AsRef<str>> UsageRecord<S> {
         }
         out.push_str(",\"endpoint\":");
         push_json_str(out, self.endpoint.as_ref());
-        int(out, ",\"status\":", u64::from(self.status));
+        push_json_int(out, ",\"status\":", self.status);
         if let Some(e) = &self.error_kind {
             out.push_str(",\"error_kind\":");
             push_json_str(out, e.as_ref());
         }
-        out.push_str(",\"started_at_ms\":");
-        out.push_str(itoa::Buffer::new().format(self.started_at_ms));
-        int(out, ",\"duration_us\":", self.duration_us);
+        push_json_int(out, ",\"started_at_ms\":", self.started_at_ms);
+        push_json_int(out, ",\"duration_us\":", self.duration_us);
         if let Some(t) = self.ttft_us {
-            int(out, ",\"ttft_us\":", t);
+            push_json_int(out, ",\"ttft_us\":", t);
         }
         out.push_str(if self.stream {
             ",\"stream\":true"
         } else {
             ",\"stream\":false"
         });
-        int(out, ",\"prompt_tokens\":", self.prompt_tokens);
-        int(out, ",\"completion_tokens\":", self.completion_tokens);
+        push_json_int(out, ",\"prompt_tokens\":", self.prompt_tokens);
+        push_json_int(out, ",\"completion_tokens\":", self.completion_tokens);
         for (name, v) in [
             (",\"cached_tokens\":", self.cached_tokens),
             (",\"cache_write_tokens\":", self.cache_write_tokens),
             (",\"reasoning_tokens\":", self.reasoning_tokens),
         ] {
             if v != 0 {
-                int(out, name, v);
+                push_json_int(out, name, v);
             }
         }
         out.push_str(",\"token_source\":\"");
@@ -166,6 +160,13 @@ impl<S: AsRef<str>> UsageRecord<S> {
         }
         out.push('}');
     }
+}
+
+/// Appends `name` (what stands before the value, e.g. `,"status":`) and
+/// the integer `v`, as JSON writes it.
+pub fn push_json_int(out: &mut String, name: &str, v: impl itoa::Integer) {
+    out.push_str(name);
+    out.push_str(itoa::Buffer::new().format(v));
 }
 
 /// Appends `s` as a JSON string, escaped as serde_json escapes it. A string

@@ -301,7 +301,8 @@ mod tests {
             "{r:?}"
         );
         assert_eq!(r[0].cpu_us_per_request, r[0].cpu_s * 1e6 / 1000.0);
-        // A busy loop runs in user space: every tick of it is a user tick.
+        // A busy loop runs in user space: its ticks are user ticks, and the
+        // parts add up to the total.
         let (user, system) = (r[0].user_us_per_request, r[0].system_us_per_request);
         assert!(user > 0.0, "{r:?}");
         assert!(

@@ -7,7 +7,7 @@
 //! without escapes is written back as it was read, without scanning it
 //! again for characters to escape.
 
-use aigw_types::usage::push_json_str;
+use aigw_types::usage::{push_json_int, push_json_str};
 use aigw_types::{CountText, TokenSource};
 use serde::{Deserialize, Deserializer};
 use std::borrow::Cow;
@@ -121,15 +121,9 @@ impl LedgerRowView<'_> {
     /// Appends the row's JSON object to `out`: the bytes
     /// `serde_json::to_string(&LedgerRow)` gives for the same row.
     pub fn write(&self, out: &mut String) {
-        let mut num = itoa::Buffer::new();
-        let mut int = |out: &mut String, name: &str, v: u64| {
-            out.push_str(name);
-            out.push_str(num.format(v));
-        };
         out.push_str("{\"request_id\":");
         self.request_id.write(out);
-        out.push_str(",\"started_at_ms\":");
-        out.push_str(itoa::Buffer::new().format(self.started_at_ms));
+        push_json_int(out, ",\"started_at_ms\":", self.started_at_ms);
         out.push_str(",\"namespace_code\":");
         self.namespace_code.write(out);
         if let Some(k) = self.api_key_id {
@@ -149,25 +143,25 @@ impl LedgerRowView<'_> {
         } else {
             ",\"stream\":false"
         });
-        int(out, ",\"status\":", u64::from(self.status));
+        push_json_int(out, ",\"status\":", self.status);
         if let Some(e) = self.error_kind {
             out.push_str(",\"error_kind\":");
             e.write(out);
         }
-        int(out, ",\"prompt_tokens\":", self.prompt_tokens);
-        int(out, ",\"completion_tokens\":", self.completion_tokens);
-        int(out, ",\"cached_tokens\":", self.cached_tokens);
-        int(out, ",\"cache_write_tokens\":", self.cache_write_tokens);
-        int(out, ",\"reasoning_tokens\":", self.reasoning_tokens);
+        push_json_int(out, ",\"prompt_tokens\":", self.prompt_tokens);
+        push_json_int(out, ",\"completion_tokens\":", self.completion_tokens);
+        push_json_int(out, ",\"cached_tokens\":", self.cached_tokens);
+        push_json_int(out, ",\"cache_write_tokens\":", self.cache_write_tokens);
+        push_json_int(out, ",\"reasoning_tokens\":", self.reasoning_tokens);
         out.push_str(if self.estimated {
             ",\"estimated\":true"
         } else {
             ",\"estimated\":false"
         });
-        int(out, ",\"cost_nano_usd\":", self.cost_nano_usd);
-        int(out, ",\"duration_us\":", self.duration_us);
+        push_json_int(out, ",\"cost_nano_usd\":", self.cost_nano_usd);
+        push_json_int(out, ",\"duration_us\":", self.duration_us);
         if let Some(t) = self.ttft_us {
-            int(out, ",\"ttft_us\":", t);
+            push_json_int(out, ",\"ttft_us\":", t);
         }
         out.push('}');
     }
